@@ -1,0 +1,5 @@
+import sys
+
+from fnn.cli import main
+
+sys.exit(main())

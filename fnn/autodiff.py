@@ -1,0 +1,69 @@
+"""The references the hand-written backward pass is checked against.
+
+``autodiff`` is ``jax.value_and_grad`` of the loss: JAX's reverse mode.
+``loss_with_manual_vjp`` goes the other way: it is the same loss as a
+``jax.custom_vjp`` whose backward rule is the hand-written one, so
+``jax.grad``, optax or any JAX code runs fnn's backprop without knowing it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from fnn import losses, validation
+from fnn.backprop import backward
+from fnn.forward import forward, loss_core, loss_from_cache
+from fnn.network import MLP
+
+Array = jax.Array
+
+compiled_autodiff = jax.jit(jax.value_and_grad(loss_core, argnums=1), static_argnums=0)
+
+
+def autodiff(net: MLP, params: list[dict], x, y) -> tuple[Array, list[dict]]:
+    """``(loss, grads)`` from ``jax.value_and_grad(fnn.loss)``, compiled with ``jax.jit``."""
+    x, y = validation.prepare(net, params, x, y)
+    return compiled_autodiff(net, params, x, y)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _manual_loss(net, params, x, y):
+    return loss_core(net, params, x, y)
+
+
+def _manual_loss_fwd(net, params, x, y):
+    cache = forward(net, params, x)
+    return loss_from_cache(net, cache, y), (params, cache, y)
+
+
+def _manual_loss_bwd(net, residuals, g):
+    params, cache, y = residuals
+    grads, delta_1 = backward(net, params, cache, y)
+    out = cache[-1]
+    dx = delta_1 @ params[0]["W"].T
+    dy = losses.target_gradient(net.output, net.loss, out.z, out.a, y)
+    scale = lambda t: g * t
+    return jax.tree_util.tree_map(scale, grads), scale(dx), scale(dy)
+
+
+_manual_loss.defvjp(_manual_loss_fwd, _manual_loss_bwd)
+
+
+def loss_with_manual_vjp(net: MLP, params: list[dict], x, y) -> Array:
+    """``fnn.loss`` whose gradient, under ``jax.grad``/``vjp``, is fnn's backprop.
+
+    The backward rule returns ``dL/dparams`` from the delta recursion, ``dL/dx =
+    delta_1 @ W_1^T`` and ``dL/dy`` from the loss. It composes with ``jax.jit``
+    and ``jax.vmap``; per-example gradients, for instance::
+
+        per_example = jax.vmap(jax.grad(fnn.loss_with_manual_vjp, argnums=1),
+                               in_axes=(None, None, 0, 0))
+        grads = per_example(net, params, x[:, None], y[:, None])  # leading axis: example
+
+    Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined for a
+    ``custom_vjp`` function.
+    """
+    x, y = validation.prepare(net, params, x, y)
+    return _manual_loss(net, params, x, y)

@@ -1,0 +1,71 @@
+"""Backpropagation: the delta recursion, written by hand.
+
+With ``delta_l = dL/dz_l`` (batch, n_l), the backward pass mirrors the forward
+pass layer by layer, last layer first:
+
+    delta_L = dL/dz_L                                  (fnn.losses.output_delta)
+    dL/dW_l = a_{l-1}^T @ delta_l                      (n_{l-1}, n_l)
+    dL/db_l = sum over the batch of delta_l            (n_l,)
+    delta_{l-1} = f'_{l-1}(z_{l-1}) * (delta_l @ W_l^T)
+
+In the textbook's column-vector notation, with ``W'_l = W_l^T`` of shape
+(n_l, n_{l-1}), the same recursion reads
+``delta_{l-1} = f'(z_{l-1}) ⊙ (W'_l^T delta_l)`` and ``dL/dW'_l = delta_l a_{l-1}^T``.
+
+The delta of the output layer already carries the 1/B of the batch mean, so
+the sums above add up to the gradient of the mean loss. Nothing here calls
+JAX's differentiation (``grad``, ``vjp``, ``jvp``, ``linearize``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from fnn import activations, losses, validation
+from fnn.forward import LayerCache, forward, loss_from_cache
+from fnn.network import MLP
+
+Array = jax.Array
+
+
+def backward(net: MLP, params: list[dict], cache: list[LayerCache], y: Array) -> tuple[list[dict], Array]:
+    """The delta recursion. Returns ``(grads, delta_1)``.
+
+    ``grads`` has the structure of ``params``; ``delta_1 = dL/dz_1`` of the
+    first layer is returned too, since ``dL/dx = delta_1 @ W_1^T``.
+    """
+    names = net.layer_activations
+    out = cache[-1]
+    delta = losses.output_delta(activations.get(net.output), net.output, net.loss, out.z, out.a, y)
+    grads = [None] * net.n_layers
+    for l in reversed(range(net.n_layers)):
+        grads[l] = {"W": cache[l].a_in.T @ delta, "b": delta.sum(axis=0)}
+        if l > 0:
+            below = cache[l - 1]
+            delta = activations.get(names[l - 1]).vjp(below.z, below.a, delta @ params[l]["W"].T)
+    return grads, delta
+
+
+def backprop_core(net: MLP, params, x, y) -> tuple[Array, list[dict]]:
+    """Forward pass with cache, then the backward pass, on validated inputs."""
+    cache = forward(net, params, x)
+    grads, _ = backward(net, params, cache, y)
+    return loss_from_cache(net, cache, y), grads
+
+
+compiled_backprop = jax.jit(backprop_core, static_argnums=0)
+
+
+def backprop(net: MLP, params: list[dict], x, y) -> tuple[Array, list[dict]]:
+    """``(loss, grads)`` by hand-written backpropagation, compiled with ``jax.jit``.
+
+    Args:
+      net: the network description.
+      params: ``[{"W": (n_in, n_out), "b": (n_out,)}, ...]`` as from ``fnn.init``.
+      x: inputs, (batch, n_in).
+      y: targets, (batch, n_out), or integer labels (batch,) with cross_entropy.
+    """
+    x, y = validation.prepare(net, params, x, y)
+    return compiled_backprop(net, params, x, y)

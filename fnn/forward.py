@@ -1,0 +1,74 @@
+"""The forward pass, and the two public functions built on it alone.
+
+For layer ``l = 1..L`` with weights ``W_l`` of shape (n_{l-1}, n_l):
+
+    a_0 = x
+    z_l = a_{l-1} @ W_l + b_l          (batch, n_l)
+    a_l = f_l(z_l)
+    yhat = a_L
+
+``forward`` keeps, per layer, exactly what the backward pass needs: the layer's
+input ``a_{l-1}``, its pre-activation ``z_l`` and its output ``a_l``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+
+from fnn import activations, losses, validation
+from fnn.network import MLP
+
+Array = jax.Array
+
+
+class LayerCache(NamedTuple):
+    """What layer ``l`` saves on the way forward."""
+
+    a_in: Array  # a_{l-1}, (batch, n_{l-1})
+    z: Array  # z_l, (batch, n_l)
+    a: Array  # a_l = f_l(z_l), (batch, n_l)
+
+
+def forward(net: MLP, params: list[dict], x: Array) -> list[LayerCache]:
+    """Run the network on ``x`` (batch, n_0); return one ``LayerCache`` per layer."""
+    cache = []
+    a = x
+    for layer, name in zip(params, net.layer_activations):
+        z = a @ layer["W"] + layer["b"]
+        a_out = activations.get(name).fn(z)
+        cache.append(LayerCache(a, z, a_out))
+        a = a_out
+    return cache
+
+
+def loss_from_cache(net: MLP, cache: list[LayerCache], y: Array) -> Array:
+    out = cache[-1]
+    return losses.mean_loss(net.output, net.loss, out.z, out.a, y)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(net, params, x):
+    return forward(net, params, x)[-1].a
+
+
+def loss_core(net: MLP, params, x, y) -> Array:
+    """The batch-mean loss on inputs that have already passed validation."""
+    return loss_from_cache(net, forward(net, params, x), y)
+
+
+_loss = jax.jit(loss_core, static_argnums=0)
+
+
+def predict(net: MLP, params: list[dict], x) -> Array:
+    """The network's output ``yhat = a_L``, shape (batch, n_out)."""
+    x, _ = validation.prepare(net, params, x)
+    return _predict(net, params, x)
+
+
+def loss(net: MLP, params: list[dict], x, y) -> Array:
+    """The loss averaged over the batch, ``L = (1/B) sum_n l(yhat_n, y_n)``."""
+    x, y = validation.prepare(net, params, x, y)
+    return _loss(net, params, x, y)

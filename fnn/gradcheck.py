@@ -1,0 +1,134 @@
+"""``check_gradients``: backprop against autodiff and finite differences.
+
+For every layer and leaf (``W``, ``b``) the report gives, for each reference
+``r`` and backprop's gradient ``g``:
+
+    max_abs = max_i |g_i - r_i|
+    rel     = max_abs / max(max_i |g_i|, max_i |r_i|, tiny)
+
+``rel`` is the elementwise ``|a - b| / max(|a|, |b|, tiny)`` taken at the scale
+of the whole leaf: an entry that is zero up to rounding (a sum of terms that
+cancel) would make the elementwise ratio meaningless, while its error relative
+to the leaf's largest entry stays meaningful. ``tiny`` is the dtype's smallest
+normal number.
+
+The check passes when every ``rel`` is within the tolerance for its dtype:
+
+==========  ========  =====================  =====================
+dtype       autodiff  finite diff. central   finite diff. forward
+==========  ========  =====================  =====================
+float64     1e-12     1e-7                   1e-5
+float32     1e-5      5e-2                   2e-1
+==========  ========  =====================  =====================
+
+The float32 finite-difference bounds are loose because a float32 loss carries
+only about 7 digits, and a difference quotient loses half or more of them.
+Run the check in float64 (the default) for a meaningful verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import validation
+from fnn.autodiff import autodiff
+from fnn.backprop import backprop
+from fnn.finite_differences import finite_differences
+from fnn.network import MLP
+
+TOLERANCES = {
+    "float64": {"autodiff": 1e-12, "central": 1e-7, "forward": 1e-5},
+    "float32": {"autodiff": 1e-5, "central": 5e-2, "forward": 2e-1},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    layer: int
+    leaf: str
+    shape: tuple[int, ...]
+    scale: float  # max |backprop gradient| in this leaf
+    reference: str  # "autodiff" or "finite_differences"
+    max_abs: float
+    rel: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.rel <= self.tolerance
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientReport:
+    """Per-leaf errors of backprop against each reference, with a verdict."""
+
+    rows: tuple[Row, ...]
+    dtype: str
+    loss: float
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    def worst(self, reference: str) -> Row:
+        """The row with the largest ``rel`` against ``reference``."""
+        return max((r for r in self.rows if r.reference == reference), key=lambda r: r.rel)
+
+    def __str__(self) -> str:
+        head = f"{'layer':>5} {'leaf':<4} {'shape':<12} {'max|g|':>10} {'reference':<18} {'max abs err':>12} {'rel err':>10} {'tol':>8}  ok"
+        lines = [f"gradient check in {self.dtype}, loss = {self.loss:.6g}", head, "-" * len(head)]
+        for r in self.rows:
+            lines.append(
+                f"{r.layer:>5} {r.leaf:<4} {str(r.shape):<12} {r.scale:>10.3e} {r.reference:<18} "
+                f"{r.max_abs:>12.3e} {r.rel:>10.3e} {r.tolerance:>8.0e}  {'yes' if r.passed else 'NO'}"
+            )
+        lines.append(f"verdict: {'PASS' if self.passed else 'FAIL'}")
+        return "\n".join(lines)
+
+
+def _compare(g: np.ndarray, r: np.ndarray) -> tuple[float, float]:
+    max_abs = float(np.max(np.abs(g - r)))
+    scale = max(float(np.max(np.abs(g))), float(np.max(np.abs(r))), float(np.finfo(g.dtype).tiny))
+    return max_abs, max_abs / scale
+
+
+def check_gradients(net: MLP, params: list[dict], x, y, *, dtype="float64", eps: float | None = None,
+                    scheme: str = "central") -> GradientReport:
+    """Compare ``fnn.backprop`` with ``fnn.autodiff`` and ``fnn.finite_differences``.
+
+    Args:
+      dtype: ``"float64"`` (default; enables 64-bit JAX for the duration of the
+        check) or ``"float32"``. Params, x and y are cast to it.
+      eps, scheme: passed to ``fnn.finite_differences``.
+
+    Returns a ``GradientReport``: ``print(report)`` shows a table, ``report.passed``
+    the verdict against ``TOLERANCES``.
+    """
+    dtype = jnp.dtype(dtype).name if dtype in ("float32", "float64", jnp.float32, jnp.float64) else dtype
+    if dtype not in TOLERANCES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    validation.prepare(net, params, x, y)
+    validation.check_finite(params=params, x=x, y=y)
+    with jax.enable_x64(dtype == "float64"):
+        cast = lambda a: jnp.asarray(a, dtype)
+        params = jax.tree_util.tree_map(cast, params)
+        x = cast(x) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x
+        y = cast(y) if jnp.issubdtype(jnp.asarray(y).dtype, jnp.floating) else y
+        loss, bp = backprop(net, params, x, y)
+        references = {
+            "autodiff": autodiff(net, params, x, y)[1],
+            "finite_differences": finite_differences(net, params, x, y, eps=eps, scheme=scheme),
+        }
+        rows = []
+        for layer, grads in enumerate(bp):
+            for leaf in ("W", "b"):
+                g = np.asarray(grads[leaf])
+                for ref, ref_grads in references.items():
+                    max_abs, rel = _compare(g, np.asarray(ref_grads[layer][leaf]))
+                    tol = TOLERANCES[dtype]["autodiff" if ref == "autodiff" else scheme]
+                    rows.append(Row(layer, leaf, g.shape, float(np.max(np.abs(g))), ref, max_abs, rel, tol))
+        return GradientReport(tuple(rows), dtype, float(loss))

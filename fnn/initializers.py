@@ -1,0 +1,65 @@
+"""Parameter initialisation.
+
+``params`` is a plain list with one dict per layer, ``{"W": (n_in, n_out),
+"b": (n_out,)}``, so a batch of row vectors ``x`` of shape (batch, n_in) maps to
+``z = x @ W + b``. The textbook writes a column vector ``z = W' a + b`` with
+``W'`` of shape (n_out, n_in); the two are transposes, ``W = W'.T``, and
+``W[i, j]`` is the weight from input unit ``i`` to output unit ``j``.
+
+==============  =======================================================  ==========
+scheme          W                                                         b
+==============  =======================================================  ==========
+glorot_uniform  U(-a, a), a = sqrt(6 / (n_in + n_out))                    0
+glorot_normal   N(0, 2 / (n_in + n_out)), truncated at 2 std             0
+he_uniform      U(-a, a), a = sqrt(6 / n_in)                              0
+he_normal       N(0, 2 / n_in), truncated at 2 std                        0
+lecun_normal    N(0, 1 / n_in), truncated at 2 std                        0
+normal          N(0, 1): the unit-normal init of old, which saturates     N(0, 1)
+small_uniform   U(-0.05, 0.05): "small random values"                     U(-0.05, 0.05)
+==============  =======================================================  ==========
+
+The truncated normals are rescaled so their variance is the one stated, as in
+``jax.nn.initializers`` which provides them.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fnn.network import MLP
+
+SMALL = 0.05
+
+_WEIGHTS = {
+    "glorot_uniform": jax.nn.initializers.glorot_uniform(),
+    "glorot_normal": jax.nn.initializers.glorot_normal(),
+    "he_uniform": jax.nn.initializers.he_uniform(),
+    "he_normal": jax.nn.initializers.he_normal(),
+    "lecun_normal": jax.nn.initializers.lecun_normal(),
+    "normal": jax.nn.initializers.normal(stddev=1.0),
+    "small_uniform": jax.nn.initializers.uniform(scale=2 * SMALL),  # U(0, 0.1), shifted below
+}
+_RANDOM_BIAS = {"normal", "small_uniform"}
+SCHEMES = tuple(_WEIGHTS)
+
+
+def _layer(key, n_in: int, n_out: int, scheme: str, dtype) -> dict:
+    kw, kb = jax.random.split(key)
+    w = _WEIGHTS[scheme](kw, (n_in, n_out), dtype)
+    b = _WEIGHTS[scheme](kb, (1, n_out), dtype)[0] if scheme in _RANDOM_BIAS else jnp.zeros(n_out, dtype)
+    if scheme == "small_uniform":
+        w, b = w - SMALL, b - SMALL
+    return {"W": w, "b": b}
+
+
+def init(key: jax.Array, net: MLP, scheme: str = "glorot_uniform", dtype=jnp.float32) -> list[dict]:
+    """Random parameters for ``net``: a list of ``{"W", "b"}``, one per layer."""
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be an fnn.MLP, got {type(net).__name__}")
+    if scheme not in _WEIGHTS:
+        raise ValueError(f"unknown init scheme {scheme!r}; expected one of {list(SCHEMES)}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dtype!r}")
+    keys = jax.random.split(key, net.n_layers)
+    return [_layer(k, n_in, n_out, scheme, dtype) for k, n_in, n_out in zip(keys, net.sizes[:-1], net.sizes[1:])]

@@ -1,0 +1,126 @@
+"""Checks at the public boundary: clear ``ValueError``/``TypeError`` before any trace.
+
+Inner, jitted code trusts its inputs; every public entry point calls
+``prepare`` once. Shapes are checked on tracers as well as on arrays, so the
+checks also run when a user wraps the API in ``jax.jit`` or ``jax.vmap``;
+checks that need values (label range, finiteness) run on concrete arrays only.
+
+Reshapes that are made, and documented:
+  * ``x`` and float ``y`` are cast to the params' dtype;
+  * a 1-D ``x`` (or float ``y``) is read as a column when the layer it meets
+    has width 1, e.g. ``sine`` data of shape (N,) for a 1-input network;
+  * with ``cross_entropy``, a 1-D integer ``y`` holds class labels and is
+    one-hot encoded.
+Nothing else is broadcast: any other shape is an error.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn.network import MLP
+
+
+def _is_concrete(a) -> bool:
+    return not isinstance(a, jax.core.Tracer)
+
+
+def check_net(net) -> None:
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be an fnn.MLP, got {type(net).__name__}")
+
+
+def check_params(net: MLP, params):
+    """Return the params' dtype after checking they match ``net`` layer by layer."""
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"params must be a list of {{'W', 'b'}} dicts (see fnn.init), got {type(params).__name__}")
+    if len(params) != net.n_layers:
+        raise ValueError(f"params has {len(params)} layers but net has {net.n_layers} (sizes {net.sizes})")
+    dtype = None
+    for i, (layer, n_in, n_out) in enumerate(zip(params, net.sizes[:-1], net.sizes[1:])):
+        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+            raise ValueError(f"params[{i}] must be a dict with keys 'W' and 'b', got {layer!r:.80}")
+        for leaf, shape in (("W", (n_in, n_out)), ("b", (n_out,))):
+            got = getattr(layer[leaf], "shape", None)
+            if got is None or tuple(got) != shape:
+                raise ValueError(f"params[{i}][{leaf!r}] must have shape {shape} for sizes {net.sizes}, got {got}")
+            if not jnp.issubdtype(layer[leaf].dtype, jnp.floating):
+                raise TypeError(f"params[{i}][{leaf!r}] must be floating point, got {layer[leaf].dtype}")
+            if dtype is None:
+                dtype = layer[leaf].dtype
+            elif layer[leaf].dtype != dtype:
+                raise TypeError(f"params must share one dtype; params[{i}][{leaf!r}] is {layer[leaf].dtype}, not {dtype}")
+    return dtype
+
+
+def _as_array(name: str, a):
+    if not hasattr(a, "shape"):
+        try:
+            a = np.asarray(a)
+        except Exception as err:
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}") from err
+    if not (jnp.issubdtype(a.dtype, jnp.number) or a.dtype == bool):
+        raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+    return a
+
+
+def check_x(net: MLP, x, dtype):
+    x = _as_array("x", x)
+    n_in = net.sizes[0]
+    if x.ndim == 1 and n_in == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise ValueError(f"x must have shape (batch, {n_in}) for sizes {net.sizes}, got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one example, got batch size 0")
+    return jnp.asarray(x, dtype)
+
+
+def _check_labels(net: MLP, y, batch: int, dtype):
+    n_out = net.sizes[-1]
+    if y.shape != (batch,):
+        raise ValueError(f"integer labels y must have shape ({batch},), got {tuple(y.shape)}")
+    if _is_concrete(y) and y.size:
+        lo, hi = int(np.min(y)), int(np.max(y))
+        if lo < 0 or hi >= n_out:
+            raise ValueError(f"labels y must lie in [0, {n_out - 1}] for {n_out} outputs, got values in [{lo}, {hi}]")
+    return jax.nn.one_hot(y, n_out, dtype=dtype)
+
+
+def check_y(net: MLP, y, batch: int, dtype):
+    y = _as_array("y", y)
+    n_out = net.sizes[-1]
+    if net.loss == "cross_entropy" and jnp.issubdtype(y.dtype, jnp.integer):
+        return _check_labels(net, y, batch, dtype)
+    if y.ndim == 1 and n_out == 1:
+        y = y[:, None]
+    if y.shape != (batch, n_out):
+        hint = " or integer labels of shape (batch,)" if net.loss == "cross_entropy" else ""
+        raise ValueError(f"y must have shape ({batch}, {n_out}){hint}, got {tuple(y.shape)}")
+    if _is_concrete(y) and y.size and net.loss in ("bce", "cross_entropy"):
+        v = np.asarray(y, dtype=np.float64)
+        if v.min() < 0 or v.max() > 1:
+            raise ValueError(f"y for loss {net.loss!r} must lie in [0, 1], got values in [{v.min():.4g}, {v.max():.4g}]")
+        if net.loss == "cross_entropy" and not np.allclose(v.sum(axis=1), 1, atol=1e-5):
+            raise ValueError("y rows for cross_entropy must sum to 1 (one-hot or probabilities)")
+    return jnp.asarray(y, dtype)
+
+
+def prepare(net: MLP, params, x, y=None):
+    """Check every argument; return ``(x, y)`` ready for the jitted core."""
+    check_net(net)
+    dtype = check_params(net, params)
+    x = check_x(net, x, dtype)
+    if y is None:
+        return x, None
+    return x, check_y(net, y, x.shape[0], dtype)
+
+
+def check_finite(**arrays) -> None:
+    """``ValueError`` naming the first argument holding NaN or inf (concrete values only)."""
+    for name, tree in arrays.items():
+        for leaf in jax.tree_util.tree_leaves(tree):
+            if _is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+                raise ValueError(f"{name} contains NaN or inf")
