@@ -86,7 +86,7 @@ def _identity_derivative(z, a):
 
 
 def _relu(z):
-    return jnp.maximum(z, 0)
+    return jax.nn.relu(z)
 
 
 def _relu_derivative(z, a):
@@ -105,7 +105,7 @@ def _leaky_relu_derivative(z, a):
 
 
 def _elu(z):
-    return jnp.where(z > 0, z, jnp.expm1(jnp.minimum(z, 0)))  # min() keeps exp finite
+    return jnp.where(z > 0, z, jnp.expm1(jnp.where(z > 0, 0, z)))  # inner where keeps exp finite
 
 
 def _elu_derivative(z, a):

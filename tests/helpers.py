@@ -1,0 +1,43 @@
+"""Shared test helpers: data for a network, and gradient comparisons."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import activations, gradcheck, losses
+
+HIDDEN = tuple(n for n in activations.BUILTIN_ACTIVATIONS if activations.get(n).hidden_ok)
+OUTPUTS = activations.BUILTIN_ACTIVATIONS
+PAIRS = tuple(
+    [(out, loss) for out in OUTPUTS for loss in losses.LOSSES]
+    + [(out, loss) for loss, out in losses.FUSED_ONLY.items()]
+)
+
+
+def targets(key, loss: str, batch: int, n_out: int, dtype, labels: bool = True):
+    """Targets that suit ``loss``: labels or one-hot rows, probabilities, or reals."""
+    if loss == "cross_entropy":
+        y = jax.random.randint(key, (batch,), 0, n_out)
+        return y if labels else jax.nn.one_hot(y, n_out, dtype=dtype)
+    if loss == "bce":
+        return jax.random.uniform(key, (batch, n_out), dtype)
+    return 0.5 * jax.random.normal(key, (batch, n_out), dtype)
+
+
+def worst_rel_error(grads, refs, loss) -> float:
+    """The largest per-leaf ``rel`` of fnn.check_gradients (see fnn/gradcheck.py)."""
+    tiny = gradcheck.gradient_floor(grads, loss)
+    pairs = zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(refs))
+    return max(gradcheck.compare(g, r, tiny)[1] for g, r in pairs)
+
+
+def leaf_norm_error(got, ref) -> float:
+    """``||g - r|| / ||r||``: the error relative to the leaf's norm."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), np.finfo(np.float64).tiny))
+
+
+def worst_norm_error(grads, refs) -> float:
+    return max(leaf_norm_error(g, r) for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(refs)))
