@@ -14,16 +14,20 @@ from fnn.forward import loss, predict
 from fnn.gradcheck import GradientReport, check_gradients
 from fnn.initializers import init
 from fnn.network import MLP
+from fnn.train import History, fit
+from fnn import data, datasets, optimizers  # noqa: E402  (modules: fnn.data.prepare, fnn.datasets.load, ...)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
     "GradientReport",
+    "History",
     "autodiff",
     "backprop",
     "check_gradients",
     "finite_differences",
+    "fit",
     "init",
     "loss",
     "loss_with_manual_vjp",

@@ -1,4 +1,4 @@
-"""The ``fnn`` command line: ``fnn demo``."""
+"""The ``fnn`` command line: ``fnn demo`` and ``fnn train``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+    from fnn import training_cli
+
+    training_cli.add_parser(sub)
     return parser
 
 
@@ -28,9 +31,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, ImportError) as err:
         print(f"fnn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"fnn {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,471 @@
+"""``fnn.fit``: the training loop, one compiled program per epoch.
+
+    params, history = fnn.fit(net, params, (x, y), optimizer="adam", epochs=50,
+                              batch_size=64, key=jax.random.key(0), validation=(xv, yv))
+
+Each epoch is a single ``jax.jit``-compiled function: a seeded permutation of
+the training set, then ``lax.scan`` over its minibatches, each step running
+the forward pass, fnn's hand-written backward pass (``fnn.backprop.backward``)
+and the optimizer's update; the validation loss and accuracy are computed at
+the end of the same program. The permutation of epoch ``e`` comes from
+``jax.random.fold_in(key, e)``, so a run is a deterministic function of its
+key, and a run resumed from a checkpoint at any epoch ends with exactly the
+params of an uninterrupted one (on CPU, where XLA is deterministic).
+
+Minibatches all have ``batch_size`` examples: when it does not divide the
+training set, the last minibatch is filled up with the first examples of the
+epoch's permutation, so every example is seen at least once per epoch.
+
+Stopping: after ``epochs`` epochs; when the epoch's train loss ``<= goal``;
+when the mean gradient norm ``<= min_grad``; when the validation loss has not
+improved (by more than ``min_delta``) for ``patience`` epochs, in which case
+the params of the best validation epoch are restored; when Levenberg-Marquardt's
+``mu`` exceeds its maximum; or when the loss becomes NaN/inf, in which case the
+params of the last finite epoch are kept (``history.diverged``) and a warning
+names the epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import warnings
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fnn import checkpoint as ckpt_io
+from fnn import metrics, optimizers, validation
+from fnn.backprop import backward
+from fnn.forward import forward, loss_from_cache
+from fnn.network import MLP
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch records of a run (one entry per completed epoch in each list)."""
+
+    epoch: list = dataclasses.field(default_factory=list)
+    train_loss: list = dataclasses.field(default_factory=list)  # mean of the epoch's minibatch losses
+    train_accuracy: list = dataclasses.field(default_factory=list)  # on the epoch's minibatches (classifiers)
+    val_loss: list = dataclasses.field(default_factory=list)  # at the end of the epoch
+    val_accuracy: list = dataclasses.field(default_factory=list)
+    learning_rate: list = dataclasses.field(default_factory=list)  # at the end of the epoch (NaN: none)
+    mu: list = dataclasses.field(default_factory=list)  # Levenberg-Marquardt's mu (NaN otherwise)
+    grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
+    epoch_time_s: list = dataclasses.field(default_factory=list)  # wall time of the epoch (first: + compile)
+    wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
+    best_epoch: int | None = None  # epoch of the lowest validation loss
+    stop_reason: str = ""
+    diverged: bool = False
+
+    COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu",
+               "epoch_time_s", "wall_time_s")
+
+    def __len__(self):
+        return len(self.epoch)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+    def to_csv(self, path) -> None:
+        n_layers = len(self.grad_norm[0]) if self.grad_norm else 0
+        header = list(self.COLUMNS) + [f"grad_norm_{l + 1}" for l in range(n_layers)]
+        lines = [",".join(header)]
+        for i in range(len(self)):
+            row = [getattr(self, c)[i] for c in self.COLUMNS] + list(self.grad_norm[i])
+            lines.append(",".join(_csv_cell(v) for v in row))
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def _csv_cell(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fit``: carries the last completed epoch's state (and checkpoint path)."""
+
+    def __init__(self, params, history: History, epoch: int, checkpoint: str | None):
+        super().__init__(f"interrupted after epoch {epoch}")
+        self.params, self.history, self.epoch, self.checkpoint = params, history, epoch, checkpoint
+
+
+# --------------------------------------------------------------------------- the compiled epoch
+
+
+def _layer_norms(grads):
+    return jnp.stack([jnp.sqrt(jnp.sum(g["W"] ** 2) + jnp.sum(g["b"] ** 2)) for g in grads])
+
+
+def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool):
+    """The jitted ``epoch(params, opt_state, key, epoch, x, y, xv, yv) -> (params, opt_state, stats)``."""
+    steps = -(-n // batch)
+    pad = steps * batch - n
+    shuffle = steps > 1 or pad > 0
+    classify = metrics.has_accuracy(net)
+
+    def epoch_fn(params, opt_state, key, epoch, x, y, xv, yv):
+        def step(carry, idx):
+            params, opt_state = carry
+            xb, yb = (x[idx], y[idx]) if shuffle else (x, y)
+            cache = forward(net, params, xb)
+            grads, _ = backward(net, params, cache, yb)  # fnn's hand-written backprop
+            loss = loss_from_cache(net, cache, yb)
+            objective = optimizers.Objective(net, xb, yb)
+            updates, opt_state = tx.update(grads, opt_state, params, value=loss, grad=grads, value_fn=objective)
+            params = optax.apply_updates(params, updates)
+            out = {"loss": loss, "norms": _layer_norms(grads)}
+            if classify:
+                out["correct"] = metrics.correct(net, cache[-1].a, yb)
+            return (params, opt_state), out
+
+        if shuffle:
+            perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+            idx = jnp.concatenate([perm, perm[:pad]]).reshape(steps, batch)
+        else:
+            idx = jnp.zeros((1, 0), jnp.int32)
+        (params, opt_state), out = jax.lax.scan(step, (params, opt_state), idx)
+        stats = {
+            "train_loss": jnp.mean(out["loss"]),
+            "grad_norm": jnp.mean(out["norms"], axis=0),
+            "finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(l)) for l in jax.tree_util.tree_leaves(params)]))
+            & jnp.all(jnp.isfinite(out["loss"])),
+        }
+        if classify:
+            stats["train_accuracy"] = jnp.sum(out["correct"]) / (steps * batch)
+        if has_val:
+            cache = forward(net, params, xv)
+            stats["val_loss"] = loss_from_cache(net, cache, yv)
+            if classify:
+                stats["val_accuracy"] = metrics.correct(net, cache[-1].a, yv) / xv.shape[0]
+        lr = optimizers.learning_rate(opt_state)
+        if lr is not None:
+            stats["learning_rate"] = lr
+        lm = optimizers.mu(opt_state)
+        if lm is not None:
+            stats["mu"], stats["mu_max"] = lm
+        return params, opt_state, stats
+
+    return jax.jit(epoch_fn)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(net: MLP, params, x, y) -> dict:
+    """``{"loss": ..., "accuracy": ...}`` (accuracy for classifiers only) on a whole split."""
+    x, y = validation.prepare(net, params, x, y)
+    yhat = _predict_eval(net, params, x)
+    out = {"loss": float(_loss_eval(net, params, x, y))}
+    if metrics.has_accuracy(net):
+        out["accuracy"] = float(metrics.correct(net, yhat, y)) / x.shape[0]
+    return out
+
+
+_predict_eval = jax.jit(lambda net, params, x: forward(net, params, x)[-1].a, static_argnums=0)
+_loss_eval = jax.jit(lambda net, params, x, y: loss_from_cache(net, forward(net, params, x), y), static_argnums=0)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def _as_key(key):
+    if key is None:
+        raise TypeError("fit needs key=jax.random.key(seed): the run is a deterministic function of it")
+    if isinstance(key, int):
+        raise TypeError("key must be a JAX PRNG key such as jax.random.key(0), not an int")
+    if jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+
+
+def _split_pair(name, data):
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return data.x, data.y
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data
+    raise TypeError(f"{name} must be an (x, y) pair, got {type(data).__name__}")
+
+
+def _check_positive_int(name, v, allow_none=False):
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
+def fit(
+    net: MLP,
+    params: list[dict],
+    train,
+    *,
+    optimizer: str | optax.GradientTransformation = "adam",
+    epochs: int = 100,
+    batch_size: int | None = None,
+    key,
+    validation: Any = None,
+    learning_rate: float | Callable | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    goal: float | None = None,
+    min_grad: float | None = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    restore_best: bool | None = None,
+    checkpoint=None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+    callback: Callable[[dict], Any] | None = None,
+    progress: bool = False,
+    config: dict | None = None,
+) -> tuple[list[dict], History]:
+    """Train ``net`` from ``params`` on ``train = (x, y)``; return ``(params, history)``.
+
+    Args:
+      optimizer: a name from ``fnn.optimizers.NAMES`` (built with
+        ``learning_rate``, ``momentum``, ``nesterov``, ``weight_decay``,
+        ``clip_norm``, see ``fnn.optimizers.get``) or any optax transform, which
+        is called as ``update(grads, state, params, value=, grad=, value_fn=)``.
+      epochs: the total number of epochs (a resumed run counts those already done).
+      batch_size: examples per step; ``None`` is the whole training set
+        (full-batch), the default of ``gd``, ``adaptive_*``, ``rprop``, ``lbfgs``
+        and ``levenberg_marquardt``; minibatch methods default to 32.
+      key: ``jax.random.key(seed)``: the shuffling of every epoch derives from it.
+      validation: ``(x, y)`` evaluated after every epoch; needed for ``patience``.
+      goal: stop when the epoch's train loss is ``<= goal``.
+      min_grad: stop when the epoch's mean gradient norm is ``<= min_grad``.
+      patience: early stopping: stop after ``patience`` epochs without a
+        validation loss lower than the best by more than ``min_delta``.
+      restore_best: return the best validation epoch's params (default: when
+        ``patience`` is set).
+      checkpoint: path of a ``.npz`` checkpoint written atomically every
+        ``checkpoint_every`` epochs, at the end, on Ctrl-C and on divergence.
+      resume: continue from ``checkpoint`` if it exists (``params`` is then
+        only a template for the structure).
+      callback: called after each epoch with a dict of that epoch's record;
+        returning ``True`` stops training.
+      progress: show a tqdm progress bar with the loss and validation loss.
+      config: JSON-serialisable settings stored in the checkpoint.
+
+    ``history.train_loss`` is the mean of the epoch's minibatch losses, each
+    taken before its update (for full-batch methods: the loss at the start of
+    the epoch). Ctrl-C raises ``fnn.train.Interrupted`` (a ``KeyboardInterrupt``)
+    after saving the checkpoint.
+    """
+    from fnn import validation as checks
+
+    checks.check_net(net)
+    _check_positive_int("epochs", epochs)
+    _check_positive_int("checkpoint_every", checkpoint_every)
+    _check_positive_int("patience", patience, allow_none=True)
+    x, y = _split_pair("train", train)
+    x, y = checks.prepare(net, params, x, y)
+    checks.check_finite(train_x=x, train_y=y)
+    n = x.shape[0]
+    has_val = validation is not None
+    if has_val:
+        xv, yv = _split_pair("validation", validation)
+        xv, yv = checks.prepare(net, params, xv, yv)
+        checks.check_finite(validation_x=xv, validation_y=yv)
+    else:
+        xv = yv = jnp.zeros((0,), x.dtype)
+        if patience is not None:
+            raise ValueError("patience (early stopping) needs validation data")
+    if restore_best is None:
+        restore_best = patience is not None
+    key = _as_key(key)
+
+    if isinstance(optimizer, str):
+        spec = optimizers.spec(optimizer)
+        if optimizer == "levenberg_marquardt" and net.loss != "mse":
+            raise ValueError(f"levenberg_marquardt minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
+        tx = optimizers.get(optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
+                            weight_decay=weight_decay, clip_norm=clip_norm)
+        default_batch = None if spec.full_batch else 32
+        name = optimizer
+    elif isinstance(optimizer, optax.GradientTransformation):
+        tx = optax.with_extra_args_support(optimizer)
+        default_batch = None
+        name = getattr(optimizer, "__name__", type(optimizer).__name__)
+    else:
+        raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
+    if batch_size is None:
+        batch_size = default_batch
+    _check_positive_int("batch_size", batch_size, allow_none=True)
+    batch = n if batch_size is None else min(int(batch_size), n)
+    if name == "levenberg_marquardt":
+        entries = batch * net.sizes[-1] * net.n_params
+        if net.n_params > optimizers.LM_MAX_PARAMS or entries > optimizers.LM_MAX_JACOBIAN:
+            raise ValueError(
+                f"levenberg_marquardt needs P <= {optimizers.LM_MAX_PARAMS} parameters and a Jacobian of at most "
+                f"{optimizers.LM_MAX_JACOBIAN} entries (batch x outputs x P); got P = {net.n_params}, "
+                f"{entries} entries: use a smaller network or batch, or another optimizer"
+            )
+
+    opt_state = tx.init(params)
+    history = History()
+    start = 0
+    best = {"loss": math.inf, "epoch": None, "params": None, "bad": 0}
+    checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+    if resume:
+        if checkpoint is None:
+            raise ValueError("resume needs the checkpoint path")
+        if os.path.exists(checkpoint):
+            saved = ckpt_io.load(checkpoint)
+            _check_same_run(saved.meta, net, name)
+            params = ckpt_io.restore_tree(saved, "params", params)
+            opt_state = ckpt_io.restore_tree(saved, "opt_state", opt_state)
+            if "best_params" in saved.arrays:
+                best["params"] = ckpt_io.restore_tree(saved, "best_params", params)
+            key = saved.key if saved.key is not None else key
+            start = int(saved.meta["epoch"])
+            history = History.from_dict(saved.meta["history"])
+            history.stop_reason = ""
+            b = saved.meta.get("best", {})
+            best.update(loss=b.get("loss", math.inf) if b.get("loss") is not None else math.inf,
+                        epoch=b.get("epoch"), bad=b.get("bad", 0))
+
+    meta_base = {
+        "net": {"sizes": list(net.sizes), "activation": list(net.activation), "output": net.output, "loss": net.loss},
+        "optimizer": name,
+        "config": config or {},
+    }
+
+    def save(epoch, params_, opt_state_):
+        if checkpoint is None:
+            return
+        meta = dict(meta_base, epoch=epoch, history=history.to_dict(),
+                    best={"loss": None if math.isinf(best["loss"]) else best["loss"], "epoch": best["epoch"],
+                          "bad": best["bad"]})
+        trees = {"params": params_, "opt_state": opt_state_}
+        if best["params"] is not None:
+            trees["best_params"] = best["params"]
+        ckpt_io.save(checkpoint, trees=trees, key=key, meta=meta)
+
+    epoch_fn = make_epoch(net, tx, n, batch, has_val)
+    bar = _progress_bar(epochs, start) if progress else None
+    t_start = time.perf_counter()
+    t_before = history.wall_time_s[-1] if history.wall_time_s else 0.0
+    epoch = start
+    saved_at = start
+    try:
+        while epoch < epochs:
+            t0 = time.perf_counter()
+            new_params, new_state, stats = epoch_fn(params, opt_state, key, jnp.int32(epoch), x, y, xv, yv)
+            stats = jax.device_get(stats)
+            dt = time.perf_counter() - t0
+            if not bool(stats["finite"]):
+                history.diverged = True
+                history.stop_reason = (
+                    f"the training loss became non-finite ({float(stats['train_loss'])}) in epoch {epoch + 1}; "
+                    f"kept the params of epoch {epoch}"
+                )
+                warnings.warn(history.stop_reason, RuntimeWarning, stacklevel=2)
+                if saved_at != epoch:
+                    save(epoch, params, opt_state)
+                break
+            params, opt_state = new_params, new_state
+            epoch += 1
+            record = _record(history, epoch, stats, dt, t_before + time.perf_counter() - t_start)
+            if has_val:
+                v = record["val_loss"]
+                if v < best["loss"] - min_delta:
+                    best.update(loss=v, epoch=epoch, params=params if restore_best else None, bad=0)
+                else:
+                    best["bad"] += 1
+                history.best_epoch = best["epoch"]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(_postfix(record), refresh=False)
+            reason = None
+            if goal is not None and record["train_loss"] <= goal:
+                reason = f"reached the goal: train loss {record['train_loss']:.3g} <= {goal:g}"
+            elif min_grad is not None and float(np.sqrt(np.sum(np.square(stats["grad_norm"])))) <= min_grad:
+                reason = f"gradient norm fell to <= min_grad {min_grad:g}"
+            elif patience is not None and best["bad"] >= patience:
+                reason = f"early stopping: no validation improvement for {patience} epochs (best epoch {best['epoch']})"
+            elif "mu" in stats and float(stats["mu"]) > float(stats["mu_max"]):
+                reason = f"levenberg_marquardt: mu exceeded {float(stats['mu_max']):g} without lowering the loss"
+            if callback is not None and callback(record) is True and reason is None:
+                reason = "stopped by callback"
+            if reason is None and epoch >= epochs:
+                reason = f"completed {epochs} epochs"
+            if reason is not None:
+                history.stop_reason = reason
+            if checkpoint is not None and (epoch % checkpoint_every == 0 or reason is not None):
+                save(epoch, params, opt_state)
+                saved_at = epoch
+            if reason is not None:
+                break
+        if not history.stop_reason:
+            history.stop_reason = f"completed {epochs} epochs"
+    except KeyboardInterrupt:
+        history.stop_reason = f"interrupted after epoch {epoch}"
+        if checkpoint is not None and saved_at != epoch:
+            save(epoch, params, opt_state)
+        raise Interrupted(params, history, epoch, checkpoint) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    if restore_best and best["params"] is not None:
+        params = best["params"]
+    return params, history
+
+
+def _check_same_run(meta, net, name):
+    saved = meta.get("net", {})
+    now = {"sizes": list(net.sizes), "activation": list(net.activation), "output": net.output, "loss": net.loss}
+    if saved != now:
+        raise ValueError(f"the checkpoint was written for network {saved}, not {now}")
+    if meta.get("optimizer") != name:
+        raise ValueError(f"the checkpoint was written with optimizer {meta.get('optimizer')!r}, not {name!r}")
+
+
+def _record(history: History, epoch: int, stats: dict, dt: float, wall: float) -> dict:
+    nan = float("nan")
+    rec = {
+        "epoch": epoch,
+        "train_loss": float(stats["train_loss"]),
+        "train_accuracy": float(stats["train_accuracy"]) if "train_accuracy" in stats else nan,
+        "val_loss": float(stats["val_loss"]) if "val_loss" in stats else nan,
+        "val_accuracy": float(stats["val_accuracy"]) if "val_accuracy" in stats else nan,
+        "learning_rate": float(stats["learning_rate"]) if "learning_rate" in stats else nan,
+        "mu": float(stats["mu"]) if "mu" in stats else nan,
+        "grad_norm": [float(g) for g in stats["grad_norm"]],
+        "epoch_time_s": dt,
+        "wall_time_s": wall,
+    }
+    for k, v in rec.items():
+        getattr(history, k).append(v)
+    return rec
+
+
+def _postfix(rec: dict) -> dict:
+    out = {"loss": f"{rec['train_loss']:.4g}"}
+    if not math.isnan(rec["val_loss"]):
+        out["val_loss"] = f"{rec['val_loss']:.4g}"
+    if not math.isnan(rec["val_accuracy"]):
+        out["val_acc"] = f"{rec['val_accuracy']:.3f}"
+    return out
+
+
+def _progress_bar(total: int, initial: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is an optional extra
+        return None
+    return tqdm(total=total, initial=initial, unit="epoch", desc="training", dynamic_ncols=True, leave=True)
