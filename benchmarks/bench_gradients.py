@@ -1,0 +1,72 @@
+"""Time every gradient method across network sizes; write CSV, JSON, summary and plots.
+
+    python benchmarks/bench_gradients.py --quick --out /tmp/bench
+    python benchmarks/bench_gradients.py --out benchmarks/results/cpu            # full CPU grid
+    python benchmarks/bench_gradients.py --device gpu --out benchmarks/results/gpu
+
+See benchmarks/README.md for what the columns and plots mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from fnn import bench
+from fnn.bench.grids import GRIDS
+from fnn.bench.machine import DEVICE_KINDS, DeviceUnavailable
+from fnn.bench.runner import ALL_METHODS
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in ALL_METHODS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {unknown}; choose from {','.join(ALL_METHODS)}")
+    if "forward" not in names:  # every cost is also reported in forward passes
+        names = ("forward", *names)
+    return names
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small grid (under 2 minutes on 2 CPU cores)")
+    parser.add_argument("--grid", choices=GRIDS, help="size grid (default: full on cpu, gpu on gpu; "
+                        "--quick means quick; tiny is for tests)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: %(default)s)")
+    parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu")
+    parser.add_argument("--dtype", choices=bench.DTYPES, default="float32")
+    parser.add_argument("--methods", type=_methods, default=ALL_METHODS,
+                        help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.quick and args.grid not in (None, "quick"):
+        parser.error("--quick and --grid disagree; give one of them")
+    args.grid = "quick" if args.quick else args.grid or ("gpu" if args.device == "gpu" else "full")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        results = bench.benchmark(args.grid, args.device, args.dtype, args.methods, not args.no_progress)
+    except DeviceUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    paths = bench.save(results, args.out)
+    for row in results["rows"]:
+        if row["status"] == "skipped" and row["method"] == "torch":
+            print(f"note: {row['note']}")
+            break
+    for t in results["targets"]:
+        met = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        print(f"{met:>6}  {t['target']}: {t['detail']}")
+    print(f"wrote {len(paths)} files to {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""What the rows say: fitted slopes, backprop's ratios to its peers, the targets.
+
+A slope is the exponent ``k`` of ``time ~ P^k``, the least-squares line
+through ``(log P, log time)``. Finite differences need ``2P`` forward passes,
+so their cost in forward passes has slope 1; backprop needs one forward and
+one backward pass whatever ``P`` is, so its cost in forward passes has slope 0.
+In raw time both slopes rise by the forward pass's own slope (0 while a pass
+is overhead-bound, 1 once its matmuls dominate at a fixed batch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+SLOPE_SWEEPS = ("width", "iso_work", "depth")
+# backprop/jax.grad time ratio above which the issue asks for an explanation
+TIME_TOLERANCE = 1.05
+PEAK_TARGET = 0.85
+
+
+def fit_slope(p, t) -> float:
+    """Exponent ``k`` of the least-squares fit ``log t = k log P + c``; NaN under 2 points."""
+    p, t = np.asarray(p, float), np.asarray(t, float)
+    keep = np.isfinite(p) & np.isfinite(t) & (p > 0) & (t > 0)
+    if keep.sum() < 2 or np.ptp(np.log(p[keep])) == 0:
+        return math.nan
+    return float(np.polyfit(np.log(p[keep]), np.log(t[keep]), 1)[0])
+
+
+def timed(rows):
+    return [r for r in rows if r["status"] != "skipped"]
+
+
+def slopes(rows) -> dict:
+    """``{sweep: {method: {"time", "rel_forward", "P_min", "P_max", "points"}}}``."""
+    out = {}
+    for sweep in SLOPE_SWEEPS:
+        by_method = defaultdict(list)
+        for r in timed(rows):
+            if r["sweep"] == sweep:
+                by_method[r["method"]].append(r)
+        for method, rs in by_method.items():
+            ps = [r["P"] for r in rs]
+            out.setdefault(sweep, {})[method] = {
+                "time": fit_slope(ps, [r["time_median_s"] for r in rs]),
+                "rel_forward": fit_slope(ps, [r["rel_forward"] for r in rs]),
+                "P_min": min(ps), "P_max": max(ps), "points": len(rs),
+            }
+    return out
+
+
+def _by_case(rows) -> dict:
+    cases = defaultdict(dict)
+    for r in timed(rows):
+        cases[r["case"]][r["method"]] = r
+    return cases
+
+
+def _ratio(a, b) -> float:
+    return a / b if b and math.isfinite(b) and b > 0 else math.nan
+
+
+def _memory_ratio(a, b) -> float:
+    """``a / b``, where two empty temporary buffers compare equal (ratio 1)."""
+    if a == 0 and b == 0:
+        return 1.0
+    return a / b if b > 0 else (math.inf if a > 0 else math.nan)
+
+
+def ratios(rows) -> list[dict]:
+    """Per case: backprop against jax.grad (time, FLOPs, temporary memory) and torch."""
+    out = []
+    for case, m in _by_case(rows).items():
+        bp = m.get("backprop")
+        if bp is None:
+            continue
+        ad, th = m.get("jax_grad", {}), m.get("torch", {})
+        out.append({
+            "case": case, "sweep": bp["sweep"], "P": bp["P"], "batch": bp["batch"],
+            "backprop_s": bp["time_median_s"], "jax_grad_s": ad.get("time_median_s", math.nan),
+            "torch_s": th.get("time_median_s", math.nan),
+            "time_vs_jax_grad": _ratio(bp["time_median_s"], ad.get("time_median_s")),
+            "min_time_vs_jax_grad": _ratio(bp["time_min_s"], ad.get("time_min_s")),
+            "time_vs_torch": _ratio(bp["time_median_s"], th.get("time_median_s")),
+            "flops": bp["flops"], "flops_vs_jax_grad": _ratio(bp["flops"], ad.get("flops")),
+            "temp_bytes": bp["temp_bytes"], "jax_grad_temp_bytes": ad.get("temp_bytes", math.nan),
+            "temp_vs_jax_grad": _memory_ratio(bp["temp_bytes"], ad.get("temp_bytes", math.nan)),
+            "flops_per_s": bp["flops_per_s"], "peak_flops_per_s": bp["peak_flops_per_s"],
+            "peak_fraction": bp["peak_fraction"],
+        })
+    return sorted(out, key=lambda r: (r["sweep"], r["P"], r["batch"]))
+
+
+LARGE_FLOPS = 1e9
+
+
+def large_cases(table) -> list[dict]:
+    """Cases whose backprop FLOPs are within 10x of the largest and at least
+    ``LARGE_FLOPS``: the compute-bound end, where a peak comparison means something."""
+    top = max((r["flops"] for r in table if math.isfinite(r["flops"])), default=math.nan)
+    return [r for r in table if math.isfinite(r["flops"]) and r["flops"] >= max(top / 10, LARGE_FLOPS)]
+
+
+def targets(table) -> list[dict]:
+    """The issue's targets for backprop, each ``{"target", "met", "worst", "where", "detail"}``."""
+
+    def check(name, values, ok, worst_of, fmt):
+        values = [(r["case"], v) for r, v in values if math.isfinite(v)]
+        if not values:
+            return {"target": name, "met": None, "worst": math.nan, "where": "", "detail": "not measured"}
+        case, worst = worst_of(values, key=lambda cv: cv[1])
+        missed = [f"{c}: {fmt(v)}" for c, v in values if not ok(v)]
+        return {"target": name, "met": not missed, "worst": worst, "where": case,
+                "detail": "; ".join(missed) if missed else f"worst {fmt(worst)} at {case}"}
+
+    x = lambda v: f"{v:.3f}x"
+    return [
+        check(f"time <= jax.grad (ratio <= {TIME_TOLERANCE})", [(r, r["time_vs_jax_grad"]) for r in table],
+              lambda v: v <= TIME_TOLERANCE, max, x),
+        check("FLOPs <= jax.grad", [(r, r["flops_vs_jax_grad"]) for r in table], lambda v: v <= 1.0, max, x),
+        check("temporary memory <= jax.grad", [(r, r["temp_vs_jax_grad"]) for r in table],
+              lambda v: v <= 1.0, max, x),
+        check(f"FLOP/s >= {PEAK_TARGET:.0%} of matmul peak (large sizes)",
+              [(r, r["peak_fraction"]) for r in large_cases(table)], lambda v: v >= PEAK_TARGET, min,
+              lambda v: f"{v:.0%}"),
+        check("faster than PyTorch eager", [(r, r["time_vs_torch"]) for r in table], lambda v: v < 1.0, max, x),
+    ]
+
+
+def analyse(results: dict) -> dict:
+    """Add ``slopes``, ``ratios`` and ``targets`` to the results of ``fnn.bench.runner.run``."""
+    table = ratios(results["rows"])
+    return {**results, "slopes": slopes(results["rows"]), "ratios": table, "targets": targets(table)}

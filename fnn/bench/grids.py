@@ -1,0 +1,97 @@
+"""The size grids: which networks and batches a benchmark run measures.
+
+A ``Case`` is one network and one batch size. Grids are lists of cases grouped
+in sweeps, each varying one thing so its effect on time can be read off:
+
+  * ``width``: hidden width ``w`` of ``(w, w, w, 1)`` at a fixed batch, so
+    ``P = 2 w^2 + 3 w + 1`` runs over several decades. Slopes are fitted here.
+  * ``depth``: number of hidden layers at a fixed width and batch.
+  * ``batch``: batch size at a fixed network; large batches make the matmuls
+    big enough to compare with the device's matmul peak.
+  * ``single_unit``: the seeds' 1-1-1 sigmoid network, the one case where the
+    closed-form analytical gradient exists.
+  * ``iso_work``: widths with ``batch * P`` held about constant, so one forward
+    pass costs about the same at every size; time then grows with ``P`` only
+    through the number of passes a method needs (the smoke test's sweep).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fnn.analytical import SINGLE_UNIT
+from fnn.network import MLP
+
+ACTIVATION = "tanh"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    sweep: str
+    net: MLP
+    batch: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.sweep}:{'-'.join(map(str, self.net.sizes))}@{self.batch}"
+
+    @property
+    def n_params(self) -> int:
+        return self.net.n_params
+
+    @property
+    def depth(self) -> int:
+        """Hidden layers."""
+        return self.net.n_layers - 1
+
+    @property
+    def width(self) -> int:
+        return max(self.net.sizes[1:-1], default=self.net.sizes[0])
+
+
+def mlp(width: int, hidden: int = 2, n_out: int = 1) -> MLP:
+    """``width`` inputs, ``hidden`` tanh layers of ``width`` units, ``n_out`` linear outputs, mse."""
+    return MLP((width,) * (hidden + 1) + (n_out,), activation=ACTIVATION)
+
+
+def single_unit(batch: int) -> list[Case]:
+    return [Case("single_unit", SINGLE_UNIT, batch)]
+
+
+def width_sweep(widths, batch: int) -> list[Case]:
+    return [Case("width", mlp(w), batch) for w in widths]
+
+
+def depth_sweep(hidden_layers, width: int, batch: int) -> list[Case]:
+    return [Case("depth", mlp(width, hidden=h), batch) for h in hidden_layers]
+
+
+def batch_sweep(batches, width: int) -> list[Case]:
+    return [Case("batch", mlp(width), b) for b in batches]
+
+
+def iso_work_sweep(widths, work: int) -> list[Case]:
+    """Cases whose ``batch * P`` is about ``work``: one forward pass costs about the same in each."""
+    return [Case("iso_work", mlp(w), max(1, round(work / mlp(w).n_params))) for w in widths]
+
+
+def grid(name: str) -> list[Case]:
+    """The named grid: ``tiny`` (tests, seconds), ``quick`` (< 2 min on 2 CPU cores),
+    ``full`` (CPU, P up to about 2e6), ``gpu`` (P up to about 1.3e8)."""
+    if name == "tiny":
+        return iso_work_sweep((4, 8, 16, 32), work=2**15)
+    if name == "quick":
+        return (single_unit(64) + width_sweep((2, 8, 32, 64, 128, 256), batch=128)
+                + depth_sweep((1, 4), width=128, batch=128) + batch_sweep((512,), width=256))
+    if name == "full":
+        return (single_unit(64) + width_sweep((2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), batch=128)
+                + depth_sweep((1, 4, 8, 16), width=256, batch=128)
+                + batch_sweep((1, 16, 512, 2048), width=1024))
+    if name == "gpu":
+        return (single_unit(64) + width_sweep((2, 8, 32, 128, 512, 1024, 2048, 4096, 8192), batch=1024)
+                + depth_sweep((1, 4, 16, 32), width=2048, batch=1024)
+                + batch_sweep((64, 1024, 8192), width=8192))
+    raise ValueError(f"unknown grid {name!r}; expected one of {list(GRIDS)}")
+
+
+GRIDS = ("tiny", "quick", "full", "gpu")

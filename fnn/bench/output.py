@@ -1,0 +1,98 @@
+"""Writing results: ``results.csv`` (one row per method and case), ``results.json``
+(rows plus machine, matmul peak, slopes, ratios, targets) and ``summary.md``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from fnn.bench.runner import ROW_FIELDS
+
+
+def _clean(value):
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_csv(rows, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _format(row[k]) for k in ROW_FIELDS})
+
+
+def _format(v):
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+def write_json(results: dict, path: Path) -> None:
+    with open(path, "w") as f:
+        json.dump(_clean(results), f, indent=1)
+        f.write("\n")
+
+
+def _x(v, digits=2):
+    return "n/a" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _t(seconds):
+    if not math.isfinite(seconds):
+        return "n/a"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def summary_markdown(results: dict) -> str:
+    """The tables ``benchmarks/README.md`` shows: machine, ratios by size, slopes, targets."""
+    m, peak = results["machine"], results["matmul_peak"]["used"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; device `{m['device']}` ({m['device_kind']}); "
+        f"jax {m['jax_version']}, torch {m['torch_version'] or 'not installed'}; dtype {results['dtype']}; "
+        f"grid `{results['grid']}`, {results['wall_s']:.0f} s.",
+        "",
+        f"Matmul peak ({peak['n']}x{peak['n']} @ {peak['n']}x{peak['n']}, {peak['dtype']}): "
+        f"{peak['median_flops_per_s'] / 1e9:.1f} GFLOP/s median, {peak['best_flops_per_s'] / 1e9:.1f} best, "
+        "timed alone at the start or end of the run; `% peak` below uses the same matmul timed "
+        "in each case's interleaved rounds (`peak GFLOP/s`), under the same load as the methods.",
+        "",
+        "| case | P | batch | backprop | jax.grad | torch | bp/jax.grad (median, min) | bp/torch | "
+        "FLOPs bp/jax.grad | temp bp/jax.grad | bp GFLOP/s | peak GFLOP/s | % peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["ratios"]:
+        lines.append(
+            f"| {r['case']} | {r['P']:,} | {r['batch']} | {_t(r['backprop_s'])} | {_t(r['jax_grad_s'])} | "
+            f"{_t(r['torch_s'])} | {_x(r['time_vs_jax_grad'])}, {_x(r['min_time_vs_jax_grad'])} | "
+            f"{_x(r['time_vs_torch'])} | {_x(r['flops_vs_jax_grad'], 4)} | {_x(r['temp_vs_jax_grad'])} | "
+            f"{_x(r['flops_per_s'] / 1e9, 1)} | {_x(r['peak_flops_per_s'] / 1e9, 1)} | "
+            f"{_x(100 * r['peak_fraction'], 0)} |")
+    lines += ["", "Fitted slopes k of time ~ P^k and of cost in forward passes ~ P^k:", "",
+              "| sweep | method | k (time) | k (forward passes) | P range |", "|---|---|---:|---:|---|"]
+    for sweep, by_method in results["slopes"].items():
+        for method, s in by_method.items():
+            lines.append(f"| {sweep} | {method} | {_x(s['time'])} | {_x(s['rel_forward'])} | "
+                         f"{s['P_min']:,} to {s['P_max']:,} |")
+    lines += ["", "| target | met | detail |", "|---|---|---|"]
+    for t in results["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['target']} | {met} | {t['detail']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_all(results: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.csv", out / "results.json", out / "summary.md"]
+    write_csv(results["rows"], paths[0])
+    write_json(results, paths[1])
+    paths[2].write_text(summary_markdown(results))
+    return paths

@@ -1,0 +1,152 @@
+"""The figures, one story each (matplotlib, Agg backend, PNG).
+
+  * ``time_vs_params.png``: time per full gradient against P, log-log, one line
+    per method along the slope sweep, fitted slope in the legend. Hollow
+    markers are extrapolated from a sample of perturbations.
+  * ``cost_in_forward_passes.png``: the same times divided by one forward pass:
+    backprop stays flat at a few passes, finite differences climb as P.
+  * ``backprop_vs_autodiff.png``: backprop's time over jax.grad's and torch's
+    at every measured case, and its compiled FLOPs and temporary memory over
+    jax.grad's (noise-free).
+  * ``flops_per_s.png``: backprop's achieved FLOP/s against the matmul peak
+    measured in the same run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fnn.bench.analysis import PEAK_TARGET, TIME_TOLERANCE, fit_slope, timed  # noqa: E402
+
+STYLE = {
+    "forward": ("black", "o"), "backprop": ("tab:red", "s"), "jax_grad": ("tab:blue", "^"),
+    "forward_mode": ("tab:purple", "v"), "fd_central": ("tab:green", "D"),
+    "fd_naive_loop": ("tab:olive", "P"), "analytical": ("tab:brown", "*"), "torch": ("tab:orange", "X"),
+}
+DPI = 110
+
+
+def slope_sweep(rows) -> str:
+    sweeps = {r["sweep"] for r in rows}
+    return next((s for s in ("width", "iso_work", "depth") if s in sweeps), "")
+
+
+def _per_method(ax, rows, value, ylabel, title):
+    sweep = slope_sweep(rows)
+    for method, (color, marker) in STYLE.items():
+        rs = sorted((r for r in timed(rows) if r["method"] == method and r["sweep"] == sweep), key=lambda r: r["P"])
+        if not rs:
+            continue
+        ps, vs = [r["P"] for r in rs], [r[value] for r in rs]
+        k = fit_slope(ps, vs)
+        ax.plot(ps, vs, color=color, lw=1.2, label=f"{method} (slope {k:.2f})" if math.isfinite(k) else method)
+        for r, v in zip(rs, vs):
+            hollow = r["status"] == "extrapolated"
+            ax.plot(r["P"], v, marker=marker, color=color, ms=6, ls="none",
+                    mfc="none" if hollow else color)
+    for r in timed(rows):  # the closed form exists at one size only
+        if r["method"] == "analytical":
+            ax.plot(r["P"], r[value], marker="*", ms=11, color=STYLE["analytical"][0], ls="none",
+                    label=f"analytical (1-1-1 net, batch {r['batch']})")
+    ax.set(xscale="log", yscale="log", xlabel="parameters P", ylabel=ylabel, title=title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def time_vs_params(results, path: Path):
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    batch = next((r["batch"] for r in rows if r["sweep"] == slope_sweep(rows)), "")
+    _per_method(ax, rows, "time_median_s", "seconds per full gradient (median)",
+                f"Gradient time vs P ({slope_sweep(rows)} sweep, batch {batch}; hollow = extrapolated)")
+    _caption(fig, results)
+    _save(fig, path)
+
+
+def cost_in_forward_passes(results, path: Path):
+    rows = results["rows"]
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    _per_method(ax, rows, "rel_forward", "time / time of one forward pass",
+                "Cost in forward passes: backprop ~ constant, finite differences ~ P")
+    _caption(fig, results)
+    _save(fig, path)
+
+
+def backprop_vs_autodiff(results, path: Path):
+    table = results["ratios"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    ps = [r["P"] for r in table]
+    left.plot(ps, [r["time_vs_jax_grad"] for r in table], "s", color="tab:blue", label="backprop / jax.grad (median)")
+    left.plot(ps, [r["min_time_vs_jax_grad"] for r in table], "s", mfc="none", color="tab:blue",
+              label="backprop / jax.grad (fastest run)")
+    left.plot(ps, [r["time_vs_torch"] for r in table], "X", color="tab:orange", label="backprop / torch eager")
+    left.axhline(1.0, color="black", lw=0.8)
+    left.axhline(TIME_TOLERANCE, color="grey", lw=0.8, ls="--", label=f"{TIME_TOLERANCE} tolerance")
+    left.set(xscale="log", yscale="log", xlabel="parameters P (all cases)", ylabel="time ratio (< 1: backprop faster)",
+             title="Step time relative to peers")
+    left.legend(fontsize=7)
+    left.grid(True, alpha=0.3)
+    right.plot(ps, [r["flops_vs_jax_grad"] for r in table], "o", color="tab:red", label="compiled FLOPs")
+    right.plot(ps, [r["temp_vs_jax_grad"] for r in table], "D", mfc="none", color="tab:green",
+               label="temporary memory")
+    right.axhline(1.0, color="black", lw=0.8)
+    right.set(xscale="log", xlabel="parameters P (all cases)", ylabel="backprop / jax.grad",
+              title="XLA cost analysis (noise-free)")
+    right.legend(fontsize=7)
+    right.grid(True, alpha=0.3)
+    _caption(fig, results)
+    _save(fig, path)
+
+
+def flops_per_s(results, path: Path):
+    table = [r for r in results["ratios"] if math.isfinite(r["flops_per_s"])]
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    for sweep, marker in (("single_unit", "*"), ("width", "s"), ("depth", "^"), ("batch", "o"), ("iso_work", "D")):
+        rs = [r for r in table if r["sweep"] == sweep]
+        if rs:
+            ax.plot([r["flops"] for r in rs], [r["flops_per_s"] for r in rs], marker, color="tab:red",
+                    label=f"backprop, {sweep} sweep", mfc="none" if sweep == "depth" else "tab:red")
+    order = sorted(table, key=lambda r: r["flops"])
+    fl, pk = [r["flops"] for r in order], [r["peak_flops_per_s"] for r in order]
+    ax.plot(fl, pk, "-", color="black", lw=1, label="matmul peak, timed in the same rounds")
+    ax.plot(fl, [PEAK_TARGET * p for p in pk], "--", color="grey", lw=1, label=f"{PEAK_TARGET:.0%} of that peak")
+    ax.set(xscale="log", yscale="log", xlabel="FLOPs per gradient (XLA cost analysis)",
+           ylabel="achieved FLOP/s", title="Backprop's achieved FLOP/s")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    _caption(fig, results)
+    _save(fig, path)
+
+
+def _caption(fig, results):
+    m = results["machine"]
+    fig.text(0.01, 0.005, f"{m['cpu']}, {m['cores']} cores, {m['device_kind']}; jax {m['jax_version']}; "
+             f"{results['dtype']}", fontsize=6, color="grey")
+
+
+def _save(fig, path: Path):
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+PLOTS = {
+    "time_vs_params.png": time_vs_params,
+    "cost_in_forward_passes.png": cost_in_forward_passes,
+    "backprop_vs_autodiff.png": backprop_vs_autodiff,
+    "flops_per_s.png": flops_per_s,
+}
+
+
+def plot_all(results: dict, out: Path) -> list[Path]:
+    paths = []
+    for name, draw in PLOTS.items():
+        draw(results, out / name)
+        paths.append(out / name)
+    return paths

@@ -1,0 +1,170 @@
+"""Run a grid: prepare every method on every case, time them interleaved, make rows.
+
+One row per (method, case). ``status`` is ``measured`` (the full gradient was
+computed each repetition), ``extrapolated`` (a sample of perturbations was
+timed and the time multiplied by ``P / evaluated``) or ``skipped`` (the
+``note`` says why). Times are in seconds per full gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import jax.numpy as jnp
+
+from fnn.analytical import SINGLE_UNIT
+from fnn.bench import methods as M
+from fnn.bench import torch_peer
+from fnn.bench.grids import Case, grid
+from fnn.bench.machine import describe
+from fnn.bench.xla_cost import matmul_call, matmul_peak
+from fnn.timing import time_interleaved, wall_time
+
+ALL_METHODS = (*M.JAX_METHODS, "torch")
+
+ROW_FIELDS = (
+    "method", "status", "sweep", "case", "sizes", "depth", "width", "batch", "P", "evaluated",
+    "time_median_s", "time_min_s", "time_max_s", "repeats", "compile_s", "rel_forward",
+    "flops", "flops_per_s", "peak_flops_per_s", "peak_fraction", "temp_bytes",
+    "dtype", "device", "device_kind", "jax_version", "note",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How much time a grid may spend; bigger grids get more repetitions."""
+
+    seconds_per_method: float  # timing time per method and case; sets the repetitions
+    min_repeats: int
+    max_repeats: int
+    sample_flops: float  # FLOPs one call of an O(P) method may take before it is sampled
+    naive_max_params: int  # the naive loop runs up to this P (sampled above naive_sample)
+    naive_sample: int
+    peak_n: int  # side of the square matmul that measures the peak
+
+
+BUDGETS = {
+    "tiny": Budget(0.03, 3, 41, 1e9, 10_000, 100, 512),
+    "quick": Budget(0.25, 3, 101, 1e9, 10_000, 300, 1024),
+    "full": Budget(1.0, 3, 301, 3e9, 10_000, 300, 2048),
+    "gpu": Budget(0.5, 5, 301, 1e12, 10_000, 300, 8192),
+}
+
+
+def _repeats(seconds_per_call: float, budget: Budget) -> int:
+    n = int(budget.seconds_per_method / max(seconds_per_call, 1e-9))
+    return max(budget.min_repeats, min(budget.max_repeats, n))
+
+
+def _base_row(case: Case, machine: dict, dtype_name: str) -> dict:
+    return {
+        "sweep": case.sweep, "case": case.name, "sizes": "-".join(map(str, case.net.sizes)),
+        "depth": case.depth, "width": case.width, "batch": case.batch, "P": case.n_params,
+        "dtype": dtype_name, "device": machine["device"], "device_kind": machine["device_kind"],
+        "jax_version": machine["jax_version"],
+    }
+
+
+def _skipped(base: dict, method: str, note: str) -> dict:
+    return {**{f: math.nan for f in ROW_FIELDS}, **base, "method": method, "status": "skipped",
+            "evaluated": 0, "repeats": 0, "note": note}
+
+
+def prepare_methods(case: Case, params, x, y, budget: Budget, methods, device_kind: str, dtype_name: str):
+    """``({method: Prepared}, {method: skip note})`` for one case."""
+    net, prepared, skipped = case.net, {}, {}
+    for name in methods:
+        if name == "analytical" and net != SINGLE_UNIT:
+            continue  # the closed form exists for the single-unit network only
+        if name == "fd_naive_loop" and net.n_params > budget.naive_max_params:
+            skipped[name] = f"naive loop run only up to P = {budget.naive_max_params}"
+            continue
+        if name == "torch":
+            try:
+                call = torch_peer.gradient_step(net, params, x, y, device_kind, dtype_name)
+            except torch_peer.Unsupported as err:
+                skipped[name] = str(err)
+                continue
+            threads = torch_peer.fastest_threads(call) if device_kind == "cpu" else None
+            note = f"eager autograd, {threads} thread(s)" if threads else "eager autograd"
+            prepared[name] = M.Prepared(call, math.nan, net.n_params, math.nan, math.nan, note)
+            continue
+        prepared[name] = M.PREPARE[name](net, params, x, y, budget_flops=budget.sample_flops,
+                                         sample=budget.naive_sample)
+    return prepared, skipped
+
+
+PEAK = "_matmul_peak"
+
+
+def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=ALL_METHODS, peak=None) -> list[dict]:
+    """Rows of one case. ``peak = (call, flops)`` of the square matmul is timed in the
+    same interleaved rounds, so ``peak_fraction`` compares FLOP/s taken under the
+    same load of the machine."""
+    dtype_name = jnp.dtype(dtype).name
+    params, x, y = M.make_inputs(case.net, case.batch, device, dtype)
+    prepared, skipped = prepare_methods(case, params, x, y, budget, methods, machine["device"], dtype_name)
+    calls = {name: p.call for name, p in prepared.items()}
+    if peak is not None:
+        calls[PEAK] = peak[0]
+    for call in calls.values():  # first call: allocation, lazy initialisation
+        call()
+    repeats = {name: _repeats(wall_time(call), budget) for name, call in calls.items()}
+    if peak is not None:  # a handful of samples is enough for the yardstick
+        repeats[PEAK] = min(repeats[PEAK], 2 * budget.min_repeats + 1)
+    timings = time_interleaved(calls, repeats)
+    peak_flops_per_s = peak[1] / timings[PEAK].median_s if peak is not None else math.nan
+
+    base, rows = _base_row(case, machine, dtype_name), []
+    scale = {name: case.n_params / p.evaluated for name, p in prepared.items()}
+    forward_s = timings["forward"].median_s if "forward" in timings else math.nan
+    for name in methods:
+        if name in skipped:
+            rows.append(_skipped(base, name, skipped[name]))
+        if name not in prepared:
+            continue
+        p, t, k = prepared[name], timings[name], scale[name]
+        median = t.median_s * k
+        rows.append({
+            **base, "method": name, "status": "extrapolated" if p.evaluated < case.n_params else "measured",
+            "evaluated": p.evaluated, "time_median_s": median, "time_min_s": t.min_s * k,
+            "time_max_s": t.max_s * k, "repeats": t.repeats, "compile_s": p.compile_s,
+            "rel_forward": median / forward_s, "flops": p.flops, "flops_per_s": p.flops / median,
+            "peak_flops_per_s": peak_flops_per_s, "peak_fraction": p.flops / median / peak_flops_per_s,
+            "temp_bytes": p.temp_bytes,
+            "note": p.note or (f"timed on {p.evaluated} of {case.n_params} perturbations, scaled by P/evaluated"
+                               if p.evaluated < case.n_params else ""),
+        })
+    return rows
+
+
+def run(grid_name: str, device, dtype, methods=ALL_METHODS, progress: bool = True) -> dict:
+    """Run the named grid on ``device``; return the results (machine, matmul peak, rows)."""
+    budget, cases = BUDGETS[grid_name], grid(grid_name)
+    machine = describe(device)
+    start = time.perf_counter()
+    peak_before = matmul_peak(device, dtype, budget.peak_n)
+    in_rounds = matmul_call(device, dtype, budget.peak_n)
+    rows = []
+    for case in _progress(cases, progress):
+        rows.extend(run_case(case, device, dtype, budget, machine, methods, in_rounds))
+    peak_after = matmul_peak(device, dtype, budget.peak_n)
+    # for the summary line; each row's peak_fraction uses the peak timed in its own rounds
+    peak = max(peak_before, peak_after, key=lambda p: p["median_flops_per_s"])
+    return {
+        "grid": grid_name, "dtype": jnp.dtype(dtype).name, "machine": machine,
+        "matmul_peak": {"used": peak, "before": peak_before, "after": peak_after},
+        "rows": rows, "wall_s": time.perf_counter() - start,
+    }
+
+
+def _progress(cases, enabled: bool):
+    if not enabled:
+        return cases
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return cases
+    return tqdm(cases, desc="cases", unit="case", leave=False)

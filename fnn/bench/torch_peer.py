@@ -1,0 +1,97 @@
+"""PyTorch eager autograd on the same network, parameters and data: the peer.
+
+Forward and backward are one training step's gradient, ``loss.backward()``
+with ``.grad`` cleared first, in eager mode (no ``torch.compile``), as a
+typical PyTorch user runs it. The peer gets its best shot: each case runs on
+whichever of 1 thread or all the process's cores is faster there (OpenMP
+threads on a busy machine can lose more at a barrier than they gain), and
+idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``,
+unless set already), so they do not steal cores from the method timed next.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import numpy as np
+
+from fnn.timing import wall_time
+
+from fnn.bench.machine import cpu_cores
+from fnn.network import MLP
+
+
+class Unsupported(Exception):
+    """The peer cannot run this case; the message says why, for the results' note."""
+
+
+def _torch():
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch starts OpenMP
+    try:
+        import torch
+    except ImportError as err:
+        raise Unsupported("torch is not installed (pip install torch); PyTorch peer skipped") from err
+    return torch
+
+
+def _activation(torch, name: str):
+    table = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z}
+    if name not in table:
+        raise Unsupported(f"no PyTorch peer for activation {name!r}")
+    return table[name]
+
+
+def _tensor(torch, a, dtype, device):
+    # via float32: numpy has no bfloat16 torch understands
+    return torch.from_numpy(np.array(a, dtype=np.float32)).to(device=device, dtype=dtype)
+
+
+def gradient_step(net: MLP, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
+    """A zero-argument call computing the loss and its gradient in PyTorch, or ``Unsupported``."""
+    torch = _torch()
+    if net.loss != "mse":
+        raise Unsupported(f"no PyTorch peer for loss {net.loss!r}")
+    if device_kind == "gpu" and not torch.cuda.is_available():
+        raise Unsupported("torch has no CUDA device here; PyTorch peer skipped")
+    device = "cuda" if device_kind == "gpu" else "cpu"
+    dtype = getattr(torch, dtype_name)
+    acts = [_activation(torch, name) for name in net.layer_activations]
+    leaves = [(_tensor(torch, l["W"], dtype, device).requires_grad_(), _tensor(torch, l["b"], dtype, device).requires_grad_())
+              for l in params]
+    xt, yt = _tensor(torch, x, dtype, device), _tensor(torch, y, dtype, device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def step():
+        for w, b in leaves:
+            w.grad = b.grad = None
+        a = xt
+        for (w, b), act in zip(leaves, acts):
+            a = act(torch.addmm(b, a, w))
+        loss = 0.5 * ((a - yt) ** 2).sum(dim=1).mean()
+        loss.backward()
+        sync()
+        return loss
+
+    return step
+
+
+def fastest_threads(step, calls: int = 7, margin: float = 0.9) -> int:
+    """Set and return the intra-op thread count under which ``step`` runs faster:
+    all cores if, timed alternately with one thread, their median is below
+    ``margin`` times one thread's (threads that barely win on a quiet moment
+    lose badly at a barrier when the machine gets busy)."""
+    torch = _torch()
+    many = cpu_cores()
+    if many == 1:
+        torch.set_num_threads(1)
+        return 1
+    times = {1: [], many: []}
+    for _ in range(calls):
+        for n in times:
+            torch.set_num_threads(n)
+            step()  # the pool resizes on the first call after a change
+            times[n].append(wall_time(step))
+    best = many if statistics.median(times[many]) < margin * statistics.median(times[1]) else 1
+    torch.set_num_threads(best)
+    return best

@@ -1,0 +1,110 @@
+"""Smoke test of benchmarks/bench_gradients.py on the tiny grid (seconds).
+
+The tiny grid holds ``batch * P`` about constant, so one forward pass costs
+about the same at every size. Finite differences then take time in
+proportion to their 2P passes (slope ~1 in log time vs log P), while
+backprop's one forward and one backward pass stay flat (slope ~0). The bounds
+leave room for a busy machine: the two slopes are about 1 apart.
+"""
+
+import csv
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from fnn.bench.analysis import fit_slope
+from fnn.bench.methods import sample_indices, sample_size
+from fnn.bench.runner import ALL_METHODS, ROW_FIELDS
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gradients.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_gradients", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--grid", "tiny", "--methods", "backprop,jax_grad,fd_central", "--out", str(out), "--no-progress"]
+    assert _script().main(argv) == 0
+    with open(out / "results.csv", newline="") as f:
+        return out, list(csv.DictReader(f))
+
+
+def test_csv_schema(tiny_run):
+    out, rows = tiny_run
+    assert rows and list(rows[0]) == list(ROW_FIELDS)
+    assert {r["method"] for r in rows} == {"forward", "backprop", "jax_grad", "fd_central"}
+    assert {r["method"] for r in rows} <= set(ALL_METHODS)
+    for r in rows:
+        assert r["status"] in ("measured", "extrapolated")
+        assert int(r["P"]) > 0 and 0 < int(r["evaluated"]) <= int(r["P"])
+        t = [float(r[k]) for k in ("time_min_s", "time_median_s", "time_max_s")]
+        assert 0 < t[0] <= t[1] <= t[2]
+        assert float(r["compile_s"]) > 0 and float(r["flops"]) > 0 and float(r["temp_bytes"]) >= 0
+        assert r["device"] == "cpu" and r["jax_version"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["machine"]["cores"] >= 1 and results["matmul_peak"]["used"]["median_flops_per_s"] > 0
+    for name in ("summary.md", "time_vs_params.png", "cost_in_forward_passes.png",
+                 "backprop_vs_autodiff.png", "flops_per_s.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_backprop_flops_not_above_autodiff(tiny_run):
+    _, rows = tiny_run
+    flops = {(r["case"], r["method"]): float(r["flops"]) for r in rows}
+    for case in {r["case"] for r in rows}:
+        assert flops[case, "backprop"] <= flops[case, "jax_grad"]
+
+
+def test_slopes_finite_differences_linear_backprop_flat(tiny_run):
+    _, rows = tiny_run
+
+    def slope(method):
+        rs = [r for r in rows if r["method"] == method]
+        return fit_slope([int(r["P"]) for r in rs], [float(r["time_median_s"]) for r in rs])
+
+    fd, bp = slope("fd_central"), slope("backprop")
+    assert 0.6 < fd < 1.6, fd
+    assert bp < 0.4, bp
+    assert fd - bp > 0.5
+
+
+def test_fit_slope_recovers_power_law():
+    p = [10, 100, 1000, 10_000]
+    assert fit_slope(p, [3e-6 * q**1.5 for q in p]) == pytest.approx(1.5)
+    assert math.isnan(fit_slope([10], [1.0]))
+
+
+def test_sample_is_whole_chunks_and_spread():
+    assert sample_size(1000, unit_flops=1.0, budget_flops=1e6, chunk=64) == 1000
+    assert sample_size(10**6, unit_flops=1e3, budget_flops=1e6, chunk=64) == 960
+    assert sample_size(10**6, unit_flops=1e9, budget_flops=1e6, chunk=8) == 8
+    idx = sample_indices(10_000, 5)
+    assert idx.tolist() == [0, 2500, 5000, 7499, 9999]  # evenly spaced, both ends included
+
+
+def test_missing_gpu_is_one_line_error(capsys):
+    import jax
+
+    try:
+        jax.devices("gpu")
+        pytest.skip("a GPU is present")
+    except RuntimeError:
+        pass
+    assert _script().main(["--device", "gpu", "--grid", "tiny", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no gpu device") and err.count("\n") == 1
+
+
+def test_bad_method_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _script().parse_args(["--methods", "backprop,nope"])
+    assert exit_.value.code != 0 and "unknown method" in capsys.readouterr().err
