@@ -15,6 +15,17 @@ class Timing(NamedTuple):
     min_s: float
     max_s: float
     repeats: int
+    samples: tuple[float, ...] = ()  # every measured time, in order
+
+
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """Median over rounds of ``a_i / b_i`` for two calls timed in the same rounds.
+
+    Each pair ran back to back, so a slow spell of a shared machine divides out
+    of the pair's ratio instead of landing on one side of a ratio of medians.
+    """
+    pairs = [x / y for x, y in zip(a.samples, b.samples) if y > 0]
+    return statistics.median(pairs) if pairs else float("nan")
 
 
 def time_call(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> Timing:
@@ -26,7 +37,7 @@ def time_call(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> Timing:
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
-    return Timing(statistics.median(times), min(times), max(times), repeats)
+    return Timing(statistics.median(times), min(times), max(times), repeats, tuple(times))
 
 
 def wall_time(call: Callable[[], object]) -> float:
@@ -58,4 +69,4 @@ def time_interleaved(calls: Mapping[str, Callable[[], object]],
         for name in order:
             if len(samples[name]) < owed[name]:
                 samples[name].append(wall_time(calls[name]))
-    return {n: Timing(statistics.median(s), min(s), max(s), len(s)) for n, s in samples.items() if s}
+    return {n: Timing(statistics.median(s), min(s), max(s), len(s), tuple(s)) for n, s in samples.items() if s}

@@ -84,6 +84,7 @@ def ratios(rows) -> list[dict]:
             "torch_s": th.get("time_median_s", math.nan),
             "time_vs_jax_grad": _ratio(bp["time_median_s"], ad.get("time_median_s")),
             "min_time_vs_jax_grad": _ratio(bp["time_min_s"], ad.get("time_min_s")),
+            "paired_time_vs_jax_grad": bp.get("paired_vs_jax_grad", math.nan),
             "time_vs_torch": _ratio(bp["time_median_s"], th.get("time_median_s")),
             "flops": bp["flops"], "flops_vs_jax_grad": _ratio(bp["flops"], ad.get("flops")),
             "temp_bytes": bp["temp_bytes"], "jax_grad_temp_bytes": ad.get("temp_bytes", math.nan),
@@ -118,7 +119,9 @@ def targets(table) -> list[dict]:
 
     x = lambda v: f"{v:.3f}x"
     return [
-        check(f"time <= jax.grad (ratio <= {TIME_TOLERANCE})", [(r, r["time_vs_jax_grad"]) for r in table],
+        # judged on the median of paired ratios (fnn.timing.paired_ratio), which a
+        # shared machine's slow spells do not skew as they skew a ratio of medians
+        check(f"time <= jax.grad (paired ratio <= {TIME_TOLERANCE})", [(r, r["paired_time_vs_jax_grad"]) for r in table],
               lambda v: v <= TIME_TOLERANCE, max, x),
         check("FLOPs <= jax.grad", [(r, r["flops_vs_jax_grad"]) for r in table], lambda v: v <= 1.0, max, x),
         check("temporary memory <= jax.grad", [(r, r["temp_vs_jax_grad"]) for r in table],

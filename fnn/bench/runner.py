@@ -20,14 +20,14 @@ from fnn.bench import torch_peer
 from fnn.bench.grids import Case, grid
 from fnn.bench.machine import describe
 from fnn.bench.xla_cost import matmul_call, matmul_peak
-from fnn.timing import time_interleaved, wall_time
+from fnn.timing import paired_ratio, time_interleaved, wall_time
 
 ALL_METHODS = (*M.JAX_METHODS, "torch")
 
 ROW_FIELDS = (
     "method", "status", "sweep", "case", "sizes", "depth", "width", "batch", "P", "evaluated",
     "time_median_s", "time_min_s", "time_max_s", "repeats", "compile_s", "rel_forward",
-    "flops", "flops_per_s", "peak_flops_per_s", "peak_fraction", "temp_bytes",
+    "flops", "flops_per_s", "peak_flops_per_s", "peak_fraction", "temp_bytes", "paired_vs_jax_grad",
     "dtype", "device", "device_kind", "jax_version", "note",
 )
 
@@ -120,6 +120,8 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
     base, rows = _base_row(case, machine, dtype_name), []
     scale = {name: case.n_params / p.evaluated for name, p in prepared.items()}
     forward_s = timings["forward"].median_s if "forward" in timings else math.nan
+    paired = (paired_ratio(timings["backprop"], timings["jax_grad"])
+              if "backprop" in timings and "jax_grad" in timings else math.nan)
     for name in methods:
         if name in skipped:
             rows.append(_skipped(base, name, skipped[name]))
@@ -133,7 +135,7 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
             "time_max_s": t.max_s * k, "repeats": t.repeats, "compile_s": p.compile_s,
             "rel_forward": median / forward_s, "flops": p.flops, "flops_per_s": p.flops / median,
             "peak_flops_per_s": peak_flops_per_s, "peak_fraction": p.flops / median / peak_flops_per_s,
-            "temp_bytes": p.temp_bytes,
+            "temp_bytes": p.temp_bytes, "paired_vs_jax_grad": paired if name == "backprop" else math.nan,
             "note": p.note or (f"timed on {p.evaluated} of {case.n_params} perturbations, scaled by P/evaluated"
                                if p.evaluated < case.n_params else ""),
         })
