@@ -6,7 +6,8 @@ key as its raw ``jax.random.key_data``, and a JSON document ``__meta__`` (stored
 as a uint8 array) with the epoch, the run's configuration, the history and the
 ``jax.tree_util.keystr`` path of every leaf. It is written to a temporary file
 in the target directory and renamed over the target (``os.replace``), so a
-crash or Ctrl-C mid-write never leaves a half-written checkpoint. Loading uses
+crash, Ctrl-C or power loss mid-write never leaves a half-written checkpoint
+(the file is fsynced before the rename). Loading uses
 ``numpy.load(allow_pickle=False)``; trees are rebuilt on a template with the
 same structure (``restore_tree``), which is checked leaf by leaf.
 """
@@ -61,6 +62,8 @@ def save(path, *, trees: dict[str, Any], key=None, meta: dict | None = None) -> 
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
