@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fnn import bench
 from fnn.bench.grids import GRIDS
-from fnn.bench.machine import DEVICE_KINDS, DeviceUnavailable
+from fnn.bench.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind
 from fnn.bench.runner import ALL_METHODS
 
 
@@ -36,12 +36,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--grid", choices=GRIDS, help="size grid (default: full on cpu, gpu on gpu; "
                         "--quick means quick; tiny is for tests)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: %(default)s)")
-    parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu")
+    parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu",
+                        help="cpu (default), gpu, or auto: a GPU when JAX sees one")
     parser.add_argument("--dtype", choices=bench.DTYPES, default="float32")
     parser.add_argument("--methods", type=_methods, default=ALL_METHODS,
                         help=f"comma-separated subset of {','.join(ALL_METHODS)}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    args.device = resolve_kind(args.device)
     if args.quick and args.grid not in (None, "quick"):
         parser.error("--quick and --grid disagree; give one of them")
     args.grid = "quick" if args.quick else args.grid or ("gpu" if args.device == "gpu" else "full")

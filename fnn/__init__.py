@@ -15,7 +15,7 @@ from fnn.gradcheck import GradientReport, check_gradients
 from fnn.initializers import init
 from fnn.network import MLP
 from fnn.train import History, fit
-from fnn import data, datasets, optimizers  # noqa: E402  (modules: fnn.data.prepare, fnn.datasets.load, ...)
+from fnn import data, datasets, diagnostics, optimizers  # noqa: E402  (modules: fnn.data.prepare, fnn.datasets.load, ...)
 
 __version__ = "0.1.0"
 

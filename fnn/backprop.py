@@ -39,6 +39,10 @@ def backward(net: MLP, params: list[dict], cache: list[LayerCache], y: Array) ->
     names = net.layer_activations
     out = cache[-1]
     delta = losses.output_delta(activations.get(net.output), net.output, net.loss, out.z, out.a, y)
+    # Mixed precision (fnn.precision): delta_L is float32 like the loss; the
+    # recursion below runs in the dtype of the layers' inputs (bfloat16). In
+    # full precision both dtypes agree and this is no operation at all.
+    delta = delta.astype(out.a_in.dtype)
     grads = [None] * net.n_layers
     for l in reversed(range(net.n_layers)):
         grads[l] = {"W": cache[l].a_in.T @ delta, "b": delta.sum(axis=0)}

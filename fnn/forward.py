@@ -32,12 +32,20 @@ class LayerCache(NamedTuple):
     a: Array  # a_l = f_l(z_l), (batch, n_l)
 
 
-def forward(net: MLP, params: list[dict], x: Array) -> list[LayerCache]:
-    """Run the network on ``x`` (batch, n_0); return one ``LayerCache`` per layer."""
+def forward(net: MLP, params: list[dict], x: Array, output_dtype=None) -> list[LayerCache]:
+    """Run the network on ``x`` (batch, n_0); return one ``LayerCache`` per layer.
+
+    ``output_dtype`` (mixed precision, see ``fnn.precision``): the output
+    layer's logits ``z_L`` are cast to it before the output activation, so that
+    softmax and the loss run in float32 while the hidden layers run in bfloat16.
+    """
     cache = []
     a = x
-    for layer, name in zip(params, net.layer_activations):
+    last = net.n_layers - 1
+    for l, (layer, name) in enumerate(zip(params, net.layer_activations)):
         z = a @ layer["W"] + layer["b"]
+        if l == last and output_dtype is not None:
+            z = z.astype(output_dtype)
         a_out = activations.get(name).fn(z)
         cache.append(LayerCache(a, z, a_out))
         a = a_out
@@ -50,7 +58,7 @@ def loss_from_cache(net: MLP, cache: list[LayerCache], y: Array) -> Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _predict(net, params, x):
+def compiled_predict(net, params, x):
     return forward(net, params, x)[-1].a
 
 
@@ -59,16 +67,16 @@ def loss_core(net: MLP, params, x, y) -> Array:
     return loss_from_cache(net, forward(net, params, x), y)
 
 
-_loss = jax.jit(loss_core, static_argnums=0)
+compiled_loss = jax.jit(loss_core, static_argnums=0)
 
 
 def predict(net: MLP, params: list[dict], x) -> Array:
     """The network's output ``yhat = a_L``, shape (batch, n_out)."""
     x, _ = validation.prepare(net, params, x)
-    return _predict(net, params, x)
+    return compiled_predict(net, params, x)
 
 
 def loss(net: MLP, params: list[dict], x, y) -> Array:
     """The loss averaged over the batch, ``L = (1/B) sum_n l(yhat_n, y_n)``."""
     x, y = validation.prepare(net, params, x, y)
-    return _loss(net, params, x, y)
+    return compiled_loss(net, params, x, y)

@@ -28,6 +28,7 @@ names the epoch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -40,9 +41,11 @@ import numpy as np
 import optax
 
 from fnn import checkpoint as ckpt_io
-from fnn import metrics, optimizers, validation
+from fnn import diagnostics as diag
+from fnn import distributed, metrics, optimizers, throughput, validation
+from fnn import precision as precisions
 from fnn.backprop import backward
-from fnn.forward import forward, loss_from_cache
+from fnn.forward import compiled_loss, compiled_predict, forward, loss_from_cache
 from fnn.network import MLP
 
 
@@ -60,9 +63,13 @@ class History:
     grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
     epoch_time_s: list = dataclasses.field(default_factory=list)  # wall time of the epoch (first: + compile)
     wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
+    samples_per_s: list = dataclasses.field(default_factory=list)  # training examples per second of the epoch
+    tflops: list = dataclasses.field(default_factory=list)  # achieved TFLOP/s (fnn.throughput.step_flops)
     best_epoch: int | None = None  # epoch of the lowest validation loss
     stop_reason: str = ""
     diverged: bool = False
+    # fit(..., diagnostics=True): per-epoch lists of per-layer values, keys fnn.diagnostics.KEYS
+    diagnostics: dict = dataclasses.field(default_factory=dict)
 
     COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu",
                "epoch_time_s", "wall_time_s")
@@ -109,20 +116,46 @@ def _layer_norms(grads):
     return jnp.stack([jnp.sqrt(jnp.sum(g["W"] ** 2) + jnp.sum(g["b"] ** 2)) for g in grads])
 
 
-def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool):
-    """The jitted ``epoch(params, opt_state, key, epoch, x, y, xv, yv) -> (params, opt_state, stats)``."""
+CHECKPOINT_SECONDS = 30.0
+
+
+def _checkpoint_due(epoch: int, every: int | None, saved_time: float) -> bool:
+    if every is not None:
+        return epoch % every == 0
+    return time.monotonic() - saved_time >= CHECKPOINT_SECONDS
+
+
+@functools.lru_cache(maxsize=32)  # same configuration, same compiled epoch: fits after the first skip compiling
+def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool, policy=None, mesh=None, feed: str = "device"):
+    """The jitted ``epoch(params, opt_state, key, epoch, x, y, xv, yv) -> (params, opt_state, stats)``.
+
+    ``policy``: a ``fnn.precision.Policy`` (``None``: compute in the params' dtype).
+    ``mesh``: a ``fnn.distributed`` mesh; each minibatch is then sharded over
+    its ``data`` axis and XLA reduces the gradients (``None``: one device).
+    ``feed``: ``"device"``, the whole training set is an argument and each
+    step gathers its minibatch from the epoch's permutation; ``"host"``, ``x``
+    and ``y`` are the epoch's minibatches already gathered, ``(steps, batch, ...)``
+    (see ``epoch_batches``), and ``key``/``epoch`` are unused.
+    """
     steps = -(-n // batch)
     pad = steps * batch - n
     shuffle = steps > 1 or pad > 0
     classify = metrics.has_accuracy(net)
+    host_fed = feed == "host"
+    sharded = None if mesh is None else distributed.batch_sharding(mesh)
 
     def epoch_fn(params, opt_state, key, epoch, x, y, xv, yv):
         def step(carry, idx):
             params, opt_state = carry
-            xb, yb = (x[idx], y[idx]) if shuffle else (x, y)
-            cache = forward(net, params, xb)
-            grads, _ = backward(net, params, cache, yb)  # fnn's hand-written backprop
-            loss = loss_from_cache(net, cache, yb)
+            if host_fed:
+                xb, yb = idx
+            else:
+                xb, yb = (x[idx], y[idx]) if shuffle else (x, y)
+            if sharded is not None:  # keep the minibatch split over the devices
+                xb = jax.lax.with_sharding_constraint(xb, sharded)
+                yb = jax.lax.with_sharding_constraint(yb, sharded)
+            # fnn's hand-written backprop, under the precision policy
+            loss, grads, cache = precisions.backprop_step(net, policy, params, xb, yb)
             objective = optimizers.Objective(net, xb, yb)
             updates, opt_state = tx.update(grads, opt_state, params, value=loss, grad=grads, value_fn=objective)
             params = optax.apply_updates(params, updates)
@@ -131,9 +164,10 @@ def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool):
                 out["correct"] = metrics.correct(net, cache[-1].a, yb)
             return (params, opt_state), out
 
-        if shuffle:
-            perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-            idx = jnp.concatenate([perm, perm[:pad]]).reshape(steps, batch)
+        if host_fed:
+            idx = (x, y)
+        elif shuffle:
+            idx = epoch_indices(key, epoch, n, batch)
         else:
             idx = jnp.zeros((1, 0), jnp.int32)
         (params, opt_state), out = jax.lax.scan(step, (params, opt_state), idx)
@@ -146,7 +180,7 @@ def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool):
         if classify:
             stats["train_accuracy"] = jnp.sum(out["correct"]) / (steps * batch)
         if has_val:
-            cache = forward(net, params, xv)
+            cache = precisions.forward_step(net, policy, params, xv)
             stats["val_loss"] = loss_from_cache(net, cache, yv)
             if classify:
                 stats["val_accuracy"] = metrics.correct(net, cache[-1].a, yv) / xv.shape[0]
@@ -161,21 +195,49 @@ def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool):
     return jax.jit(epoch_fn)
 
 
+def epoch_indices(key, epoch, n: int, batch: int):
+    """The example indices of each step of ``epoch``, ``(steps, batch)``.
+
+    A permutation from ``fold_in(key, epoch)``, filled up with its own first
+    examples when ``batch`` does not divide ``n``.
+    """
+    steps = -(-n // batch)
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    return jnp.concatenate([perm, perm[:steps * batch - n]]).reshape(steps, batch)
+
+
+def epoch_batches(key, epoch, x, y, batch: int, mesh):
+    """The epoch's minibatches gathered on the host, placed on ``mesh`` as ``(steps, batch, ...)``.
+
+    The same indices as the on-device gather (``epoch_indices``); in a
+    multi-process run each process transfers only its own rows of each batch.
+    """
+    n = x.shape[0]
+    if n > batch:
+        idx = np.asarray(epoch_indices(key, epoch, n, batch))
+    else:
+        idx = np.arange(n)[None, :]
+    sharding = distributed.stacked_batch_sharding(mesh)
+    lo, hi = distributed.local_rows(sharding, idx.shape)
+    local = idx[:, lo:hi]
+
+    def put(a):
+        return jax.make_array_from_process_local_data(sharding, a[local], (*idx.shape, *a.shape[1:]))
+
+    return put(x), put(y)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
 def evaluate(net: MLP, params, x, y) -> dict:
     """``{"loss": ..., "accuracy": ...}`` (accuracy for classifiers only) on a whole split."""
     x, y = validation.prepare(net, params, x, y)
-    yhat = _predict_eval(net, params, x)
-    out = {"loss": float(_loss_eval(net, params, x, y))}
+    yhat = compiled_predict(net, params, x)
+    out = {"loss": float(compiled_loss(net, params, x, y))}
     if metrics.has_accuracy(net):
         out["accuracy"] = float(metrics.correct(net, yhat, y)) / x.shape[0]
     return out
-
-
-_predict_eval = jax.jit(lambda net, params, x: forward(net, params, x)[-1].a, static_argnums=0)
-_loss_eval = jax.jit(lambda net, params, x, y: loss_from_cache(net, forward(net, params, x), y), static_argnums=0)
 
 
 # --------------------------------------------------------------------------- fit
@@ -227,11 +289,16 @@ def fit(
     min_delta: float = 0.0,
     restore_best: bool | None = None,
     checkpoint=None,
-    checkpoint_every: int = 1,
+    checkpoint_every: int | None = None,
     resume: bool = False,
     callback: Callable[[dict], Any] | None = None,
     progress: bool = False,
     config: dict | None = None,
+    precision=None,
+    devices=None,
+    feed: str | None = None,
+    peak_tflops: float | None = None,
+    diagnostics: bool = False,
 ) -> tuple[list[dict], History]:
     """Train ``net`` from ``params`` on ``train = (x, y)``; return ``(params, history)``.
 
@@ -252,14 +319,37 @@ def fit(
         validation loss lower than the best by more than ``min_delta``.
       restore_best: return the best validation epoch's params (default: when
         ``patience`` is set).
-      checkpoint: path of a ``.npz`` checkpoint written atomically every
-        ``checkpoint_every`` epochs, at the end, on Ctrl-C and on divergence.
+      checkpoint: path of a ``.npz`` checkpoint written atomically at the end,
+        on Ctrl-C, on divergence, and every ``checkpoint_every`` epochs or,
+        when that is ``None`` (the default), whenever ``CHECKPOINT_SECONDS``
+        have passed since the last one (writing every epoch of a fast run
+        would cost more than the training).
       resume: continue from ``checkpoint`` if it exists (``params`` is then
         only a template for the structure).
       callback: called after each epoch with a dict of that epoch's record;
         returning ``True`` stops training.
       progress: show a tqdm progress bar with the loss and validation loss.
       config: JSON-serialisable settings stored in the checkpoint.
+      precision: ``"fp32"``, ``"tf32"``, ``"bf16"`` or a ``fnn.precision.Policy``
+        (``None``: compute in the params' dtype at JAX's default matmul
+        precision). ``bf16`` computes the hidden layers in bfloat16 while the
+        params, the optimizer state, the loss and softmax stay float32.
+      devices: data parallelism (``fnn.distributed``): an int (that many of
+        the default backend's local devices), a list of ``jax.Device``, or
+        ``None``: all local devices, or the one default device when there is
+        only one. With ``D > 1`` devices each minibatch is split over them,
+        and ``batch_size`` must divide by ``D`` (otherwise ``ValueError``). In
+        a multi-process run (``jax.distributed``) the mesh spans all processes.
+      feed: ``"device"``: the training set lives on the device(s) and each
+        step gathers its minibatch there; ``"host"``: each epoch's minibatches
+        are gathered on the host and transferred, the next epoch's while the
+        current one runs. Default: ``"device"`` when the data takes at most a
+        quarter of the device's memory and the run has one process.
+      peak_tflops: the device's peak, for the MFU shown in the progress bar.
+      diagnostics: after every epoch, record per-layer gradient and delta norms,
+        saturation, dead relus and update-to-weight ratios on a fixed probe
+        batch (the first 256 training examples) in ``history.diagnostics``
+        (see ``fnn.diagnostics``).
 
     ``history.train_loss`` is the mean of the epoch's minibatch losses, each
     taken before its update (for full-batch methods: the loss at the start of
@@ -270,11 +360,12 @@ def fit(
 
     checks.check_net(net)
     _check_positive_int("epochs", epochs)
-    _check_positive_int("checkpoint_every", checkpoint_every)
+    _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
     _check_positive_int("patience", patience, allow_none=True)
     x, y = _split_pair("train", train)
     x, y = checks.prepare(net, params, x, y)
     checks.check_finite(train_x=x, train_y=y)
+    probe = diag.probe_batch(x, y) if diagnostics else None
     n = x.shape[0]
     has_val = validation is not None
     if has_val:
@@ -316,6 +407,26 @@ def fit(
                 f"{entries} entries: use a smaller network or batch, or another optimizer"
             )
 
+    policy = precisions.get(precision)
+    if devices is None:
+        local = distributed.select_devices()
+        local = local if len(local) > 1 or distributed.multi_process() else local[:1]
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        local = distributed.select_devices(count=int(devices))
+    else:
+        local = list(devices)
+    mesh_devices = distributed.global_devices(local)
+    use_mesh = len(mesh_devices) > 1
+    if use_mesh:
+        distributed.check_batch(batch, len(mesh_devices))
+    if feed is None:
+        fits = distributed.fits_on_device(x.nbytes + y.nbytes, local[0])
+        feed = "device" if fits and not distributed.multi_process() else "host"
+    if feed not in ("device", "host"):
+        raise ValueError(f"feed must be 'device' or 'host', got {feed!r}")
+    mesh = distributed.make_mesh(mesh_devices)
+    flops_per_step = throughput.step_flops(net.sizes, batch)
+
     opt_state = tx.init(params)
     history = History()
     start = 0
@@ -346,27 +457,50 @@ def fit(
     }
 
     def save(epoch, params_, opt_state_):
-        if checkpoint is None:
+        if checkpoint is None or not distributed.is_writer():  # one process writes
             return
+        params_, opt_state_ = distributed.to_local((params_, opt_state_))
         meta = dict(meta_base, epoch=epoch, history=history.to_dict(),
                     best={"loss": None if math.isinf(best["loss"]) else best["loss"], "epoch": best["epoch"],
                           "bad": best["bad"]})
         trees = {"params": params_, "opt_state": opt_state_}
         if best["params"] is not None:
-            trees["best_params"] = best["params"]
+            trees["best_params"] = distributed.to_local(best["params"])
         ckpt_io.save(checkpoint, trees=trees, key=key, meta=meta)
 
-    epoch_fn = make_epoch(net, tx, n, batch, has_val)
+    # Placement: params, optimizer state and the data on the run's devices,
+    # replicated over the mesh; the minibatches are split inside the epoch.
+    everywhere = distributed.replicated(mesh)
+    host_key = key  # the host feed draws each epoch's permutation from it outside the compiled epoch
+    params, opt_state, key = distributed.put_global((params, opt_state, key), everywhere)
+    xv, yv = distributed.put_global((xv, yv), everywhere)
+    if feed == "device":
+        x, y = distributed.put_global((x, y), everywhere)
+    else:
+        x, y = np.asarray(x), np.asarray(y)
+    epoch_fn = make_epoch(net, tx, n, batch, has_val, policy, mesh if use_mesh else None, feed)
+    prefetched = {}
+
+    def batches_of(e):  # host feed: the epoch's minibatches, gathered on the host
+        if e not in prefetched:
+            prefetched.clear()
+            prefetched[e] = epoch_batches(host_key, e, x, y, batch, mesh)
+        return prefetched[e]
+
     bar = _progress_bar(epochs, start) if progress else None
     t_start = time.perf_counter()
     t_before = history.wall_time_s[-1] if history.wall_time_s else 0.0
     epoch = start
-    saved_at = start
+    saved_at, saved_time = start, time.monotonic()
     try:
         while epoch < epochs:
             t0 = time.perf_counter()
-            new_params, new_state, stats = epoch_fn(params, opt_state, key, jnp.int32(epoch), x, y, xv, yv)
-            stats = jax.device_get(stats)
+            xe, ye = (x, y) if feed == "device" else batches_of(epoch)
+            with precisions.matmul_context(policy):
+                new_params, new_state, stats = epoch_fn(params, opt_state, key, jnp.int32(epoch), xe, ye, xv, yv)
+            if feed == "host" and epoch + 1 < epochs:
+                batches_of(epoch + 1)  # prefetch while the device runs this epoch (dispatch is asynchronous)
+            stats = jax.device_get(distributed.to_local(stats))
             dt = time.perf_counter() - t0
             if not bool(stats["finite"]):
                 history.diverged = True
@@ -378,9 +512,12 @@ def fit(
                 if saved_at != epoch:
                     save(epoch, params, opt_state)
                 break
+            if probe is not None:
+                diag.append(history.diagnostics, diag.record(net, params, new_params, *probe))
             params, opt_state = new_params, new_state
             epoch += 1
-            record = _record(history, epoch, stats, dt, t_before + time.perf_counter() - t_start)
+            record = _record(history, epoch, stats, dt, t_before + time.perf_counter() - t_start,
+                             throughput.rates(flops_per_step, -(-n // batch), batch, dt, peak_tflops))
             if has_val:
                 v = record["val_loss"]
                 if v < best["loss"] - min_delta:
@@ -390,7 +527,7 @@ def fit(
                 history.best_epoch = best["epoch"]
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(_postfix(record), refresh=False)
+                bar.set_postfix(_postfix(record, peak_tflops), refresh=False)
             reason = None
             if goal is not None and record["train_loss"] <= goal:
                 reason = f"reached the goal: train loss {record['train_loss']:.3g} <= {goal:g}"
@@ -406,9 +543,9 @@ def fit(
                 reason = f"completed {epochs} epochs"
             if reason is not None:
                 history.stop_reason = reason
-            if checkpoint is not None and (epoch % checkpoint_every == 0 or reason is not None):
+            if checkpoint is not None and (reason is not None or _checkpoint_due(epoch, checkpoint_every, saved_time)):
                 save(epoch, params, opt_state)
-                saved_at = epoch
+                saved_at, saved_time = epoch, time.monotonic()
             if reason is not None:
                 break
         if not history.stop_reason:
@@ -423,7 +560,7 @@ def fit(
             bar.close()
     if restore_best and best["params"] is not None:
         params = best["params"]
-    return params, history
+    return distributed.to_local(params), history
 
 
 def _check_same_run(meta, net, name):
@@ -435,7 +572,7 @@ def _check_same_run(meta, net, name):
         raise ValueError(f"the checkpoint was written with optimizer {meta.get('optimizer')!r}, not {name!r}")
 
 
-def _record(history: History, epoch: int, stats: dict, dt: float, wall: float) -> dict:
+def _record(history: History, epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dict:
     nan = float("nan")
     rec = {
         "epoch": epoch,
@@ -448,18 +585,25 @@ def _record(history: History, epoch: int, stats: dict, dt: float, wall: float) -
         "grad_norm": [float(g) for g in stats["grad_norm"]],
         "epoch_time_s": dt,
         "wall_time_s": wall,
+        "samples_per_s": speed["samples_per_s"],
+        "tflops": speed["tflops"],
     }
     for k, v in rec.items():
         getattr(history, k).append(v)
     return rec
 
 
-def _postfix(rec: dict) -> dict:
+def _postfix(rec: dict, peak_tflops: float | None = None) -> dict:
     out = {"loss": f"{rec['train_loss']:.4g}"}
     if not math.isnan(rec["val_loss"]):
         out["val_loss"] = f"{rec['val_loss']:.4g}"
     if not math.isnan(rec["val_accuracy"]):
         out["val_acc"] = f"{rec['val_accuracy']:.3f}"
+    if rec.get("samples_per_s"):
+        out["samples/s"] = f"{rec['samples_per_s']:.3g}"
+        out["TFLOP/s"] = f"{rec['tflops']:.3g}"
+    if rec.get("tflops") and peak_tflops:
+        out["MFU"] = f"{100 * rec['tflops'] / peak_tflops:.1f}%"
     return out
 
 

@@ -10,6 +10,9 @@ Outputs in ``--out DIR`` (default ``runs/<dataset>``): ``metrics.json``,
 atomically after every epoch; ``--resume`` continues from it with the settings
 stored in it, ``--epochs`` excepted, and ends with the params an uninterrupted
 run would have had). Ctrl-C saves the checkpoint and exits with status 130.
+``--diagnostics`` adds ``diagnostics.csv`` and ``gradient_norms.png`` (per-layer
+gradient norm, update-to-weight ratio and saturated/dead fraction per epoch,
+see ``fnn.diagnostics``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,17 @@ GENERAL = dict(lr=None, test_size=0.25, val_size=0.1, scale="standard", patience
                nesterov=False, schedule="constant", goal=None, min_grad=None, task=None)
 KEYS = ("dataset", "csv", "target", "task", "data_dir", "download", "sizes", "activation", "output", "loss",
         "optimizer", "lr", "epochs", "batch_size", "patience", "seed", "test_size", "val_size", "scale", "impute",
-        "clip_outliers", "weight_decay", "clip_norm", "momentum", "nesterov", "schedule", "goal", "min_grad")
+        "clip_outliers", "weight_decay", "clip_norm", "momentum", "nesterov", "schedule", "goal", "min_grad",
+        "precision", "preset", "limit")
+# Named runs (--preset), applied before the flags. mnist-large is the GPU
+# workload: three 4096-wide layers in bf16 (about 37 M params, 0.9 TFLOP per
+# step of 4096 examples); without MNIST IDX files in --data-dir it trains on
+# synthetic data of MNIST's shape and says so.
+RUN_PRESETS = {
+    "mnist-large": dict(dataset="mnist", sizes=[784, 4096, 4096, 4096, 10], activation="relu", output="softmax",
+                        loss="cross_entropy", optimizer="adam", lr=1e-3, batch_size=4096, epochs=10,
+                        precision="bf16", test_size=0.0, val_size=0.0, synthetic_fallback=True),
+}
 
 
 def _one_line_error(parser, message):
@@ -88,8 +101,25 @@ def add_parser(sub) -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output directory (default runs/<dataset>)")
     o.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
-    o.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="checkpoint every N epochs (default 1)")
+    o.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="checkpoint every N epochs (default: every 30 s, and always at the end and on Ctrl-C)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--diagnostics", action="store_true",
+                   help="record per-layer gradient/delta norms, saturation, dead relus and update ratios each epoch; "
+                        "write diagnostics.csv and gradient_norms.png")
+    h = p.add_argument_group("devices and precision")
+    h.add_argument("--preset", choices=sorted(RUN_PRESETS), help="a named run (mnist-large: 784,4096,4096,4096,10 "
+                                                                   "bf16 on MNIST, or synthetic data of its shape)")
+    h.add_argument("--device", choices=["cpu", "gpu", "auto"], default="auto",
+                   help="device kind (default auto: a GPU if JAX sees one, else the CPU)")
+    h.add_argument("--devices", type=int, metavar="N", help="data parallelism over N local devices (default: all); "
+                                                            "the batch size must divide by N")
+    h.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+                   help="fp32 (default), tf32 matmuls, or bf16 compute with float32 params and loss")
+    h.add_argument("--limit", type=int, metavar="N", help="train on the first N training examples only (smoke runs)")
+    h.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: address of process 0's coordinator")
+    h.add_argument("--num-processes", type=int, metavar="N", help="multi-host: number of processes")
+    h.add_argument("--process-id", type=int, metavar="I", help="multi-host: this process's index, 0..N-1")
     p.set_defaults(func=run)
     return p
 
@@ -118,6 +148,13 @@ def resolve(given: dict) -> dict:
         if name not in datasets.NAMES:
             raise ValueError(f"unknown dataset {name!r}; expected one of {list(datasets.NAMES)}, or --csv PATH --target COLUMN")
     cfg = dict(GENERAL)
+    preset = given.get("preset")
+    if preset is not None:
+        if preset not in RUN_PRESETS:
+            raise ValueError(f"unknown --preset {preset!r}; expected one of {sorted(RUN_PRESETS)}")
+        if given.get("csv") is None and given.get("dataset") is None:
+            name = RUN_PRESETS[preset]["dataset"]
+        cfg.update(RUN_PRESETS[preset])
     if name in PRESETS:
         cfg.update(CLASSIFICATION if name == "spirals" else REGRESSION)
         cfg.update(PRESETS[name])
@@ -157,12 +194,46 @@ def load_data(cfg):
     if cfg["dataset"] == "csv":
         ds = datasets.load_csv(cfg["csv"], cfg["target"], task=cfg.get("task"))
     elif cfg["dataset"] in datasets.IDX:
-        ds = datasets.load(cfg["dataset"], data_dir=cfg.get("data_dir"), download=bool(cfg.get("download")))
+        try:
+            ds = datasets.load(cfg["dataset"], data_dir=cfg.get("data_dir"), download=bool(cfg.get("download")))
+        except (OSError, ValueError) as err:
+            if not cfg.get("synthetic_fallback"):
+                raise
+            print(f"fnn train: {err}; training on SYNTHETIC data of {cfg['dataset']}'s shape instead", flush=True)
+            limit = cfg.get("limit")  # a smoke run need not generate all 70000 examples
+            ds = synthetic_like_mnist(cfg["seed"], n=limit or 60000, n_test=min(limit or 10000, 10000))
     else:
         ds = datasets.load(cfg["dataset"])
+    if cfg.get("limit") is not None:
+        ds = ds._replace(x=ds.x[:cfg["limit"]], y=ds.y[:cfg["limit"]])
     splits = data.prepare(ds, test_size=cfg["test_size"], val_size=cfg["val_size"], seed=cfg["seed"],
                           scale=cfg["scale"], impute=cfg["impute"], clip_outliers=cfg["clip_outliers"])
     return ds, splits
+
+
+def synthetic_like_mnist(seed: int, n: int = 60000, n_test: int = 10000):
+    """Learnable stand-in for MNIST: 784 features in [0, 255], 10 classes.
+
+    Each class is a random prototype image; an example is its class's
+    prototype plus noise, so a network can fit it and the throughput of a
+    run is that of real MNIST (same shapes, same dtype).
+    """
+    import numpy as np
+
+    from fnn import datasets
+
+    rng = np.random.default_rng(seed)
+    protos = rng.uniform(0, 255, (10, 784)).astype(np.float32)
+
+    def make(m):
+        y = rng.integers(0, 10, m)
+        x = np.clip(protos[y] + rng.normal(0, 96, (m, 784)).astype(np.float32), 0, 255)
+        return x.astype(np.float32), y.astype(np.int64)
+
+    x, y = make(n)
+    xt, yt = make(n_test)
+    return datasets.Dataset("mnist (synthetic)", x, y, "classification", 10,
+                            test=datasets.Split(xt, yt))
 
 
 def build_net(cfg, ds):
@@ -233,6 +304,15 @@ def run(args) -> int:
     from fnn import checkpoint as ckpt_io
     from fnn import train
 
+    from fnn import distributed
+
+    if args.coordinator is not None or args.num_processes is not None or args.process_id is not None:
+        if None in (args.coordinator, args.num_processes, args.process_id):
+            raise ValueError("multi-host needs all of --coordinator HOST:PORT --num-processes N --process-id I")
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                               None if args.device == "auto" else args.device)
+    devices = run_devices(args.device, args.devices)
+    writer = distributed.is_writer()
     given = _given(args)
     out_given = args.out
     if args.resume:
@@ -248,7 +328,7 @@ def run(args) -> int:
     else:
         cfg = resolve(given)
         out = out_given or f"runs/{cfg['dataset']}"
-    if args.checkpoint_every < 1:
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be a positive integer, got {args.checkpoint_every}")
 
     ds, splits = load_data(cfg)
@@ -268,10 +348,23 @@ def run(args) -> int:
     patience = cfg["patience"] if val is not None else None
     if cfg["patience"] is not None and val is None:
         raise ValueError("--patience needs a validation split (--val-size > 0)")
-    print(f"fnn train: {ds.name} ({n_train} train, {len(splits.val.x) if splits.val else 0} validation, "
+    mesh_devices = distributed.global_devices(devices)
+    if len(mesh_devices) > 1:
+        distributed.check_batch(min(batch, n_train), len(mesh_devices))
+    from fnn import throughput
+
+    peak, peak_source = throughput.peak_tflops(devices[0], cfg.get("precision"))
+    cfg_speed = {"peak_tflops": peak, "peak_source": peak_source,
+                 "flops_per_step": throughput.step_flops(net.sizes, min(batch, n_train)), "steps_per_epoch": steps, "batch": min(batch, n_train),
+                 "devices": distributed.describe(mesh_devices), "device_kind": devices[0].device_kind}
+    if not writer:
+        args.quiet = True
+    else:
+        print(f"fnn train: {ds.name} ({n_train} train, {len(splits.val.x) if splits.val else 0} validation, "
           f"{len(splits.test.x) if splits.test else 0} test), network {','.join(map(str, net.sizes))} "
           f"{'/'.join(net.layer_activations)} {net.loss}, {cfg['optimizer']}, batch {cfg['batch_size'] or 'full'}, "
-          f"up to {cfg['epochs']} epochs, on {jax.devices()[0].platform}", flush=True)
+          f"up to {cfg['epochs']} epochs, {cfg.get('precision') or 'fp32'} on {cfg_speed['devices']} "
+          f"({devices[0].device_kind})", flush=True)
     checkpoint = os.path.join(out, "checkpoint.npz")
     t0 = time.perf_counter()
     try:
@@ -283,23 +376,34 @@ def run(args) -> int:
                 momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]), weight_decay=cfg["weight_decay"],
                 clip_norm=cfg["clip_norm"], goal=cfg["goal"], min_grad=cfg["min_grad"], patience=patience,
                 checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                progress=not args.quiet, config=_jsonable(cfg),
+                progress=not args.quiet, config=_jsonable(cfg), precision=cfg.get("precision"),
+                devices=devices, peak_tflops=peak, diagnostics=bool(getattr(args, "diagnostics", False)),
             )
     except train.Interrupted as stop:
         print(f"fnn train: interrupted after epoch {stop.epoch}; checkpoint saved to {checkpoint} "
               f"(continue with: fnn train --out {out} --resume)", file=sys.stderr)
         return 130
     fit_time = time.perf_counter() - t0
+    if not writer:  # process 0 writes the run's files
+        return 0
     result = summarize(net, params, history, splits, cfg, fit_time)
+    result.update(speed_summary(history, cfg_speed, cfg))
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
     history.to_csv(os.path.join(out, "history.csv"))
+    if history.diagnostics:
+        from fnn import diagnostics
+
+        diagnostics.to_csv(history, os.path.join(out, "diagnostics.csv"))
     plot_note = ""
     try:
         from fnn import plots
 
         plots.loss_curve(history, os.path.join(out, "loss_curve.png"),
                          title=f"{ds.name}: {','.join(map(str, net.sizes))}, {cfg['optimizer']}")
+        if history.diagnostics:
+            plots.gradient_norms(history, os.path.join(out, "gradient_norms.png"),
+                                 title=f"{ds.name}: {','.join(map(str, net.sizes))} {'/'.join(net.layer_activations)}")
     except OSError as err:
         plot_note = f" (no plot: {err})"
     if history.diverged:
@@ -312,14 +416,61 @@ def run(args) -> int:
         parts.append(f"test accuracy {100 * result['test_accuracy']:.2f}%")
     parts.append(f"{result['wall_time_s']:.1f} s")
     print("fnn train: " + ", ".join(parts))
-    print(f"fnn train: wrote {out}/metrics.json, history.csv, loss_curve.png, checkpoint.npz{plot_note}")
+    extra = ", diagnostics.csv, gradient_norms.png" if history.diagnostics else ""
+    print(f"fnn train: wrote {out}/metrics.json, history.csv, loss_curve.png{extra}, checkpoint.npz{plot_note}")
     return 0
+
+
+def run_devices(kind: str, count: int | None) -> list:
+    """The local devices of ``--device`` (``auto``: GPUs if JAX sees any) and ``--devices``."""
+    from fnn import distributed
+
+    if kind == "auto":
+        kind = "gpu" if _has("gpu") else "cpu"
+    elif kind == "gpu" and not _has("gpu"):
+        raise ValueError(f"--device gpu: JAX sees no GPU (backends: {distributed._platforms()}); "
+                         f"install JAX's CUDA build with pip install 'fnn[gpu]', or use --device cpu")
+    if count is not None and count < 1:
+        raise ValueError(f"--devices must be a positive integer, got {count}")
+    return distributed.select_devices(kind, count)
+
+
+def _has(kind: str) -> bool:
+    import jax
+
+    try:
+        return bool(jax.devices(kind))
+    except RuntimeError:
+        return False
+
+
+def speed_summary(history, speed: dict, cfg) -> dict:
+    """Throughput for metrics.json: the epochs after the first (which includes compiling), if any."""
+    from fnn import throughput
+
+    times = history.epoch_time_s[1:] or history.epoch_time_s
+    seconds = sum(times)
+    steps = speed["steps_per_epoch"] * len(times)
+    rates = throughput.rates(speed["flops_per_step"], steps, speed["batch"], seconds, speed["peak_tflops"])
+    return {
+        "precision": cfg.get("precision") or "fp32",
+        "devices": speed["devices"],
+        "device_kind": speed["device_kind"],
+        "samples_per_s": rates["samples_per_s"],
+        "tflops": rates["tflops"],
+        "mfu": rates["mfu"],
+        "peak_tflops": speed["peak_tflops"],
+        "peak_source": speed["peak_source"],
+        "flops_per_step": speed["flops_per_step"],
+        "flops_method": "analytic matmul FLOPs 6 B sum n_in n_out - 2 B n_0 n_1 (fnn.throughput)",
+        "throughput_epochs": "all but the first (compile)" if len(history) > 1 else "the only epoch (with compile)",
+    }
 
 
 def summarize(net, params, history, splits, cfg, fit_time) -> dict:
     import jax
 
-    from fnn import train
+    from fnn import optimizers, train
 
     def ev(split):
         if split is None:
@@ -336,7 +487,8 @@ def summarize(net, params, history, splits, cfg, fit_time) -> dict:
         "activation": list(net.layer_activations),
         "loss": net.loss,
         "optimizer": cfg["optimizer"],
-        "learning_rate": cfg.get("lr"),
+        "learning_rate": cfg["lr"] if cfg.get("lr") is not None else optimizers.spec(cfg["optimizer"]).default_lr,
+        "schedule": cfg["schedule"],
         "batch_size": cfg.get("batch_size"),
         "seed": cfg["seed"],
         "test_accuracy": te.get("accuracy"),

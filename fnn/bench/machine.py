@@ -7,17 +7,28 @@ import platform
 
 import jax
 
-DEVICE_KINDS = ("cpu", "gpu")
+DEVICE_KINDS = ("cpu", "gpu", "auto")
 
 
 class DeviceUnavailable(RuntimeError):
     """The requested device kind does not exist on this machine."""
 
 
+def resolve_kind(kind: str) -> str:
+    """``auto`` is ``gpu`` when JAX sees a GPU, else ``cpu``; other kinds are returned as given."""
+    if kind != "auto":
+        return kind
+    try:
+        return "gpu" if jax.devices("gpu") else "cpu"
+    except RuntimeError:
+        return "cpu"
+
+
 def select_device(kind: str):
-    """The first JAX device of ``kind`` (``cpu`` or ``gpu``), or ``DeviceUnavailable``."""
+    """The first JAX device of ``kind`` (``cpu``, ``gpu`` or ``auto``), or ``DeviceUnavailable``."""
     if kind not in DEVICE_KINDS:
         raise ValueError(f"unknown device {kind!r}; expected one of {list(DEVICE_KINDS)}")
+    kind = resolve_kind(kind)
     try:
         devices = jax.devices(kind)
     except RuntimeError:
