@@ -46,6 +46,7 @@ pass. Methods written here (not in optax):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -341,7 +342,14 @@ def get(
         raise ValueError(f"clip_norm must be positive, got {clip_norm}")
     if name == "levenberg_marquardt" and (weight_decay or clip_norm is not None):
         raise ValueError("levenberg_marquardt takes no weight_decay or clip_norm")
-    base = s.factory(lr, momentum=momentum, nesterov=nesterov)
+    return _build(name, lr, momentum, nesterov, weight_decay, clip_norm)
+
+
+@functools.lru_cache(maxsize=64)
+def _build(name, lr, momentum, nesterov, weight_decay, clip_norm) -> optax.GradientTransformationExtraArgs:
+    """One transform object per configuration: optax transforms are pure, so
+    reusing the object lets ``fnn.fit`` reuse the epoch it compiled for it."""
+    base = spec(name).factory(lr, momentum=momentum, nesterov=nesterov)
     parts = []
     if clip_norm is not None:
         parts.append(optax.clip_by_global_norm(clip_norm))

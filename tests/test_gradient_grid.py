@@ -1,8 +1,8 @@
 """The grid: every hidden activation x every (output, loss) pair x depth x dtype.
 
 For each cell, backprop must equal autodiff (float64: per-leaf relative error
-<= 1e-12; float32: <= 1e-5 relative to the leaf's norm) and, in float64,
-central finite differences (<= 1e-7). "Relative error" is fnn.check_gradients'
+<= 1e-12; float32: <= 1e-5 relative to the leaf's norm) and, in float64 on
+the small nets (1 and 2 hidden layers), central finite differences (<= 1e-7). "Relative error" is fnn.check_gradients'
 ``rel`` (fnn/gradcheck.py), whose floor keeps vanished or exactly-zero leaves
 from being judged on rounding noise. The eight hidden activations of a cell
 are compiled together in one program to keep the grid's compile time low;
@@ -24,6 +24,7 @@ from fnn.forward import loss_core
 from helpers import HIDDEN, PAIRS, targets, worst_norm_error, worst_rel_error
 
 DEPTHS = (1, 2, 4)  # hidden layers
+FD_DEPTHS = (1, 2)  # finite differences on the small nets: compiling them is most of the grid's time
 BATCH, N_IN, WIDTH = 5, 3, 4
 
 
@@ -66,11 +67,12 @@ def test_float64_backprop_equals_autodiff_and_finite_differences(output, loss, d
     with jax.enable_x64(True):
         nets, params, x, y = _cell(output, loss, depth, jnp.float64)
         results = _backprop_and_autodiff(nets, params, x, y)
-        numerical = _finite_differences(nets, params, x, y)
+        numerical = _finite_differences(nets, params, x, y) if depth in FD_DEPTHS else [None] * len(nets)
         for net, ((l_bp, g_bp), (l_ad, g_ad)), g_fd in zip(nets, results, numerical):
             assert float(l_bp) == pytest.approx(float(l_ad), rel=1e-14, abs=1e-300)
             assert worst_rel_error(g_bp, g_ad, l_bp) <= 1e-12, net
-            assert worst_rel_error(g_bp, g_fd, l_bp) <= 1e-7, net
+            if g_fd is not None:
+                assert worst_rel_error(g_bp, g_fd, l_bp) <= 1e-7, net
 
 
 @pytest.mark.parametrize("depth", DEPTHS, ids=lambda d: f"depth{d}")
