@@ -41,6 +41,7 @@ NET = fnn.MLP((64, 128, 128, 10), activation="relu", output="softmax", loss="cro
 
 
 def run_fnn(train, test, seed):
+    fnn.train.make_epoch.cache_clear()  # fits of one configuration share a compiled epoch: compile afresh
     t0 = time.perf_counter()
     params, h = fnn.fit(NET, fnn.init(jax.random.key(seed), NET), train, optimizer="adam", learning_rate=LR,
                         epochs=EPOCHS, batch_size=BATCH, key=jax.random.key(seed + 100))

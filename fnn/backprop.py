@@ -30,6 +30,21 @@ from fnn.network import MLP
 Array = jax.Array
 
 
+def weight_gradient(a_in: Array, delta: Array) -> Array:
+    """``dL/dW_l = a_{l-1}^T @ delta_l``, shape (n_{l-1}, n_l).
+
+    For a layer with one unit, XLA lowers ``a_{l-1}^T @ delta_l`` to a strided
+    reduction over the batch, while the transposed product ``(delta_l^T @
+    a_{l-1})^T`` (the orientation ``jax.grad`` produces) stays a matrix-vector
+    product: the same numbers, 5-10% of a training step apart (seen in the
+    optimized HLO). For wider layers the direct form is as fast or faster
+    (at batch 1 it is an outer product; the other form adds a transpose).
+    """
+    if delta.shape[1] == 1:
+        return (delta.T @ a_in).T
+    return a_in.T @ delta
+
+
 def backward(net: MLP, params: list[dict], cache: list[LayerCache], y: Array) -> tuple[list[dict], Array]:
     """The delta recursion. Returns ``(grads, delta_1)``.
 
@@ -45,7 +60,7 @@ def backward(net: MLP, params: list[dict], cache: list[LayerCache], y: Array) ->
     delta = delta.astype(out.a_in.dtype)
     grads = [None] * net.n_layers
     for l in reversed(range(net.n_layers)):
-        grads[l] = {"W": cache[l].a_in.T @ delta, "b": delta.sum(axis=0)}
+        grads[l] = {"W": weight_gradient(cache[l].a_in, delta), "b": delta.sum(axis=0)}
         if l > 0:
             below = cache[l - 1]
             delta = activations.get(names[l - 1]).vjp(below.z, below.a, delta @ params[l]["W"].T)
