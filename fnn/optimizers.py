@@ -57,8 +57,7 @@ from jax.flatten_util import ravel_pytree
 
 from fnn import activations
 from fnn.autodiff import _manual_loss
-from fnn.backprop import backward
-from fnn.forward import forward, loss_from_cache
+from fnn.forward import forward
 from fnn.network import MLP
 
 # Levenberg-Marquardt solves a P x P system each step and holds the (B * n_out) x P
@@ -75,11 +74,6 @@ class Objective:
 
     def __call__(self, params):
         return _manual_loss(self.net, params, self.x, self.y)
-
-    def value_and_grad(self, params):
-        cache = forward(self.net, params, self.x)
-        grads, _ = backward(self.net, params, cache, self.y)
-        return loss_from_cache(self.net, cache, self.y), grads
 
     def residuals_and_jacobian(self, params):
         return residuals_and_jacobian(self.net, params, self.x, self.y)
