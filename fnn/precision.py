@@ -95,9 +95,13 @@ def cast(tree, dtype):
     return jax.tree_util.tree_map(one, tree)
 
 
+def _mixed(policy: Policy | None) -> bool:
+    return policy is not None and policy.mixed
+
+
 def forward_step(net, policy: Policy | None, params, x):
     """The forward cache under ``policy``: bf16 copies of params and ``x``, float32 logits."""
-    if policy is None or not policy.mixed:
+    if not _mixed(policy):
         return forward(net, params, x)
     return forward(net, cast(params, policy.compute_dtype), x.astype(policy.compute_dtype),
                    output_dtype=policy.output_dtype)
@@ -110,20 +114,17 @@ def backprop_step(net, policy: Policy | None, params, x, y):
     backward pass. Under ``bf16`` the backward pass runs on the bf16 copy of
     the params and the gradients are cast back to the params' dtype.
     """
-    if policy is None or not policy.mixed:
-        cache = forward(net, params, x)
-        grads, _ = backward(net, params, cache, y)
-        return loss_from_cache(net, cache, y), grads, cache
-    low = cast(params, policy.compute_dtype)
-    cache = forward(net, low, x.astype(policy.compute_dtype), output_dtype=policy.output_dtype)
-    y = cast(y, policy.output_dtype)
-    grads, _ = backward(net, low, cache, y)
-    grads = cast(grads, params[0]["W"].dtype)
+    step_params = cast(params, policy.compute_dtype) if _mixed(policy) else params
+    cache = forward_step(net, policy, step_params, x)  # casting bf16 params again is a no-op
+    if _mixed(policy):
+        y = cast(y, policy.output_dtype)
+    grads, _ = backward(net, step_params, cache, y)
+    grads = cast(grads, params[0]["W"].dtype)  # a no-op in full precision
     return loss_from_cache(net, cache, y), grads, cache
 
 
 def policy_loss(net, policy: Policy | None, params, x, y) -> Array:
     """The batch-mean loss computed exactly as ``backprop_step`` computes it (for ``jax.grad`` checks)."""
-    if policy is not None and policy.mixed:
+    if _mixed(policy):
         y = cast(y, policy.output_dtype)
     return loss_from_cache(net, forward_step(net, policy, params, x), y)
