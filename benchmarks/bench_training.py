@@ -5,15 +5,24 @@ epochs, on the same standardised stratified 75/25 split (no validation, no
 early stopping, no L2: MLPClassifier(alpha=0, tol=0, n_iter_no_change=huge)).
 scikit-learn computes in float64 with NumPy, the JAX runs in float32.
 
-* whole fit: wall time of one complete training run, compilation included
-  (a fresh fnn.fit / a fresh jit for the plain loop in every repeat);
+* whole fit: wall time of one complete training run (init and fit), with
+  XLA compiling the epoch ("cold": a fresh fnn.fit / a fresh jit for the plain
+  loop in every repeat) or loading it from JAX's persistent compilation cache
+  ("warm": ``fnn.enable_compile_cache``, which ``fnn train`` turns on, filled
+  by one earlier run of the same configuration);
 * epoch: the steady-state time of one epoch (fnn: median of epochs 2-50 from
   history.epoch_time_s; plain loop: median epoch after the first; scikit-learn:
-  whole fit / 50, it has nothing to compile).
+  whole fit / 50, it has nothing to compile);
+* fresh process (``--fresh``, on by default): the whole fit timed inside a new
+  Python process per run, after its imports and data loading, so that JAX's
+  one-time compilations of small operations (the init's random draws, ...) are
+  paid as they are by ``fnn train``; fnn cold (empty cache) and warm.
 
-Medians over --repeats runs. Writes benchmarks/results/training_cpu.json.
+The contenders run interleaved within every repeat, so a change in the
+machine's load touches all of them alike. Medians over --repeats runs. Writes
+benchmarks/results/training_cpu.json.
 
-    python benchmarks/bench_training.py [--repeats 3]
+    python benchmarks/bench_training.py [--repeats 5] [--no-fresh]
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 
@@ -32,7 +44,7 @@ import numpy as np
 import optax
 
 import fnn
-from fnn import data, datasets
+from fnn import compile_cache, data, datasets
 from fnn.forward import loss_core
 from fnn.validation import prepare
 
@@ -96,41 +108,90 @@ def run_sklearn(train, test, seed):
     return whole, whole / EPOCHS, float(clf.score(test.x, test.y))
 
 
+def fresh_process(contender: str, seed: int, cache_dir: str | None) -> float:
+    """The whole fit of ``contender`` timed inside a new Python process (imports and data loading excluded)."""
+    code = (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "import bench_training as b, fnn\n"
+        "from fnn import data, datasets\n"
+        "if %r: fnn.enable_compile_cache(%r)\n"
+        "s = data.prepare(datasets.load('digits'), test_size=0.25, val_size=0.0, seed=0)\n"
+        "print('WHOLE', b.%s(s.train, s.test, %d)[0])\n"
+    ) % (os.path.dirname(os.path.abspath(__file__)), cache_dir is not None, cache_dir, contender, seed)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.split("WHOLE", 1)[1].split()[0])
+
+
+def _summary(runs):
+    keys = runs[0].keys()
+    return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process series")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "training_cpu.json"))
     args = ap.parse_args()
     splits = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0)
-    runners = {"fnn.fit": run_fnn, "jax.grad + optax loop": run_plain, "sklearn MLPClassifier": run_sklearn}
-    results = {}
-    for name, fn in runners.items():
-        runs = [fn(splits.train, splits.test, seed) for seed in range(args.repeats)]
-        results[name] = {
-            "whole_fit_s": statistics.median(r[0] for r in runs),
-            "epoch_s": statistics.median(r[1] for r in runs),
-            "test_accuracy": statistics.median(r[2] for r in runs),
-            "runs": [{"whole_fit_s": r[0], "epoch_s": r[1], "test_accuracy": r[2]} for r in runs],
-        }
-        print(f"{name:<24} whole fit {results[name]['whole_fit_s']:8.3f} s   epoch {1e3 * results[name]['epoch_s']:9.3f} ms"
-              f"   test accuracy {100 * results[name]['test_accuracy']:.2f}%", flush=True)
-    f, p, s = (results[k] for k in runners)
+    tr, te = splits.train, splits.test
+    warm_dir = tempfile.mkdtemp(prefix="fnn-bench-cache-")
+    runs = {k: [] for k in ("fnn.fit cold", "fnn.fit warm", "jax.grad + optax loop", "sklearn MLPClassifier")}
+
+    def record(name, result):
+        whole, epoch, acc = result
+        runs[name].append({"whole_fit_s": whole, "epoch_s": epoch, "test_accuracy": acc})
+
+    compile_cache.enable_compile_cache(warm_dir)
+    run_fnn(tr, te, 0)  # fills the cache (unmeasured)
+    for seed in range(args.repeats):
+        compile_cache.disable_compile_cache()
+        record("fnn.fit cold", run_fnn(tr, te, seed))
+        compile_cache.enable_compile_cache(warm_dir)
+        record("fnn.fit warm", run_fnn(tr, te, seed))
+        compile_cache.disable_compile_cache()
+        record("jax.grad + optax loop", run_plain(tr, te, seed))
+        record("sklearn MLPClassifier", run_sklearn(tr, te, seed))
+        print(f"repeat {seed + 1}/{args.repeats}: " + ", ".join(
+            f"{k} {v[-1]['whole_fit_s']:.3f} s / {1e3 * v[-1]['epoch_s']:.2f} ms" for k, v in runs.items()), flush=True)
+    results = {k: _summary(v) for k, v in runs.items()}
+    for name, r in results.items():
+        print(f"{name:<24} whole fit {r['whole_fit_s']:8.3f} s   epoch {1e3 * r['epoch_s']:9.3f} ms"
+              f"   test accuracy {100 * r['test_accuracy']:.2f}%", flush=True)
+    cold, warm, p, s = (results[k] for k in runs)
     ratios = {
-        "sklearn_whole_over_fnn_whole": s["whole_fit_s"] / f["whole_fit_s"],
-        "sklearn_epoch_over_fnn_epoch": s["epoch_s"] / f["epoch_s"],
-        "plain_epoch_over_fnn_epoch": p["epoch_s"] / f["epoch_s"],
-        "plain_whole_over_fnn_whole": p["whole_fit_s"] / f["whole_fit_s"],
+        "sklearn_epoch_over_fnn_epoch": s["epoch_s"] / cold["epoch_s"],
+        "plain_epoch_over_fnn_epoch": p["epoch_s"] / cold["epoch_s"],
+        "sklearn_whole_over_fnn_whole_cold": s["whole_fit_s"] / cold["whole_fit_s"],
+        "sklearn_whole_over_fnn_whole_warm": s["whole_fit_s"] / warm["whole_fit_s"],
+        "plain_whole_over_fnn_whole_cold": p["whole_fit_s"] / cold["whole_fit_s"],
     }
+    fresh = None
+    if not args.no_fresh:
+        fresh_runs = {"fnn.fit cold": [], "fnn.fit warm": [], "sklearn MLPClassifier": []}
+        fresh_dir = tempfile.mkdtemp(prefix="fnn-bench-fresh-")
+        fresh_process("run_fnn", 0, fresh_dir)  # fills the cache (unmeasured)
+        for seed in range(args.repeats):
+            fresh_runs["fnn.fit cold"].append(fresh_process("run_fnn", seed, None))
+            fresh_runs["fnn.fit warm"].append(fresh_process("run_fnn", seed, fresh_dir))
+            fresh_runs["sklearn MLPClassifier"].append(fresh_process("run_sklearn", seed, None))
+        fresh = {k: {"whole_fit_s": statistics.median(v), "runs": v} for k, v in fresh_runs.items()}
+        for k, v in fresh.items():
+            print(f"fresh process: {k:<22} whole fit {v['whole_fit_s']:8.3f} s", flush=True)
+        sk = fresh["sklearn MLPClassifier"]["whole_fit_s"]
+        ratios["fresh_sklearn_whole_over_fnn_whole_cold"] = sk / fresh["fnn.fit cold"]["whole_fit_s"]
+        ratios["fresh_sklearn_whole_over_fnn_whole_warm"] = sk / fresh["fnn.fit warm"]["whole_fit_s"]
     for k, v in ratios.items():
-        print(f"{k:<32} {v:8.2f}x")
+        print(f"{k:<42} {v:8.2f}x")
     doc = {
         "benchmark": "digits 64,128,128,10 relu/softmax, adam lr 1e-3, batch 64, 50 epochs",
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "jax": jax.__version__, "device": str(jax.devices()[0])},
         "repeats": args.repeats,
-        "n_train": int(len(splits.train.x)),
-        "n_test": int(len(splits.test.x)),
+        "n_train": int(len(tr.x)),
+        "n_test": int(len(te.x)),
         "results": results,
+        "fresh_process": fresh,
         "ratios": ratios,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -9,6 +9,7 @@ from fnn.activations import register_activation
 from fnn.analytical import single_unit_gradient
 from fnn.autodiff import autodiff, loss_with_manual_vjp
 from fnn.backprop import backprop
+from fnn.compile_cache import enable_compile_cache
 from fnn.finite_differences import finite_differences
 from fnn.forward import loss, predict
 from fnn.gradcheck import GradientReport, check_gradients
@@ -26,6 +27,7 @@ __all__ = [
     "autodiff",
     "backprop",
     "check_gradients",
+    "enable_compile_cache",
     "finite_differences",
     "fit",
     "init",

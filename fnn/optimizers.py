@@ -69,14 +69,17 @@ LM_MAX_JACOBIAN = 2**26  # entries of J (256 MiB in float32)
 class Objective:
     """The loss of one minibatch as a function of the params (see the module docstring)."""
 
-    def __init__(self, net: MLP, x, y):
+    def __init__(self, net: MLP, x, y, to_tree: Callable | None = None):
+        # to_tree: maps the params as the optimizer sees them (e.g. one flat
+        # vector, see fnn.train.make_epoch) to fnn's list of layers
         self.net, self.x, self.y = net, x, y
+        self.to_tree = to_tree or (lambda params: params)
 
     def __call__(self, params):
-        return _manual_loss(self.net, params, self.x, self.y)
+        return _manual_loss(self.net, self.to_tree(params), self.x, self.y)
 
     def residuals_and_jacobian(self, params):
-        return residuals_and_jacobian(self.net, params, self.x, self.y)
+        return residuals_and_jacobian(self.net, self.to_tree(params), self.x, self.y)
 
 
 def residuals_and_jacobian(net: MLP, params, x, y):

@@ -3,14 +3,16 @@
     params, history = fnn.fit(net, params, (x, y), optimizer="adam", epochs=50,
                               batch_size=64, key=jax.random.key(0), validation=(xv, yv))
 
-Each epoch is a single ``jax.jit``-compiled function: a seeded permutation of
-the training set, then ``lax.scan`` over its minibatches, each step running
-the forward pass, fnn's hand-written backward pass (``fnn.backprop.backward``)
+Each epoch is a single ``jax.jit``-compiled function: ``lax.scan`` over the
+minibatches of a permutation of the training set, each step running the
+forward pass, fnn's hand-written backward pass (``fnn.backprop.backward``)
 and the optimizer's update; the validation loss and accuracy are computed at
-the end of the same program. The permutation of epoch ``e`` comes from
-``jax.random.fold_in(key, e)``, so a run is a deterministic function of its
-key, and a run resumed from a checkpoint at any epoch ends with exactly the
-params of an uninterrupted one (on CPU, where XLA is deterministic).
+the end of the same program. The permutation of epoch ``e`` is drawn on the
+host from the key and ``e`` (``epoch_indices``), so a run is a deterministic
+function of its key, and a run resumed from a checkpoint at any epoch ends
+with exactly the params of an uninterrupted one (on CPU, where XLA is
+deterministic). Epoch ``e + 1`` is launched before the statistics of epoch
+``e`` are read, so the host's bookkeeping overlaps the computation.
 
 Minibatches all have ``batch_size`` examples: when it does not divide the
 training set, the last minibatch is filled up with the first examples of the
@@ -39,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from fnn import checkpoint as ckpt_io
 from fnn import diagnostics as diag
@@ -61,7 +64,7 @@ class History:
     learning_rate: list = dataclasses.field(default_factory=list)  # at the end of the epoch (NaN: none)
     mu: list = dataclasses.field(default_factory=list)  # Levenberg-Marquardt's mu (NaN otherwise)
     grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
-    epoch_time_s: list = dataclasses.field(default_factory=list)  # wall time of the epoch (first: + compile)
+    epoch_time_s: list = dataclasses.field(default_factory=list)  # since the previous epoch ended (first: + compile)
     wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
     samples_per_s: list = dataclasses.field(default_factory=list)  # training examples per second of the epoch
     tflops: list = dataclasses.field(default_factory=list)  # achieved TFLOP/s (fnn.throughput.step_flops)
@@ -126,55 +129,63 @@ def _checkpoint_due(epoch: int, every: int | None, saved_time: float) -> bool:
 
 
 @functools.lru_cache(maxsize=32)  # same configuration, same compiled epoch: fits after the first skip compiling
-def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool, policy=None, mesh=None, feed: str = "device"):
-    """The jitted ``epoch(params, opt_state, key, epoch, x, y, xv, yv) -> (params, opt_state, stats)``.
+def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool, policy=None, mesh=None, feed: str = "device",
+               flat: bool = False):
+    """The jitted ``epoch(params, opt_state, order, x, y, xv, yv) -> (params, opt_state, stats)``.
 
+    ``order``: the epoch's example indices, ``(steps, batch)`` int32, from
+    ``epoch_indices`` (computed on the host, so that the compiled epoch holds
+    no random-number generator and no sort).
     ``policy``: a ``fnn.precision.Policy`` (``None``: compute in the params' dtype).
     ``mesh``: a ``fnn.distributed`` mesh; each minibatch is then sharded over
     its ``data`` axis and XLA reduces the gradients (``None``: one device).
     ``feed``: ``"device"``, the whole training set is an argument and each
-    step gathers its minibatch from the epoch's permutation; ``"host"``, ``x``
-    and ``y`` are the epoch's minibatches already gathered, ``(steps, batch, ...)``
-    (see ``epoch_batches``), and ``key``/``epoch`` are unused.
+    step gathers its minibatch with ``order``; ``"host"``, ``x`` and ``y`` are
+    the epoch's minibatches already gathered, ``(steps, batch, ...)`` (see
+    ``epoch_batches``), and ``order`` is unused.
+    ``flat``: the optimizer sees the params as one vector
+    (``jax.flatten_util.ravel_pytree``), so its update is one fused pass over
+    all P parameters instead of one per array; for transforms that act on
+    each parameter alone (every built-in optimizer). ``opt_state`` is then the
+    state of ``tx.init(ravel_pytree(params)[0])``.
     """
     steps = -(-n // batch)
-    pad = steps * batch - n
-    shuffle = steps > 1 or pad > 0
+    shuffle = steps * batch != n or steps > 1
     classify = metrics.has_accuracy(net)
     host_fed = feed == "host"
     sharded = None if mesh is None else distributed.batch_sharding(mesh)
 
-    def epoch_fn(params, opt_state, key, epoch, x, y, xv, yv):
-        def step(carry, idx):
-            params, opt_state = carry
+    def epoch_fn(params, opt_state, order, x, y, xv, yv):
+        to_tree = ravel_pytree(params)[1] if flat else (lambda p: p)
+
+        def step(carry, batch_or_idx):
+            p, opt_state = carry
             if host_fed:
-                xb, yb = idx
+                xb, yb = batch_or_idx
             else:
-                xb, yb = (x[idx], y[idx]) if shuffle else (x, y)
+                xb, yb = (x[batch_or_idx], y[batch_or_idx]) if shuffle else (x, y)
             if sharded is not None:  # keep the minibatch split over the devices
                 xb = jax.lax.with_sharding_constraint(xb, sharded)
                 yb = jax.lax.with_sharding_constraint(yb, sharded)
             # fnn's hand-written backprop, under the precision policy
-            loss, grads, cache = precisions.backprop_step(net, policy, params, xb, yb)
-            objective = optimizers.Objective(net, xb, yb)
-            updates, opt_state = tx.update(grads, opt_state, params, value=loss, grad=grads, value_fn=objective)
-            params = optax.apply_updates(params, updates)
+            loss, grads, cache = precisions.backprop_step(net, policy, to_tree(p), xb, yb)
             out = {"loss": loss, "norms": _layer_norms(grads)}
             if classify:
                 out["correct"] = metrics.correct(net, cache[-1].a, yb)
-            return (params, opt_state), out
+            if flat:
+                grads = ravel_pytree(grads)[0]
+            objective = optimizers.Objective(net, xb, yb, to_tree if flat else None)
+            updates, opt_state = tx.update(grads, opt_state, p, value=loss, grad=grads, value_fn=objective)
+            return (optax.apply_updates(p, updates), opt_state), out
 
-        if host_fed:
-            idx = (x, y)
-        elif shuffle:
-            idx = epoch_indices(key, epoch, n, batch)
-        else:
-            idx = jnp.zeros((1, 0), jnp.int32)
-        (params, opt_state), out = jax.lax.scan(step, (params, opt_state), idx)
+        steps_over = (x, y) if host_fed else order
+        carry = (ravel_pytree(params)[0] if flat else params, opt_state)
+        (p, opt_state), out = jax.lax.scan(step, carry, steps_over)
+        params = to_tree(p)
         stats = {
             "train_loss": jnp.mean(out["loss"]),
             "grad_norm": jnp.mean(out["norms"], axis=0),
-            "finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(l)) for l in jax.tree_util.tree_leaves(params)]))
+            "finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(p)]))
             & jnp.all(jnp.isfinite(out["loss"])),
         }
         if classify:
@@ -195,28 +206,35 @@ def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool, policy=None, mes
     return jax.jit(epoch_fn)
 
 
-def epoch_indices(key, epoch, n: int, batch: int):
-    """The example indices of each step of ``epoch``, ``(steps, batch)``.
+def key_words(key) -> np.ndarray:
+    """The words of a JAX PRNG key as host integers: the seed of the epochs' shuffling."""
+    return np.asarray(jax.random.key_data(key)).ravel().astype(np.uint64)
 
-    A permutation from ``fold_in(key, epoch)``, filled up with its own first
-    examples when ``batch`` does not divide ``n``.
+
+def epoch_indices(seed: np.ndarray, epoch: int, n: int, batch: int) -> np.ndarray:
+    """The example indices of each step of ``epoch``, ``(steps, batch)`` int32.
+
+    A permutation drawn by NumPy from ``(seed, epoch)`` (``seed``: the run key's
+    ``key_words``), filled up with its own first examples when ``batch`` does
+    not divide ``n``. It is a function of the key and the epoch alone, so a
+    resumed run shuffles exactly as an uninterrupted one; drawing it on the
+    host keeps the compiled epoch free of a random-number generator and a sort,
+    the slowest parts of it to compile.
     """
     steps = -(-n // batch)
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    return jnp.concatenate([perm, perm[:steps * batch - n]]).reshape(steps, batch)
+    if steps * batch == n and steps == 1:  # full batch: the order does not matter
+        return np.zeros((1, 0), np.int32)
+    perm = np.random.default_rng([*seed.tolist(), epoch]).permutation(n).astype(np.int32)
+    return np.concatenate([perm, perm[:steps * batch - n]]).reshape(steps, batch)
 
 
-def epoch_batches(key, epoch, x, y, batch: int, mesh):
-    """The epoch's minibatches gathered on the host, placed on ``mesh`` as ``(steps, batch, ...)``.
+def epoch_batches(order: np.ndarray, x, y, mesh):
+    """The epoch's minibatches ``x[order]``, ``y[order]`` gathered on the host, placed on ``mesh``.
 
-    The same indices as the on-device gather (``epoch_indices``); in a
-    multi-process run each process transfers only its own rows of each batch.
+    Shaped ``(steps, batch, ...)``; in a multi-process run each process
+    transfers only its own rows of each batch.
     """
-    n = x.shape[0]
-    if n > batch:
-        idx = np.asarray(epoch_indices(key, epoch, n, batch))
-    else:
-        idx = np.arange(n)[None, :]
+    idx = order if order.size else np.arange(x.shape[0])[None, :]
     sharding = distributed.stacked_batch_sharding(mesh)
     lo, hi = distributed.local_rows(sharding, idx.shape)
     local = idx[:, lo:hi]
@@ -307,6 +325,10 @@ def fit(
         ``learning_rate``, ``momentum``, ``nesterov``, ``weight_decay``,
         ``clip_norm``, see ``fnn.optimizers.get``) or any optax transform, which
         is called as ``update(grads, state, params, value=, grad=, value_fn=)``.
+        A named optimizer updates all parameters as one flat vector (one fused
+        pass; its state is shaped like ``ravel_pytree(params)[0]``); a
+        transform given as an object sees the params' own structure, so that
+        masks and per-layer transforms work.
       epochs: the total number of epochs (a resumed run counts those already done).
       batch_size: examples per step; ``None`` is the whole training set
         (full-batch), the default of ``gd``, ``adaptive_*``, ``rprop``, ``lbfgs``
@@ -427,7 +449,8 @@ def fit(
     mesh = distributed.make_mesh(mesh_devices)
     flops_per_step = throughput.step_flops(net.sizes, batch)
 
-    opt_state = tx.init(params)
+    flat = isinstance(optimizer, str)  # the built-in optimizers act per parameter: update one flat vector
+    opt_state = tx.init(ravel_pytree(params)[0] if flat else params)
     history = History()
     start = 0
     best = {"loss": math.inf, "epoch": None, "params": None, "bad": 0}
@@ -471,37 +494,42 @@ def fit(
     # Placement: params, optimizer state and the data on the run's devices,
     # replicated over the mesh; the minibatches are split inside the epoch.
     everywhere = distributed.replicated(mesh)
-    host_key = key  # the host feed draws each epoch's permutation from it outside the compiled epoch
-    params, opt_state, key = distributed.put_global((params, opt_state, key), everywhere)
+    seed = key_words(key)  # every epoch's shuffling derives from it, on the host
+    params, opt_state = distributed.put_global((params, opt_state), everywhere)
     xv, yv = distributed.put_global((xv, yv), everywhere)
     if feed == "device":
         x, y = distributed.put_global((x, y), everywhere)
     else:
         x, y = np.asarray(x), np.asarray(y)
-    epoch_fn = make_epoch(net, tx, n, batch, has_val, policy, mesh if use_mesh else None, feed)
-    prefetched = {}
+    epoch_fn = make_epoch(net, tx, n, batch, has_val, policy, mesh if use_mesh else None, feed, flat)
 
-    def batches_of(e):  # host feed: the epoch's minibatches, gathered on the host
-        if e not in prefetched:
-            prefetched.clear()
-            prefetched[e] = epoch_batches(host_key, e, x, y, batch, mesh)
-        return prefetched[e]
+    def inputs(e):  # the epoch's order, and the data: all of it (device feed) or the minibatches (host feed)
+        order = epoch_indices(seed, e, n, batch)
+        data_ = (x, y) if feed == "device" else epoch_batches(order, x, y, mesh)
+        return (distributed.put_global(order, everywhere), *data_)
+
+    def launch(e, params_, opt_state_):
+        """Start epoch ``e``; JAX returns at once while the epoch runs (asynchronous dispatch)."""
+        with precisions.matmul_context(policy):
+            return epoch_fn(params_, opt_state_, *inputs(e), xv, yv)
 
     bar = _progress_bar(epochs, start) if progress else None
     t_start = time.perf_counter()
     t_before = history.wall_time_s[-1] if history.wall_time_s else 0.0
     epoch = start
     saved_at, saved_time = start, time.monotonic()
+    t0 = time.perf_counter()
     try:
-        while epoch < epochs:
-            t0 = time.perf_counter()
-            xe, ye = (x, y) if feed == "device" else batches_of(epoch)
-            with precisions.matmul_context(policy):
-                new_params, new_state, stats = epoch_fn(params, opt_state, key, jnp.int32(epoch), xe, ye, xv, yv)
-            if feed == "host" and epoch + 1 < epochs:
-                batches_of(epoch + 1)  # prefetch while the device runs this epoch (dispatch is asynchronous)
+        running = launch(epoch, params, opt_state) if epoch < epochs else None
+        while running is not None:
+            new_params, new_state, stats = running
+            # Launch the next epoch before reading this one's statistics, so the
+            # host's bookkeeping overlaps the next epoch's compute; if this
+            # epoch ends the run, the next one is dropped unread.
+            running = launch(epoch + 1, new_params, new_state) if epoch + 1 < epochs else None
             stats = jax.device_get(distributed.to_local(stats))
-            dt = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            dt, t0 = t1 - t0, t1  # from the previous epoch's end (the first: from the start, compiling included)
             if not bool(stats["finite"]):
                 history.diverged = True
                 history.stop_reason = (
@@ -516,7 +544,7 @@ def fit(
                 diag.append(history.diagnostics, diag.record(net, params, new_params, *probe))
             params, opt_state = new_params, new_state
             epoch += 1
-            record = _record(history, epoch, stats, dt, t_before + time.perf_counter() - t_start,
+            record = _record(history, epoch, stats, dt, t_before + t1 - t_start,
                              throughput.rates(flops_per_step, -(-n // batch), batch, dt, peak_tflops))
             if has_val:
                 v = record["val_loss"]

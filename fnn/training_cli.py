@@ -104,6 +104,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     o.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                    help="checkpoint every N epochs (default: every 30 s, and always at the end and on Ctrl-C)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--no-compile-cache", action="store_true",
+                   help="do not keep compiled programs on disk (default: keep them in $FNN_CACHE_DIR or "
+                        "~/.cache/fnn/xla, so that a later run of the same configuration skips compiling)")
     o.add_argument("--diagnostics", action="store_true",
                    help="record per-layer gradient/delta norms, saturation, dead relus and update ratios each epoch; "
                         "write diagnostics.csv and gradient_norms.png")
@@ -306,6 +309,13 @@ def run(args) -> int:
 
     from fnn import distributed
 
+    if not args.no_compile_cache:
+        from fnn.compile_cache import enable_compile_cache
+
+        try:
+            enable_compile_cache()
+        except OSError as err:  # a read-only home directory: train anyway, compiling as usual
+            print(f"fnn train: no compile cache ({err})", file=sys.stderr)
     if args.coordinator is not None or args.num_processes is not None or args.process_id is not None:
         if None in (args.coordinator, args.num_processes, args.process_id):
             raise ValueError("multi-host needs all of --coordinator HOST:PORT --num-processes N --process-id I")

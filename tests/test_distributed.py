@@ -41,7 +41,8 @@ FOUR_DEVICES = textwrap.dedent("""
     tx = fnn.optimizers.get("adam", None)
     mesh = distributed.make_mesh(jax.devices())
     epoch = train.make_epoch(net, tx, 200, 40, False, None, mesh, "device")
-    args = jax.device_put((p0, tx.init(p0), jax.random.key(1), np.int32(0), np.zeros((200, 8), np.float32),
+    order = train.epoch_indices(train.key_words(jax.random.key(1)), 0, 200, 40)
+    args = jax.device_put((p0, tx.init(p0), order, np.zeros((200, 8), np.float32),
                            np.zeros((200, 3), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)),
                           distributed.replicated(mesh))
     hlo = epoch.lower(*args).compile().as_text()
