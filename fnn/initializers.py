@@ -24,6 +24,8 @@ The truncated normals are rescaled so their variance is the one stated, as in
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -61,5 +63,12 @@ def init(key: jax.Array, net: MLP, scheme: str = "glorot_uniform", dtype=jnp.flo
         raise ValueError(f"unknown init scheme {scheme!r}; expected one of {list(SCHEMES)}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype!r}")
-    keys = jax.random.split(key, net.n_layers)
-    return [_layer(k, n_in, n_out, scheme, dtype) for k, n_in, n_out in zip(keys, net.sizes[:-1], net.sizes[1:])]
+    return _draw(key, net.sizes, scheme, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _draw(key, sizes: tuple, scheme: str, dtype) -> list[dict]:
+    # one compiled program for all layers: drawn op by op, each random draw of
+    # each shape would be compiled on its own, a second and more in a new process
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [_layer(k, n_in, n_out, scheme, dtype) for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]

@@ -206,6 +206,12 @@ def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool, policy=None, mes
     return jax.jit(epoch_fn)
 
 
+@functools.lru_cache(maxsize=32)
+def _opt_init(tx, flat: bool):
+    """``tx.init`` as one compiled program (op by op, a new process would compile each of its operations)."""
+    return jax.jit(lambda params: tx.init(ravel_pytree(params)[0] if flat else params))
+
+
 def key_words(key) -> np.ndarray:
     """The words of a JAX PRNG key as host integers: the seed of the epochs' shuffling."""
     return np.asarray(jax.random.key_data(key)).ravel().astype(np.uint64)
@@ -395,7 +401,7 @@ def fit(
         xv, yv = checks.prepare(net, params, xv, yv)
         checks.check_finite(validation_x=xv, validation_y=yv)
     else:
-        xv = yv = jnp.zeros((0,), x.dtype)
+        xv = yv = np.zeros((0,), x.dtype)
         if patience is not None:
             raise ValueError("patience (early stopping) needs validation data")
     if restore_best is None:
@@ -450,7 +456,7 @@ def fit(
     flops_per_step = throughput.step_flops(net.sizes, batch)
 
     flat = isinstance(optimizer, str)  # the built-in optimizers act per parameter: update one flat vector
-    opt_state = tx.init(ravel_pytree(params)[0] if flat else params)
+    opt_state = _opt_init(tx, flat)(params)
     history = History()
     start = 0
     best = {"loss": math.inf, "epoch": None, "params": None, "bad": 0}

@@ -86,6 +86,8 @@ def _check_labels(net: MLP, y, batch: int, dtype):
         lo, hi = int(np.min(y)), int(np.max(y))
         if lo < 0 or hi >= n_out:
             raise ValueError(f"labels y must lie in [0, {n_out - 1}] for {n_out} outputs, got values in [{lo}, {hi}]")
+    if _is_concrete(y) and not _on_accelerator(y):  # NumPy: no compilation for a one-off encoding
+        return jnp.asarray(np.eye(n_out, dtype=dtype)[np.asarray(y)])
     return jax.nn.one_hot(y, n_out, dtype=dtype)
 
 
@@ -118,9 +120,19 @@ def prepare(net: MLP, params, x, y=None):
     return x, check_y(net, y, x.shape[0], dtype)
 
 
+def _on_accelerator(a) -> bool:
+    return isinstance(a, jax.Array) and any(d.platform != "cpu" for d in a.devices())
+
+
+def _all_finite(a) -> bool:
+    if _on_accelerator(a):  # check where the data is
+        return bool(jnp.all(jnp.isfinite(a)))
+    return bool(np.isfinite(np.asarray(a)).all())  # host memory: NumPy, nothing to compile
+
+
 def check_finite(**arrays) -> None:
     """``ValueError`` naming the first argument holding NaN or inf (concrete values only)."""
     for name, tree in arrays.items():
         for leaf in jax.tree_util.tree_leaves(tree):
-            if _is_concrete(leaf) and not bool(jnp.all(jnp.isfinite(leaf))):
+            if _is_concrete(leaf) and not _all_finite(leaf):
                 raise ValueError(f"{name} contains NaN or inf")
