@@ -531,8 +531,12 @@ def fit(
             new_params, new_state, stats = running
             # Launch the next epoch before reading this one's statistics, so the
             # host's bookkeeping overlaps the next epoch's compute; if this
-            # epoch ends the run, the next one is dropped unread.
-            running = launch(epoch + 1, new_params, new_state) if epoch + 1 < epochs else None
+            # epoch ends the run, the next one is dropped unread. Not after the
+            # first epoch of the call: the next one then starts once this one
+            # is seen to end, so the epoch times after the first add up to the
+            # time the epochs took.
+            ahead = epoch > start and epoch + 1 < epochs
+            running = launch(epoch + 1, new_params, new_state) if ahead else None
             stats = jax.device_get(distributed.to_local(stats))
             t1 = time.perf_counter()
             dt, t0 = t1 - t0, t1  # from the previous epoch's end (the first: from the start, compiling included)
@@ -582,6 +586,8 @@ def fit(
                 saved_at, saved_time = epoch, time.monotonic()
             if reason is not None:
                 break
+            if running is None and epoch < epochs:
+                running = launch(epoch, params, opt_state)
         if not history.stop_reason:
             history.stop_reason = f"completed {epochs} epochs"
     except KeyboardInterrupt:
