@@ -150,13 +150,13 @@ def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool, policy=None, mes
     state of ``tx.init(ravel_pytree(params)[0])``.
     """
     steps = -(-n // batch)
-    shuffle = steps * batch != n or steps > 1
     classify = metrics.has_accuracy(net)
     host_fed = feed == "host"
     sharded = None if mesh is None else distributed.batch_sharding(mesh)
 
     def epoch_fn(params, opt_state, order, x, y, xv, yv):
         to_tree = ravel_pytree(params)[1] if flat else (lambda p: p)
+        shuffle = order.shape[1] > 0  # epoch_indices gives no order when one full batch is the whole epoch
 
         def step(carry, batch_or_idx):
             p, opt_state = carry
@@ -225,11 +225,12 @@ def epoch_indices(seed: np.ndarray, epoch: int, n: int, batch: int) -> np.ndarra
     not divide ``n``. It is a function of the key and the epoch alone, so a
     resumed run shuffles exactly as an uninterrupted one; drawing it on the
     host keeps the compiled epoch free of a random-number generator and a sort,
-    the slowest parts of it to compile.
+    the slowest parts of it to compile. When one batch holds the whole set
+    the order does not matter, and the result is empty, ``(1, 0)``.
     """
-    steps = -(-n // batch)
-    if steps * batch == n and steps == 1:  # full batch: the order does not matter
+    if batch >= n:
         return np.zeros((1, 0), np.int32)
+    steps = -(-n // batch)
     perm = np.random.default_rng([*seed.tolist(), epoch]).permutation(n).astype(np.int32)
     return np.concatenate([perm, perm[:steps * batch - n]]).reshape(steps, batch)
 
