@@ -43,8 +43,8 @@ Semantics, and where they differ from scikit-learn's MLP:
   best validation epoch are kept. Reaching ``max_iter`` first raises
   ``ConvergenceWarning``.
 * ``partial_fit`` runs one epoch over the data it is given, starting from the
-  current weights; the optimizer's state (Adam's moments, the momentum) starts
-  afresh at each call.
+  current weights and the optimizer's state (Adam's moments and step count,
+  the momentum) that the previous call left, as scikit-learn's does.
 * The classifier has a softmax output and the cross-entropy loss (with
   ``solver="lm"``: softmax and the squared error on one-hot targets, since
   Levenberg-Marquardt minimises a sum of squares); the regressor an identity
@@ -212,6 +212,7 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = math.inf
             self.n_iter_ = 0
             self.t_ = 0
+            self._opt_state = None
         net = self._net_
         validation = None
         use_val = self.early_stopping and not incremental
@@ -247,7 +248,9 @@ class _BaseMLP(BaseEstimator):
             weight_decay=0.0 if lm else float(self.alpha) / batch,
             patience=int(self.n_iter_no_change) if use_val else None, min_delta=float(self.tol),
             callback=None if (use_val or incremental) else converged, progress=bool(self.verbose),
+            opt_state=self._resumable_state(name, batch) if incremental else None,
         )
+        self._opt_state = (name, batch, history.opt_state)
         self.params_ = params
         self.history_ = history
         self.loss_curve_ = list(self.loss_curve_) + list(history.train_loss)
@@ -274,6 +277,11 @@ class _BaseMLP(BaseEstimator):
                 "hasn't converged yet.", ConvergenceWarning, stacklevel=3,
             )
         return self
+
+    def _resumable_state(self, name: str, batch: int):
+        """The optimizer state the previous call left, if it ran the same solver and batch size."""
+        saved = getattr(self, "_opt_state", None)
+        return saved[2] if saved is not None and saved[:2] == (name, batch) else None
 
     def _raw_predict(self, X):
         check_is_fitted(self, "params_")

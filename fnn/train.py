@@ -73,19 +73,33 @@ class History:
     diverged: bool = False
     # fit(..., diagnostics=True): per-epoch lists of per-layer values, keys fnn.diagnostics.KEYS
     diagnostics: dict = dataclasses.field(default_factory=dict)
+    # the optimizer's state after the last epoch, for fit(..., opt_state=) to continue from (not in to_dict)
+    opt_state: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu",
-               "epoch_time_s", "wall_time_s")
+               "epoch_time_s", "wall_time_s", "samples_per_s", "tflops")
 
     def __len__(self):
         return len(self.epoch)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The records as plain lists and numbers (JSON-serialisable; without ``opt_state``)."""
+        d = dataclasses.asdict(dataclasses.replace(self, opt_state=None))
+        del d["opt_state"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+        """The inverse of ``to_dict``. A column of ``COLUMNS`` that ``d`` lacks,
+        or holds fewer entries of (a checkpoint written before the column was
+        recorded), is filled with ``None`` at the front, so that the columns
+        stay aligned by epoch (``to_csv`` writes empty cells)."""
+        h = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+        for name in cls.COLUMNS:
+            values = getattr(h, name)
+            if len(values) < len(h.epoch):
+                setattr(h, name, [None] * (len(h.epoch) - len(values)) + values)
+        return h
 
     def to_csv(self, path) -> None:
         n_layers = len(self.grad_norm[0]) if self.grad_norm else 0
@@ -324,6 +338,7 @@ def fit(
     feed: str | None = None,
     peak_tflops: float | None = None,
     diagnostics: bool = False,
+    opt_state=None,
 ) -> tuple[list[dict], History]:
     """Train ``net`` from ``params`` on ``train = (x, y)``; return ``(params, history)``.
 
@@ -379,6 +394,12 @@ def fit(
         saturation, dead relus and update-to-weight ratios on a fixed probe
         batch (the first 256 training examples) in ``history.diagnostics``
         (see ``fnn.diagnostics``).
+      opt_state: the optimizer state to start from instead of a fresh one:
+        ``history.opt_state`` of an earlier ``fit`` with the same network and
+        optimizer settings, so that a run continued in several calls keeps
+        its momentum, Adam's moments and step count. ``history.opt_state`` is
+        the state after the last epoch run (also when ``restore_best``
+        returns the params of an earlier one).
 
     ``history.train_loss`` is the mean of the epoch's minibatch losses, each
     taken before its update (for full-batch methods: the loss at the start of
@@ -457,7 +478,8 @@ def fit(
     flops_per_step = throughput.step_flops(net.sizes, batch)
 
     flat = isinstance(optimizer, str)  # the built-in optimizers act per parameter: update one flat vector
-    opt_state = _opt_init(tx, flat)(params)
+    fresh_state = _opt_init(tx, flat)(params)
+    opt_state = fresh_state if opt_state is None else _check_opt_state(opt_state, fresh_state)
     history = History()
     start = 0
     best = {"loss": math.inf, "epoch": None, "params": None, "bad": 0}
@@ -599,9 +621,24 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+    history.opt_state = distributed.to_local(opt_state)
     if restore_best and best["params"] is not None:
         params = best["params"]
     return distributed.to_local(params), history
+
+
+def _check_opt_state(given, fresh):
+    """``given``, if it has the structure, shapes and dtypes of ``fresh`` (``ValueError`` if not)."""
+    def signature(tree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return treedef, [(jnp.shape(a), jnp.result_type(a)) for a in leaves]
+
+    if signature(given) != signature(fresh):
+        raise ValueError(
+            "opt_state does not match this optimizer: pass history.opt_state of an earlier fit with the same "
+            f"network and optimizer settings (expected the structure of {jax.tree_util.tree_structure(fresh)})"
+        )
+    return given
 
 
 def _check_same_run(meta, net, name):

@@ -69,6 +69,7 @@ def test_a_run_writes_metrics_history_plot_and_checkpoint(capsys, tmp_path):
     assert m["epochs"] == 5 and m["sizes"] == [4, 128, 128, 3]
     rows = (out / "history.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss,train_accuracy,val_loss") and len(rows) == 6
+    assert "samples_per_s,tflops" in rows[0]
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -60,6 +60,31 @@ def test_history_holds_the_documented_records():
     assert h.stop_reason == "completed 4 epochs"
 
 
+def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
+    x, y = _blobs()
+    _, h = fnn.fit(CLF, fnn.init(jax.random.key(0), CLF), (x, y), optimizer="adam", learning_rate=1e-2, epochs=3,
+                   batch_size=32, key=jax.random.key(0))
+    h.to_csv(tmp_path / "h.csv")
+    header, *rows = (tmp_path / "h.csv").read_text().splitlines()
+    assert header.split(",") == list(train.History.COLUMNS) + ["grad_norm_1", "grad_norm_2"]
+    speed = [float(r.split(",")[header.split(",").index("samples_per_s")]) for r in rows]
+    assert speed == pytest.approx(h.samples_per_s) and min(speed) > 0
+    # a history saved before samples_per_s and tflops were recorded (one epoch), continued by one more epoch
+    old = {k: v for k, v in h.to_dict().items() if k not in ("samples_per_s", "tflops")}
+    old.update({k: v[:1] for k, v in old.items() if isinstance(v, list)})
+    resumed = train.History.from_dict(old)
+    assert resumed.samples_per_s == [None] and resumed.tflops == [None]
+    resumed.samples_per_s.append(5.0)
+    resumed.tflops.append(1.0)
+    for k in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu", "grad_norm",
+              "epoch_time_s", "wall_time_s"):
+        getattr(resumed, k).append(getattr(h, k)[1])
+    resumed.to_csv(tmp_path / "r.csv")
+    first, second = [r.split(",") for r in (tmp_path / "r.csv").read_text().splitlines()[1:]]
+    col = header.split(",").index("samples_per_s")
+    assert first[col] == "" and second[col] == "5.0"
+
+
 def test_deterministic_for_a_key_and_different_for_another():
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
@@ -145,6 +170,26 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, optimizer):
         np.testing.assert_array_equal(a, b)
     assert h_res.epoch == h_full.epoch
     assert h_res.train_loss == h_full.train_loss and h_res.val_loss == h_full.val_loss
+
+
+def test_opt_state_continues_a_run_across_calls():
+    x, y = _blobs()
+    p0 = fnn.init(jax.random.key(0), CLF)
+    kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=len(x), key=jax.random.key(0))  # full batch: no shuffle
+    whole, h_whole = fnn.fit(CLF, p0, (x, y), epochs=4, **kw)
+    half, h1 = fnn.fit(CLF, p0, (x, y), epochs=2, **kw)
+    adam = h1.opt_state.inner_state[0]
+    assert int(adam.count) == 2 and adam.mu.shape == (CLF.n_params,)  # one flat vector of all parameters
+    continued, h2 = fnn.fit(CLF, half, (x, y), epochs=2, opt_state=h1.opt_state, **kw)
+    restarted, _ = fnn.fit(CLF, half, (x, y), epochs=2, **kw)
+    for a, b, c in zip(*(jax.tree_util.tree_leaves(t) for t in (whole, continued, restarted))):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)  # a fresh state restarts Adam's bias correction
+    assert h2.train_loss == h_whole.train_loss[2:]
+    assert "opt_state" not in h2.to_dict()
+    with pytest.raises(ValueError, match="opt_state does not match"):
+        fnn.fit(CLF, half, (x, y), epochs=1, optimizer="momentum", batch_size=len(x), key=jax.random.key(0),
+                opt_state=h1.opt_state)
 
 
 def test_resume_rejects_another_network(tmp_path):
