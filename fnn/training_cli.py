@@ -351,7 +351,8 @@ def run(args) -> int:
     n_train = len(splits.train.x)
     batch = cfg["batch_size"] or n_train
     steps = -(-n_train // min(batch, n_train))
-    os.makedirs(out, exist_ok=True)
+    if writer:  # process 0 writes the run's files; the others create nothing
+        os.makedirs(out, exist_ok=True)
     k_init, k_fit = jax.random.split(jax.random.key(cfg["seed"]))
     params = fnn.init(k_init, net)
     val = _targets(net, splits.val)
