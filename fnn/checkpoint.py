@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn import validation
+
 FORMAT = "fnn-checkpoint-1"
 
 
@@ -98,20 +100,6 @@ def restore_tree(ckpt: Checkpoint, name: str, template):
     """Rebuild tree ``name`` on ``template``'s structure, checking paths, shapes and dtypes."""
     if name not in ckpt.arrays:
         raise ValueError(f"checkpoint holds no {name!r}")
-    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-    want = [jax.tree_util.keystr(p) for p, _ in flat]
-    if want != ckpt.paths[name]:
-        raise ValueError(
-            f"checkpoint's {name} does not match this run's structure "
-            f"({len(ckpt.paths[name])} leaves saved, {len(want)} expected); was it written with other settings?"
-        )
-    leaves = []
-    for (p, t), a in zip(flat, ckpt.arrays[name]):
-        t = np.asarray(t)
-        if a.shape != t.shape or a.dtype != t.dtype:
-            raise ValueError(
-                f"checkpoint's {name}{jax.tree_util.keystr(p)} is {a.dtype}{list(a.shape)}, "
-                f"this run expects {t.dtype}{list(t.shape)}"
-            )
-        leaves.append(jnp.asarray(a))
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+    leaves = validation.match_tree(f"checkpoint's {name}", ckpt.paths[name], ckpt.arrays[name], template,
+                                   "was it written with other settings?")
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), [jnp.asarray(a) for a in leaves])

@@ -628,17 +628,11 @@ def fit(
 
 
 def _check_opt_state(given, fresh):
-    """``given``, if it has the structure, shapes and dtypes of ``fresh`` (``ValueError`` if not)."""
-    def signature(tree):
-        leaves, treedef = jax.tree_util.tree_flatten(tree)
-        return treedef, [(jnp.shape(a), jnp.result_type(a)) for a in leaves]
-
-    if signature(given) != signature(fresh):
-        raise ValueError(
-            "opt_state does not match this optimizer: pass history.opt_state of an earlier fit with the same "
-            f"network and optimizer settings (expected the structure of {jax.tree_util.tree_structure(fresh)})"
-        )
-    return given
+    """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
+    flat = jax.tree_util.tree_flatten_with_path(given)[0]
+    leaves = validation.match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
+                                   "pass history.opt_state of an earlier fit with the same network and optimizer settings")
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(fresh), leaves)
 
 
 def _check_same_run(meta, net, name):

@@ -136,3 +136,23 @@ def check_finite(**arrays) -> None:
         for leaf in jax.tree_util.tree_leaves(tree):
             if _is_concrete(leaf) and not _all_finite(leaf):
                 raise ValueError(f"{name} contains NaN or inf")
+
+
+def match_tree(name: str, paths: list[str], leaves: list, template, hint: str) -> list:
+    """``leaves`` in ``template``'s leaf order, after checking them against ``template``.
+
+    ``paths`` are the leaves' ``jax.tree_util.keystr`` key paths. A ``ValueError``
+    names ``name`` when the paths differ from the template's (with ``hint``), and
+    names the first leaf whose shape or dtype differs. Rebuild the tree with
+    ``jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)``.
+    """
+    flat = jax.tree_util.tree_flatten_with_path(template)[0]
+    want = [jax.tree_util.keystr(p) for p, _ in flat]
+    if list(paths) != want:
+        raise ValueError(f"{name} does not match this run's structure ({len(paths)} leaves given, "
+                         f"{len(want)} expected): {hint}")
+    for p, a, t in zip(want, leaves, (t for _, t in flat)):
+        got, expected = (jnp.result_type(a), jnp.shape(a)), (jnp.result_type(t), jnp.shape(t))
+        if got != expected:
+            raise ValueError(f"{name}{p} is {got[0]}{list(got[1])}, this run expects {expected[0]}{list(expected[1])}")
+    return list(leaves)

@@ -187,6 +187,9 @@ def test_opt_state_continues_a_run_across_calls():
     with pytest.raises(ValueError, match="opt_state does not match"):
         fnn.fit(CLF, half, (x, y), epochs=1, optimizer="momentum", batch_size=len(x), key=jax.random.key(0),
                 opt_state=h1.opt_state)
+    wider = fnn.MLP((CLF.sizes[0], CLF.sizes[1] + 1, *CLF.sizes[2:]), output=CLF.output, loss=CLF.loss)
+    with pytest.raises(ValueError, match=r"opt_state\.inner_state\[0\]\.mu is float32\[\d+\], this run expects"):
+        fnn.fit(wider, fnn.init(jax.random.key(0), wider), (x, y), epochs=1, opt_state=h1.opt_state, **kw)
 
 
 def test_resume_rejects_another_network(tmp_path):
