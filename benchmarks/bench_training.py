@@ -21,9 +21,10 @@ with NumPy's BLAS).
 
 The contenders run interleaved within every repeat, so a change in the
 machine's load touches all of them alike. Medians over --repeats runs. Writes
-benchmarks/results/training_cpu.json.
+benchmarks/results/training_cpu.json and its figure, training_cpu.png
+(``--plot-only`` redraws the figure from the JSON).
 
-    python benchmarks/bench_training.py [--repeats 5] [--no-fresh]
+    python benchmarks/bench_training.py [--repeats 5] [--no-fresh] [--plot-only]
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,6 +46,7 @@ import optax
 
 import fnn
 from fnn import compile_cache, data, datasets
+from fnn.bench import machine
 from fnn.forward import loss_core
 from fnn.validation import prepare
 
@@ -128,12 +129,18 @@ def _summary(runs):
     return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process series")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "training_cpu.json"))
-    args = ap.parse_args()
+    ap.add_argument("--plot-only", action="store_true", help="redraw the figure from the JSON at --out, run nothing")
+    args = ap.parse_args(argv)
+    figure = os.path.splitext(args.out)[0] + ".png"
+    if args.plot_only:
+        with open(args.out) as fh:
+            draw(json.load(fh), figure)
+        return
     splits = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0)
     tr, te = splits.train, splits.test
     warm_dir = tempfile.mkdtemp(prefix="fnn-bench-cache-")
@@ -186,8 +193,8 @@ def main():
         print(f"{k:<42} {v:8.2f}x")
     doc = {
         "benchmark": "digits 64,128,128,10 relu/softmax, adam lr 1e-3, batch 64, 50 epochs",
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "jax": jax.__version__, "device": str(jax.devices()[0])},
+        "machine": machine.describe(jax.devices()[0]),
+        "dtype": "float32",
         "repeats": args.repeats,
         "n_train": int(len(tr.x)),
         "n_test": int(len(te.x)),
@@ -199,6 +206,14 @@ def main():
     with open(args.out, "w") as fh:
         json.dump(doc, fh, indent=2)
     print(f"wrote {args.out}")
+    draw(doc, figure)
+
+
+def draw(doc: dict, path: str) -> None:
+    from fnn.bench import plots  # matplotlib: only when drawing
+
+    plots.training_speed(doc, path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

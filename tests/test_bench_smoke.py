@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/bench_gradients.py on the tiny grid (seconds).
+"""Smoke tests of the benchmark scripts: bench_gradients.py on the tiny grid (seconds), and
+bench_training.py's figure.
 
 The tiny grid holds ``batch * P`` about constant, so one forward pass costs
 about the same at every size. Finite differences then take time in
@@ -19,11 +20,11 @@ from fnn.bench.analysis import fit_slope
 from fnn.bench.methods import sample_indices, sample_size
 from fnn.bench.runner import ALL_METHODS, ROW_FIELDS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gradients.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_gradients", SCRIPT)
+def _script(name="bench_gradients"):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -108,3 +109,27 @@ def test_bad_method_is_rejected(capsys):
     with pytest.raises(SystemExit) as exit_:
         _script().parse_args(["--methods", "backprop,nope"])
     assert exit_.value.code != 0 and "unknown method" in capsys.readouterr().err
+
+
+def test_training_figure_is_drawn_from_the_json(tmp_path):
+    """``--plot-only`` redraws training_cpu.png from a results file, also one without the new-process series."""
+    import matplotlib.image
+
+    from fnn.bench import machine
+
+    def result(whole, epoch):
+        return {"whole_fit_s": whole, "epoch_s": epoch}
+
+    doc = {
+        "benchmark": "digits 64,128,128,10 relu/softmax, adam lr 1e-3, batch 64, 50 epochs",
+        "machine": machine.describe(__import__("jax").devices()[0]),
+        "dtype": "float32",
+        "results": {"fnn.fit cold": result(0.8, 0.003), "fnn.fit warm": result(0.3, 0.003),
+                    "jax.grad + optax loop": result(1.4, 0.017), "sklearn MLPClassifier": result(0.6, 0.012)},
+        "fresh_process": None,
+    }
+    path = tmp_path / "training.json"
+    path.write_text(json.dumps(doc))
+    _script("bench_training").main(["--plot-only", "--out", str(path)])
+    height, width, _ = matplotlib.image.imread(tmp_path / "training.png").shape
+    assert (height, width) == (418, 1210)  # figsize (11, 3.8) at the figures' 110 dpi

@@ -10,6 +10,8 @@
     jax.grad's (noise-free).
   * ``flops_per_s.png``: backprop's achieved FLOP/s against the matmul peak
     measured in the same run.
+  * ``training_speed``: ``benchmarks/bench_training.py``'s figure, the steady
+    epoch and the whole fit of fnn.fit against scikit-learn and a plain loop.
 """
 
 from __future__ import annotations
@@ -122,6 +124,46 @@ def flops_per_s(results, path: Path):
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
     _caption(fig, results)
+    _save(fig, path)
+
+
+def training_speed(doc, path: Path):
+    """Bars of the steady epoch (ms) and the whole fit (s) per contender; dashed: the targets (an epoch 4x
+    faster than scikit-learn's, a whole fit no slower)."""
+    from matplotlib.patches import Patch
+
+    res, fresh = doc["results"], doc.get("fresh_process") or {}
+    names = list(res)
+    sk = "sklearn MLPClassifier"
+    colors = ["tab:red" if n.startswith("fnn") else "tab:blue" if n.startswith("jax") else "tab:green" for n in names]
+    rows = range(len(names))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    epoch = [1e3 * res[n]["epoch_s"] for n in names]
+    left.barh(rows, epoch, color=colors)
+    for r, v in zip(rows, epoch):
+        left.text(v, r, f" {v:.2f}", va="center", fontsize=8)
+    target = left.axvline(epoch[names.index(sk)] / 4, color="black", ls="--", lw=1)
+    left.set(yticks=list(rows), yticklabels=names, xlim=(0, 1.15 * max(epoch)), xlabel="ms per epoch (median)",
+             title="Steady-state epoch")
+    left.legend([target], ["4x faster than scikit-learn"], fontsize=7, loc="lower right")
+    height, widest = 0.4, 0.0
+    for shift, source, hatch in ((-height / 2, res, None), (height / 2, fresh, "//")):
+        for r, n in zip(rows, names):
+            if n in source:
+                v = source[n]["whole_fit_s"]
+                widest = max(widest, v)
+                right.barh(r + shift, v, height, color=colors[r], hatch=hatch, edgecolor="white")
+                right.text(v, r + shift, f" {v:.2f}", va="center", fontsize=7)
+    same = right.axvline(res[sk]["whole_fit_s"], color="black", ls="--", lw=1)
+    right.set(yticks=list(rows), yticklabels=[""] * len(names), xlim=(0, 1.15 * widest),
+              xlabel="seconds (median), compile included", title=f"Whole fit ({doc['benchmark'].split(',')[-1].strip()})")
+    right.legend([Patch(color="grey"), Patch(facecolor="grey", hatch="//", edgecolor="white"), same],
+                 ["in the benchmark's process", "in a new process", "scikit-learn, in process"],
+                 fontsize=7, loc="lower right")
+    for ax in (left, right):
+        ax.invert_yaxis()
+        ax.grid(True, axis="x", alpha=0.3)
+    _caption(fig, doc)
     _save(fig, path)
 
 
