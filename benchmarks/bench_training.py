@@ -20,7 +20,8 @@ with NumPy's BLAS).
   paid as they are by ``fnn train``; fnn cold (empty cache) and warm.
 
 The contenders run interleaved within every repeat, so a change in the
-machine's load touches all of them alike. Medians over --repeats runs. Writes
+machine's load touches all of them alike. Medians over --repeats runs; the
+"paired" ratios are the median of each repeat's own ratio. Writes
 benchmarks/results/training_cpu.json and its figure, training_cpu.png
 (``--plot-only`` redraws the figure from the JSON).
 
@@ -124,6 +125,11 @@ def fresh_process(contender: str, seed: int, cache_dir: str | None) -> float:
     return float(out.split("WHOLE", 1)[1].split()[0])
 
 
+def _paired(slower, faster, key):
+    """Median over repeats of ``slower / faster``, both of the same repeat."""
+    return statistics.median(a[key] / b[key] for a, b in zip(slower, faster))
+
+
 def _summary(runs):
     keys = runs[0].keys()
     return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
@@ -141,6 +147,7 @@ def main(argv=None):
         with open(args.out) as fh:
             draw(json.load(fh), figure)
         return
+    load_before = os.getloadavg()  # other work on the machine: the contenders do not slow down alike
     splits = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0)
     tr, te = splits.train, splits.test
     warm_dir = tempfile.mkdtemp(prefix="fnn-bench-cache-")
@@ -173,6 +180,10 @@ def main(argv=None):
         "sklearn_whole_over_fnn_whole_cold": s["whole_fit_s"] / cold["whole_fit_s"],
         "sklearn_whole_over_fnn_whole_warm": s["whole_fit_s"] / warm["whole_fit_s"],
         "plain_whole_over_fnn_whole_cold": p["whole_fit_s"] / cold["whole_fit_s"],
+        # the same repeat's runs side by side, then the median over repeats: steadier under changing load
+        "paired_sklearn_epoch_over_fnn_epoch": _paired(runs["sklearn MLPClassifier"], runs["fnn.fit cold"], "epoch_s"),
+        "paired_sklearn_whole_over_fnn_whole_cold": _paired(runs["sklearn MLPClassifier"], runs["fnn.fit cold"],
+                                                            "whole_fit_s"),
     }
     fresh = None
     if not args.no_fresh:
@@ -194,6 +205,7 @@ def main(argv=None):
     doc = {
         "benchmark": "digits 64,128,128,10 relu/softmax, adam lr 1e-3, batch 64, 50 epochs",
         "machine": machine.describe(jax.devices()[0]),
+        "load_average_1_5_15_min": {"before": load_before, "after": os.getloadavg()},
         "dtype": "float32",
         "repeats": args.repeats,
         "n_train": int(len(tr.x)),
