@@ -307,6 +307,70 @@ def _check_positive_int(name, v, allow_none=False):
         raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
+def _optimizer(net: MLP, optimizer, learning_rate, **options):
+    """``(tx, name, default batch size)`` for an optimizer given by name or as an optax transform."""
+    if isinstance(optimizer, str):
+        spec = optimizers.spec(optimizer)
+        if optimizer == "levenberg_marquardt" and net.loss != "mse":
+            raise ValueError(f"levenberg_marquardt minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
+        return optimizers.get(optimizer, learning_rate, **options), optimizer, None if spec.full_batch else 32
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optax.with_extra_args_support(optimizer), getattr(optimizer, "__name__", type(optimizer).__name__), None
+    raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
+
+
+def _check_lm_size(net: MLP, batch: int) -> None:
+    """Levenberg-Marquardt builds the (batch x outputs, P) Jacobian and solves a P x P system: bound both."""
+    entries = batch * net.sizes[-1] * net.n_params
+    if net.n_params > optimizers.LM_MAX_PARAMS or entries > optimizers.LM_MAX_JACOBIAN:
+        raise ValueError(
+            f"levenberg_marquardt needs P <= {optimizers.LM_MAX_PARAMS} parameters and a Jacobian of at most "
+            f"{optimizers.LM_MAX_JACOBIAN} entries (batch x outputs x P); got P = {net.n_params}, "
+            f"{entries} entries: use a smaller network or batch, or another optimizer"
+        )
+
+
+def _local_devices(devices) -> list:
+    """This process's devices for ``fit(devices=...)``: ``None``, a count, or a list of devices."""
+    if devices is None:
+        local = distributed.select_devices()
+        return local if len(local) > 1 or distributed.multi_process() else local[:1]
+    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        return distributed.select_devices(count=int(devices))
+    return list(devices)
+
+
+def _resume(path: str, net: MLP, name: str, params, opt_state, key):
+    """``(params, opt_state, key, start epoch, history, best)`` read from the checkpoint at ``path``.
+
+    ``params`` and ``opt_state`` are the templates the saved trees are checked against and rebuilt on.
+    """
+    saved = ckpt_io.load(path)
+    _check_same_run(saved.meta, net, name)
+    params = ckpt_io.restore_tree(saved, "params", params)
+    opt_state = ckpt_io.restore_tree(saved, "opt_state", opt_state)
+    b = saved.meta.get("best", {})
+    best = {"loss": math.inf if b.get("loss") is None else b["loss"], "epoch": b.get("epoch"),
+            "params": ckpt_io.restore_tree(saved, "best_params", params) if "best_params" in saved.arrays else None,
+            "bad": b.get("bad", 0)}
+    history = History.from_dict(saved.meta["history"])
+    history.stop_reason = ""
+    return params, opt_state, saved.key if saved.key is not None else key, int(saved.meta["epoch"]), history, best
+
+
+def _stop_reason(record: dict, stats: dict, best: dict, *, goal, min_grad, patience) -> str | None:
+    """Why training stops after this epoch by ``fit``'s criteria, or ``None`` to go on."""
+    if goal is not None and record["train_loss"] <= goal:
+        return f"reached the goal: train loss {record['train_loss']:.3g} <= {goal:g}"
+    if min_grad is not None and float(np.sqrt(np.sum(np.square(stats["grad_norm"])))) <= min_grad:
+        return f"gradient norm fell to <= min_grad {min_grad:g}"
+    if patience is not None and best["bad"] >= patience:
+        return f"early stopping: no validation improvement for {patience} epochs (best epoch {best['epoch']})"
+    if "mu" in stats and float(stats["mu"]) > float(stats["mu_max"]):
+        return f"levenberg_marquardt: mu exceeded {float(stats['mu_max']):g} without lowering the loss"
+    return None
+
+
 def fit(
     net: MLP,
     params: list[dict],
@@ -430,41 +494,17 @@ def fit(
         restore_best = patience is not None
     key = _as_key(key)
 
-    if isinstance(optimizer, str):
-        spec = optimizers.spec(optimizer)
-        if optimizer == "levenberg_marquardt" and net.loss != "mse":
-            raise ValueError(f"levenberg_marquardt minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
-        tx = optimizers.get(optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
-                            weight_decay=weight_decay, clip_norm=clip_norm)
-        default_batch = None if spec.full_batch else 32
-        name = optimizer
-    elif isinstance(optimizer, optax.GradientTransformation):
-        tx = optax.with_extra_args_support(optimizer)
-        default_batch = None
-        name = getattr(optimizer, "__name__", type(optimizer).__name__)
-    else:
-        raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
+    tx, name, default_batch = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
+                                         weight_decay=weight_decay, clip_norm=clip_norm)
     if batch_size is None:
         batch_size = default_batch
     _check_positive_int("batch_size", batch_size, allow_none=True)
     batch = n if batch_size is None else min(int(batch_size), n)
     if name == "levenberg_marquardt":
-        entries = batch * net.sizes[-1] * net.n_params
-        if net.n_params > optimizers.LM_MAX_PARAMS or entries > optimizers.LM_MAX_JACOBIAN:
-            raise ValueError(
-                f"levenberg_marquardt needs P <= {optimizers.LM_MAX_PARAMS} parameters and a Jacobian of at most "
-                f"{optimizers.LM_MAX_JACOBIAN} entries (batch x outputs x P); got P = {net.n_params}, "
-                f"{entries} entries: use a smaller network or batch, or another optimizer"
-            )
+        _check_lm_size(net, batch)
 
     policy = precisions.get(precision)
-    if devices is None:
-        local = distributed.select_devices()
-        local = local if len(local) > 1 or distributed.multi_process() else local[:1]
-    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
-        local = distributed.select_devices(count=int(devices))
-    else:
-        local = list(devices)
+    local = _local_devices(devices)
     mesh_devices = distributed.global_devices(local)
     use_mesh = len(mesh_devices) > 1
     if use_mesh:
@@ -488,19 +528,7 @@ def fit(
         if checkpoint is None:
             raise ValueError("resume needs the checkpoint path")
         if os.path.exists(checkpoint):
-            saved = ckpt_io.load(checkpoint)
-            _check_same_run(saved.meta, net, name)
-            params = ckpt_io.restore_tree(saved, "params", params)
-            opt_state = ckpt_io.restore_tree(saved, "opt_state", opt_state)
-            if "best_params" in saved.arrays:
-                best["params"] = ckpt_io.restore_tree(saved, "best_params", params)
-            key = saved.key if saved.key is not None else key
-            start = int(saved.meta["epoch"])
-            history = History.from_dict(saved.meta["history"])
-            history.stop_reason = ""
-            b = saved.meta.get("best", {})
-            best.update(loss=b.get("loss", math.inf) if b.get("loss") is not None else math.inf,
-                        epoch=b.get("epoch"), bad=b.get("bad", 0))
+            params, opt_state, key, start, history, best = _resume(checkpoint, net, name, params, opt_state, key)
 
     meta_base = {
         "net": {"sizes": list(net.sizes), "activation": list(net.activation), "output": net.output, "loss": net.loss},
@@ -589,15 +617,7 @@ def fit(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(_postfix(record, peak_tflops), refresh=False)
-            reason = None
-            if goal is not None and record["train_loss"] <= goal:
-                reason = f"reached the goal: train loss {record['train_loss']:.3g} <= {goal:g}"
-            elif min_grad is not None and float(np.sqrt(np.sum(np.square(stats["grad_norm"])))) <= min_grad:
-                reason = f"gradient norm fell to <= min_grad {min_grad:g}"
-            elif patience is not None and best["bad"] >= patience:
-                reason = f"early stopping: no validation improvement for {patience} epochs (best epoch {best['epoch']})"
-            elif "mu" in stats and float(stats["mu"]) > float(stats["mu_max"]):
-                reason = f"levenberg_marquardt: mu exceeded {float(stats['mu_max']):g} without lowering the loss"
+            reason = _stop_reason(record, stats, best, goal=goal, min_grad=min_grad, patience=patience)
             if callback is not None and callback(record) is True and reason is None:
                 reason = "stopped by callback"
             if reason is None and epoch >= epochs:
