@@ -112,7 +112,8 @@ def test_bad_method_is_rejected(capsys):
 
 
 def test_training_figure_is_drawn_from_the_json(tmp_path):
-    """``--plot-only`` redraws training_cpu.png from a results file, also one without the new-process series."""
+    """``--plot-only`` redraws the figure from a results file, here one without the new-process series."""
+    import jax
     import matplotlib.image
 
     from fnn.bench import machine
@@ -122,7 +123,7 @@ def test_training_figure_is_drawn_from_the_json(tmp_path):
 
     doc = {
         "benchmark": "digits 64,128,128,10 relu/softmax, adam lr 1e-3, batch 64, 50 epochs",
-        "machine": machine.describe(__import__("jax").devices()[0]),
+        "machine": machine.describe(jax.devices()[0]),
         "dtype": "float32",
         "results": {"fnn.fit cold": result(0.8, 0.003), "fnn.fit warm": result(0.3, 0.003),
                     "jax.grad + optax loop": result(1.4, 0.017), "sklearn MLPClassifier": result(0.6, 0.012)},
