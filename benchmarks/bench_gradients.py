@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from fnn import bench
+from fnn.bench import output
 from fnn.bench.grids import GRIDS
 from fnn.bench.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind
 from fnn.bench.runner import ALL_METHODS
@@ -53,8 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def keep(partial):  # a long grid stopped early keeps the cases it finished
+        output.write_json(partial, args.out / output.PARTIAL)
+        if args.no_progress:
+            print(f"case {partial['cases_done']}/{partial['cases']}: {partial['rows'][-1]['case']} "
+                  f"({partial['wall_s']:.0f} s)", flush=True)
+
     try:
-        results = bench.benchmark(args.grid, args.device, args.dtype, args.methods, not args.no_progress)
+        results = bench.benchmark(args.grid, args.device, args.dtype, args.methods, not args.no_progress, keep)
     except DeviceUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

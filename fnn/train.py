@@ -397,7 +397,7 @@ def fit(
     callback: Callable[[dict], Any] | None = None,
     progress: bool = False,
     config: dict | None = None,
-    precision=None,
+    precision="fp32",
     devices=None,
     feed: str | None = None,
     peak_tflops: float | None = None,
@@ -438,9 +438,12 @@ def fit(
         returning ``True`` stops training.
       progress: show a tqdm progress bar with the loss and validation loss.
       config: JSON-serialisable settings stored in the checkpoint.
-      precision: ``"fp32"``, ``"tf32"``, ``"bf16"`` or a ``fnn.precision.Policy``
-        (``None``: compute in the params' dtype at JAX's default matmul
-        precision). ``bf16`` computes the hidden layers in bfloat16 while the
+      precision: ``"fp32"`` (default), ``"tf32"``, ``"bf16"`` or a
+        ``fnn.precision.Policy`` (``None``: compute in the params' dtype at
+        JAX's default matmul precision, which on recent NVIDIA GPUs rounds
+        float32 matmul inputs to TF32). ``fp32`` keeps float32 matmuls exact
+        float32 on GPUs too (PyTorch's default as well); on CPU it changes
+        nothing. ``bf16`` computes the hidden layers in bfloat16 while the
         params, the optimizer state, the loss and softmax stay float32.
       devices: data parallelism (``fnn.distributed``): an int (that many of
         the default backend's local devices), a list of ``jax.Device``, or

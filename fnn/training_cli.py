@@ -387,7 +387,7 @@ def run(args) -> int:
                 momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]), weight_decay=cfg["weight_decay"],
                 clip_norm=cfg["clip_norm"], goal=cfg["goal"], min_grad=cfg["min_grad"], patience=patience,
                 checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
-                progress=not args.quiet, config=_jsonable(cfg), precision=cfg.get("precision"),
+                progress=not args.quiet, config=_jsonable(cfg), precision=cfg.get("precision") or "fp32",
                 devices=devices, peak_tflops=peak, diagnostics=bool(getattr(args, "diagnostics", False)),
             )
     except train.Interrupted as stop:

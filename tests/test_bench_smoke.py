@@ -57,6 +57,24 @@ def test_csv_schema(tiny_run):
     for name in ("summary.md", "time_vs_params.png", "cost_in_forward_passes.png",
                  "backprop_vs_autodiff.png", "flops_per_s.png"):
         assert (out / name).stat().st_size > 0
+    assert not (out / "results.partial.json").exists()  # kept during the run, removed once all is written
+
+
+def test_each_finished_case_is_handed_on_and_the_figures_follow_the_methods(tmp_path):
+    """``on_case`` sees the rows after every case (what a stopped run keeps); a run of
+    a subset of the methods draws only the figures that subset has data for."""
+    import jax
+    import jax.numpy as jnp
+
+    from fnn.bench import analysis, plots, runner
+
+    seen = []
+    results = runner.run("tiny", jax.devices("cpu")[0], jnp.float32, ("forward",), progress=False,
+                         on_case=lambda p: seen.append((p["cases_done"], p["cases"], len(p["rows"]), p["complete"])))
+    assert seen == [(i, 4, i, False) for i in (1, 2, 3, 4)]
+    written = plots.plot_all(analysis.analyse(results), tmp_path)
+    assert sorted(p.name for p in written) == ["cost_in_forward_passes.png", "time_vs_params.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 
 
 def test_backprop_flops_not_above_autodiff(tiny_run):

@@ -66,6 +66,16 @@ def test_full_precision_policies_are_the_plain_step():
             np.testing.assert_array_equal(a, b)
 
 
+def test_fit_traces_exact_float32_matmuls_by_default(monkeypatch):
+    """``fit``'s default is ``fp32``, whose matmuls are exact float32 on GPUs too (XLA's default there is TF32)."""
+    seen, real = [], precision.matmul_context
+    monkeypatch.setattr(precision, "matmul_context", lambda policy: seen.append(policy) or real(policy))
+    net, params, x, y = _case("tanh", "softmax", "cross_entropy")
+    fnn.fit(net, params, (x, y), optimizer="gd", epochs=1, key=jax.random.key(0))
+    fnn.fit(net, params, (x, y), optimizer="gd", epochs=1, key=jax.random.key(0), precision=None)
+    assert [p and p.matmul_precision for p in seen] == ["highest", None]
+
+
 def test_unknown_precision_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         precision.get("fp8")

@@ -17,8 +17,11 @@ DTYPES = ("float32", "bfloat16", "float64")
 
 
 def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", methods=None,
-              progress: bool = True) -> dict:
-    """Run a grid and analyse it. Raises ``DeviceUnavailable`` when ``device`` is absent."""
+              progress: bool = True, on_case=None) -> dict:
+    """Run a grid and analyse it. Raises ``DeviceUnavailable`` when ``device`` is absent.
+
+    ``on_case``: called with the unanalysed results so far after each case
+    (see ``fnn.bench.runner.run``)."""
     import jax
     import jax.numpy as jnp
 
@@ -29,7 +32,7 @@ def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     target = machine.select_device(device)
-    results = runner.run(grid, target, jnp.dtype(dtype), methods or runner.ALL_METHODS, progress)
+    results = runner.run(grid, target, jnp.dtype(dtype), methods or runner.ALL_METHODS, progress, on_case)
     return analysis.analyse(results)
 
 

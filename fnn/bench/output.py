@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 from fnn.bench.runner import ROW_FIELDS
@@ -20,6 +21,9 @@ def _clean(value):
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
+
+
+PARTIAL = "results.partial.json"  # the rows so far of a run still going (or stopped before its end)
 
 
 def write_csv(rows, path: Path) -> None:
@@ -37,9 +41,13 @@ def _format(v):
 
 
 def write_json(results: dict, path: Path) -> None:
-    with open(path, "w") as f:
+    """Written next to ``path`` and renamed over it: a run stopped mid-write leaves the last whole file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
         json.dump(_clean(results), f, indent=1)
         f.write("\n")
+    os.replace(tmp, path)
 
 
 def _x(v, digits=2):
@@ -96,4 +104,5 @@ def write_all(results: dict, out: Path) -> list[Path]:
     write_csv(results["rows"], paths[0])
     write_json(results, paths[1])
     paths[2].write_text(summary_markdown(results))
+    (out / PARTIAL).unlink(missing_ok=True)  # the whole run is written: the partial file is stale
     return paths

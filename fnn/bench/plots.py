@@ -82,6 +82,8 @@ def cost_in_forward_passes(results, path: Path):
 
 def backprop_vs_autodiff(results, path: Path):
     table = results["ratios"]
+    if not any(math.isfinite(r["time_vs_jax_grad"]) for r in table):
+        return False  # no backprop and jax.grad pair was run (--methods)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     ps = [r["P"] for r in table]
     left.plot(ps, [r["paired_time_vs_jax_grad"] for r in table], "s", color="tab:blue",
@@ -109,6 +111,8 @@ def backprop_vs_autodiff(results, path: Path):
 
 def flops_per_s(results, path: Path):
     table = [r for r in results["ratios"] if math.isfinite(r["flops_per_s"])]
+    if not table:
+        return False  # backprop was not run (--methods)
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for sweep, marker in (("single_unit", "*"), ("width", "s"), ("depth", "^"), ("batch", "o"), ("iso_work", "D")):
         rs = [r for r in table if r["sweep"] == sweep]
@@ -188,8 +192,5 @@ PLOTS = {
 
 
 def plot_all(results: dict, out: Path) -> list[Path]:
-    paths = []
-    for name, draw in PLOTS.items():
-        draw(results, out / name)
-        paths.append(out / name)
-    return paths
+    """Draw every figure the results have the methods for; return the paths written."""
+    return [out / name for name, draw in PLOTS.items() if draw(results, out / name) is not False]

@@ -149,16 +149,24 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
     return rows
 
 
-def run(grid_name: str, device, dtype, methods=ALL_METHODS, progress: bool = True) -> dict:
-    """Run the named grid on ``device``; return the results (machine, matmul peak, rows)."""
+def run(grid_name: str, device, dtype, methods=ALL_METHODS, progress: bool = True, on_case=None) -> dict:
+    """Run the named grid on ``device``; return the results (machine, matmul peak, rows).
+
+    ``on_case(partial)``, if given, is called after each case with the results
+    so far (``"complete": False``), so that a long run can keep them on disk.
+    """
     budget, cases = BUDGETS[grid_name], grid(grid_name)
     machine = describe(device)
     start = time.perf_counter()
     peak_before = matmul_peak(device, dtype, budget.peak_n)
     in_rounds = matmul_call(device, dtype, budget.peak_n)
     rows = []
-    for case in _progress(cases, progress):
+    for done, case in enumerate(_progress(cases, progress), 1):
         rows.extend(run_case(case, device, dtype, budget, machine, methods, in_rounds))
+        if on_case is not None:
+            on_case({"grid": grid_name, "dtype": jnp.dtype(dtype).name, "machine": machine,
+                     "matmul_peak": {"before": peak_before}, "rows": rows, "cases_done": done,
+                     "cases": len(cases), "wall_s": time.perf_counter() - start, "complete": False})
     peak_after = matmul_peak(device, dtype, budget.peak_n)
     # for the summary line; each row's peak_fraction uses the peak timed in its own rounds
     peak = max(peak_before, peak_after, key=lambda p: p["median_flops_per_s"])
