@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from fnn import bench
-from fnn.bench import output
+from fnn.bench import analysis, output
 from fnn.bench.grids import GRIDS
 from fnn.bench.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind
 from fnn.bench.runner import ALL_METHODS
@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--methods", type=_methods, default=ALL_METHODS,
                         help=f"comma-separated subset of {','.join(ALL_METHODS)}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="run nothing: re-analyse and redraw from --out's results.partial.json (the cases "
+                             "a stopped run finished) or else its results.json")
     args = parser.parse_args(argv)
     args.device = resolve_kind(args.device)
     if args.quick and args.grid not in (None, "quick"):
@@ -51,8 +54,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def replot(out: Path) -> int:
+    """``--plot-only``: the summary and figures again, from the results already in ``out``."""
+    source = out / output.PARTIAL  # present only when the last run stopped before writing everything
+    if not source.exists():
+        source = out / "results.json"
+    if not source.exists():
+        print(f"error: no results.json or {output.PARTIAL} in {out}", file=sys.stderr)
+        return 2
+    results = analysis.analyse(output.read_json(source))
+    paths = bench.save(results, out)
+    print(f"wrote {len(paths)} files to {out} from {source.name}"
+          + ("" if results.get("complete", True) else f" ({results['cases_done']} of {results['cases']} cases)"))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.plot_only:
+        return replot(args.out)
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -22,7 +22,8 @@ with NumPy's BLAS).
 The contenders run interleaved within every repeat, so a change in the
 machine's load touches all of them alike. Medians over --repeats runs; the
 "paired" ratios are the median of each repeat's own ratio. Writes
-benchmarks/results/training_cpu.json and its figure, training_cpu.png
+benchmarks/results/training_<backend>.json (cpu, or gpu where JAX's default
+device is one; scikit-learn always runs on the CPU) and its figure beside it
 (``--plot-only`` redraws the figure from the JSON).
 
     python benchmarks/bench_training.py [--repeats 5] [--no-fresh] [--plot-only]
@@ -139,7 +140,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process series")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "training_cpu.json"))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                  f"training_{jax.default_backend()}.json"),
+                    help="results file (default: results/training_<backend>.json); the figure is written beside it")
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from the JSON at --out, run nothing")
     args = ap.parse_args(argv)
     figure = os.path.splitext(args.out)[0] + ".png"

@@ -37,18 +37,31 @@ def weight_gradient(a_in: Array, delta: Array) -> Array:
 
     The same numbers can be computed as ``(delta_l^T @ a_{l-1})^T``, and for a
     narrow layer (``n_l <= NARROW``, an output layer for instance) that
-    orientation is the faster one on CPU. XLA lowers ``a_{l-1}^T @ delta_l``
-    to a strided reduction over the batch for one unit, and to a product at
-    half the speed for a few units, while ``delta_l^T @ a_{l-1}`` stays a
-    product with a wide output (measured for a 64x128 ``a_{l-1}``: 10.6 vs
-    5.0 us for 10 units, 2.5 vs 1.3 us for one). ``optimization_barrier``
-    keeps XLA's simplifier from folding the transpose back into the product.
-    For wider layers the direct form is as fast or faster (at batch 1 it is
-    an outer product; the other form adds a transpose of the whole matrix).
+    orientation is the faster one on CPU. XLA's CPU backend lowers
+    ``a_{l-1}^T @ delta_l`` to a strided reduction over the batch for one
+    unit, and to a product at half the speed for a few units, while
+    ``delta_l^T @ a_{l-1}`` stays a product with a wide output (measured for a
+    64x128 ``a_{l-1}``: 10.6 vs 5.0 us for 10 units, 2.5 vs 1.3 us for one).
+    ``optimization_barrier`` keeps XLA's simplifier from folding the
+    transpose back into the product. For wider layers the direct form is as
+    fast or faster (at batch 1 it is an outer product; the other form adds a
+    transpose of the whole matrix). Other backends get the direct form: GPU
+    matmul libraries take transposed operands as they are, and the barrier
+    there only adds a kernel (on an H200 the barrier form was a few us slower
+    per product at batch 64). ``platform_dependent`` picks the form when the
+    program is compiled; no branch is left in it.
     """
-    if delta.shape[1] <= NARROW:
-        return jax.lax.optimization_barrier(delta.T @ a_in).T
+    if delta.shape[1] > NARROW:
+        return a_in.T @ delta
+    return jax.lax.platform_dependent(a_in, delta, cpu=_transposed_product, default=_direct_product)
+
+
+def _direct_product(a_in: Array, delta: Array) -> Array:
     return a_in.T @ delta
+
+
+def _transposed_product(a_in: Array, delta: Array) -> Array:
+    return jax.lax.optimization_barrier(delta.T @ a_in).T
 
 
 def backward(net: MLP, params: list[dict], cache: list[LayerCache], y: Array) -> tuple[list[dict], Array]:

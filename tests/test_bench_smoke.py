@@ -54,6 +54,8 @@ def test_csv_schema(tiny_run):
         assert r["device"] == "cpu" and r["jax_version"]
     results = json.loads((out / "results.json").read_text())
     assert results["machine"]["cores"] >= 1 and results["matmul_peak"]["used"]["median_flops_per_s"] > 0
+    assert results["matmul_precision"] == "highest" and results["complete"] and results["cases_done"] == 4
+    assert {r["flops_source"] for r in rows if r["method"] in ("forward", "backprop", "jax_grad")} == {"xla"}
     for name in ("summary.md", "time_vs_params.png", "cost_in_forward_passes.png",
                  "backprop_vs_autodiff.png", "flops_per_s.png"):
         assert (out / name).stat().st_size > 0
@@ -66,15 +68,44 @@ def test_each_finished_case_is_handed_on_and_the_figures_follow_the_methods(tmp_
     import jax
     import jax.numpy as jnp
 
-    from fnn.bench import analysis, plots, runner
+    from fnn.bench import analysis, output, plots, runner
 
-    seen = []
-    results = runner.run("tiny", jax.devices("cpu")[0], jnp.float32, ("forward",), progress=False,
-                         on_case=lambda p: seen.append((p["cases_done"], p["cases"], len(p["rows"]), p["complete"])))
+    seen, partial = [], tmp_path / "stopped"
+
+    def on_case(p):
+        seen.append((p["cases_done"], p["cases"], len(p["rows"]), p["complete"]))
+        if p["cases_done"] == 3:  # what a run stopped during its last case leaves
+            partial.mkdir()
+            output.write_json(p, partial / output.PARTIAL)
+
+    results = runner.run("tiny", jax.devices("cpu")[0], jnp.float32, ("forward",), progress=False, on_case=on_case)
     assert seen == [(i, 4, i, False) for i in (1, 2, 3, 4)]
-    written = plots.plot_all(analysis.analyse(results), tmp_path)
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    written = plots.plot_all(analysis.analyse(results), drawn)
     assert sorted(p.name for p in written) == ["cost_in_forward_passes.png", "time_vs_params.png"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    assert sorted(p.name for p in drawn.iterdir()) == sorted(p.name for p in written)
+
+    assert _script().main(["--plot-only", "--out", str(partial)]) == 0
+    assert not (partial / output.PARTIAL).exists()
+    assert "Stopped early: 3 of the grid's 4 cases were run." in (partial / "summary.md").read_text()
+    assert len(json.loads((partial / "results.json").read_text())["rows"]) == 3
+
+
+def test_flops_below_the_matmul_count_are_replaced_by_it():
+    """XLA on GPU leaves cuBLAS calls out of its FLOP count; such a count is taken as incomplete."""
+    from fnn import throughput
+    from fnn.bench import analysis
+
+    need = throughput.step_flops([4, 8, 1], 16)
+    base = {"status": "measured", "sizes": "4-8-1", "batch": 16, "time_median_s": 1e-3, "peak_flops_per_s": 1e9}
+    rows = [{**base, "method": "backprop", "flops": need / 100, "flops_source": "xla"},
+            {**base, "method": "jax_grad", "flops": 1.5 * need, "flops_source": "xla"},
+            {**base, "method": "fd_central", "flops": 1.0, "flops_source": "xla"}]
+    bp, ad, fd = analysis.counted_flops(rows)
+    assert (bp["flops"], bp["flops_source"], bp["flops_per_s"]) == (need, "analytic", need / 1e-3)
+    assert bp["peak_fraction"] == pytest.approx(need / 1e-3 / 1e9)
+    assert (ad["flops"], ad["flops_source"]) == (1.5 * need, "xla") and fd == rows[2]
 
 
 def test_backprop_flops_not_above_autodiff(tiny_run):

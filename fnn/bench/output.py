@@ -50,6 +50,15 @@ def write_json(results: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path) -> dict:
+    """Results written by ``write_json``, with the rows' nulls back as NaN (for re-analysis); a
+    column that results from an older version lack is NaN too."""
+    results = json.loads(Path(path).read_text())
+    results["rows"] = [{**dict.fromkeys(ROW_FIELDS, math.nan),
+                        **{k: math.nan if v is None else v for k, v in row.items()}} for row in results["rows"]]
+    return results
+
+
 def _x(v, digits=2):
     return "n/a" if not math.isfinite(v) else f"{v:.{digits}f}"
 
@@ -65,9 +74,12 @@ def summary_markdown(results: dict) -> str:
     m, peak = results["machine"], results["matmul_peak"]["used"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores; device `{m['device']}` ({m['device_kind']}); "
-        f"jax {m['jax_version']}, torch {m['torch_version'] or 'not installed'}; dtype {results['dtype']}; "
+        f"jax {m['jax_version']}, torch {m['torch_version'] or 'not installed'}; dtype {results['dtype']} "
+        f"(matmul precision {results.get('matmul_precision', 'JAX default')}); "
         f"grid `{results['grid']}`, {results['wall_s']:.0f} s.",
         "",
+        *([f"**Stopped early: {results['cases_done']} of the grid's {results['cases']} cases were run.**", ""]
+          if not results.get("complete", True) else []),
         f"Matmul peak ({peak['n']}x{peak['n']} @ {peak['n']}x{peak['n']}, {peak['dtype']}): "
         f"{peak['median_flops_per_s'] / 1e9:.1f} GFLOP/s median, {peak['best_flops_per_s'] / 1e9:.1f} best, "
         "timed alone at the start or end of the run; `% peak` below uses the same matmul timed "

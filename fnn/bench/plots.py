@@ -174,7 +174,7 @@ def training_speed(doc, path: Path):
 def _caption(fig, results):
     m = results["machine"]
     fig.text(0.01, 0.005, f"{m['cpu']}, {m['cores']} cores, {m['device_kind']}; jax {m['jax_version']}; "
-             f"{results['dtype']}", fontsize=6, color="grey")
+             f"{results['dtype']}, matmul precision {results.get('matmul_precision', 'JAX default')}", fontsize=6, color="grey")
 
 
 def _save(fig, path: Path):

@@ -27,8 +27,8 @@ ALL_METHODS = (*M.JAX_METHODS, "torch")
 ROW_FIELDS = (
     "method", "status", "sweep", "case", "sizes", "depth", "width", "batch", "P", "evaluated",
     "time_median_s", "time_min_s", "time_max_s", "repeats", "compile_s", "rel_forward",
-    "flops", "flops_per_s", "peak_flops_per_s", "peak_fraction", "temp_bytes", "paired_vs_jax_grad",
-    "dtype", "device", "device_kind", "jax_version", "note",
+    "flops", "flops_source", "flops_per_s", "peak_flops_per_s", "peak_fraction", "temp_bytes",
+    "paired_vs_jax_grad", "dtype", "device", "device_kind", "jax_version", "note",
 )
 
 
@@ -140,7 +140,7 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
             **base, "method": name, "status": "extrapolated" if p.evaluated < case.n_params else "measured",
             "evaluated": p.evaluated, "time_median_s": median, "time_min_s": t.min_s * k,
             "time_max_s": t.max_s * k, "repeats": t.repeats, "compile_s": p.compile_s,
-            "rel_forward": median / forward_s, "flops": p.flops, "flops_per_s": p.flops / median,
+            "rel_forward": median / forward_s, "flops": p.flops, "flops_source": "xla", "flops_per_s": p.flops / median,
             "peak_flops_per_s": peak_flops_per_s, "peak_fraction": p.flops / median / peak_flops_per_s,
             "temp_bytes": p.temp_bytes, "paired_vs_jax_grad": paired if name == "backprop" else math.nan,
             "note": p.note or (f"timed on {p.evaluated} of {case.n_params} perturbations, scaled by P/evaluated"
@@ -165,7 +165,7 @@ def run(grid_name: str, device, dtype, methods=ALL_METHODS, progress: bool = Tru
         rows.extend(run_case(case, device, dtype, budget, machine, methods, in_rounds))
         if on_case is not None:
             on_case({"grid": grid_name, "dtype": jnp.dtype(dtype).name, "machine": machine,
-                     "matmul_peak": {"before": peak_before}, "rows": rows, "cases_done": done,
+                     "matmul_peak": {"used": peak_before, "before": peak_before}, "rows": rows, "cases_done": done,
                      "cases": len(cases), "wall_s": time.perf_counter() - start, "complete": False})
     peak_after = matmul_peak(device, dtype, budget.peak_n)
     # for the summary line; each row's peak_fraction uses the peak timed in its own rounds
@@ -173,7 +173,8 @@ def run(grid_name: str, device, dtype, methods=ALL_METHODS, progress: bool = Tru
     return {
         "grid": grid_name, "dtype": jnp.dtype(dtype).name, "machine": machine,
         "matmul_peak": {"used": peak, "before": peak_before, "after": peak_after},
-        "rows": rows, "wall_s": time.perf_counter() - start,
+        "rows": rows, "cases_done": len(cases), "cases": len(cases), "wall_s": time.perf_counter() - start,
+        "complete": True,
     }
 
 
