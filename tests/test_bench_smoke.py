@@ -60,6 +60,7 @@ def test_csv_schema(tiny_run):
                  "backprop_vs_autodiff.png", "flops_per_s.png"):
         assert (out / name).stat().st_size > 0
     assert not (out / "results.partial.json").exists()  # kept during the run, removed once all is written
+    assert "matmul precision highest" in (out / "summary.md").read_text()
 
 
 def test_each_finished_case_is_handed_on_and_the_figures_follow_the_methods(tmp_path):

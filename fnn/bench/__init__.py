@@ -35,10 +35,11 @@ def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", 
     # Exact products in every dtype, as fnn.fit's default and PyTorch's: at JAX's
     # default precision an NVIDIA GPU would run float32 matmuls in TF32 while the
     # PyTorch peer runs them in float32. No effect on CPU.
-    with jax.default_matmul_precision("highest"):
-        results = runner.run(grid, target, jnp.dtype(dtype), methods or runner.ALL_METHODS, progress, on_case)
-    results["matmul_precision"] = "highest"
-    return analysis.analyse(results)
+    precision = {"matmul_precision": "highest"}
+    keep = None if on_case is None else (lambda partial: on_case({**partial, **precision}))
+    with jax.default_matmul_precision(precision["matmul_precision"]):
+        results = runner.run(grid, target, jnp.dtype(dtype), methods or runner.ALL_METHODS, progress, keep)
+    return analysis.analyse({**results, **precision})
 
 
 def save(results: dict, out: Path) -> list[Path]:
