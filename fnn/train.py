@@ -653,9 +653,8 @@ def fit(
 def _check_opt_state(given, fresh):
     """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
     flat = jax.tree_util.tree_flatten_with_path(given)[0]
-    leaves = validation.match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
-                                   "pass history.opt_state of an earlier fit with the same network and optimizer settings")
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(fresh), leaves)
+    return validation.match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
+                                 "pass history.opt_state of an earlier fit with the same network and optimizer settings")
 
 
 def _check_same_run(meta, net, name):

@@ -138,15 +138,14 @@ def check_finite(**arrays) -> None:
                 raise ValueError(f"{name} contains NaN or inf")
 
 
-def match_tree(name: str, paths: list[str], leaves: list, template, hint: str) -> list:
-    """``leaves`` in ``template``'s leaf order, after checking them against ``template``.
+def match_tree(name: str, paths: list[str], leaves: list, template, hint: str):
+    """``leaves`` rebuilt on ``template``'s structure, after checking them against ``template``.
 
     ``paths`` are the leaves' ``jax.tree_util.keystr`` key paths. A ``ValueError``
-    names ``name`` when the paths differ from the template's (with ``hint``), and
-    names the first leaf whose shape or dtype differs. Rebuild the tree with
-    ``jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)``.
+    names ``name`` when the paths differ from the template's (with ``hint``),
+    and names the first leaf whose shape or dtype differs.
     """
-    flat = jax.tree_util.tree_flatten_with_path(template)[0]
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     want = [jax.tree_util.keystr(p) for p, _ in flat]
     if list(paths) != want:
         raise ValueError(f"{name} does not match this run's structure ({len(paths)} leaves given, "
@@ -155,4 +154,4 @@ def match_tree(name: str, paths: list[str], leaves: list, template, hint: str) -
         got, expected = (jnp.result_type(a), jnp.shape(a)), (jnp.result_type(t), jnp.shape(t))
         if got != expected:
             raise ValueError(f"{name}{p} is {got[0]}{list(got[1])}, this run expects {expected[0]}{list(expected[1])}")
-    return list(leaves)
+    return jax.tree_util.tree_unflatten(treedef, list(leaves))

@@ -32,14 +32,8 @@ def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     target = machine.select_device(device)
-    # Exact products in every dtype, as fnn.fit's default and PyTorch's: at JAX's
-    # default precision an NVIDIA GPU would run float32 matmuls in TF32 while the
-    # PyTorch peer runs them in float32. No effect on CPU.
-    precision = {"matmul_precision": "highest"}
-    keep = None if on_case is None else (lambda partial: on_case({**partial, **precision}))
-    with jax.default_matmul_precision(precision["matmul_precision"]):
-        results = runner.run(grid, target, jnp.dtype(dtype), methods or runner.ALL_METHODS, progress, keep)
-    return analysis.analyse({**results, **precision})
+    results = runner.run(grid, target, jnp.dtype(dtype), methods or runner.ALL_METHODS, progress, on_case)
+    return analysis.analyse(results)
 
 
 def save(results: dict, out: Path) -> list[Path]:
