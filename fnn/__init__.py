@@ -15,6 +15,7 @@ from fnn.forward import loss, predict
 from fnn.gradcheck import GradientReport, check_gradients
 from fnn.initializers import init
 from fnn.network import MLP
+from fnn.validation import check_inputs
 from fnn.train import History, fit
 from fnn import data, datasets, diagnostics, optimizers  # noqa: E402  (modules: fnn.data.prepare, fnn.datasets.load, ...)
 
@@ -27,6 +28,7 @@ __all__ = [
     "autodiff",
     "backprop",
     "check_gradients",
+    "check_inputs",
     "enable_compile_cache",
     "finite_differences",
     "fit",

@@ -12,20 +12,25 @@ import functools
 
 import jax
 
-from fnn import losses, validation
+from fnn import dispatch, losses
 from fnn.backprop import backward
 from fnn.forward import forward, loss_core, loss_from_cache
 from fnn.network import MLP
 
 Array = jax.Array
 
-compiled_autodiff = jax.jit(jax.value_and_grad(loss_core, argnums=1), static_argnums=0)
+def autodiff_core(net: MLP, params, x, y) -> tuple[Array, list[dict]]:
+    """``jax.value_and_grad`` of the loss, on validated inputs."""
+    return jax.value_and_grad(loss_core, argnums=1)(net, params, x, y)
 
 
+compiled_autodiff = jax.jit(autodiff_core, static_argnums=0)  # for inputs already checked and converted
+
+
+@dispatch.fast_path(autodiff_core)
 def autodiff(net: MLP, params: list[dict], x, y) -> tuple[Array, list[dict]]:
     """``(loss, grads)`` from ``jax.value_and_grad(fnn.loss)``, compiled with ``jax.jit``."""
-    x, y = validation.prepare(net, params, x, y)
-    return compiled_autodiff(net, params, x, y)
+    return dispatch.call(autodiff_core, net, params, x, y)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -51,6 +56,7 @@ def _manual_loss_bwd(net, residuals, g):
 _manual_loss.defvjp(_manual_loss_fwd, _manual_loss_bwd)
 
 
+@dispatch.fast_path(_manual_loss)
 def loss_with_manual_vjp(net: MLP, params: list[dict], x, y) -> Array:
     """``fnn.loss`` whose gradient, under ``jax.grad``/``vjp``, is fnn's backprop.
 
@@ -65,5 +71,4 @@ def loss_with_manual_vjp(net: MLP, params: list[dict], x, y) -> Array:
     Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined for a
     ``custom_vjp`` function.
     """
-    x, y = validation.prepare(net, params, x, y)
-    return _manual_loss(net, params, x, y)
+    return dispatch.call(_manual_loss, net, params, x, y)

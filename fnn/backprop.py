@@ -19,11 +19,9 @@ JAX's differentiation (``grad``, ``vjp``, ``jvp``, ``linearize``).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 
-from fnn import activations, losses, validation
+from fnn import activations, dispatch, losses
 from fnn.forward import LayerCache, forward, loss_from_cache
 from fnn.network import MLP
 
@@ -93,9 +91,10 @@ def backprop_core(net: MLP, params, x, y) -> tuple[Array, list[dict]]:
     return loss_from_cache(net, cache, y), grads
 
 
-compiled_backprop = jax.jit(backprop_core, static_argnums=0)
+compiled_backprop = jax.jit(backprop_core, static_argnums=0)  # for inputs already checked and converted
 
 
+@dispatch.fast_path(backprop_core)
 def backprop(net: MLP, params: list[dict], x, y) -> tuple[Array, list[dict]]:
     """``(loss, grads)`` by hand-written backpropagation, compiled with ``jax.jit``.
 
@@ -105,5 +104,4 @@ def backprop(net: MLP, params: list[dict], x, y) -> tuple[Array, list[dict]]:
       x: inputs, (batch, n_in).
       y: targets, (batch, n_out), or integer labels (batch,) with cross_entropy.
     """
-    x, y = validation.prepare(net, params, x, y)
-    return compiled_backprop(net, params, x, y)
+    return dispatch.call(backprop_core, net, params, x, y)

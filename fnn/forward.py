@@ -13,12 +13,11 @@ input ``a_{l-1}``, its pre-activation ``z_l`` and its output ``a_l``.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
 
-from fnn import activations, losses, validation
+from fnn import activations, dispatch, losses
 from fnn.network import MLP
 
 Array = jax.Array
@@ -57,8 +56,8 @@ def loss_from_cache(net: MLP, cache: list[LayerCache], y: Array) -> Array:
     return losses.mean_loss(net.output, net.loss, out.z, out.a, y)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def compiled_predict(net, params, x):
+def predict_core(net: MLP, params, x) -> Array:
+    """The network's output on inputs that have already passed validation."""
     return forward(net, params, x)[-1].a
 
 
@@ -67,16 +66,17 @@ def loss_core(net: MLP, params, x, y) -> Array:
     return loss_from_cache(net, forward(net, params, x), y)
 
 
+compiled_predict = jax.jit(predict_core, static_argnums=0)  # for inputs already checked and converted
 compiled_loss = jax.jit(loss_core, static_argnums=0)
 
 
+@dispatch.fast_path(predict_core)
 def predict(net: MLP, params: list[dict], x) -> Array:
     """The network's output ``yhat = a_L``, shape (batch, n_out)."""
-    x, _ = validation.prepare(net, params, x)
-    return compiled_predict(net, params, x)
+    return dispatch.call(predict_core, net, params, x)
 
 
+@dispatch.fast_path(loss_core)
 def loss(net: MLP, params: list[dict], x, y) -> Array:
     """The loss averaged over the batch, ``L = (1/B) sum_n l(yhat_n, y_n)``."""
-    x, y = validation.prepare(net, params, x, y)
-    return compiled_loss(net, params, x, y)
+    return dispatch.call(loss_core, net, params, x, y)

@@ -125,8 +125,7 @@ def check_gradients(net: MLP, params: list[dict], x, y, *, dtype="float64", eps:
     dtype = jnp.dtype(dtype).name if dtype in ("float32", "float64", jnp.float32, jnp.float64) else dtype
     if dtype not in TOLERANCES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    validation.prepare(net, params, x, y)
-    validation.check_finite(params=params, x=x, y=y)
+    validation.check_inputs(net, params, x, y)
     with jax.enable_x64(dtype == "float64"):
         cast = lambda a: jnp.asarray(a, dtype)
         params = jax.tree_util.tree_map(cast, params)

@@ -77,6 +77,11 @@ class MLP:
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", hidden)
 
+    def __getstate__(self):
+        # fnn.dispatch keeps the compiled programs of the public functions on the
+        # net; they are a cache, not part of the description, and do not pickle.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     @property
     def n_layers(self) -> int:
         """Number of weight layers (hidden layers + the output layer)."""

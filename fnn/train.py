@@ -480,14 +480,14 @@ def fit(
     _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
     _check_positive_int("patience", patience, allow_none=True)
     x, y = _split_pair("train", train)
-    x, y = checks.prepare(net, params, x, y)
+    x, y = checks.prepare(net, params, x, y, read_device=True)
     checks.check_finite(train_x=x, train_y=y)
     probe = diag.probe_batch(x, y) if diagnostics else None
     n = x.shape[0]
     has_val = validation is not None
     if has_val:
         xv, yv = _split_pair("validation", validation)
-        xv, yv = checks.prepare(net, params, xv, yv)
+        xv, yv = checks.prepare(net, params, xv, yv, read_device=True)
         checks.check_finite(validation_x=xv, validation_y=yv)
     else:
         xv = yv = np.zeros((0,), x.dtype)

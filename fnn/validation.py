@@ -1,11 +1,19 @@
 """Checks at the public boundary: clear ``ValueError``/``TypeError`` before any trace.
 
-Inner, jitted code trusts its inputs; every public entry point calls
-``prepare`` once. Shapes are checked on tracers as well as on arrays, so the
-checks also run when a user wraps the API in ``jax.jit`` or ``jax.vmap``;
-checks that need values (label range, finiteness) run on concrete arrays only.
+``check`` makes every check: the net, the params' layout, shapes and dtypes of
+``x`` and ``y`` and the names, which need no values, and, for inputs on the
+host (NumPy arrays, Python lists), the values (labels in range, targets in
+[0, 1], rows summing to 1). It never reads a device array (``jax.Array``)
+unless asked (``read_device``): that would wait for the computation that
+produces it, and copy it back. ``fnn.dispatch`` places these checks on the
+per-call path of the public functions so that they cost nothing there;
+``check_inputs`` (``fnn.check_inputs``) makes them all, on device arrays
+too, when asked, and ``fnn.fit`` reads its data's values once.
 
-Reshapes that are made, and documented:
+Shapes are checked on tracers as well as on arrays, so the checks also run
+when a user wraps the API in ``jax.jit``, ``jax.vmap`` or ``jax.grad``.
+
+Reshapes that are made (``convert``), and documented:
   * ``x`` and float ``y`` are cast to the params' dtype;
   * a 1-D ``x`` (or float ``y``) is read as a column when the layer it meets
     has width 1, e.g. ``sine`` data of shape (N,) for a 1-input network;
@@ -25,6 +33,11 @@ from fnn.network import MLP
 
 def _is_concrete(a) -> bool:
     return not isinstance(a, jax.core.Tracer)
+
+
+def _readable(a, read_device: bool) -> bool:
+    """Whether value checks read ``a``: host arrays always, device arrays when asked."""
+    return (read_device and _is_concrete(a)) or not isinstance(a, jax.Array)
 
 
 def check_net(net) -> None:
@@ -66,58 +79,107 @@ def _as_array(name: str, a):
     return a
 
 
-def check_x(net: MLP, x, dtype):
-    x = _as_array("x", x)
+def _shape(a, width: int) -> tuple:
+    """``a``'s shape, a 1-D array read as a column where it meets a layer of width 1."""
+    return (a.shape[0], 1) if a.ndim == 1 and width == 1 else tuple(a.shape)
+
+
+def _labels(net: MLP, y) -> bool:
+    return net.loss == "cross_entropy" and jnp.issubdtype(y.dtype, jnp.integer)
+
+
+def check_x(net: MLP, x) -> None:
     n_in = net.sizes[0]
-    if x.ndim == 1 and n_in == 1:
-        x = x[:, None]
-    if x.ndim != 2 or x.shape[1] != n_in:
+    shape = _shape(x, n_in)
+    if len(shape) != 2 or shape[1] != n_in:
         raise ValueError(f"x must have shape (batch, {n_in}) for sizes {net.sizes}, got {tuple(x.shape)}")
-    if x.shape[0] == 0:
+    if shape[0] == 0:
         raise ValueError("x must hold at least one example, got batch size 0")
-    return jnp.asarray(x, dtype)
 
 
-def _check_labels(net: MLP, y, batch: int, dtype):
+def _check_labels(net: MLP, y, batch: int, read_device: bool) -> None:
     n_out = net.sizes[-1]
     if y.shape != (batch,):
         raise ValueError(f"integer labels y must have shape ({batch},), got {tuple(y.shape)}")
-    if _is_concrete(y) and y.size:
+    if _readable(y, read_device) and y.size:
         lo, hi = int(np.min(y)), int(np.max(y))
         if lo < 0 or hi >= n_out:
             raise ValueError(f"labels y must lie in [0, {n_out - 1}] for {n_out} outputs, got values in [{lo}, {hi}]")
-    if _is_concrete(y) and not _on_accelerator(y):  # NumPy: no compilation for a one-off encoding
-        return jnp.asarray(np.eye(n_out, dtype=dtype)[np.asarray(y)])
-    return jax.nn.one_hot(y, n_out, dtype=dtype)
 
 
-def check_y(net: MLP, y, batch: int, dtype):
-    y = _as_array("y", y)
+def check_y(net: MLP, y, batch: int, read_device: bool = False) -> None:
+    if _labels(net, y):
+        return _check_labels(net, y, batch, read_device)
     n_out = net.sizes[-1]
-    if net.loss == "cross_entropy" and jnp.issubdtype(y.dtype, jnp.integer):
-        return _check_labels(net, y, batch, dtype)
-    if y.ndim == 1 and n_out == 1:
-        y = y[:, None]
-    if y.shape != (batch, n_out):
+    if _shape(y, n_out) != (batch, n_out):
         hint = " or integer labels of shape (batch,)" if net.loss == "cross_entropy" else ""
         raise ValueError(f"y must have shape ({batch}, {n_out}){hint}, got {tuple(y.shape)}")
-    if _is_concrete(y) and y.size and net.loss in ("bce", "cross_entropy"):
-        v = np.asarray(y, dtype=np.float64)
+    if _readable(y, read_device) and y.size and net.loss in ("bce", "cross_entropy"):
+        v = np.asarray(y, dtype=np.float64).reshape(batch, n_out)
         if v.min() < 0 or v.max() > 1:
             raise ValueError(f"y for loss {net.loss!r} must lie in [0, 1], got values in [{v.min():.4g}, {v.max():.4g}]")
         if net.loss == "cross_entropy" and not np.allclose(v.sum(axis=1), 1, atol=1e-5):
             raise ValueError("y rows for cross_entropy must sum to 1 (one-hot or probabilities)")
-    return jnp.asarray(y, dtype)
 
 
-def prepare(net: MLP, params, x, y=None):
-    """Check every argument; return ``(x, y)`` ready for the jitted core."""
+def check(net: MLP, params, x, y=None, *, read_device: bool = False):
+    """Check every argument, reading no values but those of host inputs (and of
+    device arrays with ``read_device``; never of tracers). Returns ``(dtype, x, y)``:
+    the params' dtype and ``x``, ``y`` as arrays (NumPy for host inputs)."""
     check_net(net)
     dtype = check_params(net, params)
-    x = check_x(net, x, dtype)
+    x = _as_array("x", x)
+    check_x(net, x)
+    if y is None:
+        return dtype, x, None
+    y = _as_array("y", y)
+    check_y(net, y, _shape(x, net.sizes[0])[0], read_device)
+    return dtype, x, y
+
+
+def _convert(a, width: int, dtype):
+    """``a`` in the params' ``dtype`` and (batch, width) shape: NumPy work for host arrays."""
+    return jnp.asarray(a.reshape(_shape(a, width)), dtype)
+
+
+def _one_hot(y, n_out: int, dtype):
+    if not isinstance(y, jax.Array):  # NumPy: no compilation for a one-off encoding
+        return jnp.asarray(np.eye(n_out, dtype=dtype)[np.asarray(y)])
+    return jax.nn.one_hot(y, n_out, dtype=dtype)
+
+
+def convert(net: MLP, dtype, x, y=None):
+    """The documented reshapes of checked inputs: ``(x, y)`` in ``dtype``, (batch, n)
+    shaped, labels one-hot. NumPy work for host arrays; inside a compiled
+    program, no operation at all for inputs already so shaped and typed."""
+    x = _convert(x, net.sizes[0], dtype)
     if y is None:
         return x, None
-    return x, check_y(net, y, x.shape[0], dtype)
+    if _labels(net, y):
+        return x, _one_hot(y, net.sizes[-1], dtype)
+    return x, _convert(y, net.sizes[-1], dtype)
+
+
+def prepare(net: MLP, params, x, y=None, *, read_device: bool = False):
+    """Check every argument (see ``check``); return ``(x, y)`` ready for the compiled core."""
+    return convert(net, *check(net, params, x, y, read_device=read_device))
+
+
+def check_inputs(net: MLP, params, x, y=None) -> None:
+    """Every check of the public functions, on device arrays too: shapes, dtypes,
+    names, label range, targets in [0, 1], rows summing to 1, and no NaN or inf.
+
+    ``fnn.backprop`` and its siblings never read a device array's values,
+    which would wait for the work that produces it; call this once on data
+    whose values are in doubt. It reads them (and so waits for them). Raises
+    ``ValueError``/``TypeError`` naming the argument; needs concrete arrays.
+    """
+    for name, a in (("params", params), ("x", x), ("y", y)):
+        if any(not _is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(a)):
+            raise TypeError(f"check_inputs reads the values of {name}: call it on concrete arrays, "
+                            "outside jax.jit, jax.vmap and jax.grad")
+    check(net, params, x, y, read_device=True)
+    check_finite(params=params, x=x, **({} if y is None else {"y": y}))
 
 
 def _on_accelerator(a) -> bool:

@@ -1,4 +1,9 @@
-"""Bad input: a clear ValueError/TypeError naming the argument, raised before any trace."""
+"""Bad input: a clear ValueError/TypeError naming the argument, before any operation is traced.
+
+The public functions check host inputs before calling anything, and check
+device arrays when JAX first traces their signature, as the first thing the
+program does (fnn/dispatch.py): either way no operation of fnn's is traced,
+lowered or compiled for a call that fails its checks."""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.autodiff import compiled_autodiff
-from fnn.backprop import compiled_backprop
+from fnn.autodiff import _manual_loss, autodiff_core
+from fnn.backprop import backprop_core
 from fnn.finite_differences import compiled_finite_differences
+from fnn.forward import loss_core, predict_core
 
 NET = fnn.MLP((3, 4, 2), "tanh", "identity", "mse")
 CLF = fnn.MLP((3, 4, 3), "relu", "softmax", "cross_entropy")
@@ -19,15 +25,25 @@ CLF_PARAMS = fnn.init(jax.random.key(0), CLF)
 X = jnp.ones((5, 3))
 Y = jnp.zeros((5, 2))
 
-COMPILED = (compiled_backprop, compiled_autodiff, compiled_finite_differences)
+# fnn's programs, public (fnn.dispatch) and internal, are named after these functions
+PROGRAMS = {f.__name__ for f in (backprop_core, autodiff_core, loss_core, predict_core, _manual_loss,
+                                 compiled_finite_differences)}
+WITH_TARGETS = (fnn.backprop, fnn.autodiff, fnn.loss, fnn.loss_with_manual_vjp)
 
 
 @pytest.fixture(autouse=True)
-def nothing_is_traced():
-    """Each error must come from Python checks: no compiled function gains a trace."""
-    before = [f._cache_size() for f in COMPILED]
+def nothing_is_lowered():
+    """Each error must come from the checks: none of fnn's programs is lowered or compiled."""
+    seen = []
+
+    def listen(event, _duration, fun_name="", **_):
+        if event.endswith(("jaxpr_to_mlir_module_duration", "backend_compile_duration")):
+            seen.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
     yield
-    assert [f._cache_size() for f in COMPILED] == before
+    jax.monitoring.unregister_event_duration_listener(listen)
+    assert not [name for name in seen if any(f"({p})" in name for p in PROGRAMS)]
 
 
 def raises(kind, pattern):
@@ -137,26 +153,72 @@ def test_one_dimensional_y_is_not_broadcast_against_several_outputs():
         fnn.loss(NET, PARAMS, X, jnp.zeros(5))
 
 
-@pytest.mark.parametrize("labels,seen", [([0, 1, 2, 3, 0], r"\[0, 3\]"), ([0, -1, 2, 1, 0], r"\[-1, 2\]")])
-def test_labels_out_of_range(labels, seen):
-    with raises(ValueError, rf"labels y must lie in \[0, 2\] for 3 outputs, got values in {seen}"):
-        fnn.backprop(CLF, CLF_PARAMS, X, jnp.array(labels))
-
-
 def test_labels_with_the_wrong_shape():
     with raises(ValueError, r"integer labels y must have shape \(5,\), got \(5, 1\)"):
         fnn.backprop(CLF, CLF_PARAMS, X, jnp.zeros((5, 1), jnp.int32))
 
 
-def test_cross_entropy_targets_that_are_not_distributions():
-    with raises(ValueError, r"y rows for cross_entropy must sum to 1"):
-        fnn.loss(CLF, CLF_PARAMS, X, jnp.ones((5, 3)))
+# --- values: read from host inputs on every call, from device arrays by fnn.check_inputs --------
+
+BCE = fnn.MLP((3, 4, 2), output="sigmoid", loss="bce")
+BCE_PARAMS = fnn.init(jax.random.key(0), BCE)
+BAD_VALUES = {
+    "label above the range": (CLF, CLF_PARAMS, [0, 1, 2, 3, 0],
+                              r"labels y must lie in \[0, 2\] for 3 outputs, got values in \[0, 3\]"),
+    "negative label": (CLF, CLF_PARAMS, [0, -1, 2, 1, 0],
+                       r"labels y must lie in \[0, 2\] for 3 outputs, got values in \[-1, 2\]"),
+    "rows not summing to 1": (CLF, CLF_PARAMS, np.ones((5, 3)), r"y rows for cross_entropy must sum to 1"),
+    "cross_entropy target outside [0, 1]": (CLF, CLF_PARAMS, np.tile([1.5, -0.5, 0.0], (5, 1)),
+                                            r"y for loss 'cross_entropy' must lie in \[0, 1\]"),
+    "bce target outside [0, 1]": (BCE, BCE_PARAMS, 2 * np.ones((5, 2)), r"y for loss 'bce' must lie in \[0, 1\]"),
+}
 
 
-def test_bce_targets_outside_zero_one():
-    net = fnn.MLP((3, 4, 2), output="sigmoid", loss="bce")
-    with raises(ValueError, r"y for loss 'bce' must lie in \[0, 1\]"):
-        fnn.loss(net, fnn.init(jax.random.key(0), net), X, 2 * jnp.ones((5, 2)))
+@pytest.mark.parametrize("fn", WITH_TARGETS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("host", [np.asarray, lambda a: np.asarray(a).tolist()], ids=["numpy", "list"])
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_bad_values_on_the_host_are_refused_at_every_call(case, host, fn):
+    net, params, y, message = BAD_VALUES[case]
+    with raises(ValueError, message):
+        fn(net, params, np.asarray(X), host(y))
+    with raises(ValueError, message):  # device x, host y: the host array is read
+        fn(net, params, X, host(y))
+
+
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_bad_values_on_a_device_are_found_by_check_inputs(case):
+    net, params, y, message = BAD_VALUES[case]
+    with raises(ValueError, message):
+        fnn.check_inputs(net, params, X, jnp.asarray(y))
+    with raises(ValueError, message):
+        fnn.check_inputs(net, params, np.asarray(X), np.asarray(y))
+
+
+@pytest.mark.parametrize("where", ["x", "y", "params"])
+def test_check_inputs_finds_non_finite_values(where):
+    x, y, params = X, Y, PARAMS
+    if where == "x":
+        x = X.at[0, 0].set(jnp.nan)
+    elif where == "y":
+        y = Y.at[1, 1].set(jnp.inf)
+    else:
+        params = [{"W": PARAMS[0]["W"].at[0, 0].set(-jnp.inf), "b": PARAMS[0]["b"]}, PARAMS[1]]
+    with raises(ValueError, rf"{where} contains NaN or inf"):
+        fnn.check_inputs(NET, params, x, y)
+
+
+def test_check_inputs_makes_the_signature_checks_too():
+    with raises(ValueError, r"y must have shape \(5, 2\), got \(5, 3\)"):
+        fnn.check_inputs(NET, PARAMS, X, jnp.zeros((5, 3)))
+    with raises(TypeError, r"net must be an fnn.MLP"):
+        fnn.check_inputs((3, 4, 2), PARAMS, X, Y)
+    assert fnn.check_inputs(NET, PARAMS, X, Y) is None
+    assert fnn.check_inputs(CLF, CLF_PARAMS, X, jnp.array([0, 1, 2, 1, 0])) is None
+
+
+def test_check_inputs_needs_concrete_values():
+    with raises(TypeError, r"check_inputs reads the values of y: call it on concrete arrays"):
+        jax.jit(lambda y: fnn.check_inputs(NET, PARAMS, X, y))(Y)
 
 
 # --- params ----------------------------------------------------------------------------------

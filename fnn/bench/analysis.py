@@ -112,11 +112,15 @@ def ratios(rows) -> list[dict]:
         bp = m.get("backprop")
         if bp is None:
             continue
-        ad, th = m.get("jax_grad", {}), m.get("torch", {})
+        ad, th, ea = m.get("jax_grad", {}), m.get("torch", {}), m.get("backprop_eager", {})
         out.append({
             "case": case, "sweep": bp["sweep"], "P": bp["P"], "batch": bp["batch"],
             "backprop_s": bp["time_median_s"], "jax_grad_s": ad.get("time_median_s", math.nan),
-            "torch_s": th.get("time_median_s", math.nan),
+            "torch_s": th.get("time_median_s", math.nan), "eager_s": ea.get("time_median_s", math.nan),
+            # the public call against the compiled one it dispatches, and against jax.grad's executable
+            "eager_vs_backprop": _ratio(ea.get("time_median_s", math.nan), bp["time_median_s"]),
+            "paired_eager_vs_jax_grad": ea.get("paired_vs_jax_grad", math.nan),
+            "eager_vs_torch": _ratio(ea.get("time_median_s", math.nan), th.get("time_median_s")),
             "time_vs_jax_grad": _ratio(bp["time_median_s"], ad.get("time_median_s")),
             "min_time_vs_jax_grad": _ratio(bp["time_min_s"], ad.get("time_min_s")),
             "paired_time_vs_jax_grad": bp.get("paired_vs_jax_grad", math.nan),
@@ -168,6 +172,10 @@ def targets(table) -> list[dict]:
               [(r, r["peak_fraction"]) for r in large_cases(table)], lambda v: v >= PEAK_TARGET, min,
               lambda v: f"{v:.0%}"),
         check("faster than PyTorch eager", [(r, r["time_vs_torch"]) for r in table], lambda v: v < 1.0, max, x),
+        check(f"eager fnn.backprop <= jax.grad (paired ratio <= {TIME_TOLERANCE})",
+              [(r, r["paired_eager_vs_jax_grad"]) for r in table], lambda v: v <= TIME_TOLERANCE, max, x),
+        check("eager fnn.backprop faster than PyTorch eager", [(r, r["eager_vs_torch"]) for r in table],
+              lambda v: v < 1.0, max, x),
     ]
 
 

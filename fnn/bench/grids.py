@@ -10,6 +10,8 @@ in sweeps, each varying one thing so its effect on time can be read off:
     big enough to compare with the device's matmul peak.
   * ``single_unit``: the seeds' 1-1-1 sigmoid network, the one case where the
     closed-form analytical gradient exists.
+  * ``trained``: the networks people train: MNIST-like 784 inputs, relu or
+    gelu hidden layers, 10 softmax outputs with cross-entropy on integer labels.
   * ``iso_work``: widths with ``batch * P`` held about constant, so one forward
     pass costs about the same at every size; time then grows with ``P`` only
     through the number of passes a method needs (the smoke test's sweep).
@@ -70,6 +72,16 @@ def batch_sweep(batches, width: int) -> list[Case]:
     return [Case("batch", mlp(width), b) for b in batches]
 
 
+def classifier(hidden: tuple[int, ...], activation: str, n_in: int = 784, n_out: int = 10) -> MLP:
+    """``n_in`` inputs, the ``hidden`` layers, ``n_out`` softmax outputs with cross-entropy."""
+    return MLP((n_in, *hidden, n_out), activation=activation, output="softmax", loss="cross_entropy")
+
+
+def trained_sweep(nets) -> list[Case]:
+    """``nets``: ``(hidden widths, activation, batch)`` of MNIST-like classifiers."""
+    return [Case("trained", classifier(hidden, act), batch) for hidden, act, batch in nets]
+
+
 def iso_work_sweep(widths, work: int) -> list[Case]:
     """Cases whose ``batch * P`` is about ``work``: one forward pass costs about the same in each."""
     return [Case("iso_work", mlp(w), max(1, round(work / mlp(w).n_params))) for w in widths]
@@ -82,15 +94,20 @@ def grid(name: str) -> list[Case]:
         return iso_work_sweep((4, 8, 16, 32), work=2**15)
     if name == "quick":
         return (single_unit(64) + width_sweep((2, 8, 32, 64, 128, 256), batch=128)
-                + depth_sweep((1, 4), width=128, batch=128) + batch_sweep((512,), width=256))
+                + depth_sweep((1, 4), width=128, batch=128) + batch_sweep((512,), width=256)
+                + trained_sweep([((128,), "relu", 64), ((256, 256), "gelu", 128)]))
     if name == "full":
         return (single_unit(64) + width_sweep((2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), batch=128)
                 + depth_sweep((1, 4, 8, 16), width=256, batch=128)
-                + batch_sweep((1, 16, 512, 2048), width=1024))
+                + batch_sweep((1, 16, 512, 2048), width=1024)
+                + trained_sweep([((128,), "relu", 64), ((256, 256), "relu", 128), ((512, 512), "gelu", 256),
+                                 ((1024, 1024), "relu", 512)]))
     if name == "gpu":
         return (single_unit(64) + width_sweep((2, 8, 32, 128, 512, 1024, 2048, 4096, 8192), batch=1024)
                 + depth_sweep((1, 4, 16, 32), width=2048, batch=1024)
-                + batch_sweep((64, 1024, 8192), width=8192))
+                + batch_sweep((64, 1024, 8192), width=8192)
+                + trained_sweep([((128,), "relu", 64), ((1024, 1024), "gelu", 1024),
+                                 ((4096, 4096, 4096), "relu", 4096)]))
     raise ValueError(f"unknown grid {name!r}; expected one of {list(GRIDS)}")
 
 

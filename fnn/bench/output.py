@@ -85,16 +85,23 @@ def summary_markdown(results: dict) -> str:
         "timed alone at the start or end of the run; `% peak` below uses the same matmul timed "
         "in each case's interleaved rounds (`peak GFLOP/s`), under the same load as the methods.",
         "",
-        "| case | P | batch | backprop | jax.grad | torch | bp/jax.grad (paired, median, min) | bp/torch | "
+        "`backprop` and `jax.grad` are their compiled executables; `eager` is the public call "
+        "`fnn.backprop(net, params, x, y)` as a user's loop makes it (checks and dispatch included; "
+        "integer labels for the classifiers).",
+        "",
+        "| case | P | batch | backprop | eager | jax.grad | torch | bp/jax.grad (paired, median, min) | "
+        "eager/jax.grad (paired) | bp/torch | eager/torch | "
         "FLOPs bp/jax.grad | temp bp/jax.grad | bp GFLOP/s | peak GFLOP/s | % peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["ratios"]:
         lines.append(
-            f"| {r['case']} | {r['P']:,} | {r['batch']} | {_t(r['backprop_s'])} | {_t(r['jax_grad_s'])} | "
+            f"| {r['case']} | {r['P']:,} | {r['batch']} | {_t(r['backprop_s'])} | {_t(r.get('eager_s', math.nan))} | "
+            f"{_t(r['jax_grad_s'])} | "
             f"{_t(r['torch_s'])} | {_x(r['paired_time_vs_jax_grad'])}, {_x(r['time_vs_jax_grad'])}, "
-            f"{_x(r['min_time_vs_jax_grad'])} | "
-            f"{_x(r['time_vs_torch'])} | {_x(r['flops_vs_jax_grad'], 4)} | {_x(r['temp_vs_jax_grad'])} | "
+            f"{_x(r['min_time_vs_jax_grad'])} | {_x(r.get('paired_eager_vs_jax_grad', math.nan))} | "
+            f"{_x(r['time_vs_torch'])} | {_x(r.get('eager_vs_torch', math.nan))} | "
+            f"{_x(r['flops_vs_jax_grad'], 4)} | {_x(r['temp_vs_jax_grad'])} | "
             f"{_x(r['flops_per_s'] / 1e9, 1)} | {_x(r['peak_flops_per_s'] / 1e9, 1)} | "
             f"{_x(100 * r['peak_fraction'], 0)} |")
     lines += ["", "Fitted slopes k of time ~ P^k and of cost in forward passes ~ P^k:", "",

@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from fnn.bench.analysis import PEAK_TARGET, TIME_TOLERANCE, fit_slope, timed  # noqa: E402
 
 STYLE = {
-    "forward": ("black", "o"), "backprop": ("tab:red", "s"), "jax_grad": ("tab:blue", "^"),
+    "forward": ("black", "o"), "backprop": ("tab:red", "s"), "backprop_eager": ("tab:pink", "s"),
+    "jax_grad": ("tab:blue", "^"),
     "forward_mode": ("tab:purple", "v"), "fd_central": ("tab:green", "D"),
     "fd_naive_loop": ("tab:olive", "P"), "analytical": ("tab:brown", "*"), "torch": ("tab:orange", "X"),
 }
@@ -91,6 +92,11 @@ def backprop_vs_autodiff(results, path: Path):
     left.plot(ps, [r["time_vs_jax_grad"] for r in table], "s", mfc="none", color="tab:blue",
               label="backprop / jax.grad (ratio of medians)")
     left.plot(ps, [r["time_vs_torch"] for r in table], "X", color="tab:orange", label="backprop / torch eager")
+    if any(math.isfinite(r.get("paired_eager_vs_jax_grad", math.nan)) for r in table):
+        left.plot(ps, [r.get("paired_eager_vs_jax_grad", math.nan) for r in table], "o", mfc="none",
+                  color="tab:pink", label="eager fnn.backprop call / jax.grad (paired)")
+        left.plot(ps, [r.get("eager_vs_torch", math.nan) for r in table], "x", color="tab:pink",
+                  label="eager fnn.backprop call / torch eager")
     left.axhline(1.0, color="black", lw=0.8)
     left.axhline(TIME_TOLERANCE, color="grey", lw=0.8, ls="--", label=f"{TIME_TOLERANCE} tolerance")
     left.set(xscale="log", yscale="log", xlabel="parameters P (all cases)", ylabel="time ratio (< 1: backprop faster)",

@@ -56,7 +56,7 @@ BUDGETS = {
 
 # The pair the step-time target judges gets more rounds: its paired ratio must
 # resolve a 5% tolerance on a machine whose single runs vary by 20% or more.
-HEADLINE = ("backprop", "jax_grad")
+HEADLINE = ("backprop", "backprop_eager", "jax_grad")
 HEADLINE_FACTOR = 4
 
 
@@ -79,8 +79,11 @@ def _skipped(base: dict, method: str, note: str) -> dict:
             "evaluated": 0, "repeats": 0, "note": note}
 
 
-def prepare_methods(case: Case, params, x, y, budget: Budget, methods, device_kind: str, dtype_name: str):
-    """``({method: Prepared}, {method: skip note})`` for one case."""
+def prepare_methods(case: Case, params, x, y, budget: Budget, methods, device_kind: str, dtype_name: str,
+                    targets=None):
+    """``({method: Prepared}, {method: skip note})`` for one case; ``targets`` are ``y``
+    as a user passes them (labels for a classifier), for the eager call and PyTorch."""
+    targets = y if targets is None else targets
     net, prepared, skipped = case.net, {}, {}
     for name in methods:
         if name == "analytical" and net != SINGLE_UNIT:
@@ -90,7 +93,7 @@ def prepare_methods(case: Case, params, x, y, budget: Budget, methods, device_ki
             continue
         if name == "torch":
             try:
-                call = torch_peer.gradient_step(net, params, x, y, device_kind, dtype_name)
+                call = torch_peer.gradient_step(net, params, x, targets, device_kind, dtype_name)
             except torch_peer.Unsupported as err:
                 skipped[name] = str(err)
                 continue
@@ -99,7 +102,7 @@ def prepare_methods(case: Case, params, x, y, budget: Budget, methods, device_ki
             prepared[name] = M.Prepared(call, math.nan, net.n_params, math.nan, math.nan, note)
             continue
         prepared[name] = M.PREPARE[name](net, params, x, y, budget_flops=budget.sample_flops,
-                                         sample=budget.naive_sample)
+                                         sample=budget.naive_sample, targets=targets)
     return prepared, skipped
 
 
@@ -111,8 +114,8 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
     same interleaved rounds, so ``peak_fraction`` compares FLOP/s taken under the
     same load of the machine."""
     dtype_name = jnp.dtype(dtype).name
-    params, x, y = M.make_inputs(case.net, case.batch, device, dtype)
-    prepared, skipped = prepare_methods(case, params, x, y, budget, methods, machine["device"], dtype_name)
+    params, x, y, targets = M.make_inputs(case.net, case.batch, device, dtype)
+    prepared, skipped = prepare_methods(case, params, x, y, budget, methods, machine["device"], dtype_name, targets)
     calls = {name: p.call for name, p in prepared.items()}
     if peak is not None:
         calls[PEAK] = peak[0]
@@ -128,8 +131,8 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
     base, rows = _base_row(case, machine, dtype_name), []
     scale = {name: case.n_params / p.evaluated for name, p in prepared.items()}
     forward_s = timings["forward"].median_s if "forward" in timings else math.nan
-    paired = (paired_ratio(timings["backprop"], timings["jax_grad"])
-              if "backprop" in timings and "jax_grad" in timings else math.nan)
+    paired = {name: paired_ratio(timings[name], timings["jax_grad"])
+              for name in ("backprop", "backprop_eager") if name in timings and "jax_grad" in timings}
     for name in methods:
         if name in skipped:
             rows.append(_skipped(base, name, skipped[name]))
@@ -143,7 +146,7 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
             "time_max_s": t.max_s * k, "repeats": t.repeats, "compile_s": p.compile_s,
             "rel_forward": median / forward_s, "flops": p.flops, "flops_source": "xla", "flops_per_s": p.flops / median,
             "peak_flops_per_s": peak_flops_per_s, "peak_fraction": p.flops / median / peak_flops_per_s,
-            "temp_bytes": p.temp_bytes, "paired_vs_jax_grad": paired if name == "backprop" else math.nan,
+            "temp_bytes": p.temp_bytes, "paired_vs_jax_grad": paired.get(name, math.nan),
             "note": p.note or (f"timed on {p.evaluated} of {case.n_params} perturbations, scaled by P/evaluated"
                                if p.evaluated < case.n_params else ""),
         })

@@ -36,7 +36,9 @@ def _torch():
 
 
 def _activation(torch, name: str):
-    table = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z}
+    F = torch.nn.functional
+    table = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z,
+             "gelu": F.gelu, "softplus": F.softplus, "elu": F.elu, "leaky_relu": F.leaky_relu}  # fnn's forms
     if name not in table:
         raise Unsupported(f"no PyTorch peer for activation {name!r}")
     return table[name]
@@ -47,19 +49,34 @@ def _tensor(torch, a, dtype, device):
     return torch.from_numpy(np.array(a, dtype=np.float32)).to(device=device, dtype=dtype)
 
 
+def _loss(torch, net: MLP):
+    """``loss(last layer's output, targets)`` as fnn defines it, averaged over the batch."""
+    if net.loss == "mse":
+        return lambda a, y: 0.5 * ((a - y) ** 2).sum(dim=1).mean()
+    if net.loss == "cross_entropy":  # from the logits, on integer labels, as PyTorch users write it
+        return torch.nn.functional.cross_entropy
+    raise Unsupported(f"no PyTorch peer for loss {net.loss!r}")
+
+
 def gradient_step(net: MLP, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
-    """A zero-argument call computing the loss and its gradient in PyTorch, or ``Unsupported``."""
+    """A zero-argument call computing the loss and its gradient in PyTorch, or ``Unsupported``.
+
+    ``y``: real targets for ``mse``; integer labels for ``cross_entropy`` (the
+    output layer then stays logits, and ``F.cross_entropy`` takes its softmax).
+    """
     torch = _torch()
-    if net.loss != "mse":
-        raise Unsupported(f"no PyTorch peer for loss {net.loss!r}")
+    loss_fn = _loss(torch, net)
     if device_kind == "gpu" and not torch.cuda.is_available():
         raise Unsupported("torch has no CUDA device here; PyTorch peer skipped")
     device = "cuda" if device_kind == "gpu" else "cpu"
     dtype = getattr(torch, dtype_name)
-    acts = [_activation(torch, name) for name in net.layer_activations]
+    names = net.activation + (("identity",) if net.loss == "cross_entropy" else (net.output,))
+    acts = [_activation(torch, name) for name in names]
     leaves = [(_tensor(torch, l["W"], dtype, device).requires_grad_(), _tensor(torch, l["b"], dtype, device).requires_grad_())
               for l in params]
-    xt, yt = _tensor(torch, x, dtype, device), _tensor(torch, y, dtype, device)
+    xt = _tensor(torch, x, dtype, device)
+    yt = (torch.from_numpy(np.asarray(y, np.int64)).to(device) if net.loss == "cross_entropy"
+          else _tensor(torch, y, dtype, device))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step():
@@ -68,7 +85,7 @@ def gradient_step(net: MLP, params, x, y, device_kind: str = "cpu", dtype_name: 
         a = xt
         for (w, b), act in zip(leaves, acts):
             a = act(torch.addmm(b, a, w))
-        loss = 0.5 * ((a - yt) ** 2).sum(dim=1).mean()
+        loss = loss_fn(a, yt)
         loss.backward()
         sync()
         return loss
