@@ -107,6 +107,7 @@ def test_flops_below_the_matmul_count_are_replaced_by_it():
     assert (bp["flops"], bp["flops_source"], bp["flops_per_s"]) == (need, "analytic", need / 1e-3)
     assert bp["peak_fraction"] == pytest.approx(need / 1e-3 / 1e9)
     assert (ad["flops"], ad["flops_source"]) == (1.5 * need, "xla") and fd == rows[2]
+    assert analysis.counted_flops([bp, ad, fd]) == [bp, ad, fd]  # --plot-only re-analyses saved rows: no change
 
 
 def test_backprop_flops_not_above_autodiff(tiny_run):
@@ -192,3 +193,26 @@ def test_training_figure_is_drawn_from_the_json(tmp_path):
     _script("bench_training").main(["--plot-only", "--out", str(path)])
     height, width, _ = matplotlib.image.imread(tmp_path / "training.png").shape
     assert (height, width) == (418, 1210)  # figsize (11, 3.8) at the figures' 110 dpi
+
+
+def test_a_classifier_case_runs_every_method_on_integer_labels():
+    """The ``trained`` sweep's kind of network (softmax, cross-entropy, integer labels):
+    every method prepares and times; the eager call's program is the compiled core plus
+    the one-hot encoding of the labels it is given."""
+    import jax
+    import jax.numpy as jnp
+
+    from fnn.bench import grids, runner
+    from fnn.bench.machine import describe
+
+    case = grids.Case("trained", grids.classifier((8,), "relu", n_in=12, n_out=4), 16)
+    device = jax.devices("cpu")[0]
+    rows = runner.run_case(case, device, jnp.float32, runner.BUDGETS["tiny"], describe(device),
+                           methods=tuple(m for m in ALL_METHODS if m != "analytical"))
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == set(ALL_METHODS) - {"analytical"}
+    timed = [r for r in rows if r["status"] != "skipped"]
+    assert all(r["time_median_s"] > 0 for r in timed)
+    core, eager = by_method["backprop"]["flops"], by_method["backprop_eager"]["flops"]
+    assert 0 < core < eager <= core + 2 * case.batch * case.net.sizes[-1] * 16  # a few FLOPs per one-hot entry
+    assert math.isfinite(by_method["backprop_eager"]["paired_vs_jax_grad"])

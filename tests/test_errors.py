@@ -194,19 +194,6 @@ def test_bad_values_on_a_device_are_found_by_check_inputs(case):
         fnn.check_inputs(net, params, np.asarray(X), np.asarray(y))
 
 
-@pytest.mark.parametrize("where", ["x", "y", "params"])
-def test_check_inputs_finds_non_finite_values(where):
-    x, y, params = X, Y, PARAMS
-    if where == "x":
-        x = X.at[0, 0].set(jnp.nan)
-    elif where == "y":
-        y = Y.at[1, 1].set(jnp.inf)
-    else:
-        params = [{"W": PARAMS[0]["W"].at[0, 0].set(-jnp.inf), "b": PARAMS[0]["b"]}, PARAMS[1]]
-    with raises(ValueError, rf"{where} contains NaN or inf"):
-        fnn.check_inputs(NET, params, x, y)
-
-
 def test_check_inputs_makes_the_signature_checks_too():
     with raises(ValueError, r"y must have shape \(5, 2\), got \(5, 3\)"):
         fnn.check_inputs(NET, PARAMS, X, jnp.zeros((5, 3)))
@@ -266,8 +253,9 @@ def test_unknown_finite_difference_scheme():
         fnn.finite_differences(NET, PARAMS, X, Y, scheme="backward")
 
 
+@pytest.mark.parametrize("check", [fnn.check_inputs, fnn.check_gradients], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("where", ["x", "y", "params"])
-def test_check_gradients_rejects_non_finite_inputs(where):
+def test_non_finite_inputs_are_refused(where, check):
     x, y, params = X, Y, PARAMS
     if where == "x":
         x = X.at[0, 0].set(jnp.nan)
@@ -276,7 +264,7 @@ def test_check_gradients_rejects_non_finite_inputs(where):
     else:
         params = [{"W": PARAMS[0]["W"].at[0, 0].set(-jnp.inf), "b": PARAMS[0]["b"]}, PARAMS[1]]
     with raises(ValueError, rf"{where} contains NaN or inf"):
-        fnn.check_gradients(NET, params, x, y)
+        check(NET, params, x, y)
 
 
 def test_check_gradients_with_an_unsupported_dtype():

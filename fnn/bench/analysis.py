@@ -35,7 +35,7 @@ def fit_slope(p, t) -> float:
 # The matmul FLOPs each method cannot do without (fnn.throughput): forward
 # 2 B sum(n_in n_out); a gradient of the params 6 B sum(n_in n_out) less the
 # first layer's input gradient, 2 B n_0 n_1.
-MATMUL_FLOPS = {"forward": throughput.forward_flops, "backprop": throughput.step_flops,
+MATMUL_FLOPS = {"forward": throughput.forward_flops, "backprop": throughput.step_flops, "backprop_eager": throughput.step_flops,
                 "jax_grad": throughput.step_flops}
 
 
@@ -52,7 +52,7 @@ def counted_flops(rows) -> list[dict]:
     out = []
     for r in rows:
         floor = MATMUL_FLOPS.get(r["method"])
-        if floor is None or r["status"] == "skipped":
+        if floor is None or r["status"] == "skipped" or r.get("flops_source") == "analytic":  # re-analysed
             out.append(r)
             continue
         need = float(floor([int(n) for n in str(r["sizes"]).split("-")], int(r["batch"])))

@@ -40,10 +40,10 @@ from jax.flatten_util import ravel_pytree
 
 import fnn
 
-from fnn import initializers, validation
+from fnn import dispatch, initializers, validation
 from fnn.analytical import single_unit_gradient
 from fnn.autodiff import compiled_autodiff
-from fnn.backprop import compiled_backprop
+from fnn.backprop import backprop_core, compiled_backprop
 from fnn.bench.xla_cost import compiled_cost
 from fnn.finite_differences import compiled_finite_differences, default_chunk, default_eps
 from fnn.forward import loss_core
@@ -135,7 +135,7 @@ def backprop_eager(net, params, x, y, targets=None, **_) -> Prepared:
     start = time.perf_counter()
     jax.block_until_ready(fnn.backprop(net, params, x, targets))  # checks, traces and compiles
     seconds = time.perf_counter() - start
-    cost = compiled_cost(compiled_backprop.lower(net, params, x, targets).compile())
+    cost = compiled_cost(dispatch.program(backprop_core, net).lower(params, x, targets).compile())
     return Prepared(lambda: jax.block_until_ready(fnn.backprop(net, params, x, targets)), seconds, net.n_params,
                     cost["flops"], cost["temp_bytes"])
 
