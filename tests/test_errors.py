@@ -194,6 +194,17 @@ def test_bad_values_on_a_device_are_found_by_check_inputs(case):
         fnn.check_inputs(net, params, np.asarray(X), np.asarray(y))
 
 
+@pytest.mark.parametrize("case", BAD_VALUES)
+def test_fit_reads_its_device_data_once(case):
+    net, params, y, message = BAD_VALUES[case]
+    with raises(ValueError, message):
+        fnn.fit(net, params, (X, jnp.asarray(y)), optimizer="adam", epochs=1, key=jax.random.key(0))
+    good = jnp.asarray(np.eye(net.sizes[-1])[np.arange(5) % net.sizes[-1]])
+    with raises(ValueError, message):  # in the validation data too
+        fnn.fit(net, params, (X, good), optimizer="adam", epochs=1, key=jax.random.key(0),
+                validation=(X, jnp.asarray(y)))
+
+
 def test_check_inputs_makes_the_signature_checks_too():
     with raises(ValueError, r"y must have shape \(5, 2\), got \(5, 3\)"):
         fnn.check_inputs(NET, PARAMS, X, jnp.zeros((5, 3)))
