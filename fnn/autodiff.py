@@ -19,6 +19,7 @@ from fnn.network import MLP
 
 Array = jax.Array
 
+
 def autodiff_core(net: MLP, params, x, y) -> tuple[Array, list[dict]]:
     """``jax.value_and_grad`` of the loss, on validated inputs."""
     return jax.value_and_grad(loss_core, argnums=1)(net, params, x, y)
