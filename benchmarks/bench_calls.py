@@ -9,12 +9,10 @@ Writes results.json, results.csv, summary.md and calls.png; see benchmarks/READM
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 from fnn.bench import calls
-from fnn.bench.output import write_json
 
 
 def main(argv=None) -> int:
@@ -28,17 +26,9 @@ def main(argv=None) -> int:
     if rounds < 1:
         parser.error("--rounds must be positive")
     results = calls.run(args.quick, rounds, progress=not args.no_progress)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(results, args.out / "results.json")
-    with open(args.out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results["rows"][0]))
-        writer.writeheader()
-        writer.writerows(results["rows"])
-    summary = calls.summary_markdown(results)
-    (args.out / "summary.md").write_text(summary)
-    calls.plot(results, args.out / "calls.png")
-    print(summary)
-    print(f"wrote results.json, results.csv, summary.md and calls.png to {args.out}")
+    paths = calls.save(results, args.out)
+    print(paths[2].read_text())
+    print(f"wrote {', '.join(p.name for p in paths)} to {args.out}")
     return 0
 
 

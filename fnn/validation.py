@@ -1,4 +1,4 @@
-"""Checks at the public boundary: clear ``ValueError``/``TypeError`` before any trace.
+"""Checks at the public boundary: clear ``ValueError``/``TypeError`` before any operation is traced.
 
 ``check`` makes every check: the net, the params' layout, shapes and dtypes of
 ``x`` and ``y`` and the names, which need no values, and, for inputs on the

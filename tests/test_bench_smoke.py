@@ -216,3 +216,21 @@ def test_a_classifier_case_runs_every_method_on_integer_labels():
     core, eager = by_method["backprop"]["flops"], by_method["backprop_eager"]["flops"]
     assert 0 < core < eager <= core + 2 * case.batch * case.net.sizes[-1] * 16  # a few FLOPs per one-hot entry
     assert math.isfinite(by_method["backprop_eager"]["paired_vs_jax_grad"])
+
+
+def test_bench_calls_measures_and_writes_every_function(tmp_path):
+    """bench_calls.py's pieces on the smallest case, a few rounds: one row per function and mode."""
+    from fnn.bench import calls
+
+    case = calls.cases(quick=True)[0]
+    rows = calls.measure(case, rounds=3, sample_s=2e-4)
+    assert {(r["function"], r["mode"]) for r in rows} == {(f, m) for f in calls.FUNCTIONS for m in calls.MODES}
+    assert all(r["fnn_us"] > 0 and r["plain_us"] > 0 and math.isfinite(r["ratio"]) for r in rows)
+    results = {"machine": {"cpu": "test", "cores": 1, "device": "cpu", "device_kind": "cpu", "jax_version": "x"},
+               "rounds": 3, "tolerance": calls.TOLERANCE, "rows": rows, "wall_s": 1.0,
+               "worst": {"backprop, pipelined": {"case": case.name, "ratio": rows[0]["ratio"]}}}
+    paths = calls.save(results, tmp_path)
+    assert [p.name for p in paths] == ["results.json", "results.csv", "summary.md", "calls.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    with open(paths[1]) as f:
+        assert len(list(csv.DictReader(f))) == len(rows)

@@ -38,9 +38,9 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 
 import fnn
+from fnn.bench.grids import classifier
 from fnn.forward import loss_core, predict_core
 from fnn.network import MLP
 from fnn.timing import Timing, paired_ratio, wall_time
@@ -60,19 +60,14 @@ class Case:
                f"@{self.batch} {self.targets}"
 
 
-def _classifier(sizes, activation="relu") -> MLP:
-    return MLP(sizes, activation, "softmax", "cross_entropy")
-
-
 def cases(quick: bool = False) -> list[Case]:
     """The 1-1-1 net, small regression nets, and classifiers up to MNIST's size, with labels and one-hot."""
     out = [Case(MLP((1, 1, 1), "sigmoid", "sigmoid", "mse"), 64, "real"),
            Case(MLP((20, 40, 1), "tanh"), 64, "real")]
-    classifiers = [(_classifier((8, 16, 3), "tanh"), 32), (_classifier((64, 128, 128, 10)), 64),
-                   (_classifier((784, 256, 256, 10)), 128)]
+    classifiers = [(classifier((16,), "tanh", n_in=8, n_out=3), 32), (classifier((128, 128), "relu", n_in=64), 64),
+                   (classifier((256, 256), "relu"), 128)]
     if not quick:
-        classifiers += [(_classifier((784, 512, 512, 10), "gelu"), 256),
-                        (_classifier((300, 500, 500, 500, 10), "tanh"), 384)]
+        classifiers += [(classifier((512, 512), "gelu"), 256), (classifier((500, 500, 500), "tanh", n_in=300), 384)]
     for net, batch in classifiers:
         out += [Case(net, batch, "labels"), Case(net, batch, "one-hot")]
     return out
@@ -183,14 +178,10 @@ def run(quick: bool = False, rounds: int = 61, progress: bool = True) -> dict:
     """Every case of ``cases(quick)``; the results with the machine and the worst ratio per function."""
     from fnn.bench.machine import describe
 
+    from fnn.bench.runner import _progress
+
     start = time.perf_counter()
-    todo = cases(quick)
-    if progress:
-        try:
-            from tqdm import tqdm
-            todo = tqdm(todo, desc="cases", unit="case", leave=False)
-        except ImportError:
-            pass
+    todo = _progress(cases(quick), progress)
     # The smallest networks' calls take a few microseconds, where the machine's noise is
     # largest relative to the call: they get three times the rounds.
     rows = [row for i, case in enumerate(todo)
@@ -200,6 +191,26 @@ def run(quick: bool = False, rounds: int = 61, progress: bool = True) -> dict:
     return {"machine": describe(jax.devices()[0]), "rounds": rounds, "tolerance": TOLERANCE, "rows": rows,
             "worst": {k: {"case": r["case"], "ratio": r["ratio"]} for k, r in worst.items()},
             "met": all(r["ratio"] <= TOLERANCE for r in rows), "wall_s": time.perf_counter() - start}
+
+
+def save(results: dict, out) -> list:
+    """``results.json``, ``results.csv``, ``summary.md`` and ``calls.png`` in ``out``; the paths."""
+    import csv
+    from pathlib import Path
+
+    from fnn.bench.output import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.json", out / "results.csv", out / "summary.md", out / "calls.png"]
+    write_json(results, paths[0])
+    with open(paths[1], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(results["rows"][0]))
+        writer.writeheader()
+        writer.writerows(results["rows"])
+    paths[2].write_text(summary_markdown(results))
+    plot(results, paths[3])
+    return paths
 
 
 def summary_markdown(results: dict) -> str:
