@@ -27,6 +27,18 @@ device is one; scikit-learn always runs on the CPU) and its figure beside it
 (``--plot-only`` redraws the figure from the JSON).
 
     python benchmarks/bench_training.py [--repeats 5] [--no-fresh] [--plot-only]
+
+``--baseline DIR`` runs only a before/after comparison of fnn.fit's steady epoch
+(as above: median of epochs 2-50) between the fnn of this checkout ("current")
+and the fnn of another checkout DIR ("baseline"), each fit in a fresh process
+that imports its checkout's fnn (checked against ``fnn.__file__``), the two in a
+fresh random order every repeat (``--seed``, default the time). It writes the
+per-repeat and median steady epoch, whole fit and test accuracy of each, the
+paired ratio current/baseline (median of each repeat's own ratio), both commits
+(and whether this checkout is dirty), the machine and the command line, to
+--out (default results/loop_<backend>/loop.json):
+
+    python benchmarks/bench_training.py --baseline ../fnn_before --repeats 7 --out benchmarks/results/loop_cpu/loop.json
 """
 
 from __future__ import annotations
@@ -53,7 +65,8 @@ from fnn.forward import loss_core
 from fnn.validation import prepare
 
 EPOCHS, BATCH, LR = 50, 64, 1e-3
-NET = fnn.MLP((64, 128, 128, 10), activation="relu", output="softmax", loss="cross_entropy")
+NET_ARGS = dict(sizes=(64, 128, 128, 10), activation="relu", output="softmax", loss="cross_entropy")
+NET = fnn.MLP(**NET_ARGS)
 
 
 def run_fnn(train, test, seed):
@@ -126,6 +139,108 @@ def fresh_process(contender: str, seed: int, cache_dir: str | None) -> float:
     return float(out.split("WHOLE", 1)[1].split()[0])
 
 
+# --baseline: run_fnn's training in a new process, written against the public API only (fnn.MLP, init, fit,
+# predict, data.prepare, datasets.load), so that it runs unchanged on an older checkout of fnn.
+CHILD = """
+import json, os, statistics, sys, time
+import jax, numpy as np
+import fnn
+root, seed = os.path.realpath(sys.argv[1]), int(sys.argv[2])
+where = os.path.realpath(fnn.__file__)
+assert where.startswith(os.path.join(root, "")), f"imported {where}, not the fnn of {root}"
+net = fnn.MLP(**%r)
+s = fnn.data.prepare(fnn.datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0)
+t0 = time.perf_counter()
+params, h = fnn.fit(net, fnn.init(jax.random.key(seed), net), s.train, optimizer="adam", learning_rate=%r,
+                    epochs=%d, batch_size=%d, key=jax.random.key(seed + 100))
+jax.block_until_ready(params)
+whole = time.perf_counter() - t0
+acc = float(np.mean(np.argmax(np.asarray(fnn.predict(net, params, s.test.x)), 1) == s.test.y))
+print("RESULT", json.dumps({"fnn_file": where, "epoch_s": statistics.median(h.epoch_time_s[1:]),
+                            "whole_fit_s": whole, "test_accuracy": acc}))
+""" % (NET_ARGS, LR, EPOCHS, BATCH)
+
+
+def fit_in_checkout(root: str, seed: int) -> dict:
+    """run_fnn's figures (steady epoch, whole fit, accuracy) measured in a new process importing ``root``'s fnn.
+
+    ``root`` goes first on PYTHONPATH and is the working directory (``python -c`` puts the working
+    directory ahead of PYTHONPATH, and the venv's editable install maps ``fnn`` to this checkout).
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    proc = subprocess.run([sys.executable, "-c", CHILD, root, str(seed)], cwd=root, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"the fit in {root} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.split("RESULT", 1)[1])
+
+
+def checkout(root: str, dirty: bool = False) -> dict:
+    """The checkout's path and commit; with ``dirty``, whether its working tree has changes."""
+    def git(*cmd):
+        return subprocess.run(["git", "-C", root, *cmd], capture_output=True, text=True, check=True).stdout
+
+    info = {"path": root, "commit": git("rev-parse", "HEAD").strip()}
+    if dirty:
+        info["dirty"] = bool(git("status", "--porcelain").strip())
+    return info
+
+
+def compare_baseline(args) -> dict:
+    """fnn.fit's steady epoch, this checkout's fnn ("current") against the one at ``args.baseline``.
+
+    Every measurement is a fresh process; the two contenders run in a fresh random order in every
+    repeat, on the same training seed. Writes and returns the JSON document.
+    """
+    roots = {"current": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+             "baseline": os.path.abspath(args.baseline)}
+    seed = int(time.time()) if args.seed is None else args.seed
+    rng = np.random.default_rng(seed)
+    checkouts = {k: checkout(root, dirty=k == "current") for k, root in roots.items()}  # as measured: before
+    load_before = os.getloadavg()
+    runs, orders = {name: [] for name in roots}, []
+    for rep in range(args.repeats):
+        order = [list(roots)[i] for i in rng.permutation(len(roots))]
+        orders.append(order)
+        for name in order:
+            runs[name].append(fit_in_checkout(roots[name], rep))
+        print(f"repeat {rep + 1}/{args.repeats} ({' then '.join(order)}): " + ", ".join(
+            f"{k} {1e3 * v[-1]['epoch_s']:.3f} ms/epoch, {v[-1]['whole_fit_s']:.2f} s" for k, v in runs.items()),
+            flush=True)
+    ratios = [c["epoch_s"] / b["epoch_s"] for c, b in zip(runs["current"], runs["baseline"])]
+    whole_ratios = [c["whole_fit_s"] / b["whole_fit_s"] for c, b in zip(runs["current"], runs["baseline"])]
+    contenders = {k: {"checkout": checkouts[k],
+                      **{m: statistics.median(r[m] for r in v) for m in ("epoch_s", "whole_fit_s", "test_accuracy")},
+                      "runs": v} for k, v in runs.items()}
+    doc = {
+        "benchmark": "fnn.fit steady epoch, current vs baseline checkout: digits 64,128,128,10 relu/softmax, "
+                     "adam lr 1e-3, batch 64, 50 epochs; epoch_s = median of epoch_time_s[1:]; "
+                     "one fresh process per measurement",
+        "command": [sys.executable, *sys.argv],
+        "machine": machine.describe(jax.devices()[0]),
+        "load_average_1_5_15_min": {"before": load_before, "after": os.getloadavg()},
+        "dtype": "float32",
+        "repeats": args.repeats,
+        "order_seed": seed,
+        "orders": orders,
+        "contenders": contenders,
+        "paired_epoch_current_over_baseline": statistics.median(ratios),
+        "epoch_ratio_runs": ratios,
+        "paired_whole_fit_current_over_baseline": statistics.median(whole_ratios),
+        "whole_fit_ratio_runs": whole_ratios,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(doc, fh, indent=2)
+    for k, v in contenders.items():
+        print(f"{k:<9} steady epoch {1e3 * v['epoch_s']:8.3f} ms   whole fit {v['whole_fit_s']:7.3f} s"
+              f"   test accuracy {100 * v['test_accuracy']:.2f}%   {v['checkout']['commit'][:10]}")
+    print(f"current/baseline steady epoch, paired: {doc['paired_epoch_current_over_baseline']:.3f}x"
+          f" (repeats: min {min(ratios):.3f}x, max {max(ratios):.3f}x)")
+    print(f"wrote {args.out}")
+    return doc
+
+
 def _paired(slower, faster, key):
     """Median over repeats of ``slower / faster``, both of the same repeat."""
     return statistics.median(a[key] / b[key] for a, b in zip(slower, faster))
@@ -140,11 +255,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process series")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  f"training_{jax.default_backend()}.json"),
-                    help="results file (default: results/training_<backend>.json); the figure is written beside it")
+    ap.add_argument("--out", help="results file (default: results/training_<backend>.json, the figure beside it; "
+                                   "with --baseline: results/loop_<backend>/loop.json)")
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from the JSON at --out, run nothing")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="run only the steady-epoch comparison of fnn.fit against the fnn of checkout DIR")
+    ap.add_argument("--seed", type=int, help="--baseline: seed of the contenders' random order (default: the time)")
     args = ap.parse_args(argv)
+    results_dir = os.path.join(os.path.dirname(__file__), "results")
+    if args.baseline:
+        args.out = args.out or os.path.join(results_dir, f"loop_{jax.default_backend()}", "loop.json")
+        compare_baseline(args)
+        return
+    args.out = args.out or os.path.join(results_dir, f"training_{jax.default_backend()}.json")
     figure = os.path.splitext(args.out)[0] + ".png"
     if args.plot_only:
         with open(args.out) as fh:

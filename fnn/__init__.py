@@ -17,7 +17,7 @@ from fnn.initializers import init
 from fnn.network import MLP
 from fnn.validation import check_inputs
 from fnn.train import History, fit
-from fnn import data, datasets, diagnostics, optimizers  # noqa: E402  (modules: fnn.data.prepare, fnn.datasets.load, ...)
+from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # noqa: E402  (modules: fnn.callbacks.Checkpoint, ...)
 
 __version__ = "0.1.0"
 

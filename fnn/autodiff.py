@@ -13,8 +13,8 @@ import functools
 import jax
 
 from fnn import dispatch, losses
-from fnn.backprop import backward
-from fnn.forward import forward, loss_core, loss_from_cache
+from fnn.forward import loss_core
+from fnn.protocol import loss_from_cache, output_delta
 from fnn.network import MLP
 
 Array = jax.Array
@@ -40,16 +40,16 @@ def _manual_loss(net, params, x, y):
 
 
 def _manual_loss_fwd(net, params, x, y):
-    cache = forward(net, params, x)
+    cache = net.forward(params, x)
     return loss_from_cache(net, cache, y), (params, cache, y)
 
 
 def _manual_loss_bwd(net, residuals, g):
     params, cache, y = residuals
-    grads, delta_1 = backward(net, params, cache, y)
-    out = cache[-1]
-    dx = delta_1 @ params[0]["W"].T
-    dy = losses.target_gradient(net.output, net.loss, out.z, out.a, y)
+    grads, deltas = net.backward(params, cache, output_delta(net, cache, y))
+    dx = net.input_gradient(params, deltas)
+    z, a = net.output_of(cache)
+    dy = losses.target_gradient(net.output, net.loss, z, a, y)
     scale = lambda t: g * t
     return jax.tree_util.tree_map(scale, grads), scale(dx), scale(dy)
 

@@ -3,7 +3,7 @@
 With ``delta_l = dL/dz_l`` (batch, n_l), the backward pass mirrors the forward
 pass layer by layer, last layer first:
 
-    delta_L = dL/dz_L                                  (fnn.losses.output_delta)
+    delta_L = dL/dz_L                                  (fnn.protocol.output_delta)
     dL/dW_l = a_{l-1}^T @ delta_l                      (n_{l-1}, n_l)
     dL/db_l = sum over the batch of delta_l            (n_l,)
     delta_{l-1} = f'_{l-1}(z_{l-1}) * (delta_l @ W_l^T)
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import jax
 
-from fnn import activations, dispatch, losses
-from fnn.forward import LayerCache, forward, loss_from_cache
+from fnn import activations, dispatch, protocol
+from fnn.forward import LayerCache
 from fnn.network import MLP
 
 Array = jax.Array
@@ -62,33 +62,48 @@ def _transposed_product(a_in: Array, delta: Array) -> Array:
     return jax.lax.optimization_barrier(delta.T @ a_in).T
 
 
-def backward(net: MLP, params: list[dict], cache: list[LayerCache], y: Array) -> tuple[list[dict], Array]:
-    """The delta recursion. Returns ``(grads, delta_1)``.
+def backward(net: MLP, params: list[dict], cache: list[LayerCache], delta: Array,
+             per_example: bool = False) -> tuple[list[dict], list[Array]]:
+    """The delta recursion from the output delta ``delta = dL/dz_L``. Returns ``(grads, deltas)``.
 
-    ``grads`` has the structure of ``params``; ``delta_1 = dL/dz_1`` of the
-    first layer is returned too, since ``dL/dx = delta_1 @ W_1^T``.
+    ``grads`` has the structure of ``params`` and ``deltas[l] = dL/dz_{l+1}``,
+    one per layer; ``dL/dx = deltas[0] @ W_1^T``.
+
+    ``per_example``: ``delta`` is ``(B, K, n_L)``, ``K`` output deltas of each
+    example (Levenberg-Marquardt seeds them with the outputs' unit vectors), and
+    each gradient is kept per example and seed instead of summed over the
+    batch: ``dW_l[n, k] = outer(a_{l-1,n}, delta_{l,nk})``, ``db_l[n, k] =
+    delta_{l,nk}``, leaves ``(B, K, *shape)``. The recursion is the same.
     """
     names = net.layer_activations
-    out = cache[-1]
-    delta = losses.output_delta(activations.get(net.output), net.output, net.loss, out.z, out.a, y)
     # Mixed precision (fnn.precision): delta_L is float32 like the loss; the
     # recursion below runs in the dtype of the layers' inputs (bfloat16). In
     # full precision both dtypes agree and this is no operation at all.
-    delta = delta.astype(out.a_in.dtype)
-    grads = [None] * net.n_layers
+    delta = delta.astype(cache[-1].a_in.dtype)
+    gradient = _per_example_gradient if per_example else _batch_gradient
+    seeded = (lambda t: t[:, None]) if per_example else (lambda t: t)  # (B, n) -> (B, 1, n) against (B, K, n)
+    grads, deltas = [None] * net.n_layers, [None] * net.n_layers
     for l in reversed(range(net.n_layers)):
-        grads[l] = {"W": weight_gradient(cache[l].a_in, delta), "b": delta.sum(axis=0)}
+        grads[l], deltas[l] = gradient(cache[l].a_in, delta), delta
         if l > 0:
             below = cache[l - 1]
-            delta = activations.get(names[l - 1]).vjp(below.z, below.a, delta @ params[l]["W"].T)
-    return grads, delta
+            delta = activations.get(names[l - 1]).vjp(seeded(below.z), seeded(below.a), delta @ params[l]["W"].T)
+    return grads, deltas
 
 
-def backprop_core(net: MLP, params, x, y) -> tuple[Array, list[dict]]:
-    """Forward pass with cache, then the backward pass, on validated inputs."""
-    cache = forward(net, params, x)
-    grads, _ = backward(net, params, cache, y)
-    return loss_from_cache(net, cache, y), grads
+def _batch_gradient(a_in: Array, delta: Array) -> dict:
+    return {"W": weight_gradient(a_in, delta), "b": delta.sum(axis=0)}
+
+
+def _per_example_gradient(a_in: Array, delta: Array) -> dict:
+    return {"W": a_in[:, None, :, None] * delta[:, :, None, :], "b": delta}
+
+
+def backprop_core(net, params, x, y) -> tuple[Array, list[dict]]:
+    """Forward pass with cache, then the backward pass, on validated inputs (any ``fnn.protocol`` network)."""
+    cache = net.forward(params, x)
+    grads, _ = net.backward(params, cache, protocol.output_delta(net, cache, y))
+    return protocol.loss_from_cache(net, cache, y), grads
 
 
 compiled_backprop = jax.jit(backprop_core, static_argnums=0)  # for inputs already checked and converted

@@ -43,9 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import activations, losses, validation
-from fnn.forward import forward
-from fnn.network import MLP
+from fnn import protocol, validation
 
 Array = jax.Array
 
@@ -53,19 +51,12 @@ Array = jax.Array
 SATURATION = {"sigmoid": (0.01, 0.99), "tanh": (-0.99, 0.99)}
 PROBE = 256  # examples in the probe batch of fit(..., diagnostics=True)
 KEYS = ("grad_norm", "delta_norm", "saturation", "dead_relu", "update_ratio")
+_CHAIN = protocol.Network()  # update_ratio without a net: the groups of a list of layers
 
 
-def deltas(net: MLP, params: list[dict], cache, y: Array) -> list[Array]:
-    """``[delta_1, ..., delta_L]``, ``delta_l = dL/dz_l``, by the backprop recursion."""
-    names = net.layer_activations
-    out = cache[-1]
-    delta = losses.output_delta(activations.get(net.output), net.output, net.loss, out.z, out.a, y)
-    result = [delta]
-    for l in reversed(range(1, net.n_layers)):
-        below = cache[l - 1]
-        delta = activations.get(names[l - 1]).vjp(below.z, below.a, delta @ params[l]["W"].T)
-        result.append(delta)
-    return result[::-1]
+def deltas(net, params, cache, y: Array) -> list[Array]:
+    """``[delta_1, ..., delta_L]``, ``delta_l = dL/dz_l``, by the network's own delta recursion."""
+    return net.backward(params, cache, protocol.output_delta(net, cache, y))[1]
 
 
 def saturation(name: str, a: Array) -> Array:
@@ -84,32 +75,36 @@ def dead_fraction(name: str, a: Array) -> Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _layer_stats(net: MLP, params, x, y) -> dict:
-    cache = forward(net, params, x)
-    ds = deltas(net, params, cache, y)
-    grads = [(c.a_in.T @ d, d.sum(axis=0)) for c, d in zip(cache, ds)]
+def _layer_stats(net, params, x, y) -> dict:
+    cache = net.forward(params, x)
+    grads, ds = net.backward(params, cache, protocol.output_delta(net, cache, y))
+    units = net.units(cache)
     return {
-        "grad_norm": jnp.stack([jnp.sqrt(jnp.sum(w * w) + jnp.sum(b * b)) for w, b in grads]),
+        "grad_norm": protocol.group_norms(net, grads),
         "delta_norm": jnp.stack([jnp.linalg.norm(d) for d in ds]),
-        "saturation": jnp.stack([saturation(n, c.a) for n, c in zip(net.layer_activations, cache)]),
-        "dead_relu": jnp.stack([dead_fraction(n, c.a) for n, c in zip(net.layer_activations, cache)]),
+        "saturation": jnp.stack([saturation(name, a) for name, a in units]),
+        "dead_relu": jnp.stack([dead_fraction(name, a) for name, a in units]),
     }
 
 
-def layer_stats(net: MLP, params: list[dict], x, y) -> dict[str, np.ndarray]:
+def layer_stats(net, params: list[dict], x, y) -> dict[str, np.ndarray]:
     """Per-layer ``grad_norm``, ``delta_norm``, ``saturation``, ``dead_relu`` on ``(x, y)`` (arrays of length L)."""
     x, y = validation.prepare(net, params, x, y)
     return {k: np.asarray(v, np.float64) for k, v in _layer_stats(net, params, x, y).items()}
 
 
-@jax.jit
-def _update_ratios(before, after):
-    return jnp.stack([jnp.linalg.norm(a["W"] - b["W"]) / jnp.linalg.norm(b["W"]) for b, a in zip(before, after)])
+@functools.partial(jax.jit, static_argnums=0)
+def _update_ratios(net, before, after):
+    def ratio(b, a):
+        change = jax.tree_util.tree_map(jnp.subtract, protocol.weights(a), protocol.weights(b))
+        return protocol.norm(change) / protocol.norm(protocol.weights(b))
+
+    return jnp.stack([ratio(b, a) for (_, b), (_, a) in zip(net.groups(before), net.groups(after))])
 
 
-def update_ratio(before: list[dict], after: list[dict]) -> np.ndarray:
-    """``||W_after - W_before|| / ||W_before||`` per layer."""
-    return np.asarray(_update_ratios(before, after), np.float64)
+def update_ratio(before, after, net=None) -> np.ndarray:
+    """``||W_after - W_before|| / ||W_before||`` per layer (group of ``net``; default: a list of layers)."""
+    return np.asarray(_update_ratios(net or _CHAIN, before, after), np.float64)
 
 
 def probe_batch(x, y, size: int = PROBE):
@@ -117,10 +112,10 @@ def probe_batch(x, y, size: int = PROBE):
     return np.asarray(x[:size]), np.asarray(y[:size])
 
 
-def record(net: MLP, before: list[dict], after: list[dict], x, y) -> dict[str, list[float]]:
+def record(net, before: list[dict], after: list[dict], x, y) -> dict[str, list[float]]:
     """One epoch's diagnostics: ``layer_stats`` at ``after`` on ``(x, y)``, and the update ratio."""
     stats = {k: v for k, v in _layer_stats(net, after, x, y).items()}
-    stats["update_ratio"] = _update_ratios(before, after)
+    stats["update_ratio"] = _update_ratios(net, before, after)
     return {k: [float(v) for v in np.asarray(stats[k], np.float64)] for k in KEYS}
 
 

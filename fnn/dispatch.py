@@ -36,7 +36,7 @@ import inspect
 import jax
 
 from fnn import validation
-from fnn.network import MLP
+from fnn.protocol import Network
 
 try:  # the concrete array type, for a check cheaper than isinstance(a, jax.Array)
     from jax._src.array import ArrayImpl as _ARRAY
@@ -45,10 +45,10 @@ except ImportError:  # pragma: no cover - another JAX layout: every call takes t
 
 _SHARED: dict = {}  # (core, net) -> program, so that equal networks share one
 _MAX_SHARED = 512
-_ATTRIBUTE = "_fnn_programs"  # where a net keeps its programs (see MLP.__getstate__)
+_ATTRIBUTE = "_fnn_programs"  # where a net keeps its programs (see Network.__getstate__)
 
 
-def _checked(core, net: MLP):
+def _checked(core, net: Network):
     """``(params, *data) -> core(net, params, *data)`` on checked, converted inputs, named after ``core``."""
     def checked(params, *data):
         dtype, *data = validation.check(net, params, *data)
@@ -58,7 +58,7 @@ def _checked(core, net: MLP):
     return checked
 
 
-def program(core, net: MLP):
+def program(core, net: Network):
     """The jitted ``(params, x[, y]) -> core(net, params, x[, y])``, checking its inputs when traced."""
     programs = getattr(net, _ATTRIBUTE, None)
     if programs is not None and core in programs:
@@ -73,7 +73,7 @@ def program(core, net: MLP):
     return fn
 
 
-def call(core, net: MLP, params, *data):
+def call(core, net: Network, params, *data):
     """``core(net, params, *data)`` as a public function calls it, ``data`` being ``(x,)`` or ``(x, y)``.
 
     Tracers go to the program as device arrays do; host inputs are checked

@@ -33,7 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from fnn import validation
 from fnn.forward import loss_core
-from fnn.network import MLP
+from fnn.protocol import Network
 
 Array = jax.Array
 ORDER = {"forward": 1, "central": 2, "five_point": 4}
@@ -47,9 +47,9 @@ def default_eps(dtype, scheme: str = "central") -> float:
     return float(jnp.finfo(dtype).eps) ** (1 / (ORDER[scheme] + 1))
 
 
-def default_chunk(net: MLP, batch: int) -> int:
+def default_chunk(net: Network, batch: int) -> int:
     """Perturbations per vectorised chunk, so one chunk fits ``MEMORY_BUDGET``."""
-    per_perturbation = net.n_params + batch * sum(net.sizes)
+    per_perturbation = net.n_params + batch * net.n_units
     return int(max(1, min(net.n_params, MEMORY_BUDGET // per_perturbation)))
 
 
@@ -75,7 +75,7 @@ def compiled_finite_differences(net, params, x, y, eps, scheme, chunk):
     return unravel(jax.lax.map(partial_derivative, jnp.arange(theta.size), batch_size=chunk))
 
 
-def finite_differences(net: MLP, params: list[dict], x, y, eps: float | None = None,
+def finite_differences(net: Network, params: list[dict], x, y, eps: float | None = None,
                        scheme: str = "central", chunk_size: int | None = None) -> list[dict]:
     """Gradient of ``fnn.loss`` by finite differences, with the structure of ``params``.
 

@@ -13,12 +13,15 @@ input ``a_{l-1}``, its pre-activation ``z_l`` and its output ``a_l``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 
-from fnn import activations, dispatch, losses
-from fnn.network import MLP
+from fnn import activations, dispatch
+from fnn.protocol import loss_from_cache
+
+if TYPE_CHECKING:
+    from fnn.network import MLP
 
 Array = jax.Array
 
@@ -51,19 +54,14 @@ def forward(net: MLP, params: list[dict], x: Array, output_dtype=None) -> list[L
     return cache
 
 
-def loss_from_cache(net: MLP, cache: list[LayerCache], y: Array) -> Array:
-    out = cache[-1]
-    return losses.mean_loss(net.output, net.loss, out.z, out.a, y)
+def predict_core(net, params, x) -> Array:
+    """The network's output on inputs that have already passed validation (any ``fnn.protocol`` network)."""
+    return net.output_of(net.forward(params, x))[1]
 
 
-def predict_core(net: MLP, params, x) -> Array:
-    """The network's output on inputs that have already passed validation."""
-    return forward(net, params, x)[-1].a
-
-
-def loss_core(net: MLP, params, x, y) -> Array:
+def loss_core(net, params, x, y) -> Array:
     """The batch-mean loss on inputs that have already passed validation."""
-    return loss_from_cache(net, forward(net, params, x), y)
+    return loss_from_cache(net, net.forward(params, x), y)
 
 
 compiled_predict = jax.jit(predict_core, static_argnums=0)  # for inputs already checked and converted

@@ -43,7 +43,7 @@ from fnn import validation
 from fnn.autodiff import autodiff
 from fnn.backprop import backprop
 from fnn.finite_differences import finite_differences
-from fnn.network import MLP
+from fnn.protocol import Network
 
 FLOOR = 1e-2
 TOLERANCES = {
@@ -110,7 +110,7 @@ def compare(g, r, tiny: float) -> tuple[float, float]:
     return max_abs, max_abs / max(float(np.max(np.abs(g))), float(np.max(np.abs(r))), tiny)
 
 
-def check_gradients(net: MLP, params: list[dict], x, y, *, dtype="float64", eps: float | None = None,
+def check_gradients(net: Network, params: list[dict], x, y, *, dtype="float64", eps: float | None = None,
                     scheme: str = "central") -> GradientReport:
     """Compare ``fnn.backprop`` with ``fnn.autodiff`` and ``fnn.finite_differences``.
 
@@ -138,11 +138,25 @@ def check_gradients(net: MLP, params: list[dict], x, y, *, dtype="float64", eps:
         }
         tiny = gradient_floor(bp, loss)
         rows = []
-        for layer, grads in enumerate(bp):
-            for leaf in ("W", "b"):
-                g = np.asarray(grads[leaf])
-                for ref, ref_grads in references.items():
-                    max_abs, rel = compare(g, ref_grads[layer][leaf], tiny)
-                    tol = TOLERANCES[dtype]["autodiff" if ref == "autodiff" else scheme]
-                    rows.append(Row(layer, leaf, g.shape, float(np.max(np.abs(g))), ref, max_abs, rel, tol))
+        for layer, leaf, g, found in _leaves(net, bp, references):
+            for ref, r in found.items():
+                max_abs, rel = compare(g, r, tiny)
+                tol = TOLERANCES[dtype]["autodiff" if ref == "autodiff" else scheme]
+                rows.append(Row(layer, leaf, g.shape, float(np.max(np.abs(g))), ref, max_abs, rel, tol))
         return GradientReport(tuple(rows), dtype, float(loss))
+
+
+def _leaves(net, grads, references: dict):
+    """``(group index, leaf name, g, {reference: r})`` for every leaf of each group of ``net``
+    (an MLP's groups are its layers, with leaves ``W`` and ``b``)."""
+    grouped = {name: net.groups(tree) for name, tree in {None: grads, **references}.items()}
+    for layer in range(len(grouped[None])):
+        flat = {name: jax.tree_util.tree_flatten_with_path(groups[layer][1])[0] for name, groups in grouped.items()}
+        for i, (path, g) in enumerate(flat[None]):
+            yield layer, _leaf_name(path), np.asarray(g), {ref: np.asarray(flat[ref][i][1]) for ref in references}
+
+
+def _leaf_name(path) -> str:
+    """``['W']`` -> ``W``, ``['W']['x']`` -> ``W/x``."""
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+

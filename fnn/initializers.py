@@ -29,7 +29,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from fnn.network import MLP
+from fnn.protocol import Network
 
 SMALL = 0.05
 
@@ -55,19 +55,21 @@ def _layer(key, n_in: int, n_out: int, scheme: str, dtype) -> dict:
     return {"W": w, "b": b}
 
 
-def init(key: jax.Array, net: MLP, scheme: str = "glorot_uniform", dtype=jnp.float32) -> list[dict]:
-    """Random parameters for ``net``: a list of ``{"W", "b"}``, one per layer."""
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an fnn.MLP, got {type(net).__name__}")
+def init(key: jax.Array, net: Network, scheme: str = "glorot_uniform", dtype=jnp.float32):
+    """Random parameters for ``net``: for an ``MLP`` a list of ``{"W", "b"}``, one per layer
+    (any ``fnn.protocol`` network: its own ``init``)."""
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be an fnn.MLP or another fnn.protocol.Network, got {type(net).__name__}")
     if scheme not in _WEIGHTS:
         raise ValueError(f"unknown init scheme {scheme!r}; expected one of {list(SCHEMES)}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype!r}")
-    return _draw(key, net.sizes, scheme, jnp.dtype(dtype))
+    return net.init(key, scheme=scheme, dtype=jnp.dtype(dtype))
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _draw(key, sizes: tuple, scheme: str, dtype) -> list[dict]:
+def draw(key, sizes: tuple, scheme: str, dtype) -> list[dict]:
+    """A chain's params: one ``{"W", "b"}`` per layer ``sizes[l] -> sizes[l + 1]``."""
     # one compiled program for all layers: drawn op by op, each random draw of
     # each shape would be compiled on its own, a second and more in a new process
     keys = jax.random.split(key, len(sizes) - 1)

@@ -1,7 +1,9 @@
 """``MLP``: a frozen, hashable description of a feed-forward network.
 
 It holds names and sizes only, never arrays, so it can be a static argument
-of ``jax.jit``: the same description traces once and compiles once.
+of ``jax.jit``: the same description traces once and compiles once. It
+implements the network protocol (``fnn.protocol``) with the chain's forward
+pass (``fnn.forward``) and delta recursion (``fnn.backprop``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import jax.numpy as jnp
+
 from fnn import activations, losses
+from fnn.protocol import Network
 
 
 def _as_activation_tuple(activation, n_hidden: int) -> tuple[str, ...]:
@@ -41,7 +46,7 @@ def _as_sizes(sizes) -> tuple[int, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class MLP:
+class MLP(Network):
     """A fully connected network ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
 
     Args:
@@ -77,11 +82,6 @@ class MLP:
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", hidden)
 
-    def __getstate__(self):
-        # fnn.dispatch keeps the compiled programs of the public functions on the
-        # net; they are a cache, not part of the description, and do not pickle.
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
     @property
     def n_layers(self) -> int:
         """Number of weight layers (hidden layers + the output layer)."""
@@ -93,14 +93,84 @@ class MLP:
         return (*self.activation, self.output)
 
     @property
-    def fused(self) -> bool:
-        """Whether (output, loss) is a canonical pair with delta ``(yhat - y)/B``."""
-        return losses.is_fused(self.output, self.loss)
-
-    @property
     def n_params(self) -> int:
         return sum((n_in + 1) * n_out for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]))
 
+    # ------------------------------------------------------------------ the network protocol
+
     @property
-    def classifier(self) -> bool:
-        return self.loss == "cross_entropy"
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def n_units(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def label(self) -> str:
+        return f"sizes {self.sizes}"
+
+    def init(self, key, *, scheme: str = "glorot_uniform", dtype=jnp.float32) -> list[dict]:
+        from fnn.initializers import draw
+
+        return draw(key, self.sizes, scheme, jnp.dtype(dtype))
+
+    def forward(self, params, x, output_dtype=None):
+        from fnn.forward import forward
+
+        return forward(self, params, x, output_dtype)
+
+    def output_of(self, cache):
+        return cache[-1].z, cache[-1].a
+
+    def backward(self, params, cache, delta):
+        from fnn.backprop import backward
+
+        return backward(self, params, cache, delta)
+
+    def per_example_backward(self, params, cache, delta):
+        from fnn.backprop import backward
+
+        return backward(self, params, cache, delta, per_example=True)[0]
+
+    def input_gradient(self, params, deltas):
+        return deltas[0] @ params[0]["W"].T
+
+    def units(self, cache):
+        return [(name, c.a) for name, c in zip(self.layer_activations, cache)]
+
+    def describe(self) -> dict:
+        return {"sizes": list(self.sizes), "activation": list(self.activation), "output": self.output,
+                "loss": self.loss}
+
+    def step_flops(self, batch: int) -> int:
+        from fnn.throughput import step_flops
+
+        return step_flops(self.sizes, batch)
+
+    def check_params(self, params):
+        """The params' dtype, after checking they match the chain layer by layer."""
+        if not isinstance(params, (list, tuple)):
+            raise TypeError(f"params must be a list of {{'W', 'b'}} dicts (see fnn.init), got {type(params).__name__}")
+        if len(params) != self.n_layers:
+            raise ValueError(f"params has {len(params)} layers but net has {self.n_layers} (sizes {self.sizes})")
+        dtype = None
+        for i, (layer, n_in, n_out) in enumerate(zip(params, self.sizes[:-1], self.sizes[1:])):
+            if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+                raise ValueError(f"params[{i}] must be a dict with keys 'W' and 'b', got {layer!r:.80}")
+            for leaf, shape in (("W", (n_in, n_out)), ("b", (n_out,))):
+                got = getattr(layer[leaf], "shape", None)
+                if got is None or tuple(got) != shape:
+                    raise ValueError(f"params[{i}][{leaf!r}] must have shape {shape} for sizes {self.sizes}, got {got}")
+                if not jnp.issubdtype(layer[leaf].dtype, jnp.floating):
+                    raise TypeError(f"params[{i}][{leaf!r}] must be floating point, got {layer[leaf].dtype}")
+                if dtype is None:
+                    dtype = layer[leaf].dtype
+                elif layer[leaf].dtype != dtype:
+                    raise TypeError(f"params must share one dtype; params[{i}][{leaf!r}] is {layer[leaf].dtype}, "
+                                    f"not {dtype}")
+        return dtype

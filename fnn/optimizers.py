@@ -57,8 +57,6 @@ from jax.flatten_util import ravel_pytree
 
 from fnn import activations
 from fnn.autodiff import _manual_loss
-from fnn.forward import forward
-from fnn.network import MLP
 
 # Levenberg-Marquardt solves a P x P system each step and holds the (B * n_out) x P
 # Jacobian: these are the sizes it accepts.
@@ -69,7 +67,7 @@ LM_MAX_JACOBIAN = 2**26  # entries of J (256 MiB in float32)
 class Objective:
     """The loss of one minibatch as a function of the params (see the module docstring)."""
 
-    def __init__(self, net: MLP, x, y, to_tree: Callable | None = None):
+    def __init__(self, net, x, y, to_tree: Callable | None = None):
         # to_tree: maps the params as the optimizer sees them (e.g. one flat
         # vector, see fnn.train.make_epoch) to fnn's list of layers
         self.net, self.x, self.y = net, x, y
@@ -82,37 +80,26 @@ class Objective:
         return residuals_and_jacobian(self.net, self.to_tree(params), self.x, self.y)
 
 
-def residuals_and_jacobian(net: MLP, params, x, y):
+def residuals_and_jacobian(net, params, x, y):
     """``(e, J)`` for the mse loss: ``e = (yhat - y).ravel()`` and ``J = de/dparams``.
 
     ``e`` has ``B * n_out`` entries, example-major; ``J`` is ``(B * n_out, P)``
     with columns in the order of ``jax.flatten_util.ravel_pytree(params)``. Each
     row is built like backprop's gradient, but per example and per output: the
-    output layer's delta is seeded with a unit vector ``e_k`` instead of
-    ``dL/dyhat``, pulled back through each layer's activation rule, and
-    ``dr_nk/dW_l = outer(a_{l-1,n}, delta_{l,nk})``, ``dr_nk/db_l = delta_{l,nk}``.
+    output delta is seeded with a unit vector ``e_k`` instead of ``dL/dyhat``,
+    ``delta_L[n, k] = f_L'(z_L[n]) e_k``, and the network's own delta recursion
+    pulls it back (``net.per_example_backward``; for an ``MLP``,
+    ``dr_nk/dW_l = outer(a_{l-1,n}, delta_{l,nk})``, ``dr_nk/db_l = delta_{l,nk}``).
     Then ``J^T e / B`` is the gradient of the mse loss ``(1/B) sum 1/2 ||r_n||^2``.
     """
-    cache = forward(net, params, x)
-    names = net.layer_activations
+    cache = net.forward(params, x)
+    z, a = net.output_of(cache)
     batch, n_out = y.shape
-    out = cache[-1]
-    seed = jnp.eye(n_out, dtype=out.z.dtype)[None]  # (1, K, K): one unit vector per output
-    # delta[n, k, :] = d r_{n,k} / d z_l[n, :], shape (B, K, n_l)
-    delta = activations.get(names[-1]).vjp(out.z[:, None, :], out.a[:, None, :], seed)
-    blocks = [None] * net.n_layers
-    for l in reversed(range(net.n_layers)):
-        a_in = cache[l].a_in  # (B, n_in)
-        dW = a_in[:, None, :, None] * delta[:, :, None, :]  # (B, K, n_in, n_l)
-        blocks[l] = (dW.reshape(batch, n_out, -1), delta)
-        if l > 0:
-            below = cache[l - 1]
-            delta = activations.get(names[l - 1]).vjp(
-                below.z[:, None, :], below.a[:, None, :], delta @ params[l]["W"].T
-            )
-    # ravel_pytree order: layer by layer, "W" then "b"
-    J = jnp.concatenate([part for block in blocks for part in block], axis=-1)
-    e = (out.a - y).reshape(-1)
+    seed = jnp.eye(n_out, dtype=z.dtype)[None]  # (1, K, K): one unit vector per output
+    delta = activations.get(net.output).vjp(z[:, None, :], a[:, None, :], seed)  # (B, K, n_out)
+    rows = net.per_example_backward(params, cache, delta)  # leaves (B, K, *shape)
+    J = jnp.concatenate([leaf.reshape(batch, n_out, -1) for leaf in jax.tree_util.tree_leaves(rows)], axis=-1)
+    e = (a - y).reshape(-1)
     return e, J.reshape(batch * n_out, -1)
 
 

@@ -40,8 +40,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from fnn.backprop import backward
-from fnn.forward import forward, loss_from_cache
+from fnn.protocol import loss_from_cache, output_delta
 
 Array = jax.Array
 
@@ -102,24 +101,24 @@ def _mixed(policy: Policy | None) -> bool:
 def forward_step(net, policy: Policy | None, params, x):
     """The forward cache under ``policy``: bf16 copies of params and ``x``, float32 logits."""
     if not _mixed(policy):
-        return forward(net, params, x)
-    return forward(net, cast(params, policy.compute_dtype), x.astype(policy.compute_dtype),
-                   output_dtype=policy.output_dtype)
+        return net.forward(params, x)
+    return net.forward(cast(params, policy.compute_dtype), x.astype(policy.compute_dtype),
+                       output_dtype=policy.output_dtype)
 
 
 def backprop_step(net, policy: Policy | None, params, x, y):
     """``(loss, grads, cache)`` of one step under ``policy``, by the hand-written backward pass.
 
     Without a mixed policy this is exactly ``fnn.backprop``'s forward and
-    backward pass. Under ``bf16`` the backward pass runs on the bf16 copy of
+    backward pass (``net.forward``, ``net.backward``: any ``fnn.protocol`` network). Under ``bf16`` the backward pass runs on the bf16 copy of
     the params and the gradients are cast back to the params' dtype.
     """
     step_params = cast(params, policy.compute_dtype) if _mixed(policy) else params
     cache = forward_step(net, policy, step_params, x)  # casting bf16 params again is a no-op
     if _mixed(policy):
         y = cast(y, policy.output_dtype)
-    grads, _ = backward(net, step_params, cache, y)
-    grads = cast(grads, params[0]["W"].dtype)  # a no-op in full precision
+    grads, _ = net.backward(step_params, cache, output_delta(net, cache, y))
+    grads = cast(grads, jax.tree_util.tree_leaves(params)[0].dtype)  # a no-op in full precision
     return loss_from_cache(net, cache, y), grads, cache
 
 

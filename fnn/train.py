@@ -1,121 +1,53 @@
-"""``fnn.fit``: the training loop, one compiled program per epoch.
+"""``fnn.fit``: the training loop, one compiled program per epoch, driving callbacks.
 
     params, history = fnn.fit(net, params, (x, y), optimizer="adam", epochs=50,
-                              batch_size=64, key=jax.random.key(0), validation=(xv, yv))
+                              batch_size=64, key=jax.random.key(0), validation=(xv, yv),
+                              callbacks=[fnn.callbacks.CSVLogger("log.csv")])
 
-Each epoch is a single ``jax.jit``-compiled function: ``lax.scan`` over the
-minibatches of a permutation of the training set, each step running the
-forward pass, fnn's hand-written backward pass (``fnn.backprop.backward``)
-and the optimizer's update; the validation loss and accuracy are computed at
-the end of the same program. The permutation of epoch ``e`` is drawn on the
-host from the key and ``e`` (``epoch_indices``), so a run is a deterministic
-function of its key, and a run resumed from a checkpoint at any epoch ends
-with exactly the params of an uninterrupted one (on CPU, where XLA is
-deterministic). Epoch ``e + 1`` is launched before the statistics of epoch
-``e`` are read, so the host's bookkeeping overlaps the computation.
+Each epoch is a single ``jax.jit``-compiled function (``fnn.epoch``): a scan
+over the minibatches of the epoch's permutation, each step the network's
+forward pass, its hand-written backward pass and the optimizer's update. A run
+is a deterministic function of its key, and a run resumed from a checkpoint at
+any epoch ends with exactly the params of an uninterrupted one (on CPU, where
+XLA is deterministic). Epoch ``e + 1`` is launched before the statistics of
+epoch ``e`` are read, so the host's bookkeeping, the callbacks included,
+overlaps the computation.
 
-Minibatches all have ``batch_size`` examples: when it does not divide the
-training set, the last minibatch is filled up with the first examples of the
-epoch's permutation, so every example is seen at least once per epoch.
+After each epoch ``fit`` hands the ``Run`` to its callbacks (``fnn.callbacks``),
+which record, write, show and decide when to stop: after ``epochs`` epochs;
+when the train loss is ``<= goal`` or the gradient norm ``<= min_grad``
+(``StopAt``); when the validation loss has not improved for ``patience``
+epochs (``EarlyStopping``, which restores the best params); when
+Levenberg-Marquardt's ``mu`` passes its maximum; or when the loss becomes
+NaN/inf (``TerminateOnNaN``: the params of the last finite epoch are kept,
+``history.diverged`` is set and a warning names the epoch).
 
-Stopping: after ``epochs`` epochs; when the epoch's train loss ``<= goal``;
-when the mean gradient norm ``<= min_grad``; when the validation loss has not
-improved (by more than ``min_delta``) for ``patience`` epochs, in which case
-the params of the best validation epoch are restored; when Levenberg-Marquardt's
-``mu`` exceeds its maximum; or when the loss becomes NaN/inf, in which case the
-params of the last finite epoch are kept (``history.diverged``) and a warning
-names the epoch.
+The network is anything that implements ``fnn.protocol.Network`` (an ``MLP``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-import os
 import time
-import warnings
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
-from fnn import checkpoint as ckpt_io
-from fnn import diagnostics as diag
-from fnn import distributed, metrics, optimizers, throughput, validation
+from fnn import callbacks as cbs
+from fnn import distributed, metrics, optimizers, throughput
+from fnn import validation as checks
 from fnn import precision as precisions
-from fnn.backprop import backward
-from fnn.forward import compiled_loss, compiled_predict, forward, loss_from_cache
-from fnn.network import MLP
+from fnn.epoch import epoch_batches, epoch_indices, key_words, make_epoch, opt_init
+from fnn.forward import compiled_loss, compiled_predict
+from fnn.history import History
+from fnn.protocol import Network
 
+__all__ = ["History", "Interrupted", "Run", "evaluate", "fit", "epoch_indices", "key_words", "make_epoch"]
 
-@dataclasses.dataclass
-class History:
-    """Per-epoch records of a run (one entry per completed epoch in each list)."""
-
-    epoch: list = dataclasses.field(default_factory=list)
-    train_loss: list = dataclasses.field(default_factory=list)  # mean of the epoch's minibatch losses
-    train_accuracy: list = dataclasses.field(default_factory=list)  # on the epoch's minibatches (classifiers)
-    val_loss: list = dataclasses.field(default_factory=list)  # at the end of the epoch
-    val_accuracy: list = dataclasses.field(default_factory=list)
-    learning_rate: list = dataclasses.field(default_factory=list)  # at the end of the epoch (NaN: none)
-    mu: list = dataclasses.field(default_factory=list)  # Levenberg-Marquardt's mu (NaN otherwise)
-    grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
-    epoch_time_s: list = dataclasses.field(default_factory=list)  # since the previous epoch ended (first: + compile)
-    wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
-    samples_per_s: list = dataclasses.field(default_factory=list)  # training examples per second of the epoch
-    tflops: list = dataclasses.field(default_factory=list)  # achieved TFLOP/s (fnn.throughput.step_flops)
-    best_epoch: int | None = None  # epoch of the lowest validation loss
-    stop_reason: str = ""
-    diverged: bool = False
-    # fit(..., diagnostics=True): per-epoch lists of per-layer values, keys fnn.diagnostics.KEYS
-    diagnostics: dict = dataclasses.field(default_factory=dict)
-    # the optimizer's state after the last epoch, for fit(..., opt_state=) to continue from (not in to_dict)
-    opt_state: Any = dataclasses.field(default=None, repr=False, compare=False)
-
-    COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu",
-               "epoch_time_s", "wall_time_s", "samples_per_s", "tflops")
-
-    def __len__(self):
-        return len(self.epoch)
-
-    def to_dict(self) -> dict:
-        """The records as plain lists and numbers (JSON-serialisable; without ``opt_state``)."""
-        d = dataclasses.asdict(dataclasses.replace(self, opt_state=None))
-        del d["opt_state"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        """The inverse of ``to_dict``. A column of ``COLUMNS`` that ``d`` lacks,
-        or holds fewer entries of (a checkpoint written before the column was
-        recorded), is filled with ``None`` at the front, so that the columns
-        stay aligned by epoch (``to_csv`` writes empty cells)."""
-        h = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
-        for name in cls.COLUMNS:
-            values = getattr(h, name)
-            if len(values) < len(h.epoch):
-                setattr(h, name, [None] * (len(h.epoch) - len(values)) + values)
-        return h
-
-    def to_csv(self, path) -> None:
-        n_layers = len(self.grad_norm[0]) if self.grad_norm else 0
-        header = list(self.COLUMNS) + [f"grad_norm_{l + 1}" for l in range(n_layers)]
-        lines = [",".join(header)]
-        for i in range(len(self)):
-            row = [getattr(self, c)[i] for c in self.COLUMNS] + list(self.grad_norm[i])
-            lines.append(",".join(_csv_cell(v) for v in row))
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-
-
-def _csv_cell(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return repr(v) if isinstance(v, float) else str(v)
+CHECKPOINT_SECONDS = 30.0  # fit(checkpoint=...) without checkpoint_every: a checkpoint at most this often
 
 
 class Interrupted(KeyboardInterrupt):
@@ -126,152 +58,128 @@ class Interrupted(KeyboardInterrupt):
         self.params, self.history, self.epoch, self.checkpoint = params, history, epoch, checkpoint
 
 
-# --------------------------------------------------------------------------- the compiled epoch
+@dataclasses.dataclass(eq=False)
+class Run:
+    """A run in progress, as ``fit``'s callbacks see it (``fnn.callbacks``)."""
+
+    net: Network
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    epochs: int  # the run's total, a resumed run's earlier epochs included
+    optimizer: str  # the optimizer's name (checked on resume)
+    train: tuple  # (x, y), checked and converted
+    validation: tuple | None
+    config: dict = dataclasses.field(default_factory=dict)  # stored in checkpoints
+    peak_tflops: float | None = None
+    callbacks: list = dataclasses.field(default_factory=list)
+    history: History = dataclasses.field(default_factory=History)
+    epoch: int = 0  # epochs completed; in on_epoch_end, the one just completed (1-based)
+    start: int = 0  # epochs completed before this call (those of the run resumed)
+    record: dict | None = None  # the last epoch's record (a row of the history)
+    stats: dict | None = None  # the last epoch's statistics as the compiled epoch returned them
+    previous: tuple | None = None  # (params, opt_state) before the last epoch, during on_epoch_end
+    best_params: Any = None  # set by EarlyStopping(restore_best=True): what fit returns
+
+    @property
+    def stop_reason(self) -> str:
+        return self.history.stop_reason
+
+    def stop(self, reason: str) -> bool:
+        """Stop after this epoch for ``reason``, unless a reason was given before; returns ``True``."""
+        if not self.history.stop_reason:
+            self.history.stop_reason = reason
+        return True
+
+    def complete(self, params, opt_state, stats: dict, record: dict) -> None:
+        """Take the results of the next epoch (``fit`` calls this before the callbacks)."""
+        self.previous = (self.params, self.opt_state)
+        self.params, self.opt_state, self.stats, self.record = params, opt_state, stats, record
+        self.epoch += 1
+        self.history.append(record)
+
+    def undo_epoch(self) -> None:
+        """Go back to the params, optimizer state and history before the last epoch."""
+        self.params, self.opt_state = self.previous
+        self.history.drop_last()
+        self.epoch -= 1
 
 
-def _layer_norms(grads):
-    return jnp.stack([jnp.sqrt(jnp.sum(g["W"] ** 2) + jnp.sum(g["b"] ** 2)) for g in grads])
+class _Epochs:
+    """The run's compiled epochs: the data and state placed on the devices, each epoch launched and read back."""
+
+    def __init__(self, run: Run, tx, batch: int, policy, mesh_devices: list, feed: str, flat: bool):
+        x, y = run.train
+        xv, yv = run.validation or (np.zeros((0,), x.dtype),) * 2
+        self.n, self.batch, self.policy, self.feed = x.shape[0], batch, policy, feed
+        self.mesh = distributed.make_mesh(mesh_devices)
+        # params, optimizer state and the data replicated over the mesh; each minibatch is split inside the epoch
+        self.everywhere = distributed.replicated(self.mesh)
+        self.seed = key_words(run.key)  # every epoch's shuffling derives from it, on the host
+        run.params, run.opt_state = distributed.put_global((run.params, run.opt_state), self.everywhere)
+        self.val = distributed.put_global((xv, yv), self.everywhere)
+        self.data = distributed.put_global((x, y), self.everywhere) if feed == "device" else (np.asarray(x), np.asarray(y))
+        mesh = self.mesh if len(mesh_devices) > 1 else None
+        self.fn = make_epoch(run.net, tx, self.n, batch, run.validation is not None, policy, mesh, feed, flat)
+        self.flops = run.net.step_flops(batch)
+        self.peak_tflops = run.peak_tflops
+        self.t_start = self.t_last = time.perf_counter()
+        self.wall_before = run.history.wall_time_s[-1] if run.history.wall_time_s else 0.0
+
+    def launch(self, e: int, params, opt_state):
+        """Start epoch ``e``; JAX returns at once while the epoch runs (asynchronous dispatch)."""
+        order = epoch_indices(self.seed, e, self.n, self.batch)
+        data = self.data if self.feed == "device" else epoch_batches(order, *self.data, self.mesh)
+        with precisions.matmul_context(self.policy):
+            return self.fn(params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val)
+
+    def read(self, running, epoch: int) -> tuple:
+        """``(params, opt_state, stats, record)`` of a launched epoch, waiting for its statistics."""
+        params, opt_state, stats = running
+        stats = jax.device_get(distributed.to_local(stats))
+        now = time.perf_counter()
+        dt, self.t_last = now - self.t_last, now  # since the previous epoch ended (the first: compiling included)
+        speed = throughput.rates(self.flops, -(-self.n // self.batch), self.batch, dt, self.peak_tflops)
+        return params, opt_state, stats, _record(epoch, stats, dt, self.wall_before + now - self.t_start, speed)
 
 
-CHECKPOINT_SECONDS = 30.0
+def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dict:
+    """One epoch's row of the history."""
+    nan = float("nan")
+    value = lambda k: float(stats[k]) if k in stats else nan
+    return {
+        "epoch": epoch, "train_loss": float(stats["train_loss"]), "train_accuracy": value("train_accuracy"),
+        "val_loss": value("val_loss"), "val_accuracy": value("val_accuracy"),
+        "learning_rate": value("learning_rate"), "mu": value("mu"),
+        "grad_norm": [float(g) for g in stats["grad_norm"]], "epoch_time_s": dt, "wall_time_s": wall,
+        "samples_per_s": speed["samples_per_s"], "tflops": speed["tflops"],
+    }
 
 
-def _checkpoint_due(epoch: int, every: int | None, saved_time: float) -> bool:
-    if every is not None:
-        return epoch % every == 0
-    return time.monotonic() - saved_time >= CHECKPOINT_SECONDS
+def _epoch_end(run: Run, callbacks: list) -> bool:
+    """Hand the epoch to every callback; whether one of them stops the run."""
+    stop = False
+    for cb in callbacks:
+        stop = (cb.on_epoch_end(run) is True) or stop
+        if run.history.diverged:  # TerminateOnNaN undid the epoch: no later callback sees it
+            return True
+    if stop and not run.stop_reason:
+        run.stop("stopped by callback")
+    run.previous = None  # needed while the callbacks see the epoch; then its memory is the device's again
+    return stop
 
 
-@functools.lru_cache(maxsize=32)  # same configuration, same compiled epoch: fits after the first skip compiling
-def make_epoch(net: MLP, tx, n: int, batch: int, has_val: bool, policy=None, mesh=None, feed: str = "device",
-               flat: bool = False):
-    """The jitted ``epoch(params, opt_state, order, x, y, xv, yv) -> (params, opt_state, stats)``.
-
-    ``order``: the epoch's example indices, ``(steps, batch)`` int32, from
-    ``epoch_indices`` (computed on the host, so that the compiled epoch holds
-    no random-number generator and no sort).
-    ``policy``: a ``fnn.precision.Policy`` (``None``: compute in the params' dtype).
-    ``mesh``: a ``fnn.distributed`` mesh; each minibatch is then sharded over
-    its ``data`` axis and XLA reduces the gradients (``None``: one device).
-    ``feed``: ``"device"``, the whole training set is an argument and each
-    step gathers its minibatch with ``order``; ``"host"``, ``x`` and ``y`` are
-    the epoch's minibatches already gathered, ``(steps, batch, ...)`` (see
-    ``epoch_batches``), and ``order`` is unused.
-    ``flat``: the optimizer sees the params as one vector
-    (``jax.flatten_util.ravel_pytree``), so its update is one fused pass over
-    all P parameters instead of one per array; for transforms that act on
-    each parameter alone (every built-in optimizer). ``opt_state`` is then the
-    state of ``tx.init(ravel_pytree(params)[0])``.
-    """
-    steps = -(-n // batch)
-    classify = metrics.has_accuracy(net)
-    host_fed = feed == "host"
-    sharded = None if mesh is None else distributed.batch_sharding(mesh)
-
-    def epoch_fn(params, opt_state, order, x, y, xv, yv):
-        to_tree = ravel_pytree(params)[1] if flat else (lambda p: p)
-        shuffle = order.shape[1] > 0  # epoch_indices gives no order when one full batch is the whole epoch
-
-        def step(carry, batch_or_idx):
-            p, opt_state = carry
-            if host_fed:
-                xb, yb = batch_or_idx
-            else:
-                xb, yb = (x[batch_or_idx], y[batch_or_idx]) if shuffle else (x, y)
-            if sharded is not None:  # keep the minibatch split over the devices
-                xb = jax.lax.with_sharding_constraint(xb, sharded)
-                yb = jax.lax.with_sharding_constraint(yb, sharded)
-            # fnn's hand-written backprop, under the precision policy
-            loss, grads, cache = precisions.backprop_step(net, policy, to_tree(p), xb, yb)
-            out = {"loss": loss, "norms": _layer_norms(grads)}
-            if classify:
-                out["correct"] = metrics.correct(net, cache[-1].a, yb)
-            if flat:
-                grads = ravel_pytree(grads)[0]
-            objective = optimizers.Objective(net, xb, yb, to_tree if flat else None)
-            updates, opt_state = tx.update(grads, opt_state, p, value=loss, grad=grads, value_fn=objective)
-            return (optax.apply_updates(p, updates), opt_state), out
-
-        steps_over = (x, y) if host_fed else order
-        carry = (ravel_pytree(params)[0] if flat else params, opt_state)
-        (p, opt_state), out = jax.lax.scan(step, carry, steps_over)
-        params = to_tree(p)
-        stats = {
-            "train_loss": jnp.mean(out["loss"]),
-            "grad_norm": jnp.mean(out["norms"], axis=0),
-            "finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(p)]))
-            & jnp.all(jnp.isfinite(out["loss"])),
-        }
-        if classify:
-            stats["train_accuracy"] = jnp.sum(out["correct"]) / (steps * batch)
-        if has_val:
-            cache = precisions.forward_step(net, policy, params, xv)
-            stats["val_loss"] = loss_from_cache(net, cache, yv)
-            if classify:
-                stats["val_accuracy"] = metrics.correct(net, cache[-1].a, yv) / xv.shape[0]
-        lr = optimizers.learning_rate(opt_state)
-        if lr is not None:
-            stats["learning_rate"] = lr
-        lm = optimizers.mu(opt_state)
-        if lm is not None:
-            stats["mu"], stats["mu_max"] = lm
-        return params, opt_state, stats
-
-    return jax.jit(epoch_fn)
-
-
-@functools.lru_cache(maxsize=32)
-def _opt_init(tx, flat: bool):
-    """``tx.init`` as one compiled program (op by op, a new process would compile each of its operations)."""
-    return jax.jit(lambda params: tx.init(ravel_pytree(params)[0] if flat else params))
-
-
-def key_words(key) -> np.ndarray:
-    """The words of a JAX PRNG key as host integers: the seed of the epochs' shuffling."""
-    return np.asarray(jax.random.key_data(key)).ravel().astype(np.uint64)
-
-
-def epoch_indices(seed: np.ndarray, epoch: int, n: int, batch: int) -> np.ndarray:
-    """The example indices of each step of ``epoch``, ``(steps, batch)`` int32.
-
-    A permutation drawn by NumPy from ``(seed, epoch)`` (``seed``: the run key's
-    ``key_words``), filled up with its own first examples when ``batch`` does
-    not divide ``n``. It is a function of the key and the epoch alone, so a
-    resumed run shuffles exactly as an uninterrupted one; drawing it on the
-    host keeps the compiled epoch free of a random-number generator and a sort,
-    the slowest parts of it to compile. When one batch holds the whole set
-    the order does not matter, and the result is empty, ``(1, 0)``.
-    """
-    if batch >= n:
-        return np.zeros((1, 0), np.int32)
-    steps = -(-n // batch)
-    perm = np.random.default_rng([*seed.tolist(), epoch]).permutation(n).astype(np.int32)
-    return np.concatenate([perm, perm[:steps * batch - n]]).reshape(steps, batch)
-
-
-def epoch_batches(order: np.ndarray, x, y, mesh):
-    """The epoch's minibatches ``x[order]``, ``y[order]`` gathered on the host, placed on ``mesh``.
-
-    Shaped ``(steps, batch, ...)``; in a multi-process run each process
-    transfers only its own rows of each batch.
-    """
-    idx = order if order.size else np.arange(x.shape[0])[None, :]
-    sharding = distributed.stacked_batch_sharding(mesh)
-    lo, hi = distributed.local_rows(sharding, idx.shape)
-    local = idx[:, lo:hi]
-
-    def put(a):
-        return jax.make_array_from_process_local_data(sharding, a[local], (*idx.shape, *a.shape[1:]))
-
-    return put(x), put(y)
+def _fit_end(run: Run, callbacks: list) -> None:
+    for cb in callbacks:
+        cb.on_fit_end(run)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(net: MLP, params, x, y) -> dict:
+def evaluate(net: Network, params, x, y) -> dict:
     """``{"loss": ..., "accuracy": ...}`` (accuracy for classifiers only) on a whole split."""
-    x, y = validation.prepare(net, params, x, y)
+    x, y = checks.prepare(net, params, x, y)
     yhat = compiled_predict(net, params, x)
     out = {"loss": float(compiled_loss(net, params, x, y))}
     if metrics.has_accuracy(net):
@@ -307,7 +215,7 @@ def _check_positive_int(name, v, allow_none=False):
         raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 
-def _optimizer(net: MLP, optimizer, learning_rate, **options):
+def _optimizer(net, optimizer, learning_rate, **options):
     """``(tx, name, default batch size)`` for an optimizer given by name or as an optax transform."""
     if isinstance(optimizer, str):
         spec = optimizers.spec(optimizer)
@@ -319,9 +227,9 @@ def _optimizer(net: MLP, optimizer, learning_rate, **options):
     raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
 
 
-def _check_lm_size(net: MLP, batch: int) -> None:
+def _check_lm_size(net, batch: int) -> None:
     """Levenberg-Marquardt builds the (batch x outputs, P) Jacobian and solves a P x P system: bound both."""
-    entries = batch * net.sizes[-1] * net.n_params
+    entries = batch * net.n_out * net.n_params
     if net.n_params > optimizers.LM_MAX_PARAMS or entries > optimizers.LM_MAX_JACOBIAN:
         raise ValueError(
             f"levenberg_marquardt needs P <= {optimizers.LM_MAX_PARAMS} parameters and a Jacobian of at most "
@@ -340,40 +248,79 @@ def _local_devices(devices) -> list:
     return list(devices)
 
 
-def _resume(path: str, net: MLP, name: str, params, opt_state, key):
-    """``(params, opt_state, key, start epoch, history, best)`` read from the checkpoint at ``path``.
-
-    ``params`` and ``opt_state`` are the templates the saved trees are checked against and rebuilt on.
-    """
-    saved = ckpt_io.load(path)
-    _check_same_run(saved.meta, net, name)
-    params = ckpt_io.restore_tree(saved, "params", params)
-    opt_state = ckpt_io.restore_tree(saved, "opt_state", opt_state)
-    b = saved.meta.get("best", {})
-    best = {"loss": math.inf if b.get("loss") is None else b["loss"], "epoch": b.get("epoch"),
-            "params": ckpt_io.restore_tree(saved, "best_params", params) if "best_params" in saved.arrays else None,
-            "bad": b.get("bad", 0)}
-    history = History.from_dict(saved.meta["history"])
-    history.stop_reason = ""
-    return params, opt_state, saved.key if saved.key is not None else key, int(saved.meta["epoch"]), history, best
+def _prepare_data(net, params, train, validation):
+    """``(train, validation)`` as checked and converted ``(x, y)`` pairs (``validation`` may be ``None``)."""
+    out = []
+    for name, data in (("train", train), ("validation", validation)):
+        if data is None:
+            out.append(None)
+            continue
+        x, y = checks.prepare(net, params, *_split_pair(name, data), read_device=True)
+        checks.check_finite(**{f"{name}_x": x, f"{name}_y": y})
+        out.append((x, y))
+    return tuple(out)
 
 
-def _stop_reason(record: dict, stats: dict, best: dict, *, goal, min_grad, patience) -> str | None:
-    """Why training stops after this epoch by ``fit``'s criteria, or ``None`` to go on."""
-    if goal is not None and record["train_loss"] <= goal:
-        return f"reached the goal: train loss {record['train_loss']:.3g} <= {goal:g}"
-    if min_grad is not None and float(np.sqrt(np.sum(np.square(stats["grad_norm"])))) <= min_grad:
-        return f"gradient norm fell to <= min_grad {min_grad:g}"
-    if patience is not None and best["bad"] >= patience:
-        return f"early stopping: no validation improvement for {patience} epochs (best epoch {best['epoch']})"
-    if "mu" in stats and float(stats["mu"]) > float(stats["mu_max"]):
-        return f"levenberg_marquardt: mu exceeded {float(stats['mu_max']):g} without lowering the loss"
-    return None
+def _batch(batch_size, n: int) -> int:
+    """Examples per step: ``batch_size`` (at most ``n``), or ``n`` when ``None`` (full batch)."""
+    _check_positive_int("batch_size", batch_size, allow_none=True)
+    return n if batch_size is None else min(int(batch_size), n)
+
+
+def _feed(feed, train, device) -> str:
+    if feed is None:
+        x, y = train
+        fits = distributed.fits_on_device(x.nbytes + y.nbytes, device)
+        feed = "device" if fits and not distributed.multi_process() else "host"
+    if feed not in ("device", "host"):
+        raise ValueError(f"feed must be 'device' or 'host', got {feed!r}")
+    return feed
+
+
+def _check_callbacks(callbacks) -> list:
+    if isinstance(callbacks, cbs.Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if not isinstance(cb, cbs.Callback):
+            raise TypeError(f"callbacks must be fnn.callbacks.Callback objects, got {type(cb).__name__}")
+    return callbacks
+
+
+def _callbacks(given: list, has_val: bool, *, goal, min_grad, patience, min_delta, restore_best, checkpoint,
+               checkpoint_every, callback, progress, diagnostics) -> list:
+    """The run's callbacks: ``TerminateOnNaN`` first, then those the keywords stand for, then ``given``, then
+    ``LevenbergMarquardtStop``. Stop reasons take precedence in this order, which is the old loop's."""
+    kinds = {type(cb) for cb in given}
+    for keyword, set_, kind in (("goal/min_grad", goal is not None or min_grad is not None, cbs.StopAt),
+                                ("patience", patience is not None, cbs.EarlyStopping),
+                                ("checkpoint", checkpoint is not None, cbs.Checkpoint),
+                                ("progress", progress, cbs.ProgressBar), ("diagnostics", diagnostics, cbs.Diagnostics)):
+        if set_ and kind in kinds:
+            raise ValueError(f"give {keyword}= or a {kind.__name__} callback, not both")
+    first = [cb for cb in given if isinstance(cb, cbs.TerminateOnNaN)][:1] or [cbs.TerminateOnNaN()]
+    out = first + ([cbs.StopAt(goal, min_grad)] if goal is not None or min_grad is not None else [])
+    if has_val and cbs.EarlyStopping not in kinds:  # the best epoch is recorded whenever there is validation data
+        out.append(cbs.EarlyStopping(patience, min_delta, patience is not None if restore_best is None else restore_best))
+    out += [cbs.Lambda(callback)] if callback is not None else []
+    out += [cbs.Diagnostics()] if diagnostics else []
+    out += [cbs.ProgressBar()] if progress else []
+    if checkpoint is not None:
+        out.append(cbs.Checkpoint(checkpoint, every=checkpoint_every, every_s=CHECKPOINT_SECONDS))
+    out += [cb for cb in given if cb not in first]
+    return out + ([] if cbs.LevenbergMarquardtStop in kinds else [cbs.LevenbergMarquardtStop()])
+
+
+def _check_opt_state(given, fresh):
+    """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
+    flat = jax.tree_util.tree_flatten_with_path(given)[0]
+    return checks.match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
+                                 "pass history.opt_state of an earlier fit with the same network and optimizer settings")
 
 
 def fit(
-    net: MLP,
-    params: list[dict],
+    net: Network,
+    params,
     train,
     *,
     optimizer: str | optax.GradientTransformation = "adam",
@@ -403,7 +350,8 @@ def fit(
     peak_tflops: float | None = None,
     diagnostics: bool = False,
     opt_state=None,
-) -> tuple[list[dict], History]:
+    callbacks=(),
+) -> tuple[Any, History]:
     """Train ``net`` from ``params`` on ``train = (x, y)``; return ``(params, history)``.
 
     Args:
@@ -435,7 +383,9 @@ def fit(
       resume: continue from ``checkpoint`` if it exists (``params`` is then
         only a template for the structure).
       callback: called after each epoch with a dict of that epoch's record;
-        returning ``True`` stops training.
+        returning ``True`` stops training (``fnn.callbacks.Lambda``).
+      callbacks: ``fnn.callbacks.Callback`` objects, called after the ones
+        the keywords build, in order (see ``fnn.callbacks``).
       progress: show a tqdm progress bar with the loss and validation loss.
       config: JSON-serialisable settings stored in the checkpoint.
       precision: ``"fp32"`` (default), ``"tf32"``, ``"bf16"`` or a
@@ -468,242 +418,73 @@ def fit(
         the state after the last epoch run (also when ``restore_best``
         returns the params of an earlier one).
 
+    The keywords ``goal``/``min_grad``, ``patience``, ``checkpoint``,
+    ``progress``, ``diagnostics`` and ``callback`` are shortcuts for the
+    callbacks ``StopAt``, ``EarlyStopping``, ``Checkpoint``, ``ProgressBar``,
+    ``Diagnostics`` and ``Lambda``; ``TerminateOnNaN`` and
+    ``LevenbergMarquardtStop`` are always there. Give each either way, not both.
+
     ``history.train_loss`` is the mean of the epoch's minibatch losses, each
     taken before its update (for full-batch methods: the loss at the start of
     the epoch). Ctrl-C raises ``fnn.train.Interrupted`` (a ``KeyboardInterrupt``)
     after saving the checkpoint.
     """
-    from fnn import validation as checks
-
     checks.check_net(net)
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
-    _check_positive_int("patience", patience, allow_none=True)
-    x, y = _split_pair("train", train)
-    x, y = checks.prepare(net, params, x, y, read_device=True)
-    checks.check_finite(train_x=x, train_y=y)
-    probe = diag.probe_batch(x, y) if diagnostics else None
-    n = x.shape[0]
-    has_val = validation is not None
-    if has_val:
-        xv, yv = _split_pair("validation", validation)
-        xv, yv = checks.prepare(net, params, xv, yv, read_device=True)
-        checks.check_finite(validation_x=xv, validation_y=yv)
-    else:
-        xv = yv = np.zeros((0,), x.dtype)
-        if patience is not None:
-            raise ValueError("patience (early stopping) needs validation data")
-    if restore_best is None:
-        restore_best = patience is not None
+    for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every), ("patience", patience)):
+        _check_positive_int(name, value, allow_none=name != "epochs")
+    train, validation = _prepare_data(net, params, train, validation)
+    if patience is not None and validation is None:
+        raise ValueError("patience (early stopping) needs validation data")
     key = _as_key(key)
-
     tx, name, default_batch = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
                                          weight_decay=weight_decay, clip_norm=clip_norm)
-    if batch_size is None:
-        batch_size = default_batch
-    _check_positive_int("batch_size", batch_size, allow_none=True)
-    batch = n if batch_size is None else min(int(batch_size), n)
+    batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
     if name == "levenberg_marquardt":
         _check_lm_size(net, batch)
-
     policy = precisions.get(precision)
     local = _local_devices(devices)
     mesh_devices = distributed.global_devices(local)
-    use_mesh = len(mesh_devices) > 1
-    if use_mesh:
+    if len(mesh_devices) > 1:
         distributed.check_batch(batch, len(mesh_devices))
-    if feed is None:
-        fits = distributed.fits_on_device(x.nbytes + y.nbytes, local[0])
-        feed = "device" if fits and not distributed.multi_process() else "host"
-    if feed not in ("device", "host"):
-        raise ValueError(f"feed must be 'device' or 'host', got {feed!r}")
-    mesh = distributed.make_mesh(mesh_devices)
-    flops_per_step = throughput.step_flops(net.sizes, batch)
-
+    feed = _feed(feed, train, local[0])
     flat = isinstance(optimizer, str)  # the built-in optimizers act per parameter: update one flat vector
-    fresh_state = _opt_init(tx, flat)(params)
+    fresh_state = opt_init(tx, flat)(params)
     opt_state = fresh_state if opt_state is None else _check_opt_state(opt_state, fresh_state)
-    history = History()
-    start = 0
-    best = {"loss": math.inf, "epoch": None, "params": None, "bad": 0}
-    checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+
+    run = Run(net, params, opt_state, key, epochs, name, train, validation, config or {}, peak_tflops)
+    given = _check_callbacks(callbacks)
+    run.callbacks = _callbacks(given, validation is not None, goal=goal, min_grad=min_grad, patience=patience,
+                               min_delta=min_delta, restore_best=restore_best, checkpoint=checkpoint,
+                               checkpoint_every=checkpoint_every, callback=callback, progress=progress,
+                               diagnostics=diagnostics)
+    saver = next((cb for cb in run.callbacks if isinstance(cb, cbs.Checkpoint)), None)
     if resume:
-        if checkpoint is None:
+        if saver is None:
             raise ValueError("resume needs the checkpoint path")
-        if os.path.exists(checkpoint):
-            params, opt_state, key, start, history, best = _resume(checkpoint, net, name, params, opt_state, key)
-
-    meta_base = {
-        "net": {"sizes": list(net.sizes), "activation": list(net.activation), "output": net.output, "loss": net.loss},
-        "optimizer": name,
-        "config": config or {},
-    }
-
-    def save(epoch, params_, opt_state_):
-        if checkpoint is None or not distributed.is_writer():  # one process writes
-            return
-        params_, opt_state_ = distributed.to_local((params_, opt_state_))
-        meta = dict(meta_base, epoch=epoch, history=history.to_dict(),
-                    best={"loss": None if math.isinf(best["loss"]) else best["loss"], "epoch": best["epoch"],
-                          "bad": best["bad"]})
-        trees = {"params": params_, "opt_state": opt_state_}
-        if best["params"] is not None:
-            trees["best_params"] = distributed.to_local(best["params"])
-        ckpt_io.save(checkpoint, trees=trees, key=key, meta=meta)
-
-    # Placement: params, optimizer state and the data on the run's devices,
-    # replicated over the mesh; the minibatches are split inside the epoch.
-    everywhere = distributed.replicated(mesh)
-    seed = key_words(key)  # every epoch's shuffling derives from it, on the host
-    params, opt_state = distributed.put_global((params, opt_state), everywhere)
-    xv, yv = distributed.put_global((xv, yv), everywhere)
-    if feed == "device":
-        x, y = distributed.put_global((x, y), everywhere)
-    else:
-        x, y = np.asarray(x), np.asarray(y)
-    epoch_fn = make_epoch(net, tx, n, batch, has_val, policy, mesh if use_mesh else None, feed, flat)
-
-    def inputs(e):  # the epoch's order, and the data: all of it (device feed) or the minibatches (host feed)
-        order = epoch_indices(seed, e, n, batch)
-        data_ = (x, y) if feed == "device" else epoch_batches(order, x, y, mesh)
-        return (distributed.put_global(order, everywhere), *data_)
-
-    def launch(e, params_, opt_state_):
-        """Start epoch ``e``; JAX returns at once while the epoch runs (asynchronous dispatch)."""
-        with precisions.matmul_context(policy):
-            return epoch_fn(params_, opt_state_, *inputs(e), xv, yv)
-
-    bar = _progress_bar(epochs, start) if progress else None
-    t_start = time.perf_counter()
-    t_before = history.wall_time_s[-1] if history.wall_time_s else 0.0
-    epoch = start
-    saved_at, saved_time = start, time.monotonic()
-    t0 = time.perf_counter()
+        saver.restore(run)
+    epochs_ = _Epochs(run, tx, batch, policy, mesh_devices, feed, flat)
+    for cb in run.callbacks:
+        cb.on_fit_start(run)
     try:
-        running = launch(epoch, params, opt_state) if epoch < epochs else None
+        running = epochs_.launch(run.epoch, run.params, run.opt_state) if run.epoch < epochs else None
         while running is not None:
-            new_params, new_state, stats = running
             # Launch the next epoch before reading this one's statistics, so the
-            # host's bookkeeping overlaps the next epoch's compute; if this
-            # epoch ends the run, the next one is dropped unread. Not after the
-            # first epoch of the call: the next one then starts once this one
-            # is seen to end, so the epoch times after the first add up to the
-            # time the epochs took.
-            ahead = epoch > start and epoch + 1 < epochs
-            running = launch(epoch + 1, new_params, new_state) if ahead else None
-            stats = jax.device_get(distributed.to_local(stats))
-            t1 = time.perf_counter()
-            dt, t0 = t1 - t0, t1  # from the previous epoch's end (the first: from the start, compiling included)
-            if not bool(stats["finite"]):
-                history.diverged = True
-                history.stop_reason = (
-                    f"the training loss became non-finite ({float(stats['train_loss'])}) in epoch {epoch + 1}; "
-                    f"kept the params of epoch {epoch}"
-                )
-                warnings.warn(history.stop_reason, RuntimeWarning, stacklevel=2)
-                if saved_at != epoch:
-                    save(epoch, params, opt_state)
+            # host's bookkeeping and the callbacks overlap the next epoch's
+            # compute; if this epoch ends the run, the next one is dropped unread.
+            # Not after the first epoch of the call: the next one then starts once
+            # this one is seen to end, so the epoch times after the first add up
+            # to the time the epochs took.
+            ahead = run.epoch > run.start and run.epoch + 1 < epochs
+            following = epochs_.launch(run.epoch + 1, *running[:2]) if ahead else None
+            run.complete(*epochs_.read(running, run.epoch + 1))
+            if _epoch_end(run, run.callbacks) or run.epoch >= epochs:
                 break
-            if probe is not None:
-                diag.append(history.diagnostics, diag.record(net, params, new_params, *probe))
-            params, opt_state = new_params, new_state
-            epoch += 1
-            record = _record(history, epoch, stats, dt, t_before + t1 - t_start,
-                             throughput.rates(flops_per_step, -(-n // batch), batch, dt, peak_tflops))
-            if has_val:
-                v = record["val_loss"]
-                if v < best["loss"] - min_delta:
-                    best.update(loss=v, epoch=epoch, params=params if restore_best else None, bad=0)
-                else:
-                    best["bad"] += 1
-                history.best_epoch = best["epoch"]
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(_postfix(record, peak_tflops), refresh=False)
-            reason = _stop_reason(record, stats, best, goal=goal, min_grad=min_grad, patience=patience)
-            if callback is not None and callback(record) is True and reason is None:
-                reason = "stopped by callback"
-            if reason is None and epoch >= epochs:
-                reason = f"completed {epochs} epochs"
-            if reason is not None:
-                history.stop_reason = reason
-            if checkpoint is not None and (reason is not None or _checkpoint_due(epoch, checkpoint_every, saved_time)):
-                save(epoch, params, opt_state)
-                saved_at, saved_time = epoch, time.monotonic()
-            if reason is not None:
-                break
-            if running is None and epoch < epochs:
-                running = launch(epoch, params, opt_state)
-        if not history.stop_reason:
-            history.stop_reason = f"completed {epochs} epochs"
+            running = following if following is not None else epochs_.launch(run.epoch, run.params, run.opt_state)
+        run.stop(f"completed {epochs} epochs")
     except KeyboardInterrupt:
-        history.stop_reason = f"interrupted after epoch {epoch}"
-        if checkpoint is not None and saved_at != epoch:
-            save(epoch, params, opt_state)
-        raise Interrupted(params, history, epoch, checkpoint) from None
+        run.history.stop_reason = f"interrupted after epoch {run.epoch}"
+        raise Interrupted(run.params, run.history, run.epoch, saver and saver.path) from None
     finally:
-        if bar is not None:
-            bar.close()
-    history.opt_state = distributed.to_local(opt_state)
-    if restore_best and best["params"] is not None:
-        params = best["params"]
-    return distributed.to_local(params), history
-
-
-def _check_opt_state(given, fresh):
-    """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
-    flat = jax.tree_util.tree_flatten_with_path(given)[0]
-    return validation.match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
-                                 "pass history.opt_state of an earlier fit with the same network and optimizer settings")
-
-
-def _check_same_run(meta, net, name):
-    saved = meta.get("net", {})
-    now = {"sizes": list(net.sizes), "activation": list(net.activation), "output": net.output, "loss": net.loss}
-    if saved != now:
-        raise ValueError(f"the checkpoint was written for network {saved}, not {now}")
-    if meta.get("optimizer") != name:
-        raise ValueError(f"the checkpoint was written with optimizer {meta.get('optimizer')!r}, not {name!r}")
-
-
-def _record(history: History, epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dict:
-    nan = float("nan")
-    rec = {
-        "epoch": epoch,
-        "train_loss": float(stats["train_loss"]),
-        "train_accuracy": float(stats["train_accuracy"]) if "train_accuracy" in stats else nan,
-        "val_loss": float(stats["val_loss"]) if "val_loss" in stats else nan,
-        "val_accuracy": float(stats["val_accuracy"]) if "val_accuracy" in stats else nan,
-        "learning_rate": float(stats["learning_rate"]) if "learning_rate" in stats else nan,
-        "mu": float(stats["mu"]) if "mu" in stats else nan,
-        "grad_norm": [float(g) for g in stats["grad_norm"]],
-        "epoch_time_s": dt,
-        "wall_time_s": wall,
-        "samples_per_s": speed["samples_per_s"],
-        "tflops": speed["tflops"],
-    }
-    for k, v in rec.items():
-        getattr(history, k).append(v)
-    return rec
-
-
-def _postfix(rec: dict, peak_tflops: float | None = None) -> dict:
-    out = {"loss": f"{rec['train_loss']:.4g}"}
-    if not math.isnan(rec["val_loss"]):
-        out["val_loss"] = f"{rec['val_loss']:.4g}"
-    if not math.isnan(rec["val_accuracy"]):
-        out["val_acc"] = f"{rec['val_accuracy']:.3f}"
-    if rec.get("samples_per_s"):
-        out["samples/s"] = f"{rec['samples_per_s']:.3g}"
-        out["TFLOP/s"] = f"{rec['tflops']:.3g}"
-    if rec.get("tflops") and peak_tflops:
-        out["MFU"] = f"{100 * rec['tflops'] / peak_tflops:.1f}%"
-    return out
-
-
-def _progress_bar(total: int, initial: int):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is an optional extra
-        return None
-    return tqdm(total=total, initial=initial, unit="epoch", desc="training", dynamic_ncols=True, leave=True)
+        _fit_end(run, run.callbacks)
+    run.history.opt_state = distributed.to_local(run.opt_state)
+    return distributed.to_local(run.params if run.best_params is None else run.best_params), run.history

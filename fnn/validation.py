@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn.network import MLP
+from fnn.protocol import Network
 
 
 def _is_concrete(a) -> bool:
@@ -41,31 +41,13 @@ def _readable(a, read_device: bool) -> bool:
 
 
 def check_net(net) -> None:
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an fnn.MLP, got {type(net).__name__}")
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be an fnn.MLP or another fnn.protocol.Network, got {type(net).__name__}")
 
 
-def check_params(net: MLP, params):
-    """Return the params' dtype after checking they match ``net`` layer by layer."""
-    if not isinstance(params, (list, tuple)):
-        raise TypeError(f"params must be a list of {{'W', 'b'}} dicts (see fnn.init), got {type(params).__name__}")
-    if len(params) != net.n_layers:
-        raise ValueError(f"params has {len(params)} layers but net has {net.n_layers} (sizes {net.sizes})")
-    dtype = None
-    for i, (layer, n_in, n_out) in enumerate(zip(params, net.sizes[:-1], net.sizes[1:])):
-        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
-            raise ValueError(f"params[{i}] must be a dict with keys 'W' and 'b', got {layer!r:.80}")
-        for leaf, shape in (("W", (n_in, n_out)), ("b", (n_out,))):
-            got = getattr(layer[leaf], "shape", None)
-            if got is None or tuple(got) != shape:
-                raise ValueError(f"params[{i}][{leaf!r}] must have shape {shape} for sizes {net.sizes}, got {got}")
-            if not jnp.issubdtype(layer[leaf].dtype, jnp.floating):
-                raise TypeError(f"params[{i}][{leaf!r}] must be floating point, got {layer[leaf].dtype}")
-            if dtype is None:
-                dtype = layer[leaf].dtype
-            elif layer[leaf].dtype != dtype:
-                raise TypeError(f"params must share one dtype; params[{i}][{leaf!r}] is {layer[leaf].dtype}, not {dtype}")
-    return dtype
+def check_params(net: Network, params):
+    """Return the params' dtype after checking they match ``net`` (``net.check_params``)."""
+    return net.check_params(params)
 
 
 def _as_array(name: str, a):
@@ -84,21 +66,21 @@ def _shape(a, width: int) -> tuple:
     return (a.shape[0], 1) if a.ndim == 1 and width == 1 else tuple(a.shape)
 
 
-def _labels(net: MLP, y) -> bool:
+def _labels(net: Network, y) -> bool:
     return net.loss == "cross_entropy" and jnp.issubdtype(y.dtype, jnp.integer)
 
 
-def check_x(net: MLP, x) -> None:
-    n_in = net.sizes[0]
+def check_x(net: Network, x) -> None:
+    n_in = net.n_in
     shape = _shape(x, n_in)
     if len(shape) != 2 or shape[1] != n_in:
-        raise ValueError(f"x must have shape (batch, {n_in}) for sizes {net.sizes}, got {tuple(x.shape)}")
+        raise ValueError(f"x must have shape (batch, {n_in}) for {net.label}, got {tuple(x.shape)}")
     if shape[0] == 0:
         raise ValueError("x must hold at least one example, got batch size 0")
 
 
-def _check_labels(net: MLP, y, batch: int, read_device: bool) -> None:
-    n_out = net.sizes[-1]
+def _check_labels(net: Network, y, batch: int, read_device: bool) -> None:
+    n_out = net.n_out
     if y.shape != (batch,):
         raise ValueError(f"integer labels y must have shape ({batch},), got {tuple(y.shape)}")
     if _readable(y, read_device) and y.size:
@@ -107,10 +89,10 @@ def _check_labels(net: MLP, y, batch: int, read_device: bool) -> None:
             raise ValueError(f"labels y must lie in [0, {n_out - 1}] for {n_out} outputs, got values in [{lo}, {hi}]")
 
 
-def check_y(net: MLP, y, batch: int, read_device: bool = False) -> None:
+def check_y(net: Network, y, batch: int, read_device: bool = False) -> None:
     if _labels(net, y):
         return _check_labels(net, y, batch, read_device)
-    n_out = net.sizes[-1]
+    n_out = net.n_out
     if _shape(y, n_out) != (batch, n_out):
         hint = " or integer labels of shape (batch,)" if net.loss == "cross_entropy" else ""
         raise ValueError(f"y must have shape ({batch}, {n_out}){hint}, got {tuple(y.shape)}")
@@ -122,7 +104,7 @@ def check_y(net: MLP, y, batch: int, read_device: bool = False) -> None:
             raise ValueError("y rows for cross_entropy must sum to 1 (one-hot or probabilities)")
 
 
-def check(net: MLP, params, x, y=None, *, read_device: bool = False):
+def check(net: Network, params, x, y=None, *, read_device: bool = False):
     """Check every argument, reading no values but those of host inputs (and of
     device arrays with ``read_device``; never of tracers). Returns ``(dtype, x, y)``:
     the params' dtype and ``x``, ``y`` as arrays (NumPy for host inputs)."""
@@ -133,7 +115,7 @@ def check(net: MLP, params, x, y=None, *, read_device: bool = False):
     if y is None:
         return dtype, x, None
     y = _as_array("y", y)
-    check_y(net, y, _shape(x, net.sizes[0])[0], read_device)
+    check_y(net, y, _shape(x, net.n_in)[0], read_device)
     return dtype, x, y
 
 
@@ -148,24 +130,24 @@ def _one_hot(y, n_out: int, dtype):
     return jax.nn.one_hot(y, n_out, dtype=dtype)
 
 
-def convert(net: MLP, dtype, x, y=None):
+def convert(net: Network, dtype, x, y=None):
     """The documented reshapes of checked inputs: ``(x, y)`` in ``dtype``, (batch, n)
     shaped, labels one-hot. NumPy work for host arrays; inside a compiled
     program, no operation at all for inputs already so shaped and typed."""
-    x = _convert(x, net.sizes[0], dtype)
+    x = _convert(x, net.n_in, dtype)
     if y is None:
         return x, None
     if _labels(net, y):
-        return x, _one_hot(y, net.sizes[-1], dtype)
-    return x, _convert(y, net.sizes[-1], dtype)
+        return x, _one_hot(y, net.n_out, dtype)
+    return x, _convert(y, net.n_out, dtype)
 
 
-def prepare(net: MLP, params, x, y=None, *, read_device: bool = False):
+def prepare(net: Network, params, x, y=None, *, read_device: bool = False):
     """Check every argument (see ``check``); return ``(x, y)`` ready for the compiled core."""
     return convert(net, *check(net, params, x, y, read_device=read_device))
 
 
-def check_inputs(net: MLP, params, x, y=None) -> None:
+def check_inputs(net: Network, params, x, y=None) -> None:
     """Every check of the public functions, on device arrays too: shapes, dtypes,
     names, label range, targets in [0, 1], rows summing to 1, and no NaN or inf.
 

@@ -1,10 +1,11 @@
 """Reference runs of ``fnn.fit``: the params and histories that the callback-driven
 loop must reproduce bit for bit (``tests/test_callbacks.py``).
 
-``python tests/fit_reference.py`` rewrote ``tests/data/fit_reference.npz`` from
-the fit of release 0.1.0 (one function with the stops inlined), before the loop
-was rebuilt on ``fnn.callbacks``; it is kept to show what the file holds, not to
-be rerun against the current code (that would make the comparison vacuous).
+``python tests/fit_reference.py`` wrote ``tests/data/fit_reference.npz`` with
+the ``fit`` of commit 73d8c44 (one function with its stops inlined), in the
+commit that added both files, before the loop was rebuilt on
+``fnn.callbacks``. It is kept to show what the file holds, not to be rerun
+against the current code: that would make the comparison vacuous.
 """
 
 from __future__ import annotations

@@ -74,8 +74,8 @@ def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
     old.update({k: v[:1] for k, v in old.items() if isinstance(v, list)})
     resumed = train.History.from_dict(old)
     assert resumed.samples_per_s == [None] and resumed.tflops == [None]
-    train._record(resumed, 2, {"train_loss": h.train_loss[1], "grad_norm": h.grad_norm[1]}, 0.1, 0.2,
-                  {"samples_per_s": 5.0, "tflops": 1.0})  # the next epoch, recorded as fit records it
+    resumed.append(train._record(2, {"train_loss": h.train_loss[1], "grad_norm": h.grad_norm[1]}, 0.1, 0.2,
+                                 {"samples_per_s": 5.0, "tflops": 1.0}))  # the next epoch, recorded as fit records it
     resumed.to_csv(tmp_path / "r.csv")
     first, second = [r.split(",") for r in (tmp_path / "r.csv").read_text().splitlines()[1:]]
     col = header.split(",").index("samples_per_s")
