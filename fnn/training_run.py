@@ -191,7 +191,7 @@ def _speed(cfg, net, n_train: int, devices: list) -> dict:
     if len(mesh_devices) > 1:
         distributed.check_batch(batch, len(mesh_devices))
     peak, peak_source = throughput.peak_tflops(devices[0], cfg.get("precision"))
-    return {"peak_tflops": peak, "peak_source": peak_source, "flops_per_step": throughput.step_flops(net.sizes, batch),
+    return {"peak_tflops": peak, "peak_source": peak_source, "flops_per_step": net.step_flops(batch),
             "steps_per_epoch": -(-n_train // batch), "batch": batch, "devices": distributed.describe(mesh_devices),
             "device_kind": devices[0].device_kind}
 
