@@ -13,6 +13,7 @@ from fnn.compile_cache import enable_compile_cache
 from fnn.finite_differences import finite_differences
 from fnn.forward import loss, predict
 from fnn.gradcheck import GradientReport, check_gradients
+from fnn.graph import Dense, Graph
 from fnn.initializers import init
 from fnn.network import MLP
 from fnn.validation import check_inputs
@@ -22,6 +23,8 @@ from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Dense",
+    "Graph",
     "MLP",
     "GradientReport",
     "History",

@@ -15,50 +15,49 @@ import jax
 from fnn import dispatch, losses
 from fnn.forward import loss_core
 from fnn.protocol import loss_from_cache, output_delta
-from fnn.network import MLP
 
 Array = jax.Array
 
 
-def autodiff_core(net: MLP, params, x, y) -> tuple[Array, list[dict]]:
+def autodiff_core(net, params, x, y, key=None) -> tuple[Array, list[dict]]:
     """``jax.value_and_grad`` of the loss, on validated inputs."""
-    return jax.value_and_grad(loss_core, argnums=1)(net, params, x, y)
+    return jax.value_and_grad(loss_core, argnums=1)(net, params, x, y, key)
 
 
 compiled_autodiff = jax.jit(autodiff_core, static_argnums=0)  # for inputs already checked and converted
 
 
 @dispatch.fast_path(autodiff_core)
-def autodiff(net: MLP, params: list[dict], x, y) -> tuple[Array, list[dict]]:
-    """``(loss, grads)`` from ``jax.value_and_grad(fnn.loss)``, compiled with ``jax.jit``."""
-    return dispatch.call(autodiff_core, net, params, x, y)
+def autodiff(net, params, x, y, key=None) -> tuple[Array, list[dict]]:
+    """``(loss, grads)`` from ``jax.value_and_grad(fnn.loss)``, compiled with ``jax.jit`` (``key``: dropout on)."""
+    return dispatch.call(autodiff_core, net, params, x, y, key=key)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _manual_loss(net, params, x, y):
-    return loss_core(net, params, x, y)
+def _manual_loss(net, params, x, y, key=None):
+    return loss_core(net, params, x, y, key)
 
 
-def _manual_loss_fwd(net, params, x, y):
-    cache = net.forward(params, x)
-    return loss_from_cache(net, cache, y), (params, cache, y)
+def _manual_loss_fwd(net, params, x, y, key=None):
+    cache = net.forward(params, x, key=key)
+    return loss_from_cache(net, cache, y), (params, cache, y, key)
 
 
 def _manual_loss_bwd(net, residuals, g):
-    params, cache, y = residuals
+    params, cache, y, key = residuals
     grads, deltas = net.backward(params, cache, output_delta(net, cache, y))
     dx = net.input_gradient(params, deltas)
     z, a = net.output_of(cache)
     dy = losses.target_gradient(net.output, net.loss, z, a, y)
     scale = lambda t: g * t
-    return jax.tree_util.tree_map(scale, grads), scale(dx), scale(dy)
+    return jax.tree_util.tree_map(scale, grads), scale(dx), scale(dy), None  # the key has no cotangent
 
 
 _manual_loss.defvjp(_manual_loss_fwd, _manual_loss_bwd)
 
 
 @dispatch.fast_path(_manual_loss)
-def loss_with_manual_vjp(net: MLP, params: list[dict], x, y) -> Array:
+def loss_with_manual_vjp(net, params, x, y, key=None) -> Array:
     """``fnn.loss`` whose gradient, under ``jax.grad``/``vjp``, is fnn's backprop.
 
     The backward rule returns ``dL/dparams`` from the delta recursion, ``dL/dx =
@@ -70,6 +69,6 @@ def loss_with_manual_vjp(net: MLP, params: list[dict], x, y) -> Array:
         grads = per_example(net, params, x[:, None], y[:, None])  # leading axis: example
 
     Forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined for a
-    ``custom_vjp`` function.
+    ``custom_vjp`` function. ``key`` turns dropout on, as for ``fnn.loss``.
     """
-    return dispatch.call(_manual_loss, net, params, x, y)
+    return dispatch.call(_manual_loss, net, params, x, y, key=key)

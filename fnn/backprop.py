@@ -1,29 +1,43 @@
-"""Backpropagation: the delta recursion, written by hand.
+"""Backpropagation: the delta recursion, written by hand, over the adjoint graph.
 
-With ``delta_l = dL/dz_l`` (batch, n_l), the backward pass mirrors the forward
-pass layer by layer, last layer first:
+With ``delta_j = dL/dz_j`` (batch, n_j) and ``g_j = dL/da_j``, the backward
+pass visits the nodes of the forward pass in reverse (``fnn.forward``), each
+node passing its contribution back to the nodes it read (micrograd's
+``backward``: a node read by several others receives several contributions):
 
-    delta_L = dL/dz_L                                  (fnn.protocol.output_delta)
-    dL/dW_l = a_{l-1}^T @ delta_l                      (n_{l-1}, n_l)
-    dL/db_l = sum over the batch of delta_l            (n_l,)
-    delta_{l-1} = f'_{l-1}(z_{l-1}) * (delta_l @ W_l^T)
+    delta_J = dL/dz_J                                   (the output; fnn.protocol.output_delta)
+    g_j = sum over consumers k of delta_k @ W_k[j]^T  +  sum over nodes k with residual j of g_k
+    delta_j = f'_j(z_j) * m_j / (1 - p_j) * g_j         (m_j: the dropout mask, if any)
+    dL/dW_j[i] = a_i^T @ delta_j                        (n_i, n_j)
+    dL/db_j = sum over the batch of delta_j             (n_j,)
 
-In the textbook's column-vector notation, with ``W'_l = W_l^T`` of shape
-(n_l, n_{l-1}), the same recursion reads
+For a chain (``fnn.MLP``, node ``l`` reading node ``l - 1``) each node has one
+consumer and this is the textbook recursion
+
+    delta_{l-1} = f'_{l-1}(z_{l-1}) * (delta_l @ W_l^T),   dL/dW_l = a_{l-1}^T @ delta_l;
+
+in column-vector notation, with ``W'_l = W_l^T`` of shape (n_l, n_{l-1}),
 ``delta_{l-1} = f'(z_{l-1}) ⊙ (W'_l^T delta_l)`` and ``dL/dW'_l = delta_l a_{l-1}^T``.
+The MLP runs this same function: there is no second recursion.
 
-The delta of the output layer already carries the 1/B of the batch mean, so
+The delta of the output node already carries the 1/B of the batch mean, so
 the sums above add up to the gradient of the mean loss. Nothing here calls
 JAX's differentiation (``grad``, ``vjp``, ``jvp``, ``linearize``).
 """
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 import jax
+import jax.numpy as jnp
 
 from fnn import activations, dispatch, protocol
-from fnn.forward import LayerCache
-from fnn.network import MLP
+from fnn.forward import INPUT, output
+
+if TYPE_CHECKING:
+    from fnn.graph import Graph
 
 Array = jax.Array
 
@@ -62,46 +76,64 @@ def _transposed_product(a_in: Array, delta: Array) -> Array:
     return jax.lax.optimization_barrier(delta.T @ a_in).T
 
 
-def backward(net: MLP, params: list[dict], cache: list[LayerCache], delta: Array,
-             per_example: bool = False) -> tuple[list[dict], list[Array]]:
-    """The delta recursion from the output delta ``delta = dL/dz_L``. Returns ``(grads, deltas)``.
+def graph_backward(net: Graph, params: dict, cache: dict, delta: Array,
+                   per_example: bool = False) -> tuple[dict, list[Array]]:
+    """The adjoint recursion from the output delta ``delta = dL/dz_J``. Returns ``(grads, deltas)``.
 
-    ``grads`` has the structure of ``params`` and ``deltas[l] = dL/dz_{l+1}``,
-    one per layer; ``dL/dx = deltas[0] @ W_1^T``.
+    ``grads`` has the structure of ``params``; ``deltas`` holds ``dL/dz_j`` of
+    every node, in node order.
 
-    ``per_example``: ``delta`` is ``(B, K, n_L)``, ``K`` output deltas of each
+    ``per_example``: ``delta`` is ``(B, K, n_J)``, ``K`` output deltas of each
     example (Levenberg-Marquardt seeds them with the outputs' unit vectors), and
     each gradient is kept per example and seed instead of summed over the
-    batch: ``dW_l[n, k] = outer(a_{l-1,n}, delta_{l,nk})``, ``db_l[n, k] =
-    delta_{l,nk}``, leaves ``(B, K, *shape)``. The recursion is the same.
+    batch: ``dW_j[i][n, k] = outer(a_{i,n}, delta_{j,nk})``, ``db_j[n, k] =
+    delta_{j,nk}``, leaves ``(B, K, *shape)``. The recursion is the same.
     """
-    names = net.layer_activations
-    # Mixed precision (fnn.precision): delta_L is float32 like the loss; the
-    # recursion below runs in the dtype of the layers' inputs (bfloat16). In
-    # full precision both dtypes agree and this is no operation at all.
-    delta = delta.astype(cache[-1].a_in.dtype)
     gradient = _per_example_gradient if per_example else _batch_gradient
     seeded = (lambda t: t[:, None]) if per_example else (lambda t: t)  # (B, n) -> (B, 1, n) against (B, K, n)
-    grads, deltas = [None] * net.n_layers, [None] * net.n_layers
-    for l in reversed(range(net.n_layers)):
-        grads[l], deltas[l] = gradient(cache[l].a_in, delta), delta
-        if l > 0:
-            below = cache[l - 1]
-            delta = activations.get(names[l - 1]).vjp(seeded(below.z), seeded(below.a), delta @ params[l]["W"].T)
-    return grads, deltas
+    out = net.nodes[-1]
+    # Mixed precision (fnn.precision): delta_J is float32 like the loss; the
+    # recursion runs in the dtype of the nodes' inputs (bfloat16). In full
+    # precision both dtypes agree and this is no operation at all.
+    delta = delta.astype(output(cache, out.inputs[0]).dtype)
+    g = {}  # node -> its contributions to dL/da, from the nodes already visited
+    grads, deltas = {}, {}
+    for node in reversed(net.nodes):
+        c = cache[node.name]
+        if node is not out:
+            g_j = functools.reduce(jnp.add, g.pop(node.name))
+            if node.residual is not None:  # a_j = ... + a_r passes g_j to r unchanged
+                g.setdefault(node.residual, []).append(g_j)
+            if c.keep is not None:
+                g_j = g_j * seeded(c.keep)
+            delta = activations.get(node.activation).vjp(seeded(c.z), seeded(c.f), g_j)
+        W = params[node.name]["W"]
+        grads[node.name] = {"W": {i: gradient(output(cache, i), delta) for i in node.inputs},
+                            "b": delta if per_example else delta.sum(axis=0)}
+        deltas[node.name] = delta
+        for i in node.inputs:
+            if i != INPUT:
+                g.setdefault(i, []).append(delta @ W[i].T)
+    return grads, [deltas[node.name] for node in net.nodes]
 
 
-def _batch_gradient(a_in: Array, delta: Array) -> dict:
-    return {"W": weight_gradient(a_in, delta), "b": delta.sum(axis=0)}
+def input_gradient(net: Graph, params: dict, deltas: list[Array]) -> Array:
+    """``dL/dx = sum over the nodes j reading x of delta_j @ W_j[x]^T``."""
+    terms = [d @ params[n.name]["W"][INPUT].T for n, d in zip(net.nodes, deltas) if INPUT in n.inputs]
+    return functools.reduce(jnp.add, terms)
 
 
-def _per_example_gradient(a_in: Array, delta: Array) -> dict:
-    return {"W": a_in[:, None, :, None] * delta[:, :, None, :], "b": delta}
+def _batch_gradient(a_in: Array, delta: Array) -> Array:
+    return weight_gradient(a_in, delta)
 
 
-def backprop_core(net, params, x, y) -> tuple[Array, list[dict]]:
+def _per_example_gradient(a_in: Array, delta: Array) -> Array:
+    return a_in[:, None, :, None] * delta[:, :, None, :]
+
+
+def backprop_core(net, params, x, y, key=None) -> tuple[Array, list[dict]]:
     """Forward pass with cache, then the backward pass, on validated inputs (any ``fnn.protocol`` network)."""
-    cache = net.forward(params, x)
+    cache = net.forward(params, x, key=key)
     grads, _ = net.backward(params, cache, protocol.output_delta(net, cache, y))
     return protocol.loss_from_cache(net, cache, y), grads
 
@@ -110,13 +142,14 @@ compiled_backprop = jax.jit(backprop_core, static_argnums=0)  # for inputs alrea
 
 
 @dispatch.fast_path(backprop_core)
-def backprop(net: MLP, params: list[dict], x, y) -> tuple[Array, list[dict]]:
+def backprop(net, params, x, y, key=None) -> tuple[Array, list[dict]]:
     """``(loss, grads)`` by hand-written backpropagation, compiled with ``jax.jit``.
 
     Args:
-      net: the network description.
-      params: ``[{"W": (n_in, n_out), "b": (n_out,)}, ...]`` as from ``fnn.init``.
+      net: the network description (an ``MLP``, a ``Graph``, any ``fnn.protocol`` network).
+      params: as from ``fnn.init``; for an ``MLP``, ``[{"W": (n_in, n_out), "b": (n_out,)}, ...]``.
       x: inputs, (batch, n_in).
       y: targets, (batch, n_out), or integer labels (batch,) with cross_entropy.
+      key: a PRNG key turns dropout on (its masks drawn from the key); ``None``: no dropout.
     """
-    return dispatch.call(backprop_core, net, params, x, y)
+    return dispatch.call(backprop_core, net, params, x, y, key=key)

@@ -48,50 +48,57 @@ _MAX_SHARED = 512
 _ATTRIBUTE = "_fnn_programs"  # where a net keeps its programs (see Network.__getstate__)
 
 
-def _checked(core, net: Network):
-    """``(params, *data) -> core(net, params, *data)`` on checked, converted inputs, named after ``core``."""
+def _checked(core, net: Network, keyed: bool):
+    """``(params, *data[, key]) -> core(net, params, *data[, key])`` on checked, converted inputs, named
+    after ``core``."""
     def checked(params, *data):
+        key = data[-1] if keyed else None
+        data = data[:-1] if keyed else data
         dtype, *data = validation.check(net, params, *data)
-        return core(net, params, *(a for a in validation.convert(net, dtype, *data) if a is not None))
+        data = [a for a in validation.convert(net, dtype, *data) if a is not None]
+        return core(net, params, *data, key) if keyed else core(net, params, *data)
 
-    checked.__name__ = checked.__qualname__ = core.__name__
+    checked.__name__ = checked.__qualname__ = core.__name__ + ("_with_key" if keyed else "")
     return checked
 
 
-def program(core, net: Network):
-    """The jitted ``(params, x[, y]) -> core(net, params, x[, y])``, checking its inputs when traced."""
+def program(core, net: Network, keyed: bool = False):
+    """The jitted ``(params, x[, y][, key]) -> core(net, params, x[, y][, key])``, checking its inputs when traced."""
+    slot = (core, "key") if keyed else core
     programs = getattr(net, _ATTRIBUTE, None)
-    if programs is not None and core in programs:
-        return programs[core]
+    if programs is not None and slot in programs:
+        return programs[slot]
     validation.check_net(net)
-    fn = _SHARED.get((core, net))
+    fn = _SHARED.get((slot, net))
     if fn is None:
         if len(_SHARED) >= _MAX_SHARED:
             _SHARED.clear()
-        fn = _SHARED[(core, net)] = jax.jit(_checked(core, net))
-    net.__dict__.setdefault(_ATTRIBUTE, {})[core] = fn  # a frozen dataclass: not through setattr
+        fn = _SHARED[(slot, net)] = jax.jit(_checked(core, net, keyed))
+    net.__dict__.setdefault(_ATTRIBUTE, {})[slot] = fn  # a frozen dataclass: not through setattr
     return fn
 
 
-def call(core, net: Network, params, *data):
+def call(core, net: Network, params, *data, key=None):
     """``core(net, params, *data)`` as a public function calls it, ``data`` being ``(x,)`` or ``(x, y)``.
 
     Tracers go to the program as device arrays do; host inputs are checked
     here first, values included, and converted. ``fast_path`` skips this
-    function for device arrays once the net has its program.
+    function for device arrays once the net has its program. A ``key`` (dropout
+    on) goes to a second program of ``core`` that takes it as its last argument.
     """
-    fn = program(core, net)
+    fn = program(core, net, keyed=key is not None)
     if not all(isinstance(a, jax.Array) for a in data):
         data = [a for a in validation.prepare(net, params, *data) if a is not None]
+    extra = () if key is None else (validation.check_key(key),)
     try:
-        return fn(params, *data)
+        return fn(params, *data, *extra)
     except TypeError:
         validation.check_params(net, params)  # a leaf JAX cannot take as an array: name it
         raise
 
 
 def fast_path(core):
-    """Decorate a public function ``(net, params, x[, y])`` that returns ``call(core, ...)``.
+    """Decorate a public function ``(net, params, x[, y, key])`` that returns ``call(core, ...)``.
 
     The decorated function goes straight to the net's program when every
     input is a device array and the program exists: one Python frame on top
@@ -99,7 +106,7 @@ def fast_path(core):
     smallest networks' programs). Anything else takes the function itself.
     """
     def decorate(public):
-        if len(inspect.signature(public).parameters) == 3:
+        if "y" not in inspect.signature(public).parameters:
             @functools.wraps(public)
             def with_x(net, params, x):
                 if type(x) is _ARRAY:
@@ -111,13 +118,13 @@ def fast_path(core):
             return with_x
 
         @functools.wraps(public)
-        def with_xy(net, params, x, y):
-            if type(x) is _ARRAY and type(y) is _ARRAY:
+        def with_xy(net, params, x, y, key=None):
+            if type(x) is _ARRAY and type(y) is _ARRAY and key is None:
                 try:
                     return net.__dict__[_ATTRIBUTE][core](params, x, y)
                 except (AttributeError, KeyError, TypeError):
                     pass
-            return public(net, params, x, y)
+            return public(net, params, x, y, key)
         return with_xy
 
     return decorate

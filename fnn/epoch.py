@@ -42,6 +42,8 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
     step gathers its minibatch with ``order``; ``"host"``, ``x`` and ``y`` are
     the epoch's minibatches already gathered, ``(steps, batch, ...)`` (see
     ``epoch_batches``), and ``order`` is unused.
+    ``key``: for a network with dropout (``net.stochastic``), the raw data of
+    the epoch's PRNG key; step ``i`` draws its masks from ``split(key)[i]``.
     ``flat``: the optimizer sees the params as one vector
     (``jax.flatten_util.ravel_pytree``), so its update is one fused pass over
     all P parameters instead of one per array; for transforms that act on
@@ -53,12 +55,13 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
     host_fed = feed == "host"
     sharded = None if mesh is None else distributed.batch_sharding(mesh)
 
-    def epoch_fn(params, opt_state, order, x, y, xv, yv):
+    def epoch_fn(params, opt_state, order, x, y, xv, yv, key=None):
         to_tree = ravel_pytree(params)[1] if flat else (lambda p: p)
         shuffle = order.shape[1] > 0  # epoch_indices gives no order when one full batch is the whole epoch
 
-        def step(carry, batch_or_idx):
+        def step(carry, over):
             p, opt_state = carry
+            batch_or_idx, step_key = over if key is not None else (over, None)
             if host_fed:
                 xb, yb = batch_or_idx
             else:
@@ -67,17 +70,19 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
                 xb = jax.lax.with_sharding_constraint(xb, sharded)
                 yb = jax.lax.with_sharding_constraint(yb, sharded)
             # fnn's hand-written backprop, under the precision policy
-            loss, grads, cache = precisions.backprop_step(net, policy, to_tree(p), xb, yb)
+            loss, grads, cache = precisions.backprop_step(net, policy, to_tree(p), xb, yb, step_key)
             out = {"loss": loss, "norms": protocol.group_norms(net, grads)}
             if classify:
                 out["correct"] = metrics.correct(net, net.output_of(cache)[1], yb)
             if flat:
                 grads = ravel_pytree(grads)[0]
-            objective = optimizers.Objective(net, xb, yb, to_tree if flat else None)
+            objective = optimizers.Objective(net, xb, yb, to_tree if flat else None, step_key)
             updates, opt_state = tx.update(grads, opt_state, p, value=loss, grad=grads, value_fn=objective)
             return (optax.apply_updates(p, updates), opt_state), out
 
         steps_over = (x, y) if host_fed else order
+        if key is not None:  # dropout: each step its own key, drawn from the epoch's (its raw data)
+            steps_over = (steps_over, jax.random.split(jax.random.wrap_key_data(key), steps))
         carry = (ravel_pytree(params)[0] if flat else params, opt_state)
         (p, opt_state), out = jax.lax.scan(step, carry, steps_over)
         params = to_tree(p)

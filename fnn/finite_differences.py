@@ -54,9 +54,9 @@ def default_chunk(net: Network, batch: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
-def compiled_finite_differences(net, params, x, y, eps, scheme, chunk):
+def compiled_finite_differences(net, params, x, y, eps, scheme, chunk, key=None):
     theta, unravel = ravel_pytree(params)
-    loss_at = lambda t: loss_core(net, unravel(t), x, y)
+    loss_at = lambda t: loss_core(net, unravel(t), x, y, key)  # the same dropout masks at every theta
     loss_0 = loss_at(theta) if scheme == "forward" else None
     step = eps * jnp.maximum(1, jnp.abs(theta))
 
@@ -75,8 +75,8 @@ def compiled_finite_differences(net, params, x, y, eps, scheme, chunk):
     return unravel(jax.lax.map(partial_derivative, jnp.arange(theta.size), batch_size=chunk))
 
 
-def finite_differences(net: Network, params: list[dict], x, y, eps: float | None = None,
-                       scheme: str = "central", chunk_size: int | None = None) -> list[dict]:
+def finite_differences(net: Network, params, x, y, eps: float | None = None,
+                       scheme: str = "central", chunk_size: int | None = None, key=None):
     """Gradient of ``fnn.loss`` by finite differences, with the structure of ``params``.
 
     Args:
@@ -84,6 +84,7 @@ def finite_differences(net: Network, params: list[dict], x, y, eps: float | None
       scheme: ``"central"``, ``"forward"`` or ``"five_point"``.
       chunk_size: perturbations evaluated together; ``None`` sizes chunks to
         about ``MEMORY_BUDGET`` elements.
+      key: dropout on, with the masks of this key at every perturbation (as ``fnn.loss(..., key=)``).
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown finite-difference scheme {scheme!r}; expected one of {list(SCHEMES)}")
@@ -94,4 +95,5 @@ def finite_differences(net: Network, params: list[dict], x, y, eps: float | None
     x, y = validation.prepare(net, params, x, y)
     eps = default_eps(x.dtype, scheme) if eps is None else float(eps)
     chunk = chunk_size or default_chunk(net, x.shape[0])
-    return compiled_finite_differences(net, params, x, y, eps, scheme, chunk)
+    key = None if key is None else validation.check_key(key)
+    return compiled_finite_differences(net, params, x, y, eps, scheme, chunk, key)

@@ -1,57 +1,85 @@
 """The forward pass, and the two public functions built on it alone.
 
-For layer ``l = 1..L`` with weights ``W_l`` of shape (n_{l-1}, n_l):
+For the nodes ``j = 1..J`` of a graph (``fnn.Graph``; an ``fnn.MLP`` is the
+chain whose node ``l`` takes node ``l - 1``), with ``a_x = x``:
 
-    a_0 = x
-    z_l = a_{l-1} @ W_l + b_l          (batch, n_l)
-    a_l = f_l(z_l)
-    yhat = a_L
+    z_j = sum over i in inputs_j of a_i @ W_j[i] + b_j       (batch, n_j)
+    a_j = f_j(z_j) * m_j / (1 - p_j) + a_r                   (dropout p_j, residual r)
+    yhat = a_J
 
-``forward`` keeps, per layer, exactly what the backward pass needs: the layer's
-input ``a_{l-1}``, its pre-activation ``z_l`` and its output ``a_l``.
+For a chain this is ``z_l = a_{l-1} @ W_l + b_l``, ``a_l = f_l(z_l)``. The
+dropout mask ``m_j`` (Bernoulli, keep with probability ``1 - p_j``) is drawn
+only when a key is given; without one, dropout is off and ``a_j = f_j(z_j) + a_r``.
+
+``forward`` keeps, per node, exactly what the backward pass needs: the
+pre-activation ``z_j``, the activation ``f_j(z_j)``, the output ``a_j`` (which
+its consumers read as their input) and the scaled mask ``m_j / (1 - p_j)``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from fnn import activations, dispatch
 from fnn.protocol import loss_from_cache
 
 if TYPE_CHECKING:
-    from fnn.network import MLP
+    from fnn.graph import Graph
 
 Array = jax.Array
+INPUT = "x"
 
 
-class LayerCache(NamedTuple):
-    """What layer ``l`` saves on the way forward."""
+class NodeCache(NamedTuple):
+    """What node ``j`` saves on the way forward."""
 
-    a_in: Array  # a_{l-1}, (batch, n_{l-1})
-    z: Array  # z_l, (batch, n_l)
-    a: Array  # a_l = f_l(z_l), (batch, n_l)
+    z: Array  # z_j, (batch, n_j)
+    f: Array  # f_j(z_j), (batch, n_j)
+    a: Array  # a_j: f_j(z_j), dropped out and with the residual added; what its consumers read
+    keep: Array | None  # m_j / (1 - p_j), the scaled dropout mask (None: no dropout in this pass)
 
 
-def forward(net: MLP, params: list[dict], x: Array, output_dtype=None) -> list[LayerCache]:
-    """Run the network on ``x`` (batch, n_0); return one ``LayerCache`` per layer.
+def graph_forward(net: Graph, params: dict, x: Array, output_dtype=None, key=None) -> dict:
+    """Run the graph on ``x`` (batch, n_in); return ``{"x": x, name: NodeCache}``.
 
     ``output_dtype`` (mixed precision, see ``fnn.precision``): the output
-    layer's logits ``z_L`` are cast to it before the output activation, so that
-    softmax and the loss run in float32 while the hidden layers run in bfloat16.
+    node's logits ``z_J`` are cast to it before the output activation, so that
+    softmax and the loss run in float32 while the hidden nodes run in bfloat16.
+    ``key``: draw the dropout masks (each node its own ``fold_in(key, j)``).
     """
-    cache = []
-    a = x
-    last = net.n_layers - 1
-    for l, (layer, name) in enumerate(zip(params, net.layer_activations)):
-        z = a @ layer["W"] + layer["b"]
-        if l == last and output_dtype is not None:
+    cache = {INPUT: x}
+    last = len(net.nodes) - 1
+    for j, node in enumerate(net.nodes):
+        p = params[node.name]
+        z = functools.reduce(jnp.add, [output(cache, i) @ p["W"][i] for i in node.inputs]) + p["b"]
+        if j == last and output_dtype is not None:
             z = z.astype(output_dtype)
-        a_out = activations.get(name).fn(z)
-        cache.append(LayerCache(a, z, a_out))
-        a = a_out
+        f = activations.get(node.activation).fn(z)
+        keep = _keep(jax.random.fold_in(key, j), node.dropout, f) if key is not None and node.dropout else None
+        a = f if keep is None else f * keep
+        if node.residual is not None:
+            a = a + output(cache, node.residual)
+        cache[node.name] = NodeCache(z, f, a, keep)
     return cache
+
+
+def output(cache: dict, name: str) -> Array:
+    """``a_i`` of node ``name`` (``"x"``: the input) from a forward cache."""
+    return cache[name] if name == INPUT else cache[name].a
+
+
+def _keep(key, p: float, f: Array) -> Array:
+    """The scaled keep-mask ``m / (1 - p)``, ``m ~ Bernoulli(1 - p)``, shaped and typed as ``f``."""
+    return jax.random.bernoulli(key, 1.0 - p, f.shape).astype(f.dtype) / jnp.asarray(1.0 - p, f.dtype)
+
+
+def forward(net, params, x: Array, output_dtype=None, key=None):
+    """The forward cache of any ``fnn.protocol`` network (``net.forward``)."""
+    return net.forward(params, x, output_dtype=output_dtype, key=key)
 
 
 def predict_core(net, params, x) -> Array:
@@ -59,9 +87,9 @@ def predict_core(net, params, x) -> Array:
     return net.output_of(net.forward(params, x))[1]
 
 
-def loss_core(net, params, x, y) -> Array:
-    """The batch-mean loss on inputs that have already passed validation."""
-    return loss_from_cache(net, net.forward(params, x), y)
+def loss_core(net, params, x, y, key=None) -> Array:
+    """The batch-mean loss on inputs that have already passed validation (``key``: with dropout)."""
+    return loss_from_cache(net, net.forward(params, x, key=key), y)
 
 
 compiled_predict = jax.jit(predict_core, static_argnums=0)  # for inputs already checked and converted
@@ -69,12 +97,12 @@ compiled_loss = jax.jit(loss_core, static_argnums=0)
 
 
 @dispatch.fast_path(predict_core)
-def predict(net: MLP, params: list[dict], x) -> Array:
-    """The network's output ``yhat = a_L``, shape (batch, n_out)."""
+def predict(net, params, x) -> Array:
+    """The network's output ``yhat = a_L``, shape (batch, n_out) (dropout off: the trained network)."""
     return dispatch.call(predict_core, net, params, x)
 
 
 @dispatch.fast_path(loss_core)
-def loss(net: MLP, params: list[dict], x, y) -> Array:
-    """The loss averaged over the batch, ``L = (1/B) sum_n l(yhat_n, y_n)``."""
-    return dispatch.call(loss_core, net, params, x, y)
+def loss(net, params, x, y, key=None) -> Array:
+    """The loss averaged over the batch, ``L = (1/B) sum_n l(yhat_n, y_n)`` (``key``: with dropout on)."""
+    return dispatch.call(loss_core, net, params, x, y, key=key)

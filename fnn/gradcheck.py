@@ -110,14 +110,15 @@ def compare(g, r, tiny: float) -> tuple[float, float]:
     return max_abs, max_abs / max(float(np.max(np.abs(g))), float(np.max(np.abs(r))), tiny)
 
 
-def check_gradients(net: Network, params: list[dict], x, y, *, dtype="float64", eps: float | None = None,
-                    scheme: str = "central") -> GradientReport:
+def check_gradients(net: Network, params, x, y, *, dtype="float64", eps: float | None = None,
+                    scheme: str = "central", key=None) -> GradientReport:
     """Compare ``fnn.backprop`` with ``fnn.autodiff`` and ``fnn.finite_differences``.
 
     Args:
       dtype: ``"float64"`` (default; enables 64-bit JAX for the duration of the
         check) or ``"float32"``. Params, x and y are cast to it.
       eps, scheme: passed to ``fnn.finite_differences``.
+      key: check with dropout on, the masks drawn from ``key`` (the same for all three).
 
     Returns a ``GradientReport``: ``print(report)`` shows a table, ``report.passed``
     the verdict against ``TOLERANCES``.
@@ -131,10 +132,10 @@ def check_gradients(net: Network, params: list[dict], x, y, *, dtype="float64", 
         params = jax.tree_util.tree_map(cast, params)
         x = cast(x) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x
         y = cast(y) if jnp.issubdtype(jnp.asarray(y).dtype, jnp.floating) else y
-        loss, bp = backprop(net, params, x, y)
+        loss, bp = backprop(net, params, x, y, key=key)
         references = {
-            "autodiff": autodiff(net, params, x, y)[1],
-            "finite_differences": finite_differences(net, params, x, y, eps=eps, scheme=scheme),
+            "autodiff": autodiff(net, params, x, y, key=key)[1],
+            "finite_differences": finite_differences(net, params, x, y, eps=eps, scheme=scheme, key=key),
         }
         tiny = gradient_floor(bp, loss)
         rows = []

@@ -72,5 +72,10 @@ def draw(key, sizes: tuple, scheme: str, dtype) -> list[dict]:
     """A chain's params: one ``{"W", "b"}`` per layer ``sizes[l] -> sizes[l + 1]``."""
     # one compiled program for all layers: drawn op by op, each random draw of
     # each shape would be compiled on its own, a second and more in a new process
-    keys = jax.random.split(key, len(sizes) - 1)
-    return [_layer(k, n_in, n_out, scheme, dtype) for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
+    return draw_layers(key, tuple(zip(sizes[:-1], sizes[1:])), scheme, dtype)
+
+
+def draw_layers(key, shapes: tuple, scheme: str, dtype) -> list[dict]:
+    """One ``{"W": (n_in, n_out), "b": (n_out,)}`` per ``(n_in, n_out)`` of ``shapes``, each from its own key."""
+    keys = jax.random.split(key, len(shapes))
+    return [_layer(k, n_in, n_out, scheme, dtype) for k, (n_in, n_out) in zip(keys, shapes)]

@@ -9,6 +9,7 @@ pass (``fnn.forward``) and delta recursion (``fnn.backprop``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax.numpy as jnp
@@ -28,6 +29,17 @@ def _as_activation_tuple(activation, n_hidden: int) -> tuple[str, ...]:
             )
         return tuple(activation)
     raise TypeError(f"activation must be a str or a tuple of str, got {type(activation).__name__}")
+
+
+def _as_dropout_tuple(dropout, n_hidden: int) -> tuple[float, ...]:
+    values = tuple(dropout) if isinstance(dropout, (tuple, list)) else (dropout,) * n_hidden
+    if len(values) != n_hidden:
+        raise ValueError(f"dropout has {len(values)} values but the network has {n_hidden} hidden layers; "
+                         f"give one, or one per hidden layer")
+    for p in values:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {p!r}")
+    return tuple(float(p) for p in values)
 
 
 def _as_sizes(sizes) -> tuple[int, ...]:
@@ -56,6 +68,12 @@ class MLP(Network):
       output: the output layer's activation; ``softmax`` is allowed only here.
       loss: one of ``mse``, ``mae``, ``huber``, ``bce`` (after ``sigmoid``),
         ``cross_entropy`` (after ``softmax``); see ``fnn.losses``.
+      dropout: the dropout probability of every hidden layer, or one per
+        hidden layer, in [0, 1); active only when a key is passed
+        (``fnn.backprop(..., key=k)``; ``fnn.fit`` passes one each step).
+
+    The chain is the ``fnn.Graph`` whose node ``l`` takes node ``l - 1``
+    (``graph``); its forward and backward passes are the graph's.
 
     Raises ``ValueError``/``TypeError`` at construction for anything invalid.
     """
@@ -64,6 +82,7 @@ class MLP(Network):
     activation: tuple[str, ...] | str = "tanh"
     output: str = "identity"
     loss: str = "mse"
+    dropout: float | tuple[float, ...] = 0.0
 
     def __post_init__(self):
         sizes = _as_sizes(self.sizes)
@@ -79,8 +98,10 @@ class MLP(Network):
             raise ValueError(
                 f"loss {self.loss!r} needs output={needed!r} (its stable fused form), got output={self.output!r}"
             )
+        dropout = _as_dropout_tuple(self.dropout, len(sizes) - 2)
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", hidden)
+        object.__setattr__(self, "dropout", dropout)
 
     @property
     def n_layers(self) -> int:
@@ -114,38 +135,54 @@ class MLP(Network):
     def label(self) -> str:
         return f"sizes {self.sizes}"
 
+    @functools.cached_property
+    def graph(self):
+        """The chain as an ``fnn.Graph``: nodes ``layer1 .. layerL``, node ``l`` reading node ``l - 1``."""
+        from fnn.graph import Graph
+
+        return Graph.chain(self.sizes, self.activation, self.output, self.loss, self.dropout)
+
+    @property
+    def stochastic(self) -> bool:
+        return any(self.dropout)
+
+    def as_graph_params(self, params: list[dict]) -> dict:
+        """The params of ``graph``: layer ``l``'s ``{"W", "b"}`` as node ``layer{l+1}``'s, no array copied."""
+        nodes = self.graph.nodes
+        return {n.name: {"W": {n.inputs[0]: p["W"]}, "b": p["b"]} for n, p in zip(nodes, params)}
+
+    def from_graph_params(self, tree: dict) -> list[dict]:
+        """The inverse of ``as_graph_params`` (for the graph's gradients)."""
+        return [{"W": tree[n.name]["W"][n.inputs[0]], "b": tree[n.name]["b"]} for n in self.graph.nodes]
+
     def init(self, key, *, scheme: str = "glorot_uniform", dtype=jnp.float32) -> list[dict]:
         from fnn.initializers import draw
 
         return draw(key, self.sizes, scheme, jnp.dtype(dtype))
 
-    def forward(self, params, x, output_dtype=None):
-        from fnn.forward import forward
-
-        return forward(self, params, x, output_dtype)
+    def forward(self, params, x, output_dtype=None, key=None):
+        return self.graph.forward(self.as_graph_params(params), x, output_dtype, key)
 
     def output_of(self, cache):
-        return cache[-1].z, cache[-1].a
+        return self.graph.output_of(cache)
 
     def backward(self, params, cache, delta):
-        from fnn.backprop import backward
-
-        return backward(self, params, cache, delta)
+        grads, deltas = self.graph.backward(self.as_graph_params(params), cache, delta)
+        return self.from_graph_params(grads), deltas
 
     def per_example_backward(self, params, cache, delta):
-        from fnn.backprop import backward
-
-        return backward(self, params, cache, delta, per_example=True)[0]
+        return self.from_graph_params(self.graph.per_example_backward(self.as_graph_params(params), cache, delta))
 
     def input_gradient(self, params, deltas):
-        return deltas[0] @ params[0]["W"].T
+        return self.graph.input_gradient(self.as_graph_params(params), deltas)
 
     def units(self, cache):
-        return [(name, c.a) for name, c in zip(self.layer_activations, cache)]
+        return self.graph.units(cache)
 
     def describe(self) -> dict:
-        return {"sizes": list(self.sizes), "activation": list(self.activation), "output": self.output,
-                "loss": self.loss}
+        d = {"sizes": list(self.sizes), "activation": list(self.activation), "output": self.output,
+             "loss": self.loss}
+        return {**d, "dropout": list(self.dropout)} if self.stochastic else d
 
     def step_flops(self, batch: int) -> int:
         from fnn.throughput import step_flops

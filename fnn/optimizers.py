@@ -67,20 +67,21 @@ LM_MAX_JACOBIAN = 2**26  # entries of J (256 MiB in float32)
 class Objective:
     """The loss of one minibatch as a function of the params (see the module docstring)."""
 
-    def __init__(self, net, x, y, to_tree: Callable | None = None):
+    def __init__(self, net, x, y, to_tree: Callable | None = None, key=None):
         # to_tree: maps the params as the optimizer sees them (e.g. one flat
-        # vector, see fnn.train.make_epoch) to fnn's list of layers
-        self.net, self.x, self.y = net, x, y
+        # vector, see fnn.train.make_epoch) to the network's params;
+        # key: the step's dropout key (None: no dropout), the same for every evaluation
+        self.net, self.x, self.y, self.key = net, x, y, key
         self.to_tree = to_tree or (lambda params: params)
 
     def __call__(self, params):
-        return _manual_loss(self.net, self.to_tree(params), self.x, self.y)
+        return _manual_loss(self.net, self.to_tree(params), self.x, self.y, self.key)
 
     def residuals_and_jacobian(self, params):
-        return residuals_and_jacobian(self.net, self.to_tree(params), self.x, self.y)
+        return residuals_and_jacobian(self.net, self.to_tree(params), self.x, self.y, self.key)
 
 
-def residuals_and_jacobian(net, params, x, y):
+def residuals_and_jacobian(net, params, x, y, key=None):
     """``(e, J)`` for the mse loss: ``e = (yhat - y).ravel()`` and ``J = de/dparams``.
 
     ``e`` has ``B * n_out`` entries, example-major; ``J`` is ``(B * n_out, P)``
@@ -92,7 +93,7 @@ def residuals_and_jacobian(net, params, x, y):
     ``dr_nk/dW_l = outer(a_{l-1,n}, delta_{l,nk})``, ``dr_nk/db_l = delta_{l,nk}``).
     Then ``J^T e / B`` is the gradient of the mse loss ``(1/B) sum 1/2 ||r_n||^2``.
     """
-    cache = net.forward(params, x)
+    cache = net.forward(params, x, key=key)
     z, a = net.output_of(cache)
     batch, n_out = y.shape
     seed = jnp.eye(n_out, dtype=z.dtype)[None]  # (1, K, K): one unit vector per output

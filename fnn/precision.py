@@ -98,15 +98,15 @@ def _mixed(policy: Policy | None) -> bool:
     return policy is not None and policy.mixed
 
 
-def forward_step(net, policy: Policy | None, params, x):
-    """The forward cache under ``policy``: bf16 copies of params and ``x``, float32 logits."""
+def forward_step(net, policy: Policy | None, params, x, key=None):
+    """The forward cache under ``policy``: bf16 copies of params and ``x``, float32 logits (``key``: dropout)."""
     if not _mixed(policy):
-        return net.forward(params, x)
+        return net.forward(params, x, key=key)
     return net.forward(cast(params, policy.compute_dtype), x.astype(policy.compute_dtype),
-                       output_dtype=policy.output_dtype)
+                       output_dtype=policy.output_dtype, key=key)
 
 
-def backprop_step(net, policy: Policy | None, params, x, y):
+def backprop_step(net, policy: Policy | None, params, x, y, key=None):
     """``(loss, grads, cache)`` of one step under ``policy``, by the hand-written backward pass.
 
     Without a mixed policy this is exactly ``fnn.backprop``'s forward and
@@ -114,7 +114,7 @@ def backprop_step(net, policy: Policy | None, params, x, y):
     the params and the gradients are cast back to the params' dtype.
     """
     step_params = cast(params, policy.compute_dtype) if _mixed(policy) else params
-    cache = forward_step(net, policy, step_params, x)  # casting bf16 params again is a no-op
+    cache = forward_step(net, policy, step_params, x, key)  # casting bf16 params again is a no-op
     if _mixed(policy):
         y = cast(y, policy.output_dtype)
     grads, _ = net.backward(step_params, cache, output_delta(net, cache, y))

@@ -3,7 +3,8 @@
 ``fit``, ``evaluate``, Levenberg-Marquardt's per-example Jacobian, the
 diagnostics, the precision policy, checkpoints, ``check_gradients`` and
 ``finite_differences`` use a network only through the members below. ``fnn.MLP``
-implements them for a chain of dense layers; any other network that subclasses
+implements them for a chain of dense layers and ``fnn.Graph`` for any feed-forward
+connectivity; any other network that subclasses
 ``Network`` and implements them trains with ``fnn.fit`` (every optimizer),
 passes ``fnn.check_gradients``, resumes from checkpoints and so on
 (``tests/test_protocol.py`` defines one inside the test).
@@ -21,9 +22,10 @@ Required members
 ``output``, ``loss``                        the output activation and the loss taken on it
                                             (``fnn.activations``, ``fnn.losses`` names)
 ``init(key, *, scheme, dtype)``             random params
-``forward(params, x, output_dtype=None)``   the cache the backward pass needs (any pytree);
-                                            ``output_dtype`` casts the output pre-activation
-                                            before the output activation (``fnn.precision``)
+``forward(params, x, output_dtype=None,``   the cache the backward pass needs (any pytree);
+``key=None)``                               ``output_dtype`` casts the output pre-activation
+                                            before the output activation (``fnn.precision``);
+                                            ``key``: dropout on (a network without any: ignore it)
 ``output_of(cache)``                        ``(z, a)`` of the output: pre-activation and ``yhat``
 ``backward(params, cache, delta)``          the delta recursion from ``delta = dL/dz_out``
                                             ``(B, n_out)``: ``(grads, deltas)``, ``grads``
@@ -45,7 +47,8 @@ Provided here, overridable
   runs ``backward`` on each example by ``jax.vmap``; ``MLP`` runs its recursion
   once with per-example outer products instead of batch sums. Levenberg-
   Marquardt seeds ``delta`` with the unit vectors of the outputs (``K = n_out``).
-* ``groups(tree)``: ``[(name, group)]`` of a params-shaped tree, in order.
+* ``groups(tree)``: ``[(name, group)]`` of a params-shaped tree, in the
+  order of ``backward``'s deltas and of ``units``.
 * ``check_params(params)``: the params' dtype, after checking them against
   ``init``'s structure and shapes (``ValueError``/``TypeError``).
 * ``n_params``, ``n_units`` (activations held per example, for memory
@@ -78,7 +81,7 @@ class Network:
     def init(self, key, *, scheme: str = "glorot_uniform", dtype=jnp.float32):
         raise NotImplementedError
 
-    def forward(self, params, x: Array, output_dtype=None):
+    def forward(self, params, x: Array, output_dtype=None, key=None):
         raise NotImplementedError
 
     def output_of(self, cache) -> tuple[Array, Array]:
@@ -108,7 +111,7 @@ class Network:
         return jax.vmap(per_seed)(rows, delta)
 
     def groups(self, tree) -> list[tuple[str, Any]]:
-        """The groups of a params-shaped ``tree``: ``[(name, {"W", "b"})]`` in order."""
+        """The groups of a params-shaped ``tree``: ``[(name, {"W", "b"})]``, in the deltas' order."""
         if isinstance(tree, dict):
             return list(tree.items())
         return [(f"layer {i + 1}", g) for i, g in enumerate(tree)]
@@ -155,6 +158,11 @@ class Network:
     def label(self) -> str:
         """How error messages name the network's shape."""
         return type(self).__name__
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether a key changes the forward pass (dropout); ``fit`` then passes one each step."""
+        return False
 
     @property
     def classifier(self) -> bool:

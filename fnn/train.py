@@ -116,6 +116,7 @@ class _Epochs:
         # params, optimizer state and the data replicated over the mesh; each minibatch is split inside the epoch
         self.everywhere = distributed.replicated(self.mesh)
         self.seed = key_words(run.key)  # every epoch's shuffling derives from it, on the host
+        self.key, self.stochastic = run.key, getattr(run.net, "stochastic", False)  # and its dropout
         run.params, run.opt_state = distributed.put_global((run.params, run.opt_state), self.everywhere)
         self.val = distributed.put_global((xv, yv), self.everywhere)
         self.data = distributed.put_global((x, y), self.everywhere) if feed == "device" else (np.asarray(x), np.asarray(y))
@@ -130,8 +131,12 @@ class _Epochs:
         """Start epoch ``e``; JAX returns at once while the epoch runs (asynchronous dispatch)."""
         order = epoch_indices(self.seed, e, self.n, self.batch)
         data = self.data if self.feed == "device" else epoch_batches(order, *self.data, self.mesh)
+        # dropout: the epoch's key, from the run's key and e alone, so a resumed run draws the same masks
+        dropout = (distributed.put_global(jax.random.key_data(jax.random.fold_in(self.key, e)), self.everywhere),
+                   ) if self.stochastic else ()
         with precisions.matmul_context(self.policy):
-            return self.fn(params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val)
+            return self.fn(params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val,
+                           *dropout)
 
     def read(self, running, epoch: int) -> tuple:
         """``(params, opt_state, stats, record)`` of a launched epoch, waiting for its statistics."""

@@ -4,6 +4,8 @@
     fnn train --csv data.csv --target label --epochs 100 --out runs/mine
     fnn train --dataset sine --optimizer levenberg_marquardt
     fnn train --dataset digits --out runs/digits --resume --epochs 80
+    fnn train --dataset iris --connect residual --sizes 4,64,64,64,3 --dropout 0.1
+    fnn train --dataset iris --arch net.json       # nodes as in fnn.Graph.describe()
 
 Outputs in ``--out DIR`` (default ``runs/<dataset>``): ``metrics.json``,
 ``history.csv``, ``loss_curve.png`` and ``checkpoint.npz`` (rewritten
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 
-from fnn import datasets, optimizers, train, training_outputs, training_run
+from fnn import datasets, graph, optimizers, train, training_outputs, training_run
 
 CHECKPOINT = "checkpoint.npz"  # in --out
 
@@ -45,10 +48,10 @@ PRESETS = {  # regression datasets
 GENERAL = dict(lr=None, test_size=0.25, val_size=0.1, scale="standard", patience=None, seed=0,
                impute=None, clip_outliers=None, weight_decay=0.0, clip_norm=None, momentum=0.9,
                nesterov=False, schedule="constant", goal=None, min_grad=None, task=None)
-KEYS = ("dataset", "csv", "target", "task", "data_dir", "download", "sizes", "activation", "output", "loss",
-        "optimizer", "lr", "epochs", "batch_size", "patience", "seed", "test_size", "val_size", "scale", "impute",
-        "clip_outliers", "weight_decay", "clip_norm", "momentum", "nesterov", "schedule", "goal", "min_grad",
-        "precision", "preset", "limit")
+KEYS = ("dataset", "csv", "target", "task", "data_dir", "download", "sizes", "arch", "connect", "dropout",
+        "activation", "output", "loss", "optimizer", "lr", "epochs", "batch_size", "patience", "seed", "test_size",
+        "val_size", "scale", "impute", "clip_outliers", "weight_decay", "clip_norm", "momentum", "nesterov",
+        "schedule", "goal", "min_grad", "precision", "preset", "limit")
 # Named runs (--preset), applied before the flags. mnist-large is the GPU
 # workload: three 4096-wide layers in bf16 (about 37 M params, 0.9 TFLOP per
 # step of 4096 examples); without MNIST IDX files in --data-dir it trains on
@@ -121,9 +124,16 @@ def _data_arguments(p) -> None:
 
 
 def _network_arguments(p) -> None:
-    """The flags of the network's layers and loss."""
+    """The flags of the network: its layers, how they connect, dropout, activations and loss."""
     n = p.add_argument_group("network")
     n.add_argument("--sizes", help="layer widths, e.g. 64,128,128,10 (default: inferred from the data)")
+    n.add_argument("--connect", choices=["chain", "cascade", "residual"],
+                   help="chain (default): each layer takes the one before; cascade: each layer takes x and every "
+                        "earlier layer; residual: each hidden layer after the first adds its input (equal widths)")
+    n.add_argument("--arch", metavar="FILE.json",
+                   help="the network as a JSON graph description (fnn.Graph.describe(): \"nodes\", each with name, "
+                        "width, activation, inputs, residual, dropout; \"n_in\" and \"loss\" optional)")
+    n.add_argument("--dropout", type=float, metavar="P", help="dropout of the hidden layers, in [0, 1) (default 0)")
     n.add_argument("--activation", help="hidden activation")
     n.add_argument("--output", help="output activation")
     n.add_argument("--loss", help="mse, mae, huber, bce or cross_entropy")
@@ -214,6 +224,7 @@ def settings(args) -> Settings:
         out = args.out or f"runs/{given.get('dataset') or ('csv' if given.get('csv') else 'digits')}"
         cfg = _resumed(os.path.join(out, CHECKPOINT), given.get("epochs"))
     else:
+        _check_arch_flags(given)
         cfg = resolve(given)
         out = args.out or f"runs/{cfg['dataset']}"
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
@@ -250,7 +261,7 @@ def _hosts(args) -> tuple | None:
 
 
 def resolve(given: dict) -> dict:
-    """Full settings from the flags that were given (checks that need no data)."""
+    """Full settings from the flags that were given (checks that need no data), ``--arch``'s file read."""
     name = _dataset_name(given)
     cfg = dict(GENERAL)
     preset = given.get("preset")
@@ -265,6 +276,10 @@ def resolve(given: dict) -> dict:
         cfg.update(PRESETS[name])
     cfg.update(given)
     cfg["dataset"] = name
+    if cfg.get("arch") is not None:
+        cfg["arch"] = _read_arch(cfg["arch"])
+        if "loss" not in given and "loss" in cfg["arch"]:  # --loss, then the file's, then the default
+            cfg["loss"] = cfg["arch"]["loss"]
     _check(cfg)
     if cfg.get("sizes") is not None:
         cfg["sizes"] = _parse_sizes(cfg["sizes"])
@@ -288,7 +303,7 @@ def _dataset_name(given: dict) -> str:
 
 
 def _check(cfg: dict) -> None:
-    """``ValueError`` for settings that are wrong whatever the data: optimizer, lr, counts, loss, schedule."""
+    """``ValueError`` for settings that are wrong whatever the data: optimizer, lr, counts, loss, schedule, dropout."""
     optimizers.spec(cfg.get("optimizer", "adam"))  # unknown optimizer: ValueError before any work
     lr = cfg.get("lr")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
@@ -300,6 +315,41 @@ def _check(cfg: dict) -> None:
         raise ValueError(f"levenberg_marquardt needs --loss mse, got {cfg['loss']!r}")
     if cfg["schedule"] not in ("constant", "cosine", "exponential"):
         raise ValueError(f"unknown --schedule {cfg['schedule']!r}; expected constant, cosine or exponential")
+    p = cfg.get("dropout")
+    if p is not None and not 0 <= p < 1:
+        raise ValueError(f"--dropout must lie in [0, 1), got {p}")
+
+
+def _check_arch_flags(given: dict) -> None:
+    """``ValueError`` if ``--arch`` comes with flags that also describe the network (the file does)."""
+    clash = [f"--{k}" for k in ("sizes", "connect", "activation", "output", "dropout") if k in given]
+    if given.get("arch") is not None and clash:
+        raise ValueError(f"--arch describes the whole network, so it does not go with {', '.join(clash)} "
+                         f"(give them in the file)")
+
+
+def _read_arch(arch):
+    """The graph description in the JSON file ``arch`` (``--arch``), its structure checked; a dict (the copy
+    stored in a checkpoint) stays as it is. The graph itself is built on the data, by ``fnn.training_run``."""
+    if isinstance(arch, dict):
+        return arch
+    try:
+        with open(arch) as f:
+            d = json.load(f)
+    except OSError as err:
+        raise ValueError(f"--arch {arch}: {err.strerror or err}") from None
+    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"--arch {arch} is not JSON: {err}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("nodes"), list) or not d["nodes"] \
+            or set(d) - {"type", "n_in", "loss", "nodes"}:
+        raise ValueError(f"--arch {arch} must hold a JSON object with a non-empty list \"nodes\" and optionally "
+                         f"\"n_in\" and \"loss\" (the form of fnn.Graph.describe())")
+    fields = {f.name for f in dataclasses.fields(graph.Dense)}
+    for i, node in enumerate(d["nodes"]):
+        if not isinstance(node, dict) or not {"name", "width"} <= set(node) or set(node) - fields:
+            raise ValueError(f"--arch {arch}: node {i} must be an object with \"name\", \"width\" and optionally "
+                             f"{', '.join(sorted(fields - {'name', 'width'}))}; got {json.dumps(node)}")
+    return d
 
 
 def _parse_sizes(text):

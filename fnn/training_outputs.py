@@ -16,6 +16,7 @@ import sys
 import jax
 
 from fnn import diagnostics, optimizers, plots, throughput, train
+from fnn.network import MLP
 from fnn.training_run import targets
 
 
@@ -23,10 +24,9 @@ def announce(plan) -> None:
     """The run's first line: the data, the network, the optimizer, the batch, the epochs and the devices."""
     if not plan.writer:
         return
-    splits, net, cfg = plan.splits, plan.net, plan.cfg
+    splits, cfg = plan.splits, plan.cfg
     print(f"fnn train: {plan.ds.name} ({_n(splits.train)} train, {_n(splits.val)} validation, {_n(splits.test)} test), "
-          f"network {_sizes(net)} "
-          f"{'/'.join(net.layer_activations)} {net.loss}, {cfg['optimizer']}, batch {cfg['batch_size'] or 'full'}, "
+          f"network {_network(plan)}, {cfg['optimizer']}, batch {cfg['batch_size'] or 'full'}, "
           f"up to {cfg['epochs']} epochs, {cfg.get('precision') or 'fp32'} on {plan.speed['devices']} "
           f"({plan.speed['device_kind']})", flush=True)
 
@@ -62,13 +62,13 @@ def write(plan, params, history, fit_time: float) -> int:
 
 def _plots(plan, history) -> str:
     """Draw loss_curve.png and, with diagnostics, gradient_norms.png; ``""``, or why there is no plot."""
-    name, net = plan.ds.name, plan.net
+    name = plan.ds.name
     try:
         plots.loss_curve(history, os.path.join(plan.out, "loss_curve.png"),
-                         title=f"{name}: {_sizes(net)}, {plan.cfg['optimizer']}")
+                         title=f"{name}: {_shape(plan)}, {plan.cfg['optimizer']}")
         if history.diagnostics:
             plots.gradient_norms(history, os.path.join(plan.out, "gradient_norms.png"),
-                                 title=f"{name}: {_sizes(net)} {'/'.join(net.layer_activations)}")
+                                 title=f"{name}: {_shape(plan)} {_activations(plan.net)}")
     except OSError as err:
         return f" (no plot: {err})"
     return ""
@@ -85,9 +85,53 @@ def _outcome(result: dict, history) -> str:
     return ", ".join(parts)
 
 
-def _sizes(net) -> str:
-    """The layer widths, ``64,128,10``."""
-    return ",".join(map(str, net.sizes))
+def _network(plan) -> str:
+    """The network in one line: ``64,128,10 relu/softmax cross_entropy`` (``_shape``), then ``dropout P``
+    if ``--dropout``; for ``--arch``, ``graph 4 -> h1(16 relu) -> ... -> out(3 softmax) cross_entropy``."""
+    net, cfg = plan.net, plan.cfg
+    if _kind(cfg) == "graph":
+        names = ["x", *(node.name for node in net.nodes)]
+        return f"graph {' -> '.join([str(net.n_in), *map(_node, net.nodes, names)])} {net.loss}"
+    dropout = f" dropout {cfg['dropout']:g}" if cfg.get("dropout") else ""
+    return f"{_shape(plan)} {_activations(net)} {net.loss}{dropout}"
+
+
+def _node(node, previous: str) -> str:
+    """An ``--arch`` node, ``h2(16 relu from x+h1 residual h1 dropout 0.2)``: its inputs unless just ``previous``."""
+    words = [str(node.width), node.activation]
+    if node.inputs != (previous,):
+        words.append("from " + "+".join(node.inputs))
+    if node.residual is not None:
+        words.append(f"residual {node.residual}")
+    if node.dropout:
+        words.append(f"dropout {node.dropout:g}")
+    return f"{node.name}({' '.join(words)})"
+
+
+def _shape(plan) -> str:
+    """The widths, ``64,128,10``, after ``cascade``, ``residual`` or ``graph`` for those networks."""
+    kind, widths = _kind(plan.cfg), ",".join(map(str, _widths(plan.net)))
+    return widths if kind == "chain" else f"{kind} {widths}"
+
+
+def _kind(cfg) -> str:
+    """How the network connects: ``chain`` (an MLP), ``cascade``, ``residual`` (--connect) or ``graph`` (--arch)."""
+    return "graph" if cfg.get("arch") is not None else cfg.get("connect") or "chain"
+
+
+def _nodes(net) -> tuple:
+    """The network's nodes (``fnn.Dense``; an MLP's are its chain's)."""
+    return net.graph.nodes if isinstance(net, MLP) else net.nodes
+
+
+def _widths(net) -> list:
+    """The input width and each node's, ``[64, 128, 10]`` (an MLP's ``sizes``)."""
+    return [net.n_in, *(node.width for node in _nodes(net))]
+
+
+def _activations(net) -> str:
+    """Each node's activation, ``relu/relu/softmax``."""
+    return "/".join(node.activation for node in _nodes(net))
 
 
 def _n(split) -> int:
@@ -105,18 +149,28 @@ def summarize(plan, params, history, fit_time: float) -> dict:
 
 def _settings(plan) -> dict:
     """The network and training settings of the run."""
-    net, cfg = plan.net, plan.cfg
+    cfg = plan.cfg
     return {
         "dataset": cfg["dataset"],
-        "sizes": list(net.sizes),
-        "activation": list(net.layer_activations),
-        "loss": net.loss,
+        **_architecture(plan),
         "optimizer": cfg["optimizer"],
         "learning_rate": cfg["lr"] if cfg.get("lr") is not None else optimizers.spec(cfg["optimizer"]).default_lr,
         "schedule": cfg["schedule"],
         "batch_size": cfg.get("batch_size"),
         "seed": cfg["seed"],
     }
+
+
+def _architecture(plan) -> dict:
+    """The widths, activations and loss; for a graph also ``connect`` and ``graph`` (its ``describe()``);
+    with ``--dropout``, ``dropout``."""
+    net, kind = plan.net, _kind(plan.cfg)
+    out = {"sizes": _widths(net), "activation": [node.activation for node in _nodes(net)], "loss": net.loss}
+    if kind != "chain":
+        out.update(connect=kind, graph=net.describe())
+    if plan.cfg.get("dropout"):
+        out["dropout"] = plan.cfg["dropout"]
+    return out
 
 
 def _scores(plan, params) -> dict:

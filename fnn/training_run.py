@@ -34,7 +34,7 @@ class Plan:
     cfg: dict  # settings.cfg completed for the data: network defaults, sizes, batch size (None: full batch)
     ds: datasets.Dataset
     splits: Any  # the train, validation and test splits (fnn.data.prepare)
-    net: fnn.MLP
+    net: fnn.MLP | fnn.Graph  # the chain, or the graph of --connect cascade/residual or --arch
     params: Any  # the initial params
     key: jax.Array  # fit's key
     devices: list  # the local devices
@@ -158,7 +158,10 @@ def synthetic_like_mnist(seed: int, n: int = 60000, n_test: int = 10000):
 
 
 def build_net(cfg, ds, base: dict):
-    """The network for ``ds``; fills in ``cfg``'s missing settings from ``base``, and ``sizes``, checked on the data."""
+    """The network for ``ds``; fills in ``cfg``'s missing settings from ``base``, and ``sizes``, checked on the data.
+
+    ``--arch``'s graph takes the data's feature count as ``n_in`` (``sizes`` is then ``None``).
+    """
     task = ds.task
     for k in ("hidden", "activation", "output", "loss", "optimizer", "epochs", "batch_size"):
         cfg.setdefault(k, base[k])
@@ -168,20 +171,61 @@ def build_net(cfg, ds, base: dict):
     n_out = ds.n_classes if task == "classification" else ds.y.shape[1]
     if task == "classification" and cfg["loss"] == "bce" and n_out == 2:
         n_out = 1
-    sizes = cfg.get("sizes") or [n_in, *cfg["hidden"], n_out]
     what = "classes" if task == "classification" else "target columns"
-    if sizes[0] != n_in:
-        raise ValueError(f"--sizes starts with {sizes[0]} inputs but the data has {n_in} features")
-    if sizes[-1] != n_out:
-        raise ValueError(f"--sizes ends with {sizes[-1]} outputs but the data has {n_out} {what}")
-    cfg["sizes"] = sizes
-    if task == "classification" and cfg["loss"] not in ("cross_entropy", "bce"):
+    if cfg.get("arch") is not None:
+        arch = cfg["arch"]
+        _check_widths("--arch", arch.get("n_in", n_in), arch["nodes"][-1]["width"], n_in, n_out, what)
+        cfg["sizes"] = None
+    else:
+        cfg["sizes"] = cfg.get("sizes") or [n_in, *cfg["hidden"], n_out]
+        _check_widths("--sizes", cfg["sizes"][0], cfg["sizes"][-1], n_in, n_out, what)
+    _check_loss(cfg, ds)
+    return make_net(cfg, n_in)
+
+
+def _check_loss(cfg, ds) -> None:
+    """``ValueError`` for a loss that does not fit the data's task, or the optimizer."""
+    if ds.task == "classification" and cfg["loss"] not in ("cross_entropy", "bce"):
         raise ValueError(f"{ds.name} is a classification dataset: use --loss cross_entropy (with --output softmax)")
-    if task == "regression" and cfg["loss"] in ("cross_entropy",):
+    if ds.task == "regression" and cfg["loss"] in ("cross_entropy",):
         raise ValueError(f"{ds.name} is a regression dataset: cross_entropy needs class labels; use --loss mse")
     if cfg["optimizer"] == "levenberg_marquardt" and cfg["loss"] != "mse":
         raise ValueError(f"levenberg_marquardt needs --loss mse, got {cfg['loss']!r}")
-    return fnn.MLP(tuple(sizes), activation=cfg["activation"], output=cfg["output"], loss=cfg["loss"])
+
+
+def _check_widths(flag: str, first, last, n_in: int, n_out: int, what: str) -> None:
+    """``ValueError`` unless the network's ``first`` and ``last`` widths are the data's ``n_in`` and ``n_out``."""
+    if first != n_in:
+        raise ValueError(f"{flag} starts with {first} inputs but the data has {n_in} features")
+    if last != n_out:
+        raise ValueError(f"{flag} ends with {last} outputs but the data has {n_out} {what}")
+
+
+def make_net(cfg, n_in: int):
+    """``cfg``'s network: the ``--arch`` graph, a ``--connect`` cascade or residual graph, or the chain (an MLP)."""
+    if cfg.get("arch") is not None:
+        try:
+            return fnn.Graph.from_description({**cfg["arch"], "n_in": n_in, "loss": cfg["loss"]})
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"--arch: {err}") from None
+    sizes, act, out, loss = cfg["sizes"], cfg["activation"], cfg["output"], cfg["loss"]
+    p = cfg.get("dropout") or 0.0
+    if cfg.get("connect") in (None, "chain"):
+        return fnn.MLP(tuple(sizes), activation=act, output=out, loss=loss, dropout=p)
+    if cfg["connect"] == "cascade":
+        net = fnn.Graph.cascade(sizes, act, out, loss)
+    else:
+        net = fnn.Graph.residual(sizes[0], _residual_width(sizes), len(sizes) - 2, sizes[-1], act, out, loss)
+    hidden = [dataclasses.replace(node, dropout=p) for node in net.nodes[:-1]]
+    return fnn.Graph(net.n_in, (*hidden, net.nodes[-1]), net.loss)
+
+
+def _residual_width(sizes) -> int:
+    """The hidden width of ``--connect residual``: ``ValueError`` unless there are hidden layers, all that wide."""
+    hidden = set(sizes[1:-1])
+    if len(hidden) != 1:
+        raise ValueError(f"--connect residual needs hidden layers of one width, got sizes {','.join(map(str, sizes))}")
+    return hidden.pop()
 
 
 def _speed(cfg, net, n_train: int, devices: list) -> dict:
@@ -269,4 +313,4 @@ def _learning_rate(cfg, steps_per_epoch):
 
 def _jsonable(cfg):
     """The entries of ``cfg`` that JSON can hold (the checkpoint's copy of the settings)."""
-    return {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+    return {k: v for k, v in cfg.items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}

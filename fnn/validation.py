@@ -50,6 +50,17 @@ def check_params(net: Network, params):
     return net.check_params(params)
 
 
+def check_key(key):
+    """``key`` as a typed PRNG key: a ``jax.random.key`` or the raw ``uint32`` data of one (``TypeError`` else)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return key
+    if dtype is not None and jnp.dtype(dtype) == jnp.uint32 and getattr(key, "shape", None) == (2,):
+        return jax.random.wrap_key_data(key)
+    raise TypeError(f"key must be a JAX PRNG key such as jax.random.key(0), got {type(key).__name__}"
+                    f"{'' if dtype is None else f' of dtype {dtype}'}")
+
+
 def _as_array(name: str, a):
     if not hasattr(a, "shape"):
         try:

@@ -26,6 +26,15 @@ def targets(key, loss: str, batch: int, n_out: int, dtype, labels: bool = True):
     return 0.5 * jax.random.normal(key, (batch, n_out), dtype)
 
 
+def host_targets(rng, loss: str, batch: int, n_out: int):
+    """NumPy targets that suit ``loss``, from the generator ``rng``: labels, probabilities or reals."""
+    if loss == "cross_entropy":
+        return rng.integers(0, n_out, batch)
+    if loss == "bce":
+        return rng.uniform(0, 1, (batch, n_out))
+    return 0.5 * rng.normal(size=(batch, n_out))
+
+
 def worst_rel_error(grads, refs, loss) -> float:
     """The largest per-leaf ``rel`` of fnn.check_gradients (see fnn/gradcheck.py)."""
     tiny = gradcheck.gradient_floor(grads, loss)

@@ -114,6 +114,95 @@ def test_divergence_is_reported_and_the_checkpoint_kept(capsys, tmp_path):
     assert os.path.exists(tmp_path / "r" / "checkpoint.npz")
 
 
+ARCH = {"nodes": [
+    {"name": "h1", "width": 8, "activation": "tanh"},
+    {"name": "h2", "width": 8, "activation": "relu", "inputs": ["h1", "x"], "residual": "h1", "dropout": 0.1},
+    {"name": "out", "width": 3, "activation": "softmax", "inputs": ["h2", "h1"]},
+]}
+FAST = ["--dataset", "iris", "--epochs", "2", "--quiet"]
+
+
+@pytest.mark.parametrize("connect,line", [
+    ("residual", "network residual 4,8,8,3 relu/relu/softmax cross_entropy dropout 0.2, adam"),
+    ("cascade", "network cascade 4,8,8,3 relu/relu/softmax cross_entropy dropout 0.2, adam"),
+])
+def test_connect_trains_a_graph_and_reports_it(capsys, tmp_path, connect, line):
+    code, stdout, err = _run(capsys, *FAST, "--sizes", "4,8,8,3", "--connect", connect, "--dropout", "0.2",
+                             "--out", str(tmp_path))
+    assert code == 0, err
+    assert line in stdout.splitlines()[0]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["connect"] == connect and m["sizes"] == [4, 8, 8, 3] and m["dropout"] == 0.2
+    nodes = m["graph"]["nodes"]
+    assert [n["dropout"] for n in nodes] == [0.2, 0.2, 0.0]
+    if connect == "cascade":
+        assert nodes[-1]["inputs"] == ["x", "layer1", "layer2"]
+    else:
+        assert nodes[1]["residual"] == "h1"
+    assert checkpoint.load(tmp_path / "checkpoint.npz").meta["config"]["connect"] == connect
+
+
+def test_arch_file_trains_and_resumes_without_the_file(capsys, tmp_path):
+    arch = tmp_path / "net.json"
+    arch.write_text(json.dumps(ARCH))
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, *FAST, "--arch", str(arch), "--out", str(out))
+    assert code == 0, err
+    assert ("network graph 4 -> h1(8 tanh) -> h2(8 relu from h1+x residual h1 dropout 0.1) -> "
+            "out(3 softmax from h2+h1) cross_entropy, adam") in stdout.splitlines()[0]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["connect"] == "graph" and m["graph"]["n_in"] == 4 and m["graph"]["nodes"][1]["dropout"] == 0.1
+    assert m["activation"] == ["tanh", "relu", "softmax"] and m["loss"] == "cross_entropy"
+    arch.unlink()  # the checkpoint holds the description itself
+    code, _, err = _run(capsys, "--out", str(out), "--resume", "--epochs", "3", "--quiet")
+    assert code == 0, err
+    assert checkpoint.load(out / "checkpoint.npz").meta["epoch"] == 3
+    assert json.loads((out / "metrics.json").read_text())["graph"] == m["graph"]
+
+
+def test_dropout_on_the_chain(capsys, tmp_path):
+    code, stdout, err = _run(capsys, *FAST, "--sizes", "4,8,3", "--dropout", "0.5", "--out", str(tmp_path))
+    assert code == 0, err
+    assert "network 4,8,3 relu/softmax cross_entropy dropout 0.5, adam" in stdout
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["dropout"] == 0.5 and "connect" not in m and "graph" not in m
+    assert checkpoint.load(tmp_path / "checkpoint.npz").meta["net"]["dropout"] == [0.5]
+
+
+@pytest.mark.parametrize("arch,extra,match", [
+    (None, [], "No such file or directory"),
+    ('{"nodes": [', [], "is not JSON"),
+    ("[1, 2]", [], 'must hold a JSON object with a non-empty list "nodes"'),
+    ({"nodes": [{"name": "h", "width": 4, "size": 2}, ARCH["nodes"][-1]]}, [], 'node 0 must be an object with "name"'),
+    ({"nodes": [{"name": "h", "width": 4, "inputs": ["q"]}, ARCH["nodes"][-1]]}, [],
+     "--arch: node 'h' takes 'q', which is not 'x' or an earlier node"),
+    ({**ARCH, "n_in": 5}, [], "--arch starts with 5 inputs but the data has 4 features"),
+    ({"nodes": [{"name": "out", "width": 4, "activation": "softmax"}]}, [],
+     "--arch ends with 4 outputs but the data has 3 classes"),
+    ({**ARCH, "loss": "mse"}, [], "iris is a classification dataset"),  # the file's loss, unless --loss
+    (ARCH, ["--connect", "cascade"], "--arch describes the whole network, so it does not go with --connect"),
+    (ARCH, ["--dropout", "0.1"], "does not go with --dropout"),
+])
+def test_bad_arch_is_one_line(capsys, tmp_path, arch, extra, match):
+    path = tmp_path / "net.json"
+    if arch is not None:
+        path.write_text(arch if isinstance(arch, str) else json.dumps(arch))
+    _one_line_error(capsys, "--dataset", "iris", "--arch", str(path), *extra, "--out", str(tmp_path), match=match)
+    assert _run(capsys, "--dataset", "iris", "--arch", str(path), *extra, "--out", str(tmp_path))[0] == 2
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--connect", "residual", "--sizes", "4,8,16,3"], "--connect residual needs hidden layers of one width"),
+    (["--connect", "residual", "--sizes", "4,3"], "--connect residual needs hidden layers of one width"),
+    (["--connect", "cascade", "--sizes", "4,8,10"], "--sizes ends with 10 outputs but the data has 3 classes"),
+    (["--connect", "ring"], "invalid choice: 'ring'"),
+    (["--dropout", "1"], "--dropout must lie in [0, 1), got 1.0"),
+])
+def test_bad_connect_or_dropout_is_one_line(capsys, tmp_path, argv, match):
+    _one_line_error(capsys, "--dataset", "iris", *argv, "--out", str(tmp_path), match=match)
+    assert _run(capsys, "--dataset", "iris", *argv, "--out", str(tmp_path))[0] == 2
+
+
 def test_console_entry_point_as_module():
     r = subprocess.run([sys.executable, "-m", "fnn", "train", "--dataset", "nope"], capture_output=True, text=True)
     assert r.returncode == 2

@@ -8,7 +8,6 @@ import pytest
 
 import fnn
 from fnn import diagnostics
-from fnn.forward import forward
 
 
 def _data(n=64, d=8, seed=0):
@@ -21,12 +20,13 @@ def test_deltas_give_backprops_gradients():
     net = fnn.MLP((8, 6, 5, 1), activation=("tanh", "relu"), output="sigmoid", loss="bce")
     params = fnn.init(jax.random.key(0), net)
     x, y = _data()
-    cache = forward(net, params, x)
+    cache = net.forward(params, x)
     _, grads = fnn.autodiff(net, params, x, y)  # jax.grad: dL/db_l = sum over the batch of delta_l
     ds = diagnostics.deltas(net, params, cache, y)
-    for c, d, g in zip(cache, ds, grads):
+    inputs = [x] + [cache[f"layer{l}"].a for l in range(1, net.n_layers)]  # a_{l-1} of each layer
+    for a_in, d, g in zip(inputs, ds, grads):
         np.testing.assert_allclose(d.sum(axis=0), g["b"], rtol=1e-5, atol=1e-8)
-        np.testing.assert_allclose(c.a_in.T @ d, g["W"], rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(a_in.T @ d, g["W"], rtol=1e-5, atol=1e-8)
     stats = diagnostics.layer_stats(net, params, x, y)
     want = [math.sqrt(float((g["W"] ** 2).sum() + (g["b"] ** 2).sum())) for g in grads]
     np.testing.assert_allclose(stats["grad_norm"], want, rtol=1e-5)

@@ -33,6 +33,12 @@ FOUR_DEVICES = textwrap.dedent("""
     for devices, feed in [(1, None), (4, None), (4, "host")]:
         p, h = fnn.fit(net, p0, (x, y), epochs=4, batch_size=40, key=jax.random.key(1), devices=devices, feed=feed)
         out[f"{devices}-{feed}"] = {"loss": h.train_loss, "W": np.asarray(p[0]["W"]).tolist()}
+    graph = fnn.Graph(8, (fnn.Dense("h1", 16, "tanh"), fnn.Dense("h2", 16, "relu", ("h1", "x"), "h1", dropout=0.3),
+                           fnn.Dense("out", 3, "softmax", ("h2", "h1"))), "cross_entropy")
+    g0 = fnn.init(k[2], graph)
+    for devices in (1, 4):  # a graph with dropout: the masks are drawn from the step's key, whatever the devices
+        p, h = fnn.fit(graph, g0, (x, y), epochs=3, batch_size=40, key=jax.random.key(1), devices=devices)
+        out[f"graph{devices}"] = {"loss": h.train_loss, "W": np.asarray(p["h2"]["W"]["x"]).tolist()}
     try:
         fnn.fit(net, p0, (x, y), epochs=1, batch_size=30, key=jax.random.key(1), devices=4)
     except ValueError as err:
@@ -71,6 +77,8 @@ def test_four_devices_give_the_loss_curve_of_one(tmp_path):
     for k in ("4-None", "4-host"):
         np.testing.assert_allclose(out[k]["loss"], one, rtol=1e-5)
         np.testing.assert_allclose(out[k]["W"], out["1-None"]["W"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(out["graph4"]["loss"], out["graph1"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(out["graph4"]["W"], out["graph1"]["W"], rtol=1e-4, atol=1e-6)
     assert "batch size 30 does not divide over 4 devices" in out["error"]
     assert out["hlo"] == {"all_reduce": True, "per_device_batch": True}
     c1, c4 = out["cli1"], out["cli4"]

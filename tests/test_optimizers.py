@@ -41,7 +41,7 @@ def test_lm_jacobian_matches_jax_and_gives_the_gradient():
         x, y = prepare(net, params, x, y)
         e, J = optimizers.residuals_and_jacobian(net, params, x, y)
         flat, unravel = jax.flatten_util.ravel_pytree(params)
-        residual = lambda f: (fnn.forward.forward(net, unravel(f), x)[-1].a - y).reshape(-1)
+        residual = lambda f: (fnn.predict(net, unravel(f), x) - y).reshape(-1)
         np.testing.assert_allclose(e, residual(flat), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(J, jax.jacrev(residual)(flat), rtol=1e-4, atol=1e-5)
         _, grads = fnn.backprop(net, params, x, y)

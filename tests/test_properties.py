@@ -24,7 +24,7 @@ import fnn
 from fnn import validation
 from fnn.backprop import backprop_core
 from fnn.forward import loss_core
-from helpers import HIDDEN, PAIRS, worst_rel_error
+from helpers import HIDDEN, PAIRS, host_targets, worst_rel_error
 
 
 @st.composite
@@ -47,14 +47,6 @@ def _params(rng, net, scale):
             for i, o in zip(net.sizes[:-1], net.sizes[1:])]
 
 
-def _targets(rng, loss, batch, n_out):
-    if loss == "cross_entropy":
-        return rng.integers(0, n_out, batch)
-    if loss == "bce":
-        return rng.uniform(0, 1, (batch, n_out))
-    return 0.5 * rng.normal(size=(batch, n_out))
-
-
 QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
@@ -70,7 +62,7 @@ def test_backprop_equals_autodiff_on_random_networks(net_and_scale, batch, seed)
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
         params = jax.tree_util.tree_map(jnp.asarray, _params(rng, net, scale))
-        x, y = rng.normal(size=(batch, net.sizes[0])), _targets(rng, net.loss, batch, net.sizes[-1])
+        x, y = rng.normal(size=(batch, net.sizes[0])), host_targets(rng, net.loss, batch, net.sizes[-1])
         x, y = validation.prepare(net, params, x, y)
         (loss_bp, g_bp), (loss_ad, g_ad) = _both(net, params, x, y)
         assert jax.tree_util.tree_structure(g_bp) == jax.tree_util.tree_structure(params)

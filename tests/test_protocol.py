@@ -42,7 +42,7 @@ class OneHidden(Network):
         return {"hidden": {"W": glorot(k_h, (self.n_in, self.n_hidden), dtype), "b": jnp.zeros(self.n_hidden, dtype)},
                 "out": {"W": glorot(k_o, (self.n_hidden, self.n_out), dtype), "b": jnp.zeros(self.n_out, dtype)}}
 
-    def forward(self, params, x, output_dtype=None):
+    def forward(self, params, x, output_dtype=None, key=None):
         h = jnp.tanh(x @ params["hidden"]["W"] + params["hidden"]["b"])
         z = h @ params["out"]["W"] + params["out"]["b"]
         z = z if output_dtype is None else z.astype(output_dtype)
