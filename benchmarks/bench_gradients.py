@@ -3,6 +3,7 @@
     python benchmarks/bench_gradients.py --quick --out /tmp/bench
     python benchmarks/bench_gradients.py --out benchmarks/results/cpu            # full CPU grid
     python benchmarks/bench_gradients.py --device gpu --out benchmarks/results/gpu
+    python benchmarks/bench_gradients.py --grid graphs --out benchmarks/results/graphs_cpu   # residual, cascade nets
 
 See benchmarks/README.md for what the columns and plots mean.
 """
@@ -18,7 +19,7 @@ from fnn import bench
 from fnn.bench import analysis, output
 from fnn.bench.grids import GRIDS
 from fnn.bench.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind
-from fnn.bench.runner import ALL_METHODS
+from fnn.bench.runner import ALL_METHODS, GRAPH_METHODS
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -35,13 +36,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small grid (under 2 minutes on 2 CPU cores)")
     parser.add_argument("--grid", choices=GRIDS, help="size grid (default: full on cpu, gpu on gpu; "
-                        "--quick means quick; tiny is for tests)")
+                        "--quick means quick; graphs: residual and cascade fnn.Graph nets; "
+                        "tiny and graphs_tiny are for tests)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu",
                         help="cpu (default), gpu, or auto: a GPU when JAX sees one")
     parser.add_argument("--dtype", choices=bench.DTYPES, default="float32")
-    parser.add_argument("--methods", type=_methods, default=ALL_METHODS,
-                        help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    parser.add_argument("--methods", type=_methods,
+                        help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all; "
+                             f"{','.join(GRAPH_METHODS)} on the graph grids)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--plot-only", action="store_true",
                         help="run nothing: re-analyse and redraw from --out's results.partial.json (the cases "

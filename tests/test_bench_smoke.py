@@ -1,5 +1,5 @@
-"""Smoke tests of the benchmark scripts: bench_gradients.py on the tiny grid (seconds), and
-bench_training.py's figure.
+"""Smoke tests of the benchmark scripts: bench_gradients.py on the tiny grid and the graphs_tiny
+grid (seconds), and bench_training.py's figure.
 
 The tiny grid holds ``batch * P`` about constant, so one forward pass costs
 about the same at every size. Finite differences then cost in proportion to
@@ -15,11 +15,12 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fnn.bench.analysis import fit_slope
 from fnn.bench.methods import sample_indices, sample_size
-from fnn.bench.runner import ALL_METHODS, ROW_FIELDS
+from fnn.bench.runner import ALL_METHODS, GRAPH_METHODS, ROW_FIELDS
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -216,6 +217,75 @@ def test_a_classifier_case_runs_every_method_on_integer_labels():
     core, eager = by_method["backprop"]["flops"], by_method["backprop_eager"]["flops"]
     assert 0 < core < eager <= core + 2 * case.batch * case.net.sizes[-1] * 16  # a few FLOPs per one-hot entry
     assert math.isfinite(by_method["backprop_eager"]["paired_vs_jax_grad"])
+
+
+@pytest.fixture(scope="module")
+def graphs_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_graphs")
+    assert _script().main(["--grid", "graphs_tiny", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "results.csv", newline="") as f:
+        return out, list(csv.DictReader(f))
+
+
+def test_graph_grid_times_backprop_jax_grad_and_torch_on_residual_and_cascade_nets(graphs_run):
+    """The graphs grid's default contenders, one row each per case, every one measured; the FLOPs
+    XLA counts are at least the graph's own matmul count, which the rows carry."""
+    from fnn.bench.grids import grid
+
+    out, rows = graphs_run
+    cases = grid("graphs_tiny")
+    assert {r["sweep"] for r in rows} == {"residual", "cascade"}
+    assert sorted((r["case"], r["method"]) for r in rows) == sorted((c.name, m) for c in cases for m in GRAPH_METHODS)
+    params = {c.name: c.net.n_params for c in cases}
+    for r in rows:
+        assert r["status"] == "measured" and int(r["P"]) == int(r["evaluated"]) == params[r["case"]]
+        assert 0 < float(r["time_min_s"]) <= float(r["time_median_s"]) <= float(r["time_max_s"])
+        if r["method"] == "torch":
+            assert r["note"].startswith("eager autograd") and r["flops"] == ""
+        else:
+            assert float(r["flops"]) >= float(r["matmul_flops"]) > 0 and r["flops_source"] == "xla"
+    assert all(math.isfinite(float(r["paired_vs_jax_grad"])) for r in rows if r["method"].startswith("backprop"))
+    results = json.loads((out / "results.json").read_text())
+    assert results["grid"] == "graphs_tiny" and results["complete"] and results["slopes"] == {}
+    assert {r["case"] for r in results["ratios"]} == set(params)
+    for name in ("summary.md", "backprop_vs_autodiff.png", "flops_per_s.png"):
+        assert (out / name).stat().st_size > 0
+    assert not (out / "time_vs_params.png").exists()  # no sweep along P to draw
+    summary = (out / "summary.md").read_text()
+    assert all(f"| {c.name} |" in summary for c in cases) and "Fitted slopes" not in summary
+
+
+def test_the_torch_peer_computes_fnns_loss_and_gradients_on_any_network():
+    """The peer is built from the network's description: the graphs grid's residual and cascade nets,
+    a graph with several inputs, a residual and dropout in one node (off without a key, as in fnn),
+    and an MLP (its chain graph). At the benchmark's matmul precision, on the grids' cases: the runs above
+    compiled their programs already."""
+    import jax
+    import jax.numpy as jnp
+
+    import fnn
+    from fnn.bench import grids, methods, runner, torch_peer
+
+    mixed = fnn.Graph(6, nodes=[
+        fnn.Dense("h1", 8, "gelu"),
+        fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
+        fnn.Dense("out", 3, "softmax", inputs=("h2", "h1")),
+    ], loss="cross_entropy")
+    cases = [*grids.grid("graphs_tiny"), grids.Case("graph", mixed, 16), grids.grid("tiny")[0]]
+    for case in cases:
+        net = case.net
+        with jax.default_matmul_precision(runner.MATMUL_PRECISION):
+            params, x, _, targets = methods.make_inputs(net, case.batch, jax.devices("cpu")[0], jnp.float32)
+            loss, grads = fnn.backprop(net, params, x, targets)
+        step, leaves = torch_peer.peer(net, params, x, targets)
+        assert step().item() == pytest.approx(float(loss), rel=1e-5), case.name
+        graph, grads = torch_peer.as_graph(net, grads)
+        for node in graph.nodes:
+            W, b = leaves[node.name]
+            assert set(W) == set(node.inputs)
+            for i, w in W.items():
+                assert w.grad.numpy() == pytest.approx(np.asarray(grads[node.name]["W"][i]), rel=1e-4, abs=1e-6)
+            assert b.grad.numpy() == pytest.approx(np.asarray(grads[node.name]["b"]), rel=1e-4, abs=1e-6)
 
 
 def test_bench_calls_measures_and_writes_every_function(tmp_path):

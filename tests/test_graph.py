@@ -119,6 +119,12 @@ def graphs(draw):
     return fnn.Graph(n_in, (*nodes, fnn.Dense("out", n_out, output, inputs=inputs)), loss)
 
 
+def _with_random_biases(rng, params: dict) -> dict:
+    """``params`` with N(0, 0.1) biases: with the init's zero biases a relu node whose inputs are all 0
+    has ``z = 0`` exactly, on the kink, where no difference quotient is the derivative."""
+    return {name: {**p, "b": p["b"] + rng.normal(0, 0.1, p["b"].shape)} for name, p in params.items()}
+
+
 QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
@@ -130,12 +136,12 @@ def _three(net, params, x, y, key):
     return backprop_core(net, params, x, y, key), autodiff_core(net, params, x, y, key)[1], fd
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(graphs(), st.integers(1, 16), st.booleans(), st.integers(0, 2**31 - 1))
 def test_backprop_equals_autodiff_and_finite_differences_on_random_graphs(net, batch, dropout, seed):
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
-        params = fnn.init(jax.random.key(seed), net, dtype=jnp.float64)
+        params = _with_random_biases(rng, fnn.init(jax.random.key(seed), net, dtype=jnp.float64))
         x, y = validation.prepare(net, params, rng.normal(size=(batch, net.n_in)),
                                   host_targets(rng, net.loss, batch, net.n_out))
         key = jax.random.key(seed + 1) if dropout else None

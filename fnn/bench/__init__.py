@@ -32,7 +32,7 @@ def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     target = machine.select_device(device)
-    results = runner.run(grid, target, jnp.dtype(dtype), methods or runner.ALL_METHODS, progress, on_case)
+    results = runner.run(grid, target, jnp.dtype(dtype), methods, progress, on_case)
     return analysis.analyse(results)
 
 

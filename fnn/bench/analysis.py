@@ -16,6 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from fnn import throughput
+from fnn.graph import Graph
 
 SLOPE_SWEEPS = ("width", "iso_work", "depth")
 # backprop/jax.grad time ratio above which the issue asks for an explanation
@@ -34,9 +35,24 @@ def fit_slope(p, t) -> float:
 
 # The matmul FLOPs each method cannot do without (fnn.throughput): forward
 # 2 B sum(n_in n_out); a gradient of the params 6 B sum(n_in n_out) less the
-# first layer's input gradient, 2 B n_0 n_1.
+# first layer's input gradient, 2 B n_0 n_1. Here for a chain's sizes (the
+# rows of runs made before the ``matmul_flops`` column); ``matmul_flops`` below
+# counts any network, a graph per matrix ``W_j[i]``.
 MATMUL_FLOPS = {"forward": throughput.forward_flops, "backprop": throughput.step_flops, "backprop_eager": throughput.step_flops,
                 "jax_grad": throughput.step_flops}
+
+
+def matmul_flops(method: str, net, batch: int) -> float:
+    """The matmul FLOPs ``method`` cannot do without on ``net`` (an ``MLP`` or ``Graph``); NaN for a
+    method without such a floor. A graph's forward pass does ``2 B n_i n_j`` per matrix ``W_j[i]``, its
+    gradient ``net.step_flops``."""
+    if method not in MATMUL_FLOPS:
+        return math.nan
+    if method != "forward":
+        return float(net.step_flops(batch))
+    graph = net if isinstance(net, Graph) else net.graph
+    widths = graph.widths
+    return float(sum(2 * batch * widths[i] * node.width for node in graph.nodes for i in node.inputs))
 
 
 def counted_flops(rows) -> list[dict]:
@@ -55,7 +71,9 @@ def counted_flops(rows) -> list[dict]:
         if floor is None or r["status"] == "skipped" or r.get("flops_source") == "analytic":  # re-analysed
             out.append(r)
             continue
-        need = float(floor([int(n) for n in str(r["sizes"]).split("-")], int(r["batch"])))
+        need = r.get("matmul_flops", math.nan)
+        if not math.isfinite(need):  # a row from before the column: a chain's, counted from its sizes
+            need = float(floor([int(n) for n in str(r["sizes"]).split("-")], int(r["batch"])))
         if r["flops"] >= need:
             out.append({**r, "flops_source": "xla"})
             continue

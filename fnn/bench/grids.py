@@ -15,6 +15,12 @@ in sweeps, each varying one thing so its effect on time can be read off:
   * ``iso_work``: widths with ``batch * P`` held about constant, so one forward
     pass costs about the same at every size; time then grows with ``P`` only
     through the number of passes a method needs (the smoke test's sweep).
+  * ``residual`` and ``cascade`` (the ``graphs`` grid): ``fnn.Graph`` networks,
+    ``Graph.residual`` (relu blocks ``h_l = f(h_{l-1} W + b) + h_{l-1}``, 10
+    softmax outputs, cross-entropy on integer labels) and ``Graph.cascade``
+    (MATLAB's cascade-forward net, every tanh layer reading ``x`` and all
+    earlier layers, identity outputs and mse). A graph's sizes in a case name
+    are the input's and its nodes' widths in order.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 
 from fnn.analytical import SINGLE_UNIT
+from fnn.graph import Graph
 from fnn.network import MLP
+from fnn.protocol import Network
 
 ACTIVATION = "tanh"
 
@@ -30,12 +38,19 @@ ACTIVATION = "tanh"
 @dataclasses.dataclass(frozen=True)
 class Case:
     sweep: str
-    net: MLP
+    net: Network  # an MLP or a Graph
     batch: int
 
     @property
+    def sizes(self) -> tuple[int, ...]:
+        """The input's width, then each layer's (a graph's nodes in order)."""
+        if isinstance(self.net, Graph):
+            return (self.net.n_in, *(node.width for node in self.net.nodes))
+        return self.net.sizes
+
+    @property
     def name(self) -> str:
-        return f"{self.sweep}:{'-'.join(map(str, self.net.sizes))}@{self.batch}"
+        return f"{self.sweep}:{'-'.join(map(str, self.sizes))}@{self.batch}"
 
     @property
     def n_params(self) -> int:
@@ -44,11 +59,11 @@ class Case:
     @property
     def depth(self) -> int:
         """Hidden layers."""
-        return self.net.n_layers - 1
+        return len(self.sizes) - 2
 
     @property
     def width(self) -> int:
-        return max(self.net.sizes[1:-1], default=self.net.sizes[0])
+        return max(self.sizes[1:-1], default=self.sizes[0])
 
 
 def mlp(width: int, hidden: int = 2, n_out: int = 1) -> MLP:
@@ -87,11 +102,29 @@ def iso_work_sweep(widths, work: int) -> list[Case]:
     return [Case("iso_work", mlp(w), max(1, round(work / mlp(w).n_params))) for w in widths]
 
 
+def residual_sweep(depths, width: int, batches, n_in: int = 64, n_out: int = 10) -> list[Case]:
+    """``Graph.residual`` classifiers of ``depths`` relu nodes of ``width`` units, at each batch."""
+    return [Case("residual", Graph.residual(n_in, width, d, n_out, "relu", "softmax", "cross_entropy"), b)
+            for d in depths for b in batches]
+
+
+def cascade_sweep(nets, batches) -> list[Case]:
+    """``Graph.cascade`` regressors of the given sizes (tanh layers, identity outputs, mse), at each batch."""
+    return [Case("cascade", Graph.cascade(sizes, ACTIVATION), b) for sizes in nets for b in batches]
+
+
 def grid(name: str) -> list[Case]:
     """The named grid: ``tiny`` (tests, seconds), ``quick`` (< 2 min on 2 CPU cores),
-    ``full`` (CPU, P up to about 2e6), ``gpu`` (P up to about 1.3e8)."""
+    ``full`` (CPU, P up to about 2e6), ``gpu`` (P up to about 1.3e8), ``graphs``
+    (residual and cascade ``fnn.Graph`` nets, P up to about 1.1e6) and
+    ``graphs_tiny`` (its smoke test's)."""
     if name == "tiny":
         return iso_work_sweep((4, 8, 16, 32), work=2**15)
+    if name == "graphs_tiny":
+        return residual_sweep((3,), width=8, batches=(16,), n_in=6, n_out=3) + cascade_sweep([(6, 8, 8, 2)], (16,))
+    if name == "graphs":
+        return (residual_sweep((4, 8, 16), width=256, batches=(64, 256))
+                + cascade_sweep([(64, 128, 128, 128, 10), (64, *(256,) * 6, 10)], batches=(64, 256)))
     if name == "quick":
         return (single_unit(64) + width_sweep((2, 8, 32, 64, 128, 256), batch=128)
                 + depth_sweep((1, 4), width=128, batch=128) + batch_sweep((512,), width=256)
@@ -111,4 +144,5 @@ def grid(name: str) -> list[Case]:
     raise ValueError(f"unknown grid {name!r}; expected one of {list(GRIDS)}")
 
 
-GRIDS = ("tiny", "quick", "full", "gpu")
+GRIDS = ("tiny", "quick", "full", "gpu", "graphs", "graphs_tiny")
+GRAPH_GRIDS = ("graphs", "graphs_tiny")

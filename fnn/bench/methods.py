@@ -47,7 +47,7 @@ from fnn.backprop import backprop_core, compiled_backprop
 from fnn.bench.xla_cost import compiled_cost
 from fnn.finite_differences import compiled_finite_differences, default_chunk, default_eps
 from fnn.forward import loss_core
-from fnn.network import MLP
+from fnn.protocol import Network
 
 JAX_METHODS = ("forward", "backprop", "backprop_eager", "jax_grad", "forward_mode", "fd_central", "fd_naive_loop", "analytical")
 PER_PERTURBATION = ("forward_mode", "fd_central", "fd_naive_loop")
@@ -65,17 +65,17 @@ class Prepared:
     note: str = ""
 
 
-def make_inputs(net: MLP, batch: int, device, dtype, seed: int = 0):
+def make_inputs(net: Network, batch: int, device, dtype, seed: int = 0):
     """``(params, x, y, targets)`` for ``net`` on ``device``: ``y`` validated for the
     compiled methods (one-hot for a classifier), ``targets`` as a user passes them
     (integer labels for a classifier, else ``y``)."""
     k_params, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
     params = initializers.init(k_params, net, dtype=dtype)
-    x = jax.random.normal(k_x, (batch, net.sizes[0]), dtype)
+    x = jax.random.normal(k_x, (batch, net.n_in), dtype)
     if net.loss == "cross_entropy":
-        targets = jax.random.randint(k_y, (batch,), 0, net.sizes[-1])
+        targets = jax.random.randint(k_y, (batch,), 0, net.n_out)
     else:
-        targets = jax.random.normal(k_y, (batch, net.sizes[-1]), dtype)
+        targets = jax.random.normal(k_y, (batch, net.n_out), dtype)
         if net.output == "sigmoid":  # targets in the output's range
             targets = jax.nn.sigmoid(targets)
     params, x, targets = jax.device_put((params, x, targets), device)

@@ -104,8 +104,9 @@ def summary_markdown(results: dict) -> str:
             f"{_x(r['flops_vs_jax_grad'], 4)} | {_x(r['temp_vs_jax_grad'])} | "
             f"{_x(r['flops_per_s'] / 1e9, 1)} | {_x(r['peak_flops_per_s'] / 1e9, 1)} | "
             f"{_x(100 * r['peak_fraction'], 0)} |")
-    lines += ["", "Fitted slopes k of time ~ P^k and of cost in forward passes ~ P^k:", "",
-              "| sweep | method | k (time) | k (forward passes) | P range |", "|---|---|---:|---:|---|"]
+    if results["slopes"]:  # none in the graphs grid, which has no sweep along P
+        lines += ["", "Fitted slopes k of time ~ P^k and of cost in forward passes ~ P^k:", "",
+                  "| sweep | method | k (time) | k (forward passes) | P range |", "|---|---|---:|---:|---|"]
     for sweep, by_method in results["slopes"].items():
         for method, s in by_method.items():
             lines.append(f"| {sweep} | {method} | {_x(s['time'])} | {_x(s['rel_forward'])} | "

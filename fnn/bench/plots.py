@@ -4,7 +4,8 @@
     per method along the slope sweep, fitted slope in the legend. Hollow
     markers are extrapolated from a sample of perturbations.
   * ``cost_in_forward_passes.png``: the same times divided by one forward pass:
-    backprop stays flat at a few passes, finite differences climb as P.
+    backprop stays flat at a few passes, finite differences climb as P. These
+    two need a sweep along P: the graphs grid, which has none, draws neither.
   * ``backprop_vs_autodiff.png``: backprop's time over jax.grad's and torch's
     at every measured case, and its compiled FLOPs and temporary memory over
     jax.grad's (noise-free).
@@ -64,6 +65,8 @@ def _per_method(ax, rows, value, ylabel, title):
 
 def time_vs_params(results, path: Path):
     rows = results["rows"]
+    if not slope_sweep(rows):
+        return False  # no sweep along P (the graphs grid)
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     batch = next((r["batch"] for r in rows if r["sweep"] == slope_sweep(rows)), "")
     _per_method(ax, rows, "time_median_s", "seconds per full gradient (median)",
@@ -74,6 +77,8 @@ def time_vs_params(results, path: Path):
 
 def cost_in_forward_passes(results, path: Path):
     rows = results["rows"]
+    if not slope_sweep(rows):
+        return False
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     _per_method(ax, rows, "rel_forward", "time / time of one forward pass",
                 "Cost in forward passes: backprop ~ constant, finite differences ~ P")
@@ -120,7 +125,8 @@ def flops_per_s(results, path: Path):
     if not table:
         return False  # backprop was not run (--methods)
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    for sweep, marker in (("single_unit", "*"), ("width", "s"), ("depth", "^"), ("batch", "o"), ("iso_work", "D")):
+    for sweep, marker in (("single_unit", "*"), ("width", "s"), ("depth", "^"), ("batch", "o"), ("iso_work", "D"),
+                          ("residual", "v"), ("cascade", "P")):
         rs = [r for r in table if r["sweep"] == sweep]
         if rs:
             ax.plot([r["flops"] for r in rs], [r["flops_per_s"] for r in rs], marker, color="tab:red",

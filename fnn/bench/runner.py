@@ -18,17 +18,25 @@ import jax.numpy as jnp
 from fnn.analytical import SINGLE_UNIT
 from fnn.bench import methods as M
 from fnn.bench import torch_peer
-from fnn.bench.grids import Case, grid
+from fnn.bench.analysis import matmul_flops
+from fnn.bench.grids import GRAPH_GRIDS, Case, grid
 from fnn.bench.machine import describe
 from fnn.bench.xla_cost import matmul_call, matmul_peak
 from fnn.timing import paired_ratio, time_interleaved, wall_time
 
 ALL_METHODS = (*M.JAX_METHODS, "torch")
+# The graph grids judge the step time against jax.grad and PyTorch: the O(P) methods are the MLP grids' story.
+GRAPH_METHODS = ("forward", "backprop", "backprop_eager", "jax_grad", "torch")
+
+
+def default_methods(grid_name: str) -> tuple[str, ...]:
+    return GRAPH_METHODS if grid_name in GRAPH_GRIDS else ALL_METHODS
+
 
 ROW_FIELDS = (
     "method", "status", "sweep", "case", "sizes", "depth", "width", "batch", "P", "evaluated",
     "time_median_s", "time_min_s", "time_max_s", "repeats", "compile_s", "rel_forward",
-    "flops", "flops_source", "flops_per_s", "peak_flops_per_s", "peak_fraction", "temp_bytes",
+    "flops", "flops_source", "matmul_flops", "flops_per_s", "peak_flops_per_s", "peak_fraction", "temp_bytes",
     "paired_vs_jax_grad", "dtype", "device", "device_kind", "jax_version", "note",
 )
 
@@ -52,6 +60,7 @@ BUDGETS = {
     "full": Budget(1.0, 3, 301, 3e9, 10_000, 300, 2048),
     "gpu": Budget(0.5, 5, 301, 1e12, 10_000, 300, 8192),
 }
+BUDGETS.update(graphs=BUDGETS["full"], graphs_tiny=BUDGETS["tiny"])
 
 
 # The pair the step-time target judges gets more rounds: its paired ratio must
@@ -67,7 +76,7 @@ def _repeats(seconds_per_call: float, budget: Budget, factor: int = 1) -> int:
 
 def _base_row(case: Case, machine: dict, dtype_name: str) -> dict:
     return {
-        "sweep": case.sweep, "case": case.name, "sizes": "-".join(map(str, case.net.sizes)),
+        "sweep": case.sweep, "case": case.name, "sizes": "-".join(map(str, case.sizes)),
         "depth": case.depth, "width": case.width, "batch": case.batch, "P": case.n_params,
         "dtype": dtype_name, "device": machine["device"], "device_kind": machine["device_kind"],
         "jax_version": machine["jax_version"],
@@ -144,7 +153,8 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
             **base, "method": name, "status": "extrapolated" if p.evaluated < case.n_params else "measured",
             "evaluated": p.evaluated, "time_median_s": median, "time_min_s": t.min_s * k,
             "time_max_s": t.max_s * k, "repeats": t.repeats, "compile_s": p.compile_s,
-            "rel_forward": median / forward_s, "flops": p.flops, "flops_source": "xla", "flops_per_s": p.flops / median,
+            "rel_forward": median / forward_s, "flops": p.flops, "flops_source": "xla",
+            "matmul_flops": matmul_flops(name, case.net, case.batch), "flops_per_s": p.flops / median,
             "peak_flops_per_s": peak_flops_per_s, "peak_fraction": p.flops / median / peak_flops_per_s,
             "temp_bytes": p.temp_bytes, "paired_vs_jax_grad": paired.get(name, math.nan),
             "note": p.note or (f"timed on {p.evaluated} of {case.n_params} perturbations, scaled by P/evaluated"
@@ -159,13 +169,14 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
 MATMUL_PRECISION = "highest"
 
 
-def run(grid_name: str, device, dtype, methods=ALL_METHODS, progress: bool = True, on_case=None) -> dict:
+def run(grid_name: str, device, dtype, methods=None, progress: bool = True, on_case=None) -> dict:
     """Run the named grid on ``device`` at ``MATMUL_PRECISION``; return the results (machine, matmul peak, rows).
+    ``methods``: default ``default_methods(grid_name)``.
 
     ``on_case(partial)``, if given, is called after each case with the results
     so far (``"complete": False``), so that a long run can keep them on disk.
     """
-    budget, cases = BUDGETS[grid_name], grid(grid_name)
+    budget, cases, methods = BUDGETS[grid_name], grid(grid_name), methods or default_methods(grid_name)
     about = {"grid": grid_name, "dtype": jnp.dtype(dtype).name, "matmul_precision": MATMUL_PRECISION,
              "machine": describe(device), "cases": len(cases)}
     start = time.perf_counter()

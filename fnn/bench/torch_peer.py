@@ -1,5 +1,9 @@
 """PyTorch eager autograd on the same network, parameters and data: the peer.
 
+Any ``fnn.Graph`` runs, built from its description (each node's inputs,
+residual and activation, the output activation and loss); an ``MLP`` runs as
+its chain graph, one ``addmm`` and activation per layer.
+
 Forward and backward are one training step's gradient, ``loss.backward()``
 with ``.grad`` cleared first, in eager mode (no ``torch.compile``), as a
 typical PyTorch user runs it. The peer gets its best shot: each case runs on
@@ -19,7 +23,9 @@ import numpy as np
 from fnn.timing import wall_time
 
 from fnn.bench.machine import cpu_cores
+from fnn.graph import INPUT, Graph
 from fnn.network import MLP
+from fnn.protocol import Network
 
 
 class Unsupported(Exception):
@@ -49,7 +55,7 @@ def _tensor(torch, a, dtype, device):
     return torch.from_numpy(np.array(a, dtype=np.float32)).to(device=device, dtype=dtype)
 
 
-def _loss(torch, net: MLP):
+def _loss(torch, net: Network):
     """``loss(last layer's output, targets)`` as fnn defines it, averaged over the batch."""
     if net.loss == "mse":
         return lambda a, y: 0.5 * ((a - y) ** 2).sum(dim=1).mean()
@@ -58,39 +64,68 @@ def _loss(torch, net: MLP):
     raise Unsupported(f"no PyTorch peer for loss {net.loss!r}")
 
 
-def gradient_step(net: MLP, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
-    """A zero-argument call computing the loss and its gradient in PyTorch, or ``Unsupported``.
+def as_graph(net: Network, params) -> tuple[Graph, dict]:
+    """``(graph, its params)``: an ``MLP`` as its chain graph, a ``Graph`` as it is."""
+    if isinstance(net, Graph):
+        return net, params
+    if isinstance(net, MLP):
+        return net.graph, net.as_graph_params(params)
+    raise Unsupported(f"no PyTorch peer for a {type(net).__name__}")
+
+
+def graph_output(graph: Graph, leaves: dict, acts: list, x):
+    """The graph's forward pass in torch: per node ``act(b + sum_i a_i @ W[i]) (+ a_residual)``.
+
+    No dropout: the benchmark passes no key, and without one fnn runs none either."""
+    out = {INPUT: x}
+    for node, act in zip(graph.nodes, acts):
+        W, b = leaves[node.name]
+        z = b
+        for i in node.inputs:
+            z = z.addmm(out[i], W[i])  # torch.addmm(z, a_i, W[i]); b broadcasts over the batch
+        a = act(z)
+        out[node.name] = a if node.residual is None else a + out[node.residual]
+    return a
+
+
+def peer(net: Network, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
+    """``(step, leaves)``: a zero-argument call computing the loss and its gradient in PyTorch
+    (``leaves[node] = ({input: W}, b)`` hold ``.grad`` after it), or ``Unsupported``.
 
     ``y``: real targets for ``mse``; integer labels for ``cross_entropy`` (the
-    output layer then stays logits, and ``F.cross_entropy`` takes its softmax).
+    output node then stays logits, and ``F.cross_entropy`` takes its softmax).
     """
     torch = _torch()
-    loss_fn = _loss(torch, net)
+    graph, params = as_graph(net, params)
+    loss_fn = _loss(torch, graph)
     if device_kind == "gpu" and not torch.cuda.is_available():
         raise Unsupported("torch has no CUDA device here; PyTorch peer skipped")
     device = "cuda" if device_kind == "gpu" else "cpu"
     dtype = getattr(torch, dtype_name)
-    names = net.activation + (("identity",) if net.loss == "cross_entropy" else (net.output,))
+    leaf = lambda a: _tensor(torch, a, dtype, device).requires_grad_()
+    leaves = {n: ({i: leaf(w) for i, w in p["W"].items()}, leaf(p["b"])) for n, p in params.items()}
+    tensors = [t for W, b in leaves.values() for t in (*W.values(), b)]
+    names = [n.activation for n in graph.nodes[:-1]] + ["identity" if graph.loss == "cross_entropy" else graph.output]
     acts = [_activation(torch, name) for name in names]
-    leaves = [(_tensor(torch, l["W"], dtype, device).requires_grad_(), _tensor(torch, l["b"], dtype, device).requires_grad_())
-              for l in params]
     xt = _tensor(torch, x, dtype, device)
-    yt = (torch.from_numpy(np.asarray(y, np.int64)).to(device) if net.loss == "cross_entropy"
+    yt = (torch.from_numpy(np.asarray(y, np.int64)).to(device) if graph.loss == "cross_entropy"
           else _tensor(torch, y, dtype, device))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step():
-        for w, b in leaves:
-            w.grad = b.grad = None
-        a = xt
-        for (w, b), act in zip(leaves, acts):
-            a = act(torch.addmm(b, a, w))
-        loss = loss_fn(a, yt)
+        for t in tensors:
+            t.grad = None
+        loss = loss_fn(graph_output(graph, leaves, acts, xt), yt)
         loss.backward()
         sync()
         return loss
 
-    return step
+    return step, leaves
+
+
+def gradient_step(net: Network, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
+    """``peer``'s step alone: what the benchmark times."""
+    return peer(net, params, x, y, device_kind, dtype_name)[0]
 
 
 def fastest_threads(step, calls: int = 7, margin: float = 0.9) -> int:
