@@ -77,11 +77,6 @@ def _keep(key, p: float, f: Array) -> Array:
     return jax.random.bernoulli(key, 1.0 - p, f.shape).astype(f.dtype) / jnp.asarray(1.0 - p, f.dtype)
 
 
-def forward(net, params, x: Array, output_dtype=None, key=None):
-    """The forward cache of any ``fnn.protocol`` network (``net.forward``)."""
-    return net.forward(params, x, output_dtype=output_dtype, key=key)
-
-
 def predict_core(net, params, x) -> Array:
     """The network's output on inputs that have already passed validation (any ``fnn.protocol`` network)."""
     return net.output_of(net.forward(params, x))[1]
