@@ -36,7 +36,7 @@ import warnings
 import numpy as np
 
 from fnn import checkpoint as ckpt_io
-from fnn import diagnostics, distributed
+from fnn import diagnostics, distributed, validation
 
 
 class Callback:
@@ -118,8 +118,7 @@ class EarlyStopping(Callback):
     state_key = "best"
 
     def __init__(self, patience: int | None, min_delta: float = 0.0, restore_best: bool = True):
-        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
-            raise ValueError(f"patience must be a positive int, got {patience!r}")
+        validation.check_positive_int("patience", patience, allow_none=True)
         if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
         self.patience, self.min_delta, self.restore_best = patience, float(min_delta), bool(restore_best)
@@ -178,8 +177,7 @@ class Checkpoint(Callback):
     """
 
     def __init__(self, path, every: int | None = None, every_s: float = 30.0):
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-            raise ValueError(f"checkpoint_every must be a positive int, got {every!r}")
+        validation.check_positive_int("checkpoint_every", every, allow_none=True)
         if isinstance(every_s, bool) or not isinstance(every_s, (int, float)) or not every_s > 0:
             raise ValueError(f"every_s must be a positive number of seconds, got {every_s!r}")
         self.path, self.every, self.every_s = os.fspath(path), every, float(every_s)

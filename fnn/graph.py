@@ -99,7 +99,7 @@ class Graph(Network):
         for node in nodes[:-1]:
             if node.name not in read:
                 raise ValueError(f"node {node.name!r} feeds no later node: the output does not depend on it")
-        _check_output(nodes[-1].activation, self.loss)
+        losses.check_pair(nodes[-1].activation, self.loss)
         object.__setattr__(self, "nodes", nodes)
 
     # ------------------------------------------------------------------ constructors
@@ -239,14 +239,6 @@ def _check_node(node: Dense, widths: dict, last: bool) -> None:
         raise ValueError(f"the output node {name!r} cannot have dropout")
     if not last and not activations.get(node.activation).hidden_ok:
         raise ValueError(f"activation {node.activation!r} may only be used as the output activation")
-
-
-def _check_output(output: str, loss: str) -> None:
-    if loss not in losses.LOSS_NAMES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {list(losses.LOSS_NAMES)}")
-    needed = losses.FUSED_ONLY.get(loss)
-    if needed is not None and output != needed:
-        raise ValueError(f"loss {loss!r} needs output={needed!r} (its stable fused form), got output={output!r}")
 
 
 def _per_layer(value, n: int, what: str) -> tuple:

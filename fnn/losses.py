@@ -115,6 +115,15 @@ FUSED_ONLY = {"bce": "sigmoid", "cross_entropy": "softmax"}
 LOSS_NAMES = (*LOSSES, *FUSED_ONLY)
 
 
+def check_pair(output: str, loss: str) -> None:
+    """``ValueError`` for an unknown loss, or one that needs another output activation (its fused form)."""
+    if loss not in LOSS_NAMES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSS_NAMES)}")
+    needed = FUSED_ONLY.get(loss)
+    if needed is not None and output != needed:
+        raise ValueError(f"loss {loss!r} needs output={needed!r} (its stable fused form), got output={output!r}")
+
+
 def is_fused(output: str, loss: str) -> bool:
     return (output, loss) in FUSED
 

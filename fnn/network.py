@@ -91,13 +91,7 @@ class MLP(Network):
             if not activations.get(name).hidden_ok:
                 raise ValueError(f"activation {name!r} may only be used as the output activation")
         activations.get(self.output)
-        if self.loss not in losses.LOSS_NAMES:
-            raise ValueError(f"unknown loss {self.loss!r}; expected one of {list(losses.LOSS_NAMES)}")
-        needed = losses.FUSED_ONLY.get(self.loss)
-        if needed is not None and self.output != needed:
-            raise ValueError(
-                f"loss {self.loss!r} needs output={needed!r} (its stable fused form), got output={self.output!r}"
-            )
+        losses.check_pair(self.output, self.loss)
         dropout = _as_dropout_tuple(self.dropout, len(sizes) - 2)
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activation", hidden)

@@ -116,7 +116,7 @@ class _Epochs:
         # params, optimizer state and the data replicated over the mesh; each minibatch is split inside the epoch
         self.everywhere = distributed.replicated(self.mesh)
         self.seed = key_words(run.key)  # every epoch's shuffling derives from it, on the host
-        self.key, self.stochastic = run.key, getattr(run.net, "stochastic", False)  # and its dropout
+        self.key, self.stochastic = run.key, run.net.stochastic  # and its dropout
         run.params, run.opt_state = distributed.put_global((run.params, run.opt_state), self.everywhere)
         self.val = distributed.put_global((xv, yv), self.everywhere)
         self.data = distributed.put_global((x, y), self.everywhere) if feed == "device" else (np.asarray(x), np.asarray(y))
@@ -213,13 +213,6 @@ def _split_pair(name, data):
     raise TypeError(f"{name} must be an (x, y) pair, got {type(data).__name__}")
 
 
-def _check_positive_int(name, v, allow_none=False):
-    if v is None and allow_none:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-
-
 def _optimizer(net, optimizer, learning_rate, **options):
     """``(tx, name, default batch size)`` for an optimizer given by name or as an optax transform."""
     if isinstance(optimizer, str):
@@ -268,7 +261,7 @@ def _prepare_data(net, params, train, validation):
 
 def _batch(batch_size, n: int) -> int:
     """Examples per step: ``batch_size`` (at most ``n``), or ``n`` when ``None`` (full batch)."""
-    _check_positive_int("batch_size", batch_size, allow_none=True)
+    checks.check_positive_int("batch_size", batch_size, allow_none=True)
     return n if batch_size is None else min(int(batch_size), n)
 
 
@@ -436,7 +429,7 @@ def fit(
     """
     checks.check_net(net)
     for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every), ("patience", patience)):
-        _check_positive_int(name, value, allow_none=name != "epochs")
+        checks.check_positive_int(name, value, allow_none=name != "epochs")
     train, validation = _prepare_data(net, params, train, validation)
     if patience is not None and validation is None:
         raise ValueError("patience (early stopping) needs validation data")

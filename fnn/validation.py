@@ -50,6 +50,14 @@ def check_params(net: Network, params):
     return net.check_params(params)
 
 
+def check_positive_int(name: str, v, allow_none: bool = False) -> None:
+    """``ValueError`` naming ``name`` unless ``v`` is a positive int (or ``None``, with ``allow_none``)."""
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
 def check_key(key):
     """``key`` as a typed PRNG key: a ``jax.random.key`` or the raw ``uint32`` data of one (``TypeError`` else)."""
     dtype = getattr(key, "dtype", None)
