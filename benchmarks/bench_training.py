@@ -39,6 +39,17 @@ paired ratio current/baseline (median of each repeat's own ratio), both commits
 --out (default results/loop_<backend>/loop.json):
 
     python benchmarks/bench_training.py --baseline ../fnn_before --repeats 7 --out benchmarks/results/loop_cpu/loop.json
+
+``--estimators`` runs only the estimator comparison (``fnn.bench.estimators``):
+``fnn.sklearn.MLPClassifier`` against scikit-learn's ``MLPClassifier`` with the
+same settings, on digits (hidden (100,), 50 epochs) and on a synthetic
+50,000 x 100 set of 10 classes (hidden (256, 256), 5 epochs), in float64 and
+float32; whole fit (fnn cold and warm) and per epoch, the two in a fresh random
+order every round. It writes --out (default
+results/estimators_<backend>/estimators.json), a markdown table and a figure
+beside it:
+
+    python benchmarks/bench_training.py --estimators --repeats 5
 """
 
 from __future__ import annotations
@@ -241,6 +252,31 @@ def compare_baseline(args) -> dict:
     return doc
 
 
+def compare_estimators(args) -> dict:
+    """``fnn.sklearn`` vs scikit-learn's MLPClassifier (``fnn.bench.estimators``), written to ``args.out``."""
+    from fnn.bench import estimators
+
+    seed = int(time.time()) if args.seed is None else args.seed
+    load_before = os.getloadavg()
+    results = estimators.run(args.repeats, seed, progress=lambda line: print(line, flush=True))
+    doc = {
+        "what": "fnn.sklearn.MLPClassifier vs sklearn.neural_network.MLPClassifier, the same settings",
+        "method": estimators.__doc__.strip(),
+        "machine": machine.describe(jax.devices()[0]),
+        "load_average_before_after": [load_before, os.getloadavg()],
+        "command": " ".join(sys.argv), "seed": seed, "repeats": args.repeats, "results": results,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(doc, fh, indent=1)
+    base = os.path.splitext(args.out)[0]
+    with open(base + ".md", "w") as fh:
+        fh.write(estimators.table(results) + "\n")
+    estimators.draw(results, base + ".png")
+    print(estimators.table(results))
+    return doc
+
+
 def _paired(slower, faster, key):
     """Median over repeats of ``slower / faster``, both of the same repeat."""
     return statistics.median(a[key] / b[key] for a, b in zip(slower, faster))
@@ -260,9 +296,16 @@ def main(argv=None):
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from the JSON at --out, run nothing")
     ap.add_argument("--baseline", metavar="DIR",
                     help="run only the steady-epoch comparison of fnn.fit against the fnn of checkout DIR")
-    ap.add_argument("--seed", type=int, help="--baseline: seed of the contenders' random order (default: the time)")
+    ap.add_argument("--seed", type=int, help="--baseline, --estimators: seed of the contenders' random order "
+                                             "(default: the time)")
+    ap.add_argument("--estimators", action="store_true",
+                    help="run only fnn.sklearn's MLPClassifier against scikit-learn's, side by side")
     args = ap.parse_args(argv)
     results_dir = os.path.join(os.path.dirname(__file__), "results")
+    if args.estimators:
+        args.out = args.out or os.path.join(results_dir, f"estimators_{jax.default_backend()}", "estimators.json")
+        compare_estimators(args)
+        return
     if args.baseline:
         args.out = args.out or os.path.join(results_dir, f"loop_{jax.default_backend()}", "loop.json")
         compare_baseline(args)

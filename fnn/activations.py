@@ -17,12 +17,16 @@ leaky_relu     z if z > 0 else 0.01 z                      1 if z > 0 else 0.01
 elu            z if z > 0 else exp(z) - 1       (alpha=1)  1 if z > 0 else a + 1
 softplus       log(1 + exp(z))                             sigmoid(z)
 gelu           z Phi(z)                        (erf form)  Phi(z) + z phi(z)
+exp            exp(z)                          (output)    exp(z) = a
 softmax        exp(z_k) / sum_j exp(z_j)      (output only) Jacobian diag(a) - a a^T (see vjp)
 =============  ==========================================  =====================================
 
 ``Phi`` and ``phi`` are the standard normal CDF and density. At the kinks of
 relu and leaky_relu the slope of the left side is used (0 and 0.01), which is
 also what ``jax.grad`` returns there.
+
+``exp`` is the output of Poisson regression (the inverse of its log link, see
+``fnn.losses``); like softmax it is an output activation only.
 
 Softmax couples its outputs, so it has no elementwise derivative; its backward
 rule is the Jacobian-vector product ``J^T g = a * (g - sum_k a_k g_k)``, and it
@@ -134,6 +138,14 @@ def _gelu_derivative(z, a):
     return cdf + z * pdf
 
 
+def _exp(z):
+    return jnp.exp(z)
+
+
+def _exp_derivative(z, a):
+    return a
+
+
 def _softmax(z):
     return jax.nn.softmax(z, axis=-1)
 
@@ -147,6 +159,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "elu": Activation(_elu, _elu_derivative),
     "softplus": Activation(_softplus, _softplus_derivative),
     "gelu": Activation(_gelu, _gelu_derivative),
+    "exp": Activation(_exp, _exp_derivative, hidden_ok=False),
     "softmax": Activation(_softmax, None, hidden_ok=False),
 }
 

@@ -14,14 +14,18 @@ huber           sum_k h(yhat_k - y_k), h(r) = r^2/2 if |r| <= 1         clip(yha
                                               else |r| - 1/2
 bce             -sum_k [y_k log yhat_k + (1 - y_k) log(1 - yhat_k)]     (fused only, see below)
 cross_entropy   -sum_k y_k log yhat_k                                   (fused only, see below)
+poisson         sum_k [y_k log(y_k / yhat_k) - y_k + yhat_k]            (fused only, see below)
 ==============  =====================================================  ===========================
 
 ``mse``, ``mae`` and ``huber`` depend on the residual ``r = yhat - y`` only and
 may follow any output activation; the backward pass then applies the chain rule
 through the output activation (including softmax's Jacobian-vector product).
 
-Canonical pairs. For ``identity + mse``, ``sigmoid + bce`` and
-``softmax + cross_entropy`` the output activation and the loss fold into one
+``poisson`` is half the Poisson deviance: 0 where ``yhat = y``, for counts or
+rates ``y >= 0`` (``y log y`` is 0 at ``y = 0``).
+
+Canonical pairs. For ``identity + mse``, ``sigmoid + bce``,
+``softmax + cross_entropy`` and ``exp + poisson`` the output activation and the loss fold into one
 function of the logits ``z`` whose gradient is simply
 
     dl/dz = yhat - y
@@ -32,9 +36,10 @@ saturated units never take ``log(0)`` or divide by ``yhat (1 - yhat)``:
 
     bce:            l = sum_k softplus(z_k) - y_k z_k
     cross_entropy:  l = -sum_k y_k log_softmax(z)_k
+    poisson:        l = sum_k exp(z_k) - y_k z_k + y_k log y_k - y_k
 
-``bce`` is accepted only after ``sigmoid`` and ``cross_entropy`` only after
-``softmax``, where these stable forms exist.
+``bce`` is accepted only after ``sigmoid``, ``cross_entropy`` only after
+``softmax`` and ``poisson`` only after ``exp``, where these stable forms exist.
 """
 
 from __future__ import annotations
@@ -97,6 +102,10 @@ def _cross_entropy_from_logits(z, y):
     return -jnp.sum(y * jax.nn.log_softmax(z, axis=-1), axis=-1)
 
 
+def _poisson_from_logits(z, y):
+    return jnp.sum(jnp.exp(z) - y * z + jax.scipy.special.xlogy(y, y) - y, axis=-1)
+
+
 def _mse_from_logits(z, y):
     return _mse(z, y)
 
@@ -107,10 +116,11 @@ FUSED: dict[tuple[str, str], Callable[[Array, Array], Array]] = {
     ("identity", "mse"): _mse_from_logits,
     ("sigmoid", "bce"): _bce_from_logits,
     ("softmax", "cross_entropy"): _cross_entropy_from_logits,
+    ("exp", "poisson"): _poisson_from_logits,
 }
 
 # Losses that exist only in a fused pair, with the output activation they need.
-FUSED_ONLY = {"bce": "sigmoid", "cross_entropy": "softmax"}
+FUSED_ONLY = {"bce": "sigmoid", "cross_entropy": "softmax", "poisson": "exp"}
 
 LOSS_NAMES = (*LOSSES, *FUSED_ONLY)
 
@@ -140,19 +150,25 @@ def mean_loss(output: str, loss: str, z: Array, a: Array, y: Array) -> Array:
     return jnp.mean(per_example(output, loss, z, a, y))
 
 
-def output_delta(output_activation, output: str, loss: str, z: Array, a: Array, y: Array) -> Array:
-    """``delta_L = dL/dz_L`` of the output layer, shape (batch, n_out).
+def example_deltas(output_activation, output: str, loss: str, z: Array, a: Array, y: Array) -> Array:
+    """``dl_n/dz_L`` of each example's own loss, shape (batch, n_out).
 
-    Canonical pairs use the fused ``(yhat - y) / B``; every other pair applies
-    the chain rule ``delta_L = f'(z_L)^T (dl/dyhat) / B`` through the output
-    activation's backward rule. The division by the batch size ``B`` happens
-    here and nowhere else in the backward pass.
+    Canonical pairs use the fused ``yhat - y``; every other pair applies the
+    chain rule ``f'(z_L)^T (dl/dyhat)`` through the output activation's
+    backward rule.
     """
     if is_fused(output, loss):
-        dl_dz = a - y
-    else:
-        dl_dz = output_activation.vjp(z, a, LOSSES[loss].grad(a, y))
-    return dl_dz / z.shape[0]
+        return a - y
+    return output_activation.vjp(z, a, LOSSES[loss].grad(a, y))
+
+
+def output_delta(output_activation, output: str, loss: str, z: Array, a: Array, y: Array) -> Array:
+    """``delta_L = dL/dz_L = (1/B) dl_n/dz_L`` of the output layer, shape (batch, n_out).
+
+    The division by the batch size ``B`` happens here and nowhere else in the
+    backward pass.
+    """
+    return example_deltas(output_activation, output, loss, z, a, y) / z.shape[0]
 
 
 def target_gradient(output: str, loss: str, z: Array, a: Array, y: Array) -> Array:
@@ -161,6 +177,8 @@ def target_gradient(output: str, loss: str, z: Array, a: Array, y: Array) -> Arr
         dl_dy = -z
     elif (output, loss) == ("softmax", "cross_entropy"):
         dl_dy = -jax.nn.log_softmax(z, axis=-1)
+    elif (output, loss) == ("exp", "poisson"):
+        dl_dy = jnp.log(y) - z
     else:  # residual losses: l depends on yhat - y, so dl/dy = -dl/dyhat
         dl_dy = -LOSSES[loss].grad(a, y)
     return dl_dy / z.shape[0]

@@ -121,6 +121,8 @@ def check_y(net: Network, y, batch: int, read_device: bool = False) -> None:
             raise ValueError(f"y for loss {net.loss!r} must lie in [0, 1], got values in [{v.min():.4g}, {v.max():.4g}]")
         if net.loss == "cross_entropy" and not np.allclose(v.sum(axis=1), 1, atol=1e-5):
             raise ValueError("y rows for cross_entropy must sum to 1 (one-hot or probabilities)")
+    if _readable(y, read_device) and y.size and net.loss == "poisson" and np.min(y) < 0:
+        raise ValueError(f"y for loss 'poisson' must be >= 0 (counts or rates), got a minimum of {np.min(y):.4g}")
 
 
 def check(net: Network, params, x, y=None, *, read_device: bool = False):

@@ -17,21 +17,25 @@ PAIRS = tuple(
 
 
 def targets(key, loss: str, batch: int, n_out: int, dtype, labels: bool = True):
-    """Targets that suit ``loss``: labels or one-hot rows, probabilities, or reals."""
+    """Targets that suit ``loss``: labels or one-hot rows, probabilities, counts, or reals."""
     if loss == "cross_entropy":
         y = jax.random.randint(key, (batch,), 0, n_out)
         return y if labels else jax.nn.one_hot(y, n_out, dtype=dtype)
     if loss == "bce":
         return jax.random.uniform(key, (batch, n_out), dtype)
+    if loss == "poisson":
+        return jax.random.poisson(key, 1.5, (batch, n_out)).astype(dtype)
     return 0.5 * jax.random.normal(key, (batch, n_out), dtype)
 
 
 def host_targets(rng, loss: str, batch: int, n_out: int):
-    """NumPy targets that suit ``loss``, from the generator ``rng``: labels, probabilities or reals."""
+    """NumPy targets that suit ``loss``, from the generator ``rng``: labels, probabilities, counts or reals."""
     if loss == "cross_entropy":
         return rng.integers(0, n_out, batch)
     if loss == "bce":
         return rng.uniform(0, 1, (batch, n_out))
+    if loss == "poisson":
+        return rng.poisson(1.5, (batch, n_out)).astype(float)
     return 0.5 * rng.normal(size=(batch, n_out))
 
 

@@ -66,6 +66,7 @@ def _per_example_reference(loss, yhat, y):
         "huber": lambda: np.where(np.abs(r) <= 1, 0.5 * r**2, np.abs(r) - 0.5).sum(1),
         "bce": lambda: -(y * np.log(yhat) + (1 - y) * np.log(1 - yhat)).sum(1),
         "cross_entropy": lambda: -(y * np.log(yhat)).sum(1),
+        "poisson": lambda: (y * np.log(y / yhat) - y + yhat).sum(1),
     }[loss]()
 
 
