@@ -309,3 +309,24 @@ def test_bench_calls_measures_and_writes_every_function(tmp_path):
     assert all(p.stat().st_size > 0 for p in paths)
     with open(paths[1]) as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+
+
+def test_estimator_round_times_both_and_they_agree(monkeypatch):
+    """One round of bench_training.py --estimators on digits (2 epochs): both contenders timed, in a
+    random order, and in float64 the same accuracy (the same algorithm)."""
+    import random
+
+    from fnn.bench import estimators
+
+    case = next(iter(estimators.CASES))
+    monkeypatch.setitem(estimators.CASES, case, {**estimators.CASES[case], "epochs": 2})
+    data = estimators.dataset(case, np.float64)
+    rounds = [estimators.one_round(case, np.float64, data, 0, random.Random(0)) for _ in range(2)]
+    for r in rounds:
+        assert sorted(r["order"]) == ["fnn.sklearn", "scikit-learn"]
+        assert r["fnn.sklearn"]["cold_fit_s"] > 0 and r["scikit-learn"]["whole_fit_s"] > 0
+        assert r["fnn.sklearn"]["test_accuracy"] == r["scikit-learn"]["test_accuracy"]
+    summary = estimators.summarise(rounds)
+    assert summary["sklearn_over_fnn_epoch"] > 0
+    table = estimators.table({f"{case}, float64": {"summary": summary}})
+    assert table.count("\n") == 2 and "x |" in table
