@@ -16,6 +16,11 @@ PAIRS = tuple(
 )
 
 
+# XLA options for test programs that are compiled once and run once: backend
+# optimisation off cuts their compile time, which dominates such tests.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+
+
 def targets(key, loss: str, batch: int, n_out: int, dtype, labels: bool = True):
     """Targets that suit ``loss``: labels or one-hot rows, probabilities, counts, or reals."""
     if loss == "cross_entropy":

@@ -21,14 +21,14 @@ import fnn
 from fnn.backprop import backprop_core
 from fnn.finite_differences import compiled_finite_differences, default_eps
 from fnn.forward import loss_core
-from helpers import HIDDEN, PAIRS, targets, worst_norm_error, worst_rel_error
+from helpers import HIDDEN, PAIRS, QUICK_COMPILE, targets, worst_norm_error, worst_rel_error
 
 DEPTHS = (1, 2, 4)  # hidden layers
 FD_DEPTHS = (1, 2)  # finite differences on the small nets: compiling them is most of the grid's time
 BATCH, N_IN, WIDTH = 5, 3, 4
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)
 def _backprop_and_autodiff(nets, params, x, y):
     return [
         (backprop_core(net, p, x, y), jax.value_and_grad(loss_core, argnums=1)(net, p, x, y))
@@ -36,7 +36,7 @@ def _backprop_and_autodiff(nets, params, x, y):
     ]
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)
 def _finite_differences(nets, params, x, y):
     eps = default_eps(x.dtype, "central")
     return [compiled_finite_differences.__wrapped__(net, p, x, y, eps, "central", net.n_params)

@@ -22,7 +22,7 @@ from fnn import optimizers, validation
 from fnn.autodiff import autodiff_core
 from fnn.backprop import backprop_core
 from fnn.finite_differences import compiled_finite_differences, default_eps
-from helpers import HIDDEN, PAIRS, host_targets, worst_rel_error
+from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
 
 NET = fnn.Graph(n_in=6, nodes=[
     fnn.Dense("h1", 8, "relu", inputs=("x",)),
@@ -123,9 +123,6 @@ def _with_random_biases(rng, params: dict) -> dict:
     """``params`` with N(0, 0.1) biases: with the init's zero biases a relu node whose inputs are all 0
     has ``z = 0`` exactly, on the kink, where no difference quotient is the derivative."""
     return {name: {**p, "b": p["b"] + rng.normal(0, 0.1, p["b"].shape)} for name, p in params.items()}
-
-
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 @functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)

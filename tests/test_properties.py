@@ -24,7 +24,7 @@ import fnn
 from fnn import validation
 from fnn.backprop import backprop_core
 from fnn.forward import loss_core
-from helpers import HIDDEN, PAIRS, host_targets, worst_rel_error
+from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
 
 
 @st.composite
@@ -45,9 +45,6 @@ def _params(rng, net, scale):
 
     return [{"W": rng.normal(0, std(i, o), (i, o)), "b": rng.normal(0, 0.1, o)}
             for i, o in zip(net.sizes[:-1], net.sizes[1:])]
-
-
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 @functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)

@@ -81,7 +81,7 @@ def test_extras_lm_activations_early_stopping_partial_fit():
 
     # partial_fit carries Adam's state over, as scikit-learn's does: three calls of one epoch
     # each are one run of three full-batch epochs (to rounding: each call shuffles anew)
-    t = np.sin(x[:, :1]) + x[:, 1:]
+    t = np.sin(x[:, 0]) + x[:, 1]
     with pytest.warns(ConvergenceWarning):  # 3 epochs do not converge
         whole = MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", batch_size=len(x), max_iter=3, tol=0, random_state=0).fit(x, t)
     parts = MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", batch_size=len(x), random_state=0)

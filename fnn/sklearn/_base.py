@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, validate_data
 
 from fnn.sklearn import _data, _params, _training
 
@@ -34,6 +34,14 @@ def sample_weights(sample_weight, X, dtype) -> np.ndarray:
     if not w.any():
         raise ValueError("Sample weights must contain at least one non-zero number.")
     return w
+
+
+def store_arguments(est, arguments: dict) -> None:
+    """Keep each constructor argument as the attribute of its name and do nothing else (scikit-learn's rule for
+    ``__init__``), given the constructor's ``locals()``."""
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
 
 
 class BaseMLP(BaseEstimator):
@@ -147,11 +155,9 @@ class BaseMLP(BaseEstimator):
             w = np.ones(X.shape[0], dtype) if sample_weight is None else sample_weight
             if not sp.issparse(X):
                 X, y, w = (jnp.asarray(a, dtype) for a in (X, y, w))
-            shapes = [c.shape for c in self.coefs_]
-            params = _training.unpack(packed, shapes, dtype)
-            data, penalty, grads = _data.full_batch(self._net(), params, X, y, w, jnp.asarray(self.alpha, dtype),
-                                                    dtype)
-            return float(data + penalty), _training.pack(grads)
+            data, penalty, grads = _data.full_batch(self._net(), jnp.asarray(packed, dtype), X, y, w,
+                                                    jnp.asarray(self.alpha, dtype), dtype)
+            return float(data + penalty), np.asarray(grads, np.float64)
 
     # ---------------------------------------------------------------- predicting
 

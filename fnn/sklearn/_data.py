@@ -44,20 +44,21 @@ def padded(block: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def full_batch(net, params, X, y, w, alpha, dtype):
-    """``J``'s data term, its penalty and ``dJ/dtheta`` on the whole set
-    (``_objective.penalised``): one pass when it is dense, chunk by chunk when sparse."""
+def full_batch(net, theta, X, y, w, alpha, dtype):
+    """The objective at packed parameters ``theta`` on the whole set: ``(data term, penalty, packed
+    dJ/dtheta)`` (``_objective.packed_penalised``). One program when the set is dense (and on the
+    device); chunk by chunk when it is sparse."""
     if not sp.issparse(X):
-        return _objective.finish(params, *_objective.sums(net, params, X, y, w), jnp.sum(w), alpha)
+        return _objective.packed_objective(net, theta, X, y, w, alpha)
     size = block_size(min(X.shape[0], CHUNK))
-    loss_sum, grad_sum = 0.0, None
+    loss_sum, grad_sum = 0.0, 0.0
     for start in range(0, X.shape[0], size):
         rows = slice(start, start + size)
-        blocks = (padded(dense_rows(X, rows), size).astype(dtype, copy=False), padded(y[rows], size), padded(w[rows], size))
-        part_loss, part_grads = _objective.sums(net, params, *blocks)
-        loss_sum = loss_sum + part_loss
-        grad_sum = part_grads if grad_sum is None else jax.tree.map(jnp.add, grad_sum, part_grads)
-    return _objective.finish(params, loss_sum, grad_sum, jnp.asarray(w.sum(), dtype), alpha)
+        blocks = (padded(dense_rows(X, rows).astype(dtype, copy=False), size), padded(y[rows], size),
+                  padded(w[rows], size))
+        part_loss, part_grads = _objective.packed_sums(net, theta, *blocks)
+        loss_sum, grad_sum = loss_sum + part_loss, grad_sum + part_grads
+    return _objective.packed_penalised(net, theta, loss_sum, grad_sum, jnp.asarray(w.sum(), dtype), alpha)
 
 
 def predict(net, params, X, dtype) -> np.ndarray:

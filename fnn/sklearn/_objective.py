@@ -84,10 +84,41 @@ def batch_step(net, tx, params, state, x, y, w, alpha, report):
     return step(net, tx, (params, state), (x, y, w), alpha, report)
 
 
-sums = jax.jit(weighted_sums, static_argnums=0)
-"""``weighted_sums`` compiled: the full-batch objective adds these over chunks."""
+def pack(params) -> Array:
+    """The parameters as one vector in scikit-learn's order: every ``W`` (row-major), then every ``b``."""
+    return jnp.concatenate([jnp.ravel(layer[k]) for k in ("W", "b") for layer in params])
 
-finish = jax.jit(penalised)
+
+def unpack(net, theta: Array) -> list[dict]:
+    """The inverse of ``pack`` for the layers of ``net`` (an ``fnn.MLP``)."""
+    shapes = list(zip(net.sizes[:-1], net.sizes[1:]))
+    sizes = [a * b for a, b in shapes] + [b for _, b in shapes]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    part = [theta[offsets[i]:offsets[i + 1]] for i in range(len(sizes))]
+    L = len(shapes)
+    return [{"W": part[i].reshape(shapes[i]), "b": part[L + i]} for i in range(L)]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def packed_sums(net, theta, x, y, w):
+    """``weighted_sums`` at the packed parameters ``theta``, the gradient packed: a full-batch
+    objective adds these over the chunks of a sparse input."""
+    loss_sum, grad_sum = weighted_sums(net, unpack(net, theta), x, y, w)
+    return loss_sum, pack(grad_sum)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def packed_penalised(net, theta, loss_sum, grad_sum, s, alpha):
+    """``penalised`` on packed parameters and gradient sums: ``(data term, penalty, packed dJ/dtheta)``."""
+    params = unpack(net, theta)
+    data, penalty, grads = penalised(params, loss_sum, unpack(net, grad_sum), s, alpha)
+    return data, penalty, pack(grads)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def packed_objective(net, theta, x, y, w, alpha):
+    """The whole objective of a batch on packed parameters, in one program (what L-BFGS calls)."""
+    return packed_penalised.__wrapped__(net, theta, *packed_sums.__wrapped__(net, theta, x, y, w), jnp.sum(w), alpha)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -267,26 +267,13 @@ def update_no_improvement_count(est, net, params, validation) -> bool:
     return False
 
 
-def pack(params) -> np.ndarray:
-    """The parameters as one float64 vector in scikit-learn's order: every ``W`` (row-major), then every ``b``."""
-    return np.concatenate([np.ravel(layer[k]) for k in ("W", "b") for layer in params]).astype(np.float64)
-
-
-def unpack(theta: np.ndarray, shapes: list[tuple[int, int]], dtype) -> list[dict]:
-    """The inverse of ``pack`` for layers of weight shapes ``shapes``."""
-    sizes = [a * b for a, b in shapes] + [b for _, b in shapes]
-    parts = np.split(np.asarray(theta, dtype), np.cumsum(sizes)[:-1])
-    L = len(shapes)
-    return [{"W": jnp.asarray(parts[i].reshape(shapes[i])), "b": jnp.asarray(parts[L + i])} for i in range(L)]
-
-
 def fit_lbfgs(est, net, params, X, y, w):
     """``_fit_lbfgs`` of scikit-learn: scipy's L-BFGS-B on the packed parameters, fnn's objective and gradient."""
     y = y.astype(est._dtype)
     data = (X, y, w) if sp.issparse(X) else tuple(jnp.asarray(a, est._dtype) for a in (X, y, w))
-    shapes = [tuple(layer["W"].shape) for layer in params]
+    theta = np.asarray(_objective.pack(params), np.float64)
     result = scipy.optimize.minimize(
-        est._loss_grad_lbfgs, pack(params), args=data, method="L-BFGS-B", jac=True,
+        est._loss_grad_lbfgs, theta, args=data, method="L-BFGS-B", jac=True,
         options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
     est.n_iter_ = min(result.nit, est.max_iter)
     if result.status != 0:
@@ -294,7 +281,7 @@ def fit_lbfgs(est, net, params, X, y, w):
             "lbfgs failed to converge after %d iteration(s) (status=%d):\n%s\n\nIncrease the number of "
             "iterations to improve the convergence (max_iter=%d).\nYou might also want to scale the data."
             % (result.nit, result.status, result.message, est.max_iter), ConvergenceWarning)
-    params = unpack(result.x, shapes, est._dtype)
-    data_term, penalty, _ = _data.full_batch(net, params, *data, jnp.asarray(est.alpha, est._dtype), est._dtype)
+    theta = jnp.asarray(result.x, est._dtype)
+    data_term, penalty, _ = _data.full_batch(net, theta, *data, jnp.asarray(est.alpha, est._dtype), est._dtype)
     est.loss_ = float(est._loss_report() * data_term + penalty)
-    return params
+    return _objective.unpack(net, theta)
