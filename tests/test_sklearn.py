@@ -2,7 +2,6 @@
 
 import warnings
 
-import jax
 import numpy as np
 import pytest
 
@@ -18,28 +17,11 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from fnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 # Checks that scikit-learn itself skips for these estimators (none is marked
-# as an expected failure):
-#   check_array_api_input: the estimators do not declare array-API support;
-#   check_classifier_data_not_an_array / check_regressor_data_not_an_array:
-#     skipped by scikit-learn when pandas is not installed.
+# as an expected failure): check_array_api_input without SCIPY_ARRAY_API, and a
+# decision_function check (neither MLP has the method).
 # Fewer, larger steps than the defaults keep the ~100 fits of the suite short.
 ESTIMATORS = [MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0),
               MLPRegressor(max_iter=50, learning_rate_init=0.01, random_state=0)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def persistent_compilation_cache(tmp_path_factory):
-    """The checks run ~100 short fits on a handful of shapes; XLA's on-disk cache
-    compiles each distinct epoch program once instead of once per fit."""
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    before = {n: getattr(jax.config, n) for n in names}
-    jax.config.update(names[0], str(tmp_path_factory.mktemp("xla_cache")))
-    jax.config.update(names[1], 0.0)
-    jax.config.update(names[2], 0)
-    yield
-    for n, v in before.items():
-        jax.config.update(n, v)
 
 
 @parametrize_with_checks(ESTIMATORS)
