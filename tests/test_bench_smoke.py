@@ -318,7 +318,11 @@ def test_estimator_round_times_both_and_they_agree(monkeypatch):
 
     from fnn.bench import estimators
 
+    import jax
+
     case = next(iter(estimators.CASES))
+    # no jax.clear_caches() in the test process: it would drop every other test's compiled programs
+    monkeypatch.setattr(jax, "clear_caches", lambda: None)
     monkeypatch.setitem(estimators.CASES, case, {**estimators.CASES[case], "epochs": 2})
     data = estimators.dataset(case, np.float64)
     rounds = [estimators.one_round(case, np.float64, data, 0, random.Random(0)) for _ in range(2)]
