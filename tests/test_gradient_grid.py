@@ -1,4 +1,5 @@
-"""The grid: every hidden activation x every (output, loss) pair x depth x dtype.
+"""The grid: every hidden activation x every (output, loss) pair x depth x dtype
+(the deeper cells in the slow suite, see DEPTHS).
 
 For each cell, backprop must equal autodiff (float64: per-leaf relative error
 <= 1e-12; float32: <= 1e-5 relative to the leaf's norm) and, in float64 on
@@ -21,16 +22,18 @@ import fnn
 from fnn.backprop import backprop_core
 from fnn.finite_differences import compiled_finite_differences, default_eps
 from fnn.forward import loss_core
-from helpers import HIDDEN, PAIRS, QUICK_COMPILE, targets, worst_norm_error, worst_rel_error
+from helpers import HIDDEN, PAIRS, targets, worst_norm_error, worst_rel_error
 
-DEPTHS = (1, 2, 4)  # hidden layers
-# float32 repeats float64's recursion at a looser tolerance: depth 2 only in the slow suite
-DEPTHS_32 = (1, pytest.param(2, marks=pytest.mark.slow), 4)
+# Hidden layers. The default suite runs float64 at depths 1 and 2 (with finite
+# differences) and float32 at depth 1; the slow suite (-m slow) adds the rest:
+# each further layer repeats the same step of the recursion.
+DEPTHS = (1, 2, pytest.param(4, marks=pytest.mark.slow))
+DEPTHS_32 = (1, pytest.param(2, marks=pytest.mark.slow), pytest.param(4, marks=pytest.mark.slow))
 FD_DEPTHS = (1, 2)  # finite differences on the small nets: compiling them is most of the grid's time
 BATCH, N_IN, WIDTH = 5, 3, 4
 
 
-@functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)
+@functools.partial(jax.jit, static_argnums=0)
 def _backprop_and_autodiff(nets, params, x, y):
     return [
         (backprop_core(net, p, x, y), jax.value_and_grad(loss_core, argnums=1)(net, p, x, y))
@@ -38,7 +41,7 @@ def _backprop_and_autodiff(nets, params, x, y):
     ]
 
 
-@functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)
+@functools.partial(jax.jit, static_argnums=0)
 def _finite_differences(nets, params, x, y):
     eps = default_eps(x.dtype, "central")
     return [compiled_finite_differences.__wrapped__(net, p, x, y, eps, "central", net.n_params)
