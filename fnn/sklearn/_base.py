@@ -44,6 +44,19 @@ def store_arguments(est, arguments: dict) -> None:
             setattr(est, name, value)
 
 
+def as_params(coefs, intercepts, dtype) -> list[dict]:
+    """scikit-learn's weight and bias lists as fnn's params ``[{"W", "b"}, ...]`` (the same orientation)."""
+    import jax.numpy as jnp
+
+    return [{"W": jnp.asarray(W, dtype), "b": jnp.asarray(b, dtype)} for W, b in zip(coefs, intercepts)]
+
+
+def as_arrays(params, dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The inverse of ``as_params``: NumPy weight and bias lists."""
+    return ([np.asarray(layer["W"]).astype(dtype) for layer in params],
+            [np.asarray(layer["b"]).astype(dtype) for layer in params])
+
+
 class BaseMLP(BaseEstimator):
     """The fit of scikit-learn's MLPs: validation, initialisation, then the solver's loop (``_training``)."""
 
@@ -59,24 +72,17 @@ class BaseMLP(BaseEstimator):
         return fnn.MLP(sizes, activation=_params.fnn_activation(self.activation), output=output, loss=loss)
 
     def _params(self, dtype=None) -> list[dict]:
-        import jax.numpy as jnp
-
-        dtype = self._dtype if dtype is None else dtype
-        return [{"W": jnp.asarray(W, dtype), "b": jnp.asarray(b, dtype)} for W, b in zip(self.coefs_, self.intercepts_)]
+        """``coefs_`` and ``intercepts_`` as fnn's params, in ``dtype`` (the fit's by default)."""
+        return as_params(self.coefs_, self.intercepts_, self._dtype if dtype is None else dtype)
 
     def _set_params(self, params) -> None:
-        self.coefs_ = [np.asarray(layer["W"]).astype(self._dtype) for layer in params]
-        self.intercepts_ = [np.asarray(layer["b"]).astype(self._dtype) for layer in params]
+        self.coefs_, self.intercepts_ = as_arrays(params, self._dtype)
 
     def _best_params(self):
-        import jax.numpy as jnp
-
-        return [{"W": jnp.asarray(W, self._dtype), "b": jnp.asarray(b, self._dtype)}
-                for W, b in zip(self._best_coefs, self._best_intercepts)]
+        return as_params(self._best_coefs, self._best_intercepts, self._dtype)
 
     def _set_best(self, params) -> None:
-        self._best_coefs = [np.asarray(layer["W"]).astype(self._dtype) for layer in params]
-        self._best_intercepts = [np.asarray(layer["b"]).astype(self._dtype) for layer in params]
+        self._best_coefs, self._best_intercepts = as_arrays(params, self._dtype)
 
     def _loss_report(self) -> float:
         """scikit-learn averages the squared error over the outputs, every other loss it sums."""

@@ -46,11 +46,11 @@ def _scores(est, net, validation):
     """A ``fnn.fit`` callback recording each epoch's validation score in ``validation_scores_``."""
     from fnn.callbacks import Callback
 
-    y_val = validation[1]
+    X_val, y_val = validation[0], est._decode(validation[1])
 
     class Scores(Callback):
         def on_epoch_end(self, run):
-            est.validation_scores_.append(est._score_params(net, run.params, validation[0], est._decode(y_val), None))
+            est.validation_scores_.append(est._score_params(net, run.params, X_val, y_val, None))
 
     return Scores()
 
