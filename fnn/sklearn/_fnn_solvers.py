@@ -16,9 +16,8 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 
-from fnn.sklearn import _params
+from fnn.sklearn import _params, _training
 
 
 def _checked(est, name, X, w):
@@ -66,9 +65,7 @@ def fit(est, net, params, X, y, w):
     _checked(est, name, X, w)
     validation = None
     if est.early_stopping:
-        stratify = y if est._stratify_split() else None
-        X, X_val, y, y_val = train_test_split(X, y, random_state=est._random_state,
-                                              test_size=est.validation_fraction, stratify=stratify)
+        (X, y, _), (X_val, y_val, _) = _training.validation_split(est, X, y, w)
         validation = (X_val, y_val.astype(est._dtype))
     y = y.astype(est._dtype)
     n = X.shape[0]

@@ -137,15 +137,14 @@ class Optimizer:
     def __getstate__(self):  # arrays as NumPy, so that the estimator pickles anywhere
         return {**self.__dict__, "state": jax.tree.map(np.asarray, self.state)}
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-
 
 class Epochs:
     """The minibatches of one training set: dense rows gathered on the device, sparse ones densified per batch."""
 
     def __init__(self, X, y, w, batch_size: int, dtype):
         self.n, self.batch, self.dtype = X.shape[0], batch_size, dtype
+        self.slices = list(gen_batches(self.n, self.batch))  # the same in every epoch, of shuffled rows
+        self.sizes = np.array([s.stop - s.start for s in self.slices])
         self.sparse = sp.issparse(X)
         if self.sparse:
             self.X, self.y, self.w = X, y, w
@@ -155,8 +154,7 @@ class Epochs:
     def run(self, net, opt: Optimizer, params, order: np.ndarray, alpha, report):
         """One epoch over the rows in ``order``: the new params and the mean of the batch losses
         weighted by batch size (scikit-learn's ``loss_``)."""
-        slices = list(gen_batches(self.n, self.batch))
-        sizes = np.array([s.stop - s.start for s in slices])
+        slices, sizes = self.slices, self.sizes
         state = opt.state_for(self.dtype)
         alpha, report = jnp.asarray(alpha, self.dtype), jnp.asarray(report, self.dtype)
         if self.sparse:
@@ -180,13 +178,14 @@ class Epochs:
 
 
 def validation_split(est, X, y, w):
-    """scikit-learn's split for early stopping (stratified for single-output classifiers)."""
+    """scikit-learn's split for early stopping (stratified for single-output classifiers): the training and
+    the validation ``(X, y, w)``, targets as encoded for training."""
     stratify = y if est._stratify_split() else None
     X, X_val, y, y_val, w, w_val = train_test_split(
         X, y, w, random_state=est._random_state, test_size=est.validation_fraction, stratify=stratify)
     if X_val.shape[0] < 2:
         raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of your dataset.")
-    return (X, y, w), (X_val, est._decode(y_val), w_val)
+    return (X, y, w), (X_val, y_val, w_val)
 
 
 def fit_stochastic(est, net, params, X, y, w, incremental: bool):
@@ -196,7 +195,8 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
     if est.early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     if est.early_stopping:
-        (X, y, w), validation = validation_split(est, X, y, w)
+        (X, y, w), (X_val, y_val, w_val) = validation_split(est, X, y, w)
+        validation = (X_val, est._decode(y_val), w_val)
     else:
         validation = None
     y = y.astype(est._dtype)
