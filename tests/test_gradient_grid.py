@@ -24,10 +24,11 @@ from fnn.finite_differences import compiled_finite_differences, default_eps
 from fnn.forward import loss_core
 from helpers import HIDDEN, PAIRS, targets, worst_norm_error, worst_rel_error
 
-# Hidden layers. The default suite runs float64 at depths 1 and 2 (with finite
-# differences) and float32 at depth 1; the slow suite (-m slow) adds the rest:
-# each further layer repeats the same step of the recursion.
-DEPTHS = (1, 2, pytest.param(4, marks=pytest.mark.slow))
+# Hidden layers. The default suite runs depth 1 in float64 (with finite
+# differences) and float32; the slow suite (-m slow) adds the rest: each further
+# layer repeats the same step of the recursion, which the property tests
+# (test_properties.py, depths 0-4) also check against jax.grad.
+DEPTHS = (1, pytest.param(2, marks=pytest.mark.slow), pytest.param(4, marks=pytest.mark.slow))
 DEPTHS_32 = (1, pytest.param(2, marks=pytest.mark.slow), pytest.param(4, marks=pytest.mark.slow))
 FD_DEPTHS = (1, 2)  # finite differences on the small nets: compiling them is most of the grid's time
 BATCH, N_IN, WIDTH = 5, 3, 4
