@@ -155,12 +155,12 @@ class EarlyStopping(Callback):
 
 
 class LevenbergMarquardtStop(Callback):
-    """Stop when Levenberg-Marquardt's ``mu`` passed ``mu_max`` without lowering the loss."""
+    """Stop when Levenberg-Marquardt's (or Bayesian regularisation's) ``mu`` passed ``mu_max`` without lowering the loss."""
 
     def on_epoch_end(self, run):
         stats = run.stats
         if "mu" in stats and float(stats["mu"]) > float(stats["mu_max"]):
-            return run.stop(f"levenberg_marquardt: mu exceeded {float(stats['mu_max']):g} without lowering the loss")
+            return run.stop(f"{run.optimizer}: mu exceeded {float(stats['mu_max']):g} without lowering the loss")
         return None
 
 

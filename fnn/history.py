@@ -18,6 +18,11 @@ class History:
     val_accuracy: list = dataclasses.field(default_factory=list)
     learning_rate: list = dataclasses.field(default_factory=list)  # at the end of the epoch (NaN: none)
     mu: list = dataclasses.field(default_factory=list)  # Levenberg-Marquardt's mu (NaN otherwise)
+    # Bayesian regularisation (optimizer "br"): the effective number of parameters and
+    # the precisions of the prior and of the noise at the end of the epoch (NaN otherwise)
+    gamma: list = dataclasses.field(default_factory=list)
+    alpha: list = dataclasses.field(default_factory=list)
+    beta: list = dataclasses.field(default_factory=list)
     grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
     epoch_time_s: list = dataclasses.field(default_factory=list)  # since the previous epoch ended (first: + compile)
     wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
@@ -32,6 +37,7 @@ class History:
     opt_state: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu",
+               "gamma", "alpha", "beta",
                "epoch_time_s", "wall_time_s", "samples_per_s", "tflops")
 
     def __len__(self):

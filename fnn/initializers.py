@@ -16,7 +16,14 @@ he_normal       N(0, 2 / n_in), truncated at 2 std                        0
 lecun_normal    N(0, 1 / n_in), truncated at 2 std                        0
 normal          N(0, 1): the unit-normal init of old, which saturates     N(0, 1)
 small_uniform   U(-0.05, 0.05): "small random values"                     U(-0.05, 0.05)
+nguyen_widrow   U(-1, 1) columns rescaled to norm ``beta``                  U(-beta, beta)
 ==============  =======================================================  ==========
+
+``nguyen_widrow`` (Nguyen & Widrow 1990, MATLAB's default ``initnw``) spreads
+each unit's active region over inputs in [-1, 1]: every unit's incoming weight
+vector gets the length ``beta = 0.7 n_out^(1 / n_in)``, its bias a uniform
+draw in ``(-beta, beta)``. It assumes inputs scaled to [-1, 1], as MATLAB
+scales them by default.
 
 The truncated normals are rescaled so their variance is the one stated, as in
 ``jax.nn.initializers`` which provides them.
@@ -43,10 +50,21 @@ _WEIGHTS = {
     "small_uniform": jax.nn.initializers.uniform(scale=2 * SMALL),  # U(0, 0.1), shifted below
 }
 _RANDOM_BIAS = {"normal", "small_uniform"}
-SCHEMES = tuple(_WEIGHTS)
+SCHEMES = (*_WEIGHTS, "nguyen_widrow")
+
+
+def nguyen_widrow(key, n_in: int, n_out: int, dtype) -> dict:
+    """Nguyen-Widrow: columns of norm ``beta = 0.7 n_out^(1/n_in)``, biases ``U(-beta, beta)``."""
+    kw, kb = jax.random.split(key)
+    beta = 0.7 * n_out ** (1.0 / n_in)
+    w = jax.random.uniform(kw, (n_in, n_out), dtype, -1.0, 1.0)
+    w = beta * w / jnp.linalg.norm(w, axis=0, keepdims=True)
+    return {"W": w, "b": jax.random.uniform(kb, (n_out,), dtype, -beta, beta)}
 
 
 def _layer(key, n_in: int, n_out: int, scheme: str, dtype) -> dict:
+    if scheme == "nguyen_widrow":
+        return nguyen_widrow(key, n_in, n_out, dtype)
     kw, kb = jax.random.split(key)
     w = _WEIGHTS[scheme](kw, (n_in, n_out), dtype)
     b = _WEIGHTS[scheme](kb, (1, n_out), dtype)[0] if scheme in _RANDOM_BIAS else jnp.zeros(n_out, dtype)
@@ -60,7 +78,7 @@ def init(key: jax.Array, net: Network, scheme: str = "glorot_uniform", dtype=jnp
     (any ``fnn.protocol`` network: its own ``init``)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be an fnn.MLP or another fnn.protocol.Network, got {type(net).__name__}")
-    if scheme not in _WEIGHTS:
+    if scheme not in SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; expected one of {list(SCHEMES)}")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype!r}")

@@ -13,7 +13,24 @@ rmsprop             ``optax.rmsprop``                                           
 rprop               resilient backprop, ``optax.rprop`` (lr = first step size)   0.01        full
 lbfgs               ``optax.lbfgs`` with its zoom line search                    (search)    full
 levenberg_marquardt ``-(J^T J + mu I)^-1 J^T e`` with adaptive mu (below)        (mu)        full
+br                  Bayesian regularisation: LM on ``beta E_D + alpha E_W``      (mu)        full
+scg                 scaled conjugate gradient (Moller 1993)                      (model)     full
+cgf                 conjugate gradient, Fletcher-Reeves                          (search)    full
+cgp                 conjugate gradient, Polak-Ribiere                            (search)    full
+cgb                 conjugate gradient, Powell-Beale restarts                    (search)    full
+bfgs                dense BFGS quasi-Newton                                      (search)    full
+oss                 one-step secant (memoryless BFGS)                            (search)    full
 ==================  ===========================================================  ==========  ==========
+
+The last seven are MATLAB's ``trainbr``, ``trainscg``, ``traincgf``,
+``traincgp``, ``traincgb``, ``trainbfg`` and ``trainoss``: ``fnn.gauss_newton``
+(``levenberg_marquardt``, ``br``), ``fnn.conjugate_gradient`` (``scg``,
+``cg*``) and ``fnn.quasi_newton`` (``bfgs``, ``oss``) hold their math. The
+methods that choose their own step (line search, trust region or model) take
+no learning rate, ``weight_decay`` or ``clip_norm``: their steps are made for
+the loss itself. ``levenberg_marquardt``, ``br`` and ``bfgs`` hold P x P
+matrices; the largest P they accept follows from the device's memory
+(``fnn.memory``).
 
 "full" methods take one step per epoch on the whole training set when
 ``fnn.fit`` is given no ``batch_size``; the others default to minibatches.
@@ -36,11 +53,9 @@ pass. Methods written here (not in optax):
   the step is rejected and ``lr *= 0.7``; otherwise it is taken, and if the
   loss fell ``lr *= 1.05``. With ``momentum`` the step uses the velocity
   ``v = momentum * v + g``, reset to zero when a step is rejected.
-* ``levenberg_marquardt``: for the mse loss, with ``e`` the residuals
-  ``yhat - y`` of every example and output and ``J = de/dparams``, the step is
-  ``-(J^T J + mu I)^-1 J^T e``. ``mu`` starts at 1e-3; a step that lowers the
-  loss is taken and ``mu *= 0.1``; one that does not is retried with
-  ``mu *= 10``, until ``mu`` passes ``mu_max = 1e10``, when training stops.
+* ``levenberg_marquardt``: for the mse loss, the step
+  ``-(J^T J + mu I)^-1 J^T e`` over the residuals ``e = yhat - y`` of every
+  example and output, ``J = de/dparams`` (see ``fnn.gauss_newton``).
 """
 
 from __future__ import annotations
@@ -53,15 +68,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
-from fnn import activations
+from fnn import conjugate_gradient, gauss_newton, quasi_newton
 from fnn.autodiff import _manual_loss
-
-# Levenberg-Marquardt solves a P x P system each step and holds the (B * n_out) x P
-# Jacobian: these are the sizes it accepts.
-LM_MAX_PARAMS = 4096
-LM_MAX_JACOBIAN = 2**26  # entries of J (256 MiB in float32)
+from fnn.gauss_newton import (BayesianRegularizationState, LevenbergMarquardtState, bayesian_regularization,
+                              levenberg_marquardt, residuals_and_jacobian)
 
 
 class Objective:
@@ -80,28 +91,9 @@ class Objective:
     def residuals_and_jacobian(self, params):
         return residuals_and_jacobian(self.net, self.to_tree(params), self.x, self.y, self.key)
 
-
-def residuals_and_jacobian(net, params, x, y, key=None):
-    """``(e, J)`` for the mse loss: ``e = (yhat - y).ravel()`` and ``J = de/dparams``.
-
-    ``e`` has ``B * n_out`` entries, example-major; ``J`` is ``(B * n_out, P)``
-    with columns in the order of ``jax.flatten_util.ravel_pytree(params)``. Each
-    row is built like backprop's gradient, but per example and per output: the
-    output delta is seeded with a unit vector ``e_k`` instead of ``dL/dyhat``,
-    ``delta_L[n, k] = f_L'(z_L[n]) e_k``, and the network's own delta recursion
-    pulls it back (``net.per_example_backward``; for an ``MLP``,
-    ``dr_nk/dW_l = outer(a_{l-1,n}, delta_{l,nk})``, ``dr_nk/db_l = delta_{l,nk}``).
-    Then ``J^T e / B`` is the gradient of the mse loss ``(1/B) sum 1/2 ||r_n||^2``.
-    """
-    cache = net.forward(params, x, key=key)
-    z, a = net.output_of(cache)
-    batch, n_out = y.shape
-    seed = jnp.eye(n_out, dtype=z.dtype)[None]  # (1, K, K): one unit vector per output
-    delta = activations.get(net.output).vjp(z[:, None, :], a[:, None, :], seed)  # (B, K, n_out)
-    rows = net.per_example_backward(params, cache, delta)  # leaves (B, K, *shape)
-    J = jnp.concatenate([leaf.reshape(batch, n_out, -1) for leaf in jax.tree_util.tree_leaves(rows)], axis=-1)
-    e = (a - y).reshape(-1)
-    return e, J.reshape(batch * n_out, -1)
+    def normal_equations(self, params):
+        """``(J^T J, J^T e, e^T e)``, accumulated in chunks of examples (``fnn.gauss_newton``)."""
+        return gauss_newton.normal_equations(self.net, self.to_tree(params), self.x, self.y, self.key)
 
 
 # --------------------------------------------------------------------------- adaptive_lr
@@ -158,67 +150,6 @@ def adaptive_lr(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-# --------------------------------------------------------------------------- Levenberg-Marquardt
-
-
-class LevenbergMarquardtState(NamedTuple):
-    mu: jax.Array
-    mu_max: jax.Array
-    count: jax.Array
-
-
-def levenberg_marquardt(
-    mu: float = 1e-3, *, mu_decrease: float = 0.1, mu_increase: float = 10.0, mu_max: float = 1e10
-) -> optax.GradientTransformationExtraArgs:
-    """The Levenberg-Marquardt step for the mse loss (see the module docstring).
-
-    Needs ``value`` and an ``Objective`` as ``value_fn`` in ``update``. When no
-    ``mu <= mu_max`` lowers the loss, the update is zero and ``state.mu > mu_max``:
-    ``fnn.fit`` then stops.
-    """
-    if mu <= 0 or mu_max <= mu:
-        raise ValueError(f"need 0 < mu < mu_max, got mu={mu}, mu_max={mu_max}")
-
-    def init_fn(params):
-        n = sum(p.size for p in jax.tree_util.tree_leaves(params))
-        if n > LM_MAX_PARAMS:
-            raise ValueError(
-                f"levenberg_marquardt solves a P x P system each step and accepts at most "
-                f"P = {LM_MAX_PARAMS} parameters; this network has P = {n} (use a smaller network or another optimizer)"
-            )
-        dtype = jax.tree_util.tree_leaves(params)[0].dtype
-        return LevenbergMarquardtState(jnp.asarray(mu, dtype), jnp.asarray(mu_max, dtype), jnp.zeros((), jnp.int32))
-
-    def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra_args):
-        del updates, extra_args
-        if not hasattr(value_fn, "residuals_and_jacobian") or value is None:
-            raise ValueError("levenberg_marquardt needs value= and value_fn=fnn.optimizers.Objective(...) in update()")
-        if value_fn.net.loss != "mse":
-            raise ValueError(f"levenberg_marquardt needs the mse loss, got {value_fn.net.loss!r}")
-        flat, unravel = ravel_pytree(params)
-        e, J = value_fn.residuals_and_jacobian(params)
-        g = J.T @ e
-        H = J.T @ J
-        eye = jnp.eye(flat.size, dtype=flat.dtype)
-
-        def cond(carry):
-            mu, accepted, _ = carry
-            return (~accepted) & (mu <= mu_max)
-
-        def body(carry):
-            mu, _, _ = carry
-            step = jnp.linalg.solve(H + mu * eye, -g)
-            new_value = value_fn(unravel(flat + step))
-            ok = new_value < value  # NaN is not a success
-            return jnp.where(ok, mu * mu_decrease, mu * mu_increase), ok, step
-
-        mu, accepted, step = jax.lax.while_loop(cond, body, (state.mu, jnp.asarray(False), jnp.zeros_like(flat)))
-        step = jnp.where(accepted, step, jnp.zeros_like(step))
-        return unravel(step), LevenbergMarquardtState(mu.astype(state.mu.dtype), state.mu_max, state.count + 1)
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
 # --------------------------------------------------------------------------- the registry
 
 
@@ -228,6 +159,8 @@ class Spec:
     default_lr: float | None
     full_batch: bool
     description: str
+    own_step: bool = False  # chooses its own steps for the loss itself: no learning rate, weight_decay, clip_norm
+    needs_mse: bool = False  # a Gauss-Newton method: minimises a sum of squared residuals
 
 
 def _sgd(lr, **_):
@@ -268,6 +201,26 @@ def _lm(lr, **_):
     return levenberg_marquardt()
 
 
+def _br(lr, **_):
+    return bayesian_regularization()
+
+
+def _scg(lr, **_):
+    return conjugate_gradient.scaled_conjugate_gradient()
+
+
+def _cg(rule):
+    return lambda lr, **_: conjugate_gradient.conjugate_gradient(rule)
+
+
+def _bfgs(lr, **_):
+    return quasi_newton.bfgs()
+
+
+def _oss(lr, **_):
+    return quasi_newton.one_step_secant()
+
+
 OPTIMIZERS: dict[str, Spec] = {
     "gd": Spec(_sgd, 0.1, True, "full-batch gradient descent"),
     "sgd": Spec(_sgd, 0.01, False, "minibatch stochastic gradient descent"),
@@ -278,7 +231,14 @@ OPTIMIZERS: dict[str, Spec] = {
     "rmsprop": Spec(_rmsprop, 1e-3, False, "RMSProp"),
     "rprop": Spec(_rprop, 0.01, True, "resilient backpropagation (lr = initial step size)"),
     "lbfgs": Spec(_lbfgs, None, True, "L-BFGS with zoom line search (lr: fixed step instead of the search)"),
-    "levenberg_marquardt": Spec(_lm, None, True, "Levenberg-Marquardt, mse loss only, P <= %d" % LM_MAX_PARAMS),
+    "levenberg_marquardt": Spec(_lm, None, True, "Levenberg-Marquardt (mse loss)", True, True),
+    "br": Spec(_br, None, True, "Bayesian regularisation, MacKay's alpha and beta (mse loss)", True, True),
+    "scg": Spec(_scg, None, True, "scaled conjugate gradient (Moller 1993)", True),
+    "cgf": Spec(_cg("fletcher_reeves"), None, True, "conjugate gradient, Fletcher-Reeves", True),
+    "cgp": Spec(_cg("polak_ribiere"), None, True, "conjugate gradient, Polak-Ribiere", True),
+    "cgb": Spec(_cg("powell_beale"), None, True, "conjugate gradient, Powell-Beale restarts", True),
+    "bfgs": Spec(_bfgs, None, True, "dense BFGS quasi-Newton", True),
+    "oss": Spec(_oss, None, True, "one-step secant (memoryless BFGS)", True),
 }
 NAMES = tuple(OPTIMIZERS)
 
@@ -304,7 +264,8 @@ def get(
     Args:
       learning_rate: a positive float, or an optax schedule ``step -> lr``
         (e.g. ``optax.cosine_decay_schedule``); ``None`` takes the default in the
-        table above. Not used by ``levenberg_marquardt``.
+        table above. Not used by the methods that choose their own steps
+        (``levenberg_marquardt``, ``br``, ``scg``, ``cg*``, ``bfgs``, ``oss``).
       momentum, nesterov: for ``momentum`` (and ``adaptive_momentum``'s momentum).
       weight_decay: L2 penalty ``weight_decay * params`` added to the gradient
         (``optax.add_decayed_weights``); ``0`` for none.
@@ -325,8 +286,8 @@ def get(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"clip_norm must be positive, got {clip_norm}")
-    if name == "levenberg_marquardt" and (weight_decay or clip_norm is not None):
-        raise ValueError("levenberg_marquardt takes no weight_decay or clip_norm")
+    if s.own_step and (weight_decay or clip_norm is not None):
+        raise ValueError(f"{name} chooses its steps for the loss itself and takes no weight_decay or clip_norm")
     return _build(name, lr, momentum, nesterov, weight_decay, clip_norm)
 
 
@@ -354,7 +315,18 @@ def learning_rate(state) -> float | None:
     return None
 
 
+def _find(state, cls):
+    found = optax.tree_utils.tree_get_all_with_path(state, cls.__name__)
+    return found[0][1] if found else None
+
+
 def mu(state):
-    """``(mu, mu_max)`` of Levenberg-Marquardt in an optimizer state, or ``None``."""
-    found = optax.tree_utils.tree_get_all_with_path(state, "LevenbergMarquardtState")
-    return (found[0][1].mu, found[0][1].mu_max) if found else None
+    """``(mu, mu_max)`` of Levenberg-Marquardt or Bayesian regularisation in an optimizer state, or ``None``."""
+    found = _find(state, LevenbergMarquardtState) or _find(state, BayesianRegularizationState)
+    return (found.mu, found.mu_max) if found is not None else None
+
+
+def bayesian(state) -> dict | None:
+    """``{"gamma", "alpha", "beta"}`` of Bayesian regularisation in an optimizer state, or ``None``."""
+    found = _find(state, BayesianRegularizationState)
+    return None if found is None else {"gamma": found.gamma, "alpha": found.alpha, "beta": found.beta}

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from fnn import callbacks as cbs
-from fnn import distributed, metrics, optimizers, throughput
+from fnn import distributed, memory, metrics, optimizers, throughput
 from fnn import validation as checks
 from fnn import precision as precisions
 from fnn.epoch import epoch_batches, epoch_indices, key_words, make_epoch, opt_init
@@ -156,6 +156,7 @@ def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dic
         "epoch": epoch, "train_loss": float(stats["train_loss"]), "train_accuracy": value("train_accuracy"),
         "val_loss": value("val_loss"), "val_accuracy": value("val_accuracy"),
         "learning_rate": value("learning_rate"), "mu": value("mu"),
+        "gamma": value("gamma"), "alpha": value("alpha"), "beta": value("beta"),
         "grad_norm": [float(g) for g in stats["grad_norm"]], "epoch_time_s": dt, "wall_time_s": wall,
         "samples_per_s": speed["samples_per_s"], "tflops": speed["tflops"],
     }
@@ -217,23 +218,12 @@ def _optimizer(net, optimizer, learning_rate, **options):
     """``(tx, name, default batch size)`` for an optimizer given by name or as an optax transform."""
     if isinstance(optimizer, str):
         spec = optimizers.spec(optimizer)
-        if optimizer == "levenberg_marquardt" and net.loss != "mse":
-            raise ValueError(f"levenberg_marquardt minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
+        if spec.needs_mse and net.loss != "mse":
+            raise ValueError(f"{optimizer} minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
         return optimizers.get(optimizer, learning_rate, **options), optimizer, None if spec.full_batch else 32
     if isinstance(optimizer, optax.GradientTransformation):
         return optax.with_extra_args_support(optimizer), getattr(optimizer, "__name__", type(optimizer).__name__), None
     raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
-
-
-def _check_lm_size(net, batch: int) -> None:
-    """Levenberg-Marquardt builds the (batch x outputs, P) Jacobian and solves a P x P system: bound both."""
-    entries = batch * net.n_out * net.n_params
-    if net.n_params > optimizers.LM_MAX_PARAMS or entries > optimizers.LM_MAX_JACOBIAN:
-        raise ValueError(
-            f"levenberg_marquardt needs P <= {optimizers.LM_MAX_PARAMS} parameters and a Jacobian of at most "
-            f"{optimizers.LM_MAX_JACOBIAN} entries (batch x outputs x P); got P = {net.n_params}, "
-            f"{entries} entries: use a smaller network or batch, or another optimizer"
-        )
 
 
 def _local_devices(devices) -> list:
@@ -437,10 +427,10 @@ def fit(
     tx, name, default_batch = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
                                          weight_decay=weight_decay, clip_norm=clip_norm)
     batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
-    if name == "levenberg_marquardt":
-        _check_lm_size(net, batch)
     policy = precisions.get(precision)
     local = _local_devices(devices)
+    if name in memory.MATRICES:  # P x P matrices: they must fit the device
+        memory.check(name, net.n_params, jax.tree_util.tree_leaves(params)[0].dtype, local[0])
     mesh_devices = distributed.global_devices(local)
     if len(mesh_devices) > 1:
         distributed.check_batch(batch, len(mesh_devices))

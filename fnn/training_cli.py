@@ -143,7 +143,8 @@ def _training_arguments(p) -> None:
     """The flags of the optimizer, the epochs, the batches and the stops."""
     t = p.add_argument_group("training")
     t.add_argument("--optimizer", help="gd, sgd, momentum, adaptive_lr, adaptive_momentum, adam (default), "
-                                       "rmsprop, rprop, lbfgs, levenberg_marquardt")
+                                       "rmsprop, rprop, lbfgs, levenberg_marquardt, and MATLAB's br, scg, cgf, "
+                                       "cgp, cgb, bfgs, oss")
     t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     t.add_argument("--schedule", help="constant (default), cosine or exponential learning-rate schedule")
     t.add_argument("--momentum", type=float, help="momentum (default 0.9)")
@@ -311,8 +312,8 @@ def _check(cfg: dict) -> None:
     for k in ("epochs", "batch_size", "patience"):
         if cfg.get(k) is not None and cfg[k] < 1:
             raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {cfg[k]}")
-    if cfg.get("optimizer") == "levenberg_marquardt" and cfg.get("loss") not in (None, "mse"):
-        raise ValueError(f"levenberg_marquardt needs --loss mse, got {cfg['loss']!r}")
+    if optimizers.spec(cfg.get("optimizer", "adam")).needs_mse and cfg.get("loss") not in (None, "mse"):
+        raise ValueError(f"{cfg['optimizer']} needs --loss mse, got {cfg['loss']!r}")
     if cfg["schedule"] not in ("constant", "cosine", "exponential"):
         raise ValueError(f"unknown --schedule {cfg['schedule']!r}; expected constant, cosine or exponential")
     p = cfg.get("dropout")

@@ -189,8 +189,8 @@ def _check_loss(cfg, ds) -> None:
         raise ValueError(f"{ds.name} is a classification dataset: use --loss cross_entropy (with --output softmax)")
     if ds.task == "regression" and cfg["loss"] in ("cross_entropy",):
         raise ValueError(f"{ds.name} is a regression dataset: cross_entropy needs class labels; use --loss mse")
-    if cfg["optimizer"] == "levenberg_marquardt" and cfg["loss"] != "mse":
-        raise ValueError(f"levenberg_marquardt needs --loss mse, got {cfg['loss']!r}")
+    if optimizers.spec(cfg["optimizer"]).needs_mse and cfg["loss"] != "mse":
+        raise ValueError(f"{cfg['optimizer']} needs --loss mse, got {cfg['loss']!r}")
 
 
 def _check_widths(flag: str, first, last, n_in: int, n_out: int, what: str) -> None:

@@ -38,6 +38,7 @@ def _one_line_error(capsys, *argv, match):
     (["--dataset", "iris", "--optimizer", "levenberg_marquardt", "--loss", "cross_entropy"],
      "levenberg_marquardt needs --loss mse"),
     (["--dataset", "iris", "--optimizer", "levenberg_marquardt"], "levenberg_marquardt needs --loss mse"),
+    (["--dataset", "iris", "--optimizer", "br"], "br needs --loss mse"),
     (["--csv", "/nonexistent/data.csv", "--target", "y"], "CSV file not found"),
     (["--epochs", "0"], "--epochs must be a positive integer"),
     (["--lr", "abc"], "invalid float value"),
@@ -71,6 +72,18 @@ def test_a_run_writes_metrics_history_plot_and_checkpoint(capsys, tmp_path):
     assert rows[0].startswith("epoch,train_loss,train_accuracy,val_loss") and len(rows) == 6
     assert "samples_per_s,tflops" in rows[0]
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("optimizer", ["br", "scg"])
+def test_matlabs_training_functions_from_the_command_line(capsys, tmp_path, optimizer):
+    out = tmp_path / optimizer
+    code, stdout, err = _run(capsys, "--dataset", "sine", "--optimizer", optimizer, "--epochs", "20",
+                             "--out", str(out), "--quiet")
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["optimizer"] == optimizer and m["test_loss"] < 0.05
+    header = (out / "history.csv").read_text().splitlines()[0].split(",")
+    assert header[7:10] == ["gamma", "alpha", "beta"]
 
 
 def test_cli_resume_ends_where_an_uninterrupted_run_ends(capsys, tmp_path):

@@ -168,3 +168,12 @@ def test_single_unit_analytical_backprop_autodiff_and_finite_differences_agree(x
     assert worst_rel_error(g_bp, g_an, e_bp) <= 1e-14
     assert worst_rel_error(g_ad, g_an, e_bp) <= 1e-14
     assert worst_rel_error(g_fd, g_an, e_bp) <= 1e-9
+
+
+def test_nguyen_widrow_gives_each_unit_the_documented_length_and_bias_range():
+    net = fnn.MLP((3, 10, 10, 1))
+    params = fnn.init(jax.random.key(0), net, scheme="nguyen_widrow")
+    for layer, (n_in, n_out) in zip(params, [(3, 10), (10, 10), (10, 1)]):
+        beta = 0.7 * n_out ** (1 / n_in)
+        np.testing.assert_allclose(np.linalg.norm(layer["W"], axis=0), beta, rtol=1e-5)
+        assert np.abs(np.asarray(layer["b"])).max() <= beta and len(set(np.asarray(layer["b"]).tolist())) == n_out

@@ -82,6 +82,22 @@ def test_extras_lm_activations_early_stopping_partial_fit():
     assert not hasattr(MLPClassifier(solver="lm"), "partial_fit")
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=40 by design
+@pytest.mark.parametrize("solver", ["br", "scg"])  # every name goes through the same fnn.fit path
+def test_matlabs_training_functions_as_solvers(solver):
+    """MATLAB's training functions train both estimators; br fits the squared error (as lm does)."""
+    x, y = _blobs()
+    clf = MLPClassifier((8,), solver=solver, max_iter=40, random_state=0).fit(x, y)
+    assert clf.score(x, y) > 0.9 and len(clf.history_) == clf.n_iter_
+    t = np.sin(x[:, 0]) + x[:, 1]
+    reg = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver=solver, max_iter=40, random_state=0).fit(x, t)
+    assert reg.score(x, t) > 0.9
+    if solver == "br":
+        assert 0 < reg.history_.gamma[-1] <= 2 * 8 + 8 + 8 + 1
+        with pytest.raises(ValueError, match="solver='br' minimises a sum of squares"):
+            MLPRegressor(solver="br", loss="poisson").fit(x, np.abs(t))
+
+
 # ------------------------------------------------------------ against scikit-learn's own estimators
 
 def _digits(n_class=3, n=120):

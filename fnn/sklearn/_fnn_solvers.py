@@ -25,8 +25,10 @@ def _checked(est, name, X, w):
         raise ValueError(f"solver={est.solver!r} needs dense X; sparse input trains with 'sgd', 'adam' or 'lbfgs'")
     if not np.all(w == 1):
         raise ValueError(f"sample_weight is supported by the solvers 'sgd', 'adam' and 'lbfgs', not {est.solver!r}")
-    if name == "levenberg_marquardt" and getattr(est, "loss", None) == "poisson":
-        raise ValueError("solver='lm' minimises a sum of squares; it does not take loss='poisson'")
+    from fnn import optimizers
+
+    if optimizers.spec(name).needs_mse and getattr(est, "loss", None) == "poisson":
+        raise ValueError(f"solver={est.solver!r} minimises a sum of squares; it does not take loss='poisson'")
 
 
 def _stopping_rule(est):
@@ -71,14 +73,14 @@ def fit(est, net, params, X, y, w):
     n = X.shape[0]
     full = optimizers.spec(name).full_batch
     batch = (n if full else min(200, n)) if est.batch_size == "auto" else min(int(est.batch_size), n)
-    lm = name == "levenberg_marquardt"
+    own_step = optimizers.spec(name).own_step  # no learning rate, no weight decay (br sets its own)
     patience = est.max_iter if est.n_iter_no_change == np.inf else int(est.n_iter_no_change)
     params, history = fnn.fit(
         net, params, (X, y), optimizer=name, epochs=int(est.max_iter), batch_size=batch,
         key=jax.random.key(int(est._random_state.randint(2**31 - 1))), validation=validation,
-        learning_rate=None if name in ("lbfgs", "levenberg_marquardt") else float(est.learning_rate_init),
+        learning_rate=None if own_step or name == "lbfgs" else float(est.learning_rate_init),
         momentum=float(min(est.momentum, 0.999)), nesterov=bool(est.nesterovs_momentum),
-        weight_decay=0.0 if lm else float(est.alpha) / batch,
+        weight_decay=0.0 if own_step else float(est.alpha) / batch,
         patience=None if validation is None else patience, min_delta=float(est.tol),
         callbacks=[_scores(est, net, validation) if validation else fnn.callbacks.Lambda(_stopping_rule(est))],
         progress=bool(est.verbose),
@@ -90,7 +92,7 @@ def fit(est, net, params, X, y, w):
     est.loss_ = float(history.train_loss[-1])
     if validation:
         est.best_validation_score_ = float(np.nanmax(est.validation_scores_)) if est.validation_scores_ else -np.inf
-    stopped = history.stop_reason.startswith(("early stopping", "levenberg", "callback"))
+    stopped = history.stop_reason.startswith(("early stopping", "callback")) or "mu exceeded" in history.stop_reason
     if history.diverged or (len(history) >= est.max_iter and not stopped):
         warnings.warn(f"{type(est).__name__}: maximum iterations ({est.max_iter}) reached and the optimization "
                       "hasn't converged yet.", ConvergenceWarning)
