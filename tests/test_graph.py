@@ -193,11 +193,11 @@ def test_levenberg_marquardts_jacobian_on_a_cascade_net_is_jacrev():
         params = fnn.init(jax.random.key(1), net, dtype=jnp.float64)
         x = jnp.asarray(np.random.default_rng(2).normal(size=(6, 2)))
         y = jnp.asarray(np.random.default_rng(3).normal(size=(6, 2)))
-        e, J = optimizers.residuals_and_jacobian(net, params, x, y)
+        e, J = jax.jit(optimizers.residuals_and_jacobian, static_argnums=0)(net, params, x, y)  # one compile
         flat, unravel = jax.flatten_util.ravel_pytree(params)
         residuals = lambda theta: (fnn.forward.predict_core(net, unravel(theta), x) - y).reshape(-1)
-        np.testing.assert_allclose(e, residuals(flat), rtol=1e-15)
-        np.testing.assert_allclose(J, jax.jacrev(residuals)(flat), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(e, jax.jit(residuals)(flat), rtol=1e-15)
+        np.testing.assert_allclose(J, jax.jit(jax.jacrev(residuals))(flat), rtol=1e-12, atol=1e-15)
 
 
 def test_manual_vjp_and_check_gradients_with_dropout():
@@ -263,7 +263,13 @@ def _sine(n=48):
     return np.hstack([x, x ** 2]), np.sin(3 * x).astype(np.float32)
 
 
-@pytest.mark.parametrize("optimizer", optimizers.NAMES)
+# MATLAB's line-search methods reach the network only through its loss and gradient, as lbfgs
+# does: lbfgs, br (the Jacobian) and scg (gradients at other points) stand for them by default
+_LINE_SEARCHES = ("cgf", "cgp", "cgb", "bfgs", "oss")
+
+
+@pytest.mark.parametrize("optimizer", [pytest.param(n, marks=pytest.mark.slow) if n in _LINE_SEARCHES else n
+                                       for n in optimizers.NAMES])
 def test_every_optimizer_trains_a_residual_graph(optimizer):
     x, y = _sine()
     params = fnn.init(jax.random.key(6), RESIDUAL)
