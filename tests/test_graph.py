@@ -263,9 +263,9 @@ def _sine(n=48):
     return np.hstack([x, x ** 2]), np.sin(3 * x).astype(np.float32)
 
 
-# MATLAB's line-search methods reach the network only through its loss and gradient, as lbfgs
-# does: lbfgs, br (the Jacobian) and scg (gradients at other points) stand for them by default
-_LINE_SEARCHES = ("cgf", "cgp", "cgb", "bfgs", "oss")
+# MATLAB's methods reach the network only through its loss, gradient and Jacobian, as lbfgs and
+# levenberg_marquardt do: those two stand for them in the default suite
+_LINE_SEARCHES = ("br", "scg", "cgf", "cgp", "cgb", "bfgs", "oss")
 
 
 @pytest.mark.parametrize("optimizer", [pytest.param(n, marks=pytest.mark.slow) if n in _LINE_SEARCHES else n
