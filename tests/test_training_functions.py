@@ -211,8 +211,7 @@ def test_normal_equations_memory_is_bounded_by_p_squared_not_by_the_examples():
         temp.append(compiled.memory_analysis().temp_size_in_bytes)
     P = BIG.n_params
     assert temp[1] < 1.05 * temp[0]
-    assert temp[1] < 4 * P * P * 4  # a few P x P float32 arrays; 48,000 x P would be 8 times P^2
-    assert 48_000 * P * 4 > 8 * P * P * 4
+    assert temp[1] < 4 * P * P * 4  # a few P x P float32 arrays, where one 48,000 x P Jacobian is 8 P^2
 
 
 def test_levenberg_marquardt_trains_beyond_4096_parameters():
