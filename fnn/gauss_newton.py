@@ -53,9 +53,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from fnn import activations, memory
+from fnn.memory import CHUNK_ROWS  # rows of J per chunk when P is smaller: the matmuls stay large
 
 MU_DECREASE, MU_INCREASE, MU_MAX = 0.1, 10.0, 1e10
-from fnn.memory import CHUNK_ROWS  # rows of J per chunk when P is smaller: the matmuls stay large
 
 
 def residuals_and_jacobian(net, params, x, y, key=None):
