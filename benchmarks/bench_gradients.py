@@ -18,8 +18,8 @@ from pathlib import Path
 from fnn import bench
 from fnn.bench import analysis, output
 from fnn.bench.grids import GRIDS
-from fnn.bench.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind
 from fnn.bench.runner import ALL_METHODS, GRAPH_METHODS
+from fnn.scale.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind
 
 
 def _methods(text: str) -> tuple[str, ...]:

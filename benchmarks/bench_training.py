@@ -70,10 +70,11 @@ import numpy as np
 import optax
 
 import fnn
-from fnn import compile_cache, data, datasets
-from fnn.bench import machine
-from fnn.forward import loss_core
-from fnn.validation import prepare
+from fnn.core.forward import loss_core
+from fnn.core.validation import prepare
+from fnn.data import datasets
+from fnn.data import preparation as data
+from fnn.scale import compile_cache, machine
 
 EPOCHS, BATCH, LR = 50, 64, 1e-3
 NET_ARGS = dict(sizes=(64, 128, 128, 10), activation="relu", output="softmax", loss="cross_entropy")
@@ -81,7 +82,7 @@ NET = fnn.MLP(**NET_ARGS)
 
 
 def run_fnn(train, test, seed):
-    fnn.train.make_epoch.cache_clear()  # fits of one configuration share a compiled epoch: compile afresh
+    fnn.training.loop.make_epoch.cache_clear()  # fits of one configuration share a compiled epoch: compile afresh
     t0 = time.perf_counter()
     params, h = fnn.fit(NET, fnn.init(jax.random.key(seed), NET), train, optimizer="adam", learning_rate=LR,
                         epochs=EPOCHS, batch_size=BATCH, key=jax.random.key(seed + 100))

@@ -5,20 +5,25 @@
     loss, grads = fnn.backprop(net, params, x, y)
 """
 
-from fnn.activations import register_activation
-from fnn.analytical import single_unit_gradient
-from fnn.autodiff import autodiff, loss_with_manual_vjp
-from fnn.backprop import backprop
-from fnn.compile_cache import enable_compile_cache
-from fnn.finite_differences import finite_differences
-from fnn.forward import loss, predict
-from fnn.gradcheck import GradientReport, check_gradients
-from fnn.graph import Dense, Graph
-from fnn.initializers import init
-from fnn.network import MLP
-from fnn.validation import check_inputs
-from fnn.train import History, fit
-from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # noqa: E402  (modules: fnn.callbacks.Checkpoint, ...)
+# the network math and its hand-written derivatives
+from fnn.core.activations import register_activation
+from fnn.core.backprop import backprop
+from fnn.core.forward import loss, predict
+from fnn.core.graph import Dense, Graph
+from fnn.core.initializers import init
+from fnn.core.manual_vjp import loss_with_manual_vjp
+from fnn.core.mlp import MLP
+from fnn.core.validation import check_inputs
+# what backprop is proven against
+from fnn.check.analytical import single_unit_gradient
+from fnn.check.autodiff import autodiff
+from fnn.check.finite_differences import finite_differences
+from fnn.check.gradcheck import GradientReport, check_gradients
+# training, and the compile cache it keeps
+from fnn.scale.compile_cache import enable_compile_cache
+from fnn.training.loop import History, fit
+# the public namespaces: fnn.callbacks.Checkpoint, fnn.optimizers.get, fnn.data.prepare, fnn.datasets.load, ...
+from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # isort: skip
 
 __version__ = "0.1.0"
 

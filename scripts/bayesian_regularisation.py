@@ -18,7 +18,8 @@ import os
 import statistics
 import time
 
-from fnn import experiments
+from fnn.experiments import bayesian_regularisation as bayes
+from fnn.experiments import common
 
 
 def main(argv=None) -> int:
@@ -33,10 +34,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     runs = []
     for seed in range(args.seeds):
-        result = experiments.bayesian_regularisation(args.hidden, noise=args.noise, epochs=args.epochs, seed=seed)
+        result = bayes.bayesian_regularisation(args.hidden, noise=args.noise, epochs=args.epochs, seed=seed)
         if seed == 0:
-            experiments.plot_bayesian(result, os.path.join(args.out, "bayesian_regularisation.png"))
-        runs.append({"seed": seed, **experiments.bayesian_summary(result)})
+            bayes.plot_bayesian(result, os.path.join(args.out, "bayesian_regularisation.png"))
+        runs.append({"seed": seed, **bayes.bayesian_summary(result)})
         print(f"seed {seed}: test mse levenberg_marquardt {runs[-1]['test_mse_levenberg_marquardt']:.5f}, "
               f"br {runs[-1]['test_mse_br']:.5f} (gamma {runs[-1]['br_gamma']:.1f} of {runs[-1]['n_params']})")
     better = sum(r["test_mse_br"] < r["test_mse_levenberg_marquardt"] for r in runs)
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     print(f"br's test mse is below levenberg_marquardt's for {better} of {len(runs)} seeds; medians "
           f"{medians['br']:.5f} vs {medians['levenberg_marquardt']:.5f}")
     path = os.path.join(args.out, "bayesian_regularisation.json")
-    experiments.write_json(path, {"seconds": time.perf_counter() - t0, "br_better": better,
+    common.write_json(path, {"seconds": time.perf_counter() - t0, "br_better": better,
                                   "median_test_mse": medians, "runs": runs})
     print(f"wrote {path} and the .png beside it in {time.perf_counter() - t0:.0f} s")
     return 0

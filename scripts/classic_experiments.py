@@ -16,7 +16,7 @@ import json
 import os
 import time
 
-from fnn import experiments
+from fnn.experiments import classic
 
 
 def main(argv=None) -> int:
@@ -30,13 +30,13 @@ def main(argv=None) -> int:
     max_sweeps = args.max_sweeps or (5000 if args.quick else 20000)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    results = [experiments.run_classic(pr, seeds=seeds, max_sweeps=max_sweeps) for pr in experiments.classic_problems()]
-    table = experiments.classic_table(results)
+    results = [classic.run_classic(pr, seeds=seeds, max_sweeps=max_sweeps) for pr in classic.classic_problems()]
+    table = classic.classic_table(results)
     with open(os.path.join(args.out, "classic_experiments.json"), "w") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(args.out, "classic_experiments.md"), "w") as f:
         f.write(table)
-    experiments.plot_classic(results, os.path.join(args.out, "classic_experiments.png"))
+    classic.plot_classic(results, os.path.join(args.out, "classic_experiments.png"))
     print(table)
     print(f"wrote {args.out}/classic_experiments.png, .json, .md in {time.perf_counter() - t0:.1f} s")
     return 0

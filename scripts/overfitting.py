@@ -19,7 +19,8 @@ import argparse
 import os
 import time
 
-from fnn import experiments
+from fnn.experiments import common
+from fnn.experiments import overfitting as overfit
 
 
 def main(argv=None) -> int:
@@ -34,17 +35,17 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     epochs = args.epochs or (100 if args.quick else 300)
     kwargs = dict(epochs=epochs, patience=args.patience)
-    results = (experiments.dropout_comparison(args.dropout, **kwargs) if args.dropout
-               else [experiments.overfitting(**kwargs)])
+    results = (overfit.dropout_comparison(args.dropout, **kwargs) if args.dropout
+               else [overfit.overfitting(**kwargs)])
     out = os.path.join(args.out, "overfitting")
-    experiments.plot_overfitting(results[0], out + ".png")
-    best = [experiments.best_validation(r) for r in results]
+    overfit.plot_overfitting(results[0], out + ".png")
+    best = [overfit.best_validation(r) for r in results]
     for b in best:
         print(_line(b, args.patience))
-    experiments.write_csv(experiments.curves_rows(results), out + ".csv")
-    experiments.write_json(out + ".json", {"seconds": time.perf_counter() - t0, "runs": best})
+    common.write_csv(overfit.curves_rows(results), out + ".csv")
+    common.write_json(out + ".json", {"seconds": time.perf_counter() - t0, "runs": best})
     if len(results) > 1:
-        experiments.plot_dropout(results, out + "_dropout.png")
+        overfit.plot_dropout(results, out + "_dropout.png")
     print(f"wrote {out}.png{', _dropout.png' if len(results) > 1 else ''}, .csv, .json "
           f"in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
 
 def _line(b: dict, patience: int) -> str:
     """One run's ``best_validation`` as a sentence."""
-    return (f"{experiments.dropout_label(b['dropout'])}: best validation loss {b['best_val_loss']:.4f} "
+    return (f"{overfit.dropout_label(b['dropout'])}: best validation loss {b['best_val_loss']:.4f} "
             f"at epoch {b['best_epoch']} (val accuracy {b['best_val_accuracy']:.3f}); "
             f"early stopping (patience {patience}) stops at epoch {b['stop_epoch']}; "
             f"after {b['epochs']} epochs: train loss {b['final_train_loss']:.2e}, "

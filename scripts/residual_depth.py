@@ -9,7 +9,7 @@ cross-entropy, the same shapes, init (Glorot uniform, fnn's default) and
 seeds. Each gets the first-over-last hidden-layer gradient-norm ratio at
 initialisation (on the first 256 training examples) and the test accuracy
 after the same budget: Adam, learning rate 1e-3, batch 64, 30 epochs of the
-1212 training digits (570 steps; why, in ``experiments.Budget``), and its
+1212 training digits (570 steps; why, in ``depth.Budget``), and its
 last-epoch training loss. Writes ``DIR/residual_depth.png`` (accuracy, training
 loss and gradient ratio vs depth), ``.csv`` (one row per net and seed), ``.json``
 (the summary, the runs, the machine and the command) and ``.md`` (the table).
@@ -22,7 +22,10 @@ import dataclasses
 import os
 import time
 
-from fnn import data, datasets, experiments
+from fnn.data import datasets
+from fnn.data import preparation as data
+from fnn.experiments import common
+from fnn.experiments import residual_depth as depth
 
 
 def main(argv=None) -> int:
@@ -35,25 +38,25 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=64, help="hidden width (default 64)")
     p.add_argument("--out", default="results/residual_depth", help="output directory")
     args = p.parse_args(argv)
-    depths = tuple(map(int, args.depths.split(","))) if args.depths else (2, 4) if args.quick else experiments.DEPTHS
-    acts = tuple(args.activations.split(",")) if args.activations else experiments.DEPTH_ACTIVATIONS
+    depths = tuple(map(int, args.depths.split(","))) if args.depths else (2, 4) if args.quick else depth.DEPTHS
+    acts = tuple(args.activations.split(",")) if args.activations else depth.DEPTH_ACTIVATIONS
     seeds = args.seeds or (1 if args.quick else 3)
-    budget = dataclasses.replace(experiments.Budget(), epochs=args.epochs or (2 if args.quick else 30))
+    budget = dataclasses.replace(depth.Budget(), epochs=args.epochs or (2 if args.quick else 30))
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     splits = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.1, seed=0, scale="standard")
-    rows = experiments.residual_depth(splits, activations=acts, depths=depths, width=args.width, seeds=seeds,
+    rows = depth.residual_depth(splits, activations=acts, depths=depths, width=args.width, seeds=seeds,
                                       budget=budget,
                                       progress=lambda r: print(_progress(r, time.perf_counter() - t0), flush=True))
-    summary = experiments.depth_summary(rows)
-    table = experiments.depth_table(summary)
+    summary = depth.depth_summary(rows)
+    table = depth.depth_table(summary)
     out = os.path.join(args.out, "residual_depth")
-    experiments.write_csv(rows, out + ".csv")
-    experiments.write_json(out + ".json", {"budget": dataclasses.asdict(budget), "width": args.width,
+    common.write_csv(rows, out + ".csv")
+    common.write_json(out + ".json", {"budget": dataclasses.asdict(budget), "width": args.width,
                                            "seconds": time.perf_counter() - t0, "summary": summary, "runs": rows})
     with open(out + ".md", "w") as f:
         f.write(table)
-    experiments.plot_depth(summary, out + ".png")
+    depth.plot_depth(summary, out + ".png")
     print(table)
     print(f"wrote {out}.png, .csv, .json, .md in {time.perf_counter() - t0:.1f} s")
     return 0

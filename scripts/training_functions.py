@@ -21,8 +21,8 @@ import time
 
 import jax
 
-from fnn.bench import machine
 from fnn.bench import training_functions as tf
+from fnn.scale import machine
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,8 @@ import argparse
 import os
 import time
 
-from fnn import experiments
+from fnn.experiments import common
+from fnn.experiments import vanishing_gradients as vanishing
 
 
 def main(argv=None) -> int:
@@ -26,13 +27,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    x, y = experiments.digits_batch(256)
-    rows = experiments.gradient_survey(x, y, depth=args.depth, width=args.width, seeds=1 if args.quick else 5)
-    table = experiments.survey_table(rows)
-    experiments.survey_csv(rows, os.path.join(args.out, "vanishing_gradients.csv"))
+    x, y = common.digits_batch(256)
+    rows = vanishing.gradient_survey(x, y, depth=args.depth, width=args.width, seeds=1 if args.quick else 5)
+    table = vanishing.survey_table(rows)
+    vanishing.survey_csv(rows, os.path.join(args.out, "vanishing_gradients.csv"))
     with open(os.path.join(args.out, "vanishing_gradients.md"), "w") as f:
         f.write(table)
-    experiments.plot_survey(rows, os.path.join(args.out, "vanishing_gradients.png"))
+    vanishing.plot_survey(rows, os.path.join(args.out, "vanishing_gradients.png"))
     print(table)
     print(f"wrote {args.out}/vanishing_gradients.png, .csv, .md in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -19,6 +19,6 @@ def _no_compile_cache_left_on():
     import jax
 
     if jax.config.jax_compilation_cache_dir is not None:
-        from fnn import compile_cache
+        from fnn.scale import compile_cache
 
         compile_cache.disable_compile_cache()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import activations, gradcheck, losses
+from fnn.check import gradcheck
+from fnn.core import activations, losses
 
 HIDDEN = tuple(n for n in activations.BUILTIN_ACTIVATIONS if activations.get(n).hidden_ok)
 OUTPUTS = activations.BUILTIN_ACTIVATIONS
@@ -45,7 +49,7 @@ def host_targets(rng, loss: str, batch: int, n_out: int):
 
 
 def worst_rel_error(grads, refs, loss) -> float:
-    """The largest per-leaf ``rel`` of fnn.check_gradients (see fnn/gradcheck.py)."""
+    """The largest per-leaf ``rel`` of fnn.check_gradients (see fnn/check/gradcheck.py)."""
     tiny = gradcheck.gradient_floor(grads, loss)
     pairs = zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(refs))
     return max(gradcheck.compare(g, r, tiny)[1] for g, r in pairs)
@@ -59,3 +63,14 @@ def leaf_norm_error(got, ref) -> float:
 
 def worst_norm_error(grads, refs) -> float:
     return max(leaf_norm_error(g, r) for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(refs)))
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str, folder: Path = BENCHMARKS):
+    """The script ``folder/name.py`` as a module, to call its ``main(argv)`` in the test process."""
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

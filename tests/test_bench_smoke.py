@@ -13,7 +13,6 @@ import csv
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,15 +20,12 @@ import pytest
 from fnn.bench.analysis import fit_slope
 from fnn.bench.methods import sample_indices, sample_size
 from fnn.bench.runner import ALL_METHODS, GRAPH_METHODS, ROW_FIELDS
+from helpers import load_script
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _script(name="bench_gradients"):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +92,8 @@ def test_each_finished_case_is_handed_on_and_the_figures_follow_the_methods(tmp_
 
 def test_flops_below_the_matmul_count_are_replaced_by_it():
     """XLA on GPU leaves cuBLAS calls out of its FLOP count; such a count is taken as incomplete."""
-    from fnn import throughput
     from fnn.bench import analysis
+    from fnn.scale import throughput
 
     need = throughput.step_flops([4, 8, 1], 16)
     base = {"status": "measured", "sizes": "4-8-1", "batch": 16, "time_median_s": 1e-3, "peak_flops_per_s": 1e9}
@@ -176,7 +172,7 @@ def test_training_figure_is_drawn_from_the_json(tmp_path):
     import jax
     import matplotlib.image
 
-    from fnn.bench import machine
+    from fnn.scale import machine
 
     def result(whole, epoch):
         return {"whole_fit_s": whole, "epoch_s": epoch}
@@ -204,7 +200,7 @@ def test_a_classifier_case_runs_every_method_on_integer_labels():
     import jax.numpy as jnp
 
     from fnn.bench import grids, runner
-    from fnn.bench.machine import describe
+    from fnn.scale.machine import describe
 
     case = grids.Case("trained", grids.classifier((8,), "relu", n_in=12, n_out=4), 16)
     device = jax.devices("cpu")[0]
@@ -316,9 +312,9 @@ def test_estimator_round_times_both_and_they_agree(monkeypatch):
     random order, and in float64 the same accuracy (the same algorithm)."""
     import random
 
-    from fnn.bench import estimators
-
     import jax
+
+    from fnn.bench import estimators
 
     case = next(iter(estimators.CASES))
     # no jax.clear_caches() in the test process: it would drop every other test's compiled programs

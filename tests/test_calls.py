@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import dispatch, validation
-from fnn.backprop import backprop_core
+from fnn.core import dispatch, validation
+from fnn.core.backprop import backprop_core
 
 CLF = fnn.MLP((5, 8, 3), "tanh", "softmax", "cross_entropy")
 REG = fnn.MLP((5, 8, 2), "tanh", "identity", "mse")
@@ -114,11 +114,14 @@ def test_the_checks_run_once_per_signature(monkeypatch):
 def test_the_program_behind_a_call_is_the_core_alone(labels):
     """Checks and reshapes leave nothing in the compiled program for inputs of the
     right shape and dtype: it is the jaxpr of the core (with labels: of the core
-    after jax.nn.one_hot, as a user's own loss would encode them)."""
+    after jax.nn.one_hot, as a user's own loss would encode them, and the guard
+    that makes its results NaN for a label out of range)."""
     params, x, y = data(CLF, labels=labels)
     program = jax.make_jaxpr(dispatch.program(backprop_core, CLF))(params, x, y)
-    encode = (lambda y: jax.nn.one_hot(y, CLF.sizes[-1], dtype=x.dtype)) if labels else (lambda y: y)
-    core = jax.make_jaxpr(lambda p, x, y: backprop_core(CLF, p, x, encode(y)))(params, x, y)
+    encode = (lambda y: validation._one_hot(y, CLF.sizes[-1], x.dtype)) if labels else (lambda y: y)
+    guard = validation.guard if labels else (lambda result: result)
+    core = jax.make_jaxpr(lambda p, x, y: guard(backprop_core(CLF, p, x, encode(y))))(params, x, y)
+    assert (" = ne " in str(core)) == labels  # isnan(loss) as loss != loss: the guard is there with labels, only then
     assert str(program.jaxpr.eqns[0].params["jaxpr"]) == str(core)
 
 

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import fnn
-from fnn import checkpoint
+from fnn.training import checkpoint
 
 
 def test_round_trip_without_pickle(tmp_path):

@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from fnn import checkpoint, cli, train
+from fnn import cli
+from fnn.training import checkpoint
+from fnn.training import loop as train
 
 
 def _run(capsys, *argv):
@@ -86,6 +88,7 @@ def test_matlabs_training_functions_from_the_command_line(capsys, tmp_path, opti
     assert header[7:10] == ["gamma", "alpha", "beta"]
 
 
+@pytest.mark.exact
 def test_cli_resume_ends_where_an_uninterrupted_run_ends(capsys, tmp_path):
     common = ["--dataset", "wine", "--batch-size", "32", "--quiet"]
     assert _run(capsys, *common, "--epochs", "6", "--out", str(tmp_path / "a"))[0] == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import compile_cache
+from fnn.scale import compile_cache
 
 # A run of an odd configuration (so that no earlier test compiled it in this
 # process), timed by JAX's own log of what it compiled and what it loaded.

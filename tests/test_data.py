@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from fnn import data, datasets
+from fnn.data import datasets
+from fnn.data import preparation as data
 
 
 def test_scalers_fit_on_the_training_split_only():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import diagnostics
+from fnn.training import diagnostics
 
 
 def _data(n=64, d=8, seed=0):
@@ -65,7 +65,7 @@ def test_fit_records_diagnostics_and_plots(tmp_path):
     _, plain = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), epochs=1, key=jax.random.key(0))
     assert plain.diagnostics == {}
     pytest.importorskip("matplotlib")
-    from fnn import plots
+    from fnn.cli import plots
 
     plots.gradient_norms(h, tmp_path / "g.png")
     plots.gradient_norms(plain, tmp_path / "plain.png")

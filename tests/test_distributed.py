@@ -21,7 +21,8 @@ FOUR_DEVICES = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     import fnn
-    from fnn import distributed, train
+    from fnn.scale import distributed
+    from fnn.training import loop as train
     from fnn.cli import main
 
     assert len(jax.devices()) == 4, jax.devices()

@@ -2,7 +2,7 @@
 
 The public functions check host inputs before calling anything, and check
 device arrays when JAX first traces their signature, as the first thing the
-program does (fnn/dispatch.py): either way no operation of fnn's is traced,
+program does (fnn/core/dispatch.py): either way no operation of fnn's is traced,
 lowered or compiled for a call that fails its checks."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.autodiff import _manual_loss, autodiff_core
-from fnn.backprop import backprop_core
-from fnn.finite_differences import compiled_finite_differences
-from fnn.forward import loss_core, predict_core
+from fnn.check.autodiff import autodiff_core
+from fnn.check.finite_differences import compiled_finite_differences
+from fnn.core.backprop import backprop_core
+from fnn.core.forward import loss_core, predict_core
+from fnn.core.manual_vjp import manual_loss
 
 NET = fnn.MLP((3, 4, 2), "tanh", "identity", "mse")
 CLF = fnn.MLP((3, 4, 3), "relu", "softmax", "cross_entropy")
@@ -25,8 +26,8 @@ CLF_PARAMS = fnn.init(jax.random.key(0), CLF)
 X = jnp.ones((5, 3))
 Y = jnp.zeros((5, 2))
 
-# fnn's programs, public (fnn.dispatch) and internal, are named after these functions
-PROGRAMS = {f.__name__ for f in (backprop_core, autodiff_core, loss_core, predict_core, _manual_loss,
+# fnn's programs, public (fnn.core.dispatch) and internal, are named after these functions
+PROGRAMS = {f.__name__ for f in (backprop_core, autodiff_core, loss_core, predict_core, manual_loss,
                                  compiled_finite_differences)}
 WITH_TARGETS = (fnn.backprop, fnn.autodiff, fnn.loss, fnn.loss_with_manual_vjp)
 

@@ -9,23 +9,25 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import experiments
+from fnn.experiments import classic, common
+from fnn.experiments import overfitting as overfit
+from fnn.experiments import residual_depth as depth
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_problem_data():
-    x, y = experiments.symmetry_problem(6)
+    x, y = classic.symmetry_problem(6)
     assert x.shape == (64, 6) and y.sum() == 8  # 2^3 symmetric vectors
     assert np.all(y[:, 0] == np.all(x == x[:, ::-1], axis=1))
-    x, y = experiments.encoder_problem(8)
+    x, y = classic.encoder_problem(8)
     np.testing.assert_array_equal(x, np.eye(8))
-    assert experiments.early_stopping_epoch([3, 2, 2.5, 2.4, 2.6], patience=3) == 5
-    assert experiments.early_stopping_epoch([3, 2, 1], patience=2) == 3
+    assert overfit.early_stopping_epoch([3, 2, 2.5, 2.4, 2.6], patience=3) == 5
+    assert overfit.early_stopping_epoch([3, 2, 1], patience=2) == 3
 
 
 def test_xor_is_solved_in_hundreds_of_sweeps():
-    r = experiments.run_classic(experiments.classic_problems()[0], seeds=4, max_sweeps=3000)
+    r = classic.run_classic(classic.classic_problems()[0], seeds=4, max_sweeps=3000)
     assert r["failures"] <= 1 and 100 < r["median"] < 3000
 
 
@@ -60,7 +62,8 @@ def test_scripts_write_their_outputs(tmp_path, monkeypatch):
 
 
 def _digits_splits():
-    from fnn import data, datasets
+    from fnn.data import datasets
+    from fnn.data import preparation as data
 
     pytest.importorskip("sklearn")
     return data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.1, seed=0, scale="standard")
@@ -69,23 +72,23 @@ def _digits_splits():
 def test_depth_nets_share_shapes_and_init():
     import jax
 
-    plain, res = (experiments.depth_net(k, "tanh", 3, width=8) for k in experiments.KINDS)
+    plain, res = (depth.depth_net(k, "tanh", 3, width=8) for k in depth.KINDS)
     assert plain.n_params == res.n_params and len(plain.nodes) == len(res.nodes) == 4
     assert [n.residual for n in res.nodes] == [None, "h1", "h2", None]
     p, r = (fnn.init(jax.random.key(0), net) for net in (plain, res))
     np.testing.assert_array_equal(p["layer2"]["W"]["layer1"], r["h2"]["W"]["h1"])
     with pytest.raises(ValueError, match="unknown kind"):
-        experiments.depth_net("dense", "tanh", 3)
+        depth.depth_net("dense", "tanh", 3)
 
 
 def test_residual_connections_keep_a_deep_sigmoid_gradient():
     import jax
 
-    x, y = experiments.digits_batch(64)
+    x, y = common.digits_batch(64)
     ratio = {}
-    for kind in experiments.KINDS:
-        net = experiments.depth_net(kind, "sigmoid", 16, width=16)
-        ratio[kind] = experiments.hidden_gradient_ratio(net, fnn.init(jax.random.key(0), net), x, y)
+    for kind in depth.KINDS:
+        net = depth.depth_net(kind, "sigmoid", 16, width=16)
+        ratio[kind] = depth.hidden_gradient_ratio(net, fnn.init(jax.random.key(0), net), x, y)
     assert ratio["plain"]["grad_ratio"] < 1e-6  # slope <= 1/4 per layer: 15 layers vanish
     assert ratio["residual"]["grad_ratio"] > 1e-2  # the identity paths carry it
     assert ratio["residual"]["grad_ratio"] > 1e4 * ratio["plain"]["grad_ratio"]
@@ -93,21 +96,21 @@ def test_residual_connections_keep_a_deep_sigmoid_gradient():
 
 def test_residual_depth_rows_summary_table_and_figure(tmp_path):
     pytest.importorskip("matplotlib")
-    budget = experiments.Budget(epochs=1, batch_size=256)
-    rows = experiments.residual_depth(_digits_splits(), activations=("relu",), depths=(2,), width=8, seeds=2,
+    budget = depth.Budget(epochs=1, batch_size=256)
+    rows = depth.residual_depth(_digits_splits(), activations=("relu",), depths=(2,), width=8, seeds=2,
                                       budget=budget)
     assert [(r["kind"], r["seed"]) for r in rows] == [("plain", 0), ("plain", 1), ("residual", 0), ("residual", 1)]
     assert all(0 <= r["test_accuracy"] <= 1 and r["grad_ratio"] > 0 for r in rows)
-    summary = experiments.depth_summary(rows)
+    summary = depth.depth_summary(rows)
     assert [(s["kind"], s["seeds"]) for s in summary] == [("plain", 2), ("residual", 2)]
     for s, rs in zip(summary, (rows[:2], rows[2:])):
         accs = [r["test_accuracy"] for r in rs]
         assert s["test_accuracy_min"] == min(accs) and s["test_accuracy_max"] == max(accs)
         assert s["test_accuracy_mean"] == pytest.approx(np.mean(accs))
         assert s["grad_ratio_mean"] == pytest.approx(np.sqrt(rs[0]["grad_ratio"] * rs[1]["grad_ratio"]))
-    table = experiments.depth_table(summary)
+    table = depth.depth_table(summary)
     assert table.splitlines()[2].startswith("| relu | 2 | ") and table.count("\n") == 3
-    experiments.plot_depth(summary, tmp_path / "d.png")
+    depth.plot_depth(summary, tmp_path / "d.png")
     assert (tmp_path / "d.png").stat().st_size > 0
 
 
@@ -115,24 +118,24 @@ def test_underflowed_ratio_is_named_in_the_table():
     rows = [{"activation": "sigmoid", "depth": 64, "kind": kind, "seed": seed, "test_accuracy": 0.1,
              "train_loss": 2.3, "grad_ratio": ratio}
             for kind, seed, ratio in [("plain", 0, 0.0), ("plain", 1, 1e-30), ("residual", 0, 0.05)]]
-    table = experiments.depth_table(experiments.depth_summary(rows))
+    table = depth.depth_table(depth.depth_summary(rows))
     assert "| sigmoid | 64 | 0.100 (0.100-0.100) | 0.100 | 2.3 | 2.3 | 0 (underflow) | 5.0e-02 |" in table
 
 
 def test_dropout_changes_the_validation_curve(tmp_path):
     pytest.importorskip("sklearn")
-    results = experiments.dropout_comparison(0.5, n_train=50, n_val=100, epochs=4, patience=2, hidden=(32,))
+    results = overfit.dropout_comparison(0.5, n_train=50, n_val=100, epochs=4, patience=2, hidden=(32,))
     assert [r["dropout"] for r in results] == [0.0, 0.5]
     plain, drop = (r["history"] for r in results)
     assert len(plain.val_loss) == len(drop.val_loss) == 4
     assert not np.allclose(plain.val_loss, drop.val_loss)
-    best = [experiments.best_validation(r) for r in results]
+    best = [overfit.best_validation(r) for r in results]
     for b, h in zip(best, (plain, drop)):
         assert b["best_val_loss"] == min(h.val_loss) and h.val_loss[b["best_epoch"] - 1] == b["best_val_loss"]
-    rows = experiments.curves_rows(results)
+    rows = overfit.curves_rows(results)
     assert len(rows) == 4 and rows[0]["val_loss_dropout0"] == plain.val_loss[0]
     assert rows[-1]["val_loss_dropout0.5"] == drop.val_loss[-1]
-    experiments.write_csv(rows, tmp_path / "c.csv")
+    common.write_csv(rows, tmp_path / "c.csv")
     assert (tmp_path / "c.csv").read_text().splitlines()[0].startswith("epoch,train_loss_dropout0,")
 
 

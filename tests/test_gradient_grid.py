@@ -4,7 +4,7 @@
 For each cell, backprop must equal autodiff (float64: per-leaf relative error
 <= 1e-12; float32: <= 1e-5 relative to the leaf's norm) and, in float64 on
 the small nets (1 and 2 hidden layers), central finite differences (<= 1e-7). "Relative error" is fnn.check_gradients'
-``rel`` (fnn/gradcheck.py), whose floor keeps vanished or exactly-zero leaves
+``rel`` (fnn/check/gradcheck.py), whose floor keeps vanished or exactly-zero leaves
 from being judged on rounding noise. The eight hidden activations of a cell
 are compiled together in one program to keep the grid's compile time low;
 each network is still differentiated on its own.
@@ -17,12 +17,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import pytest
+from helpers import HIDDEN, PAIRS, targets, worst_norm_error, worst_rel_error
 
 import fnn
-from fnn.backprop import backprop_core
-from fnn.finite_differences import compiled_finite_differences, default_eps
-from fnn.forward import loss_core
-from helpers import HIDDEN, PAIRS, targets, worst_norm_error, worst_rel_error
+from fnn.check.finite_differences import compiled_finite_differences, default_eps
+from fnn.core.backprop import backprop_core
+from fnn.core.forward import loss_core
 
 # Hidden layers. The default suite runs depth 1 in float64 (with finite
 # differences) and float32; the slow suite (-m slow) adds the rest: each further

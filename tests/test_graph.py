@@ -15,14 +15,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fnn
-from fnn import optimizers, validation
-from fnn.autodiff import autodiff_core
-from fnn.backprop import backprop_core
-from fnn.finite_differences import compiled_finite_differences, default_eps
-from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
+from fnn.check.autodiff import autodiff_core
+from fnn.check.finite_differences import compiled_finite_differences, default_eps
+from fnn.core import validation
+from fnn.core.backprop import backprop_core
+from fnn.optim import registry as optimizers
 
 NET = fnn.Graph(n_in=6, nodes=[
     fnn.Dense("h1", 8, "relu", inputs=("x",)),
@@ -172,6 +174,7 @@ def test_the_worst_errors_over_many_random_graphs(capsys):
     assert worst[0] <= 1e-12 and worst[1] <= 1e-7
 
 
+@pytest.mark.exact
 def test_the_chain_graph_is_the_mlp_exactly():
     mlp = fnn.MLP((5, 7, 6, 3), ("tanh", "relu"), "softmax", "cross_entropy")
     chain = fnn.Graph.chain((5, 7, 6, 3), ("tanh", "relu"), "softmax", "cross_entropy")
@@ -195,7 +198,7 @@ def test_levenberg_marquardts_jacobian_on_a_cascade_net_is_jacrev():
         y = jnp.asarray(np.random.default_rng(3).normal(size=(6, 2)))
         e, J = jax.jit(optimizers.residuals_and_jacobian, static_argnums=0)(net, params, x, y)  # one compile
         flat, unravel = jax.flatten_util.ravel_pytree(params)
-        residuals = lambda theta: (fnn.forward.predict_core(net, unravel(theta), x) - y).reshape(-1)
+        residuals = lambda theta: (fnn.core.forward.predict_core(net, unravel(theta), x) - y).reshape(-1)
         np.testing.assert_allclose(e, jax.jit(residuals)(flat), rtol=1e-15)
         np.testing.assert_allclose(J, jax.jit(jax.jacrev(residuals))(flat), rtol=1e-12, atol=1e-15)
 
@@ -233,6 +236,7 @@ def test_dropout_is_on_only_with_a_key():
         fnn.loss(NET, params, x, y, key=3)
 
 
+@pytest.mark.exact
 def test_fit_with_dropout_draws_fresh_masks_each_step_and_resumes_exactly(tmp_path):
     x, y = _blobs()
     params = fnn.init(jax.random.key(3), NET)

@@ -7,8 +7,9 @@ import optax
 import pytest
 
 import fnn
-from fnn import optimizers, train
-from fnn.validation import prepare
+from fnn.core.validation import prepare
+from fnn.optim import registry as optimizers
+from fnn.training import loop as train
 
 
 def _regression_problem(n=64, seed=0):
@@ -41,7 +42,7 @@ def test_lm_jacobian_matches_jax_and_gives_the_gradient():
         x, y = prepare(net, params, x, y)
         e, J = jax.jit(optimizers.residuals_and_jacobian, static_argnums=0)(net, params, x, y)  # one compile
         flat, unravel = jax.flatten_util.ravel_pytree(params)
-        residual = lambda f: (fnn.forward.predict_core(net, unravel(f), x) - y).reshape(-1)
+        residual = lambda f: (fnn.core.forward.predict_core(net, unravel(f), x) - y).reshape(-1)
         np.testing.assert_allclose(e, jax.jit(residual)(flat), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(J, jax.jit(jax.jacrev(residual))(flat), rtol=1e-4, atol=1e-5)
         _, grads = fnn.backprop(net, params, x, y)

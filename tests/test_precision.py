@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import leaf_norm_error, targets
 
 import fnn
-from fnn import precision
-from helpers import leaf_norm_error, targets
+from fnn.scale import precision
 
 
 def _case(act, out, loss, seed=0):
@@ -55,6 +55,7 @@ def test_bf16_backprop_matches_float32_and_jax_grad(act, out, loss):
     assert max(vs_f32) <= 1.5e-1 and np.mean(vs_f32) <= 5e-2, vs_f32
 
 
+@pytest.mark.exact
 def test_full_precision_policies_are_the_plain_step():
     net, params, x, y = _case("tanh", "softmax", "cross_entropy")
     plain = fnn.backprop(net, params, x, y)
@@ -83,7 +84,8 @@ def test_unknown_precision_is_a_clear_error():
 
 
 def test_bf16_training_on_digits_keeps_float32_state_and_learns():
-    from fnn import data, datasets
+    from fnn.data import datasets
+    from fnn.data import preparation as data
 
     splits = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0, scale="standard")
     net = fnn.MLP((64, 64, 10), activation="relu", output="softmax", loss="cross_entropy")
@@ -91,5 +93,5 @@ def test_bf16_training_on_digits_keeps_float32_state_and_learns():
     params, history = fnn.fit(net, params, (splits.train.x, splits.train.y), epochs=8, batch_size=64,
                               key=jax.random.key(1), precision="bf16")
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
-    acc = fnn.train.evaluate(net, params, splits.test.x, splits.test.y)["accuracy"]
+    acc = fnn.training.loop.evaluate(net, params, splits.test.x, splits.test.y)["accuracy"]
     assert acc > 0.90, acc

@@ -18,13 +18,14 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fnn
-from fnn import validation
-from fnn.backprop import backprop_core
-from fnn.forward import loss_core
-from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
+from fnn.core import validation
+from fnn.core.backprop import backprop_core
+from fnn.core.forward import loss_core
 
 
 @st.composite

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import activations, optimizers
-from fnn.protocol import Network
+from fnn.core import activations
+from fnn.core.protocol import Network
+from fnn.optim import registry as optimizers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +144,7 @@ def test_it_trains_with_fit(optimizer):
     before, after = fnn.loss(REG, params, x, y), fnn.loss(REG, trained, x, y)
     assert float(after) < 0.2 * float(before), (before, after)
     assert set(trained) == {"hidden", "out"} and len(h.grad_norm[0]) == 2
-    assert fnn.train.evaluate(REG, trained, x, y)["loss"] == pytest.approx(float(after), rel=1e-5)
+    assert fnn.training.loop.evaluate(REG, trained, x, y)["loss"] == pytest.approx(float(after), rel=1e-5)
 
 
 def test_a_classifier_trains_with_diagnostics_and_under_bf16():
@@ -160,6 +161,7 @@ def test_a_classifier_trains_with_diagnostics_and_under_bf16():
     assert h16.train_accuracy[-1] > 0.9
 
 
+@pytest.mark.exact
 def test_it_resumes_from_a_checkpoint_exactly(tmp_path):
     x, y = _blobs()
     params = fnn.init(jax.random.key(8), CLF)

@@ -184,6 +184,7 @@ def test_float32_in_float32_out(Estimator):
     assert all(np.isfinite(v) and isinstance(v, float) for v in est.loss_curve_)
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_sparse_input_is_densified_one_block_at_a_time(solver, monkeypatch):
     """CSR input gives the dense fit, and no more rows than a minibatch (or a chunk) are ever dense at once."""

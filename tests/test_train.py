@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import checkpoint, datasets, train
+from fnn.data import datasets
+from fnn.training import checkpoint
+from fnn.training import loop as train
 
 
 def _blobs(n=120, seed=0):
@@ -34,6 +36,7 @@ def test_levenberg_marquardt_fits_sine():
     assert not math.isnan(h.mu[-1])
 
 
+@pytest.mark.exact
 def test_xor_with_momentum():
     ds = datasets.load("xor")
     net = fnn.MLP((2, 2, 1), activation="sigmoid", output="sigmoid")
@@ -82,6 +85,7 @@ def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
     assert first[col] == "" and second[col] == "5.0"
 
 
+@pytest.mark.exact
 def test_deterministic_for_a_key_and_different_for_another():
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
@@ -133,6 +137,7 @@ def test_non_finite_data_is_rejected():
         fnn.fit(CLF, fnn.init(jax.random.key(0), CLF), (x, y), epochs=2, key=jax.random.key(0))
 
 
+@pytest.mark.exact
 def test_divergence_stops_and_keeps_the_last_good_params_and_checkpoint(tmp_path):
     x = np.linspace(-1, 1, 32, dtype=np.float32)[:, None]
     y = 1e3 * x
@@ -151,6 +156,7 @@ def test_divergence_stops_and_keeps_the_last_good_params_and_checkpoint(tmp_path
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("optimizer", ["adam", "adaptive_momentum"])
 def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, optimizer):
     x, y = _blobs()
@@ -169,6 +175,7 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, optimizer):
     assert h_res.train_loss == h_full.train_loss and h_res.val_loss == h_full.val_loss
 
 
+@pytest.mark.exact
 def test_opt_state_continues_a_run_across_calls():
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
@@ -202,6 +209,7 @@ def test_resume_rejects_another_network(tmp_path):
                 checkpoint=path, resume=True)
 
 
+@pytest.mark.exact
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)

@@ -16,8 +16,10 @@ import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
 import fnn
-from fnn import conjugate_gradient, gauss_newton, memory, optimizers, quasi_newton
-from fnn.validation import prepare
+from fnn.core.validation import prepare
+from fnn.optim import conjugate_gradient, gauss_newton, quasi_newton
+from fnn.optim import registry as optimizers
+from fnn.scale import memory
 
 NEW = ("br", "scg", "cgf", "cgp", "cgb", "bfgs", "oss")
 

@@ -5,8 +5,11 @@ finite differences, the closed form and PyTorch, across network sizes.
     fnn.bench.save(results, Path("out"))   # results.csv, results.json, summary.md, PNGs
 
 Modules: ``grids`` (which sizes), ``methods`` (the JAX methods), ``torch_peer``,
-``runner`` (interleaved timing, rows), ``xla_cost`` (FLOPs, memory, matmul
-peak), ``analysis`` (slopes, ratios, targets), ``output`` and ``plots``.
+``runner`` (interleaved timing, rows), ``analysis`` (slopes, ratios, targets),
+``output`` and ``plots``; ``calls`` (the cost of an eager call), ``estimators``
+(``fnn.sklearn`` against scikit-learn), ``training_functions`` (MATLAB's
+comparison) and ``gpu`` (every GPU check in one run). XLA's cost analysis, the
+matmul peak, timing and the machine's description are ``fnn.scale``'s.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", 
     import jax
     import jax.numpy as jnp
 
-    from fnn.bench import analysis, machine, runner
+    from fnn.bench import analysis, runner
+    from fnn.scale import machine
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(DTYPES)}")

@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from fnn import throughput
-from fnn.graph import Graph
+from fnn.core.graph import Graph
+from fnn.scale import throughput
 
 SLOPE_SWEEPS = ("width", "iso_work", "depth")
 # backprop/jax.grad time ratio above which the issue asks for an explanation
@@ -33,7 +33,7 @@ def fit_slope(p, t) -> float:
     return float(np.polyfit(np.log(p[keep]), np.log(t[keep]), 1)[0])
 
 
-# The matmul FLOPs each method cannot do without (fnn.throughput): forward
+# The matmul FLOPs each method cannot do without (fnn.scale.throughput): forward
 # 2 B sum(n_in n_out); a gradient of the params 6 B sum(n_in n_out) less the
 # first layer's input gradient, 2 B n_0 n_1. Here for a chain's sizes (the
 # rows of runs made before the ``matmul_flops`` column); ``matmul_flops`` below
@@ -179,7 +179,7 @@ def targets(table) -> list[dict]:
 
     x = lambda v: f"{v:.3f}x"
     return [
-        # judged on the median of paired ratios (fnn.timing.paired_ratio), which a
+        # judged on the median of paired ratios (fnn.scale.timing.paired_ratio), which a
         # shared machine's slow spells do not skew as they skew a ratio of medians
         check(f"time <= jax.grad (paired ratio <= {TIME_TOLERANCE})", [(r, r["paired_time_vs_jax_grad"]) for r in table],
               lambda v: v <= TIME_TOLERANCE, max, x),

@@ -26,7 +26,7 @@ call path adds shows wherever the call takes longer than the computation)
 and ``blocking`` (each call's result waited for, which adds the wake-up of
 the waiting thread, noisy on a shared machine). The ratio reported is the
 median over rounds of each round's ``fnn / plain``
-(``fnn.timing.paired_ratio``).
+(``fnn.scale.timing.paired_ratio``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ import jax
 
 import fnn
 from fnn.bench.grids import classifier
-from fnn.forward import loss_core, predict_core
-from fnn.network import MLP
-from fnn.timing import Timing, paired_ratio, wall_time
+from fnn.core.forward import loss_core, predict_core
+from fnn.core.mlp import MLP
+from fnn.scale.timing import Timing, paired_ratio, wall_time
 
 FUNCTIONS = ("backprop", "loss", "loss_with_manual_vjp", "predict")
 
@@ -174,14 +174,14 @@ TOLERANCE = 1.05  # the per-call cost fnn's public functions may add to the plai
 SMALL = 10_000  # parameters below which a case gets three times the rounds
 
 
-def run(quick: bool = False, rounds: int = 61, progress: bool = True) -> dict:
-    """Every case of ``cases(quick)``; the results with the machine and the worst ratio per function."""
-    from fnn.bench.machine import describe
+def run(quick: bool = False, rounds: int = 61, progress: bool = True, which=None) -> dict:
+    """Every case of ``cases(quick)`` (or of ``which``); the results with the machine and the worst ratio per function."""
+    from fnn.scale.machine import describe
 
     from fnn.bench.runner import _progress
 
     start = time.perf_counter()
-    todo = _progress(cases(quick), progress)
+    todo = _progress(cases(quick) if which is None else which, progress)
     # The smallest networks' calls take a few microseconds, where the machine's noise is
     # largest relative to the call: they get three times the rounds.
     rows = [row for i, case in enumerate(todo)

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from fnn.analytical import SINGLE_UNIT
-from fnn.graph import Graph
-from fnn.network import MLP
-from fnn.protocol import Network
+from fnn.check.analytical import SINGLE_UNIT
+from fnn.core.graph import Graph
+from fnn.core.mlp import MLP
+from fnn.core.protocol import Network
 
 ACTIVATION = "tanh"
 

@@ -15,14 +15,14 @@ import time
 import jax
 import jax.numpy as jnp
 
-from fnn.analytical import SINGLE_UNIT
+from fnn.check.analytical import SINGLE_UNIT
 from fnn.bench import methods as M
 from fnn.bench import torch_peer
 from fnn.bench.analysis import matmul_flops
 from fnn.bench.grids import GRAPH_GRIDS, Case, grid
-from fnn.bench.machine import describe
-from fnn.bench.xla_cost import matmul_call, matmul_peak
-from fnn.timing import paired_ratio, time_interleaved, wall_time
+from fnn.scale.machine import describe
+from fnn.scale.xla_cost import matmul_call, matmul_peak
+from fnn.scale.timing import paired_ratio, time_interleaved, wall_time
 
 ALL_METHODS = (*M.JAX_METHODS, "torch")
 # The graph grids judge the step time against jax.grad and PyTorch: the O(P) methods are the MLP grids' story.
@@ -169,18 +169,22 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
 MATMUL_PRECISION = "highest"
 
 
-def run(grid_name: str, device, dtype, methods=None, progress: bool = True, on_case=None) -> dict:
-    """Run the named grid on ``device`` at ``MATMUL_PRECISION``; return the results (machine, matmul peak, rows).
-    ``methods``: default ``default_methods(grid_name)``.
+def run(grid_name: str, device, dtype, methods=None, progress: bool = True, on_case=None, cases=None,
+        matmul_precision: str = MATMUL_PRECISION) -> dict:
+    """Run the named grid on ``device`` at ``matmul_precision``; return the results (machine, matmul peak, rows).
+    ``methods``: default ``default_methods(grid_name)``. ``cases``: some of the grid's cases (or others) to
+    run instead of the whole grid, with its budget; ``matmul_precision``: ``jax.default_matmul_precision``'s
+    (``"default"``: JAX's own, TF32 on recent NVIDIA GPUs).
 
     ``on_case(partial)``, if given, is called after each case with the results
     so far (``"complete": False``), so that a long run can keep them on disk.
     """
-    budget, cases, methods = BUDGETS[grid_name], grid(grid_name), methods or default_methods(grid_name)
-    about = {"grid": grid_name, "dtype": jnp.dtype(dtype).name, "matmul_precision": MATMUL_PRECISION,
+    budget, methods = BUDGETS[grid_name], methods or default_methods(grid_name)
+    cases = grid(grid_name) if cases is None else list(cases)
+    about = {"grid": grid_name, "dtype": jnp.dtype(dtype).name, "matmul_precision": matmul_precision,
              "machine": describe(device), "cases": len(cases)}
     start = time.perf_counter()
-    with jax.default_matmul_precision(MATMUL_PRECISION):
+    with jax.default_matmul_precision(matmul_precision):
         peak_before = matmul_peak(device, dtype, budget.peak_n)
         in_rounds = matmul_call(device, dtype, budget.peak_n)
         rows = []

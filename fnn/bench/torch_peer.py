@@ -20,12 +20,11 @@ import statistics
 
 import numpy as np
 
-from fnn.timing import wall_time
-
-from fnn.bench.machine import cpu_cores
-from fnn.graph import INPUT, Graph
-from fnn.network import MLP
-from fnn.protocol import Network
+from fnn.core.graph import INPUT, Graph
+from fnn.core.mlp import MLP
+from fnn.core.protocol import Network
+from fnn.scale.machine import cpu_cores
+from fnn.scale.timing import wall_time
 
 
 class Unsupported(Exception):

@@ -64,7 +64,7 @@ class BaseMLP(BaseEstimator):
 
     def _net(self):
         import fnn
-        from fnn import optimizers
+        from fnn.optim import registry as optimizers
 
         output, loss = OUTPUTS[self.out_activation_]
         solver = _params.fnn_solver(self.solver)

@@ -25,7 +25,7 @@ def _checked(est, name, X, w):
         raise ValueError(f"solver={est.solver!r} needs dense X; sparse input trains with 'sgd', 'adam' or 'lbfgs'")
     if not np.all(w == 1):
         raise ValueError(f"sample_weight is supported by the solvers 'sgd', 'adam' and 'lbfgs', not {est.solver!r}")
-    from fnn import optimizers
+    from fnn.optim import registry as optimizers
 
     if optimizers.spec(name).needs_mse and getattr(est, "loss", None) == "poisson":
         raise ValueError(f"solver={est.solver!r} minimises a sum of squares; it does not take loss='poisson'")
@@ -45,7 +45,7 @@ def _stopping_rule(est):
 
 def _scores(est, net, validation):
     """A ``fnn.fit`` callback recording each epoch's validation score in ``validation_scores_``."""
-    from fnn.callbacks import Callback
+    from fnn.training.callbacks import Callback
 
     X_val, y_val = validation[0], est._decode(validation[1])
 
@@ -61,7 +61,7 @@ def fit(est, net, params, X, y, w):
     import jax
 
     import fnn
-    from fnn import optimizers
+    from fnn.optim import registry as optimizers
 
     name = _params.fnn_solver(est.solver)
     _checked(est, name, X, w)

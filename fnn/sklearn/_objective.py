@@ -7,7 +7,7 @@ given) and ``s = sum_n w_n``, scikit-learn's MLPs minimise
 
     dJ/dW_l = (1/s) [sum_n w_n dl_n/dW_l + alpha W_l]     dJ/db_l = (1/s) sum_n w_n dl_n/db_l
 
-with ``l_n`` fnn's per-example loss (``fnn.losses``). The sum of weighted
+with ``l_n`` fnn's per-example loss (``fnn.core.losses``). The sum of weighted
 gradients is one backward pass of ``net.backward``, the delta recursion,
 seeded at the output with ``w_n dl_n/dz_out``: the recursion is linear in its
 seed. Rows of weight 0 contribute nothing, which is how the last minibatch and
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fnn import activations, losses
+from fnn.core import activations, losses
 
 Array = jax.Array
 

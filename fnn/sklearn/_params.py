@@ -58,7 +58,7 @@ def hidden_layer_sizes(value) -> list[int]:
 
 def fnn_activation(name) -> str:
     """fnn's name for a hidden activation: scikit-learn's four, or any fnn activation allowed in a hidden layer."""
-    from fnn import activations
+    from fnn.core import activations
 
     fnn_name = SKLEARN_ACTIVATIONS.get(name, name)
     if not isinstance(fnn_name, str) or fnn_name not in activations.ACTIVATIONS or not activations.get(fnn_name).hidden_ok:
@@ -70,7 +70,7 @@ def fnn_activation(name) -> str:
 
 def fnn_solver(name) -> str | None:
     """``None`` for scikit-learn's solvers; fnn's optimizer name for the others."""
-    from fnn import optimizers
+    from fnn.optim import registry as optimizers
 
     if name in SKLEARN_SOLVERS:
         return None

@@ -1,0 +1,11 @@
+"""What the hand-written backprop is proven against.
+
+====================  ========================================================
+``autodiff``          ``jax.value_and_grad`` of the loss: JAX's reverse mode
+``finite_differences`` one central difference per parameter, vectorised
+``analytical``        the closed-form gradient of the single-unit example
+``gradcheck``         ``check_gradients``: the three side by side, per leaf
+====================  ========================================================
+
+Imports ``fnn.core`` only.
+"""

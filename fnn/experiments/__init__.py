@@ -1,0 +1,17 @@
+"""The experiments behind ``scripts/``, one module each: why deep nets fail to train, the 1986
+problems, overfitting, depth, Bayesian regularisation.
+
+============================  ================================================
+``vanishing_gradients``       per-layer gradient norms at initialisation, by
+                              init scheme and activation
+``classic``                   Rumelhart, Hinton & Williams (1986): XOR, the
+                              8-3-8 encoder, symmetry
+``overfitting``               train and validation curves parting; early
+                              stopping; dropout
+``residual_depth``            plain against residual chains, 8 to 64 layers
+``bayesian_regularisation``   Levenberg-Marquardt against ``br`` on a noisy sine
+``common``                    the digits probe batch; results and figures
+============================  ================================================
+
+Every gradient is fnn's hand-written backpropagation.
+"""

@@ -1,0 +1,58 @@
+"""How many parameters a method holding P x P matrices can afford on a device.
+
+Levenberg-Marquardt and Bayesian regularisation hold the Gauss-Newton matrix
+``J^T J`` and its factorisation, BFGS its inverse-Hessian approximation: each
+is P x P, so their memory grows as P^2 while every other method's grows as P.
+The limit follows from the device's memory, not from a constant.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+# the share of the device's memory the P x P matrices may take: the rest is the
+# data's, the Jacobian chunk's and XLA's
+FRACTION = 0.5
+
+
+def device_memory(device=None) -> int:
+    """Bytes of memory of ``device`` (default: the first local device); the host's RAM for a CPU."""
+    device = device or jax.local_devices()[0]
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # a backend without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# P x P matrices each method holds at once: Levenberg-Marquardt J^T J, its damped
+# copy and their LU factors (br: and the eigenvectors); BFGS the inverse Hessian
+# and its update's rank-two terms
+MATRICES = {"levenberg_marquardt": 3, "br": 4, "bfgs": 3}
+# rows of the Jacobian the Gauss-Newton methods hold at once: a chunk of examples
+# (fnn.optim.gauss_newton.normal_equations) has max(P, CHUNK_ROWS) rows
+CHUNK_ROWS = 2048
+
+
+def needed(method: str, n_params: int, dtype) -> int:
+    """Bytes of ``method``'s P x P matrices (and Jacobian chunk) in ``dtype``."""
+    rows = max(n_params, CHUNK_ROWS) if method != "bfgs" else 0
+    return np.dtype(dtype).itemsize * n_params * (MATRICES[method] * n_params + rows)
+
+
+def check(method: str, n_params: int, dtype, device=None) -> None:
+    """``ValueError`` naming the memory ``method`` would need when it exceeds ``FRACTION`` of the device's."""
+    need, have = needed(method, n_params, dtype), device_memory(device)
+    if need > FRACTION * have:
+        gib = 2.0**30
+        raise ValueError(
+            f"{method} holds {MATRICES[method]} P x P {np.dtype(dtype).name} matrices: at P = {n_params:,} "
+            f"parameters that is {need / gib:.1f} GiB, more than {FRACTION:.0%} of the device's {have / gib:.1f} GiB "
+            f"({device or jax.local_devices()[0]}); use a smaller network, or scg, cgb, cgf, cgp, oss or "
+            f"lbfgs, whose memory grows as P"
+        )

@@ -1,0 +1,315 @@
+"""Callbacks: what ``fnn.fit`` does after each epoch, one concern per class.
+
+``fit`` runs the compiled epochs and hands each finished one to its callbacks,
+in order (Keras's ``Callback`` in spirit)::
+
+    class Callback:
+        def on_fit_start(self, run): ...   # before the first epoch (after a resume)
+        def on_epoch_end(self, run): ...   # after each epoch; returning True stops the run
+        def on_fit_end(self, run): ...     # once, when the run stops, is interrupted or fails
+
+``run`` is the ``fnn.training.loop.Run`` in progress: ``run.epoch`` (1-based, the epoch
+just completed), ``run.params``, ``run.opt_state``, ``run.history``,
+``run.record`` (that epoch's dict, a row of the history), ``run.net``,
+``run.stop_reason``, and ``run.stop(reason)``, which sets the reason unless an
+earlier callback set one, and returns True. Every callback sees every epoch;
+the first reason given is the run's. A callback that stops the run without a
+reason stops it "by callback". Callbacks read the run; what they may change is
+said where they do (``TerminateOnNaN`` undoes an epoch, ``EarlyStopping`` sets
+the params ``fit`` returns).
+
+A callback that keeps state across a resume names it ``state_key`` and gives
+``state()`` (JSON) and ``load_state(d)``; ``Checkpoint`` stores it.
+
+Things optax already does stay in optax: a learning rate that drops when the
+loss stops falling is ``optax.contrib.reduce_on_plateau`` chained after the
+optimizer (``fit`` passes each step's loss as ``value``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+from fnn.core import validation
+from fnn.scale import distributed
+from fnn.training import checkpoint as ckpt_io
+from fnn.training import diagnostics
+
+__all__ = ["Callback", "CSVLogger", "Checkpoint", "Diagnostics", "EarlyStopping", "Lambda",
+           "LevenbergMarquardtStop", "ProgressBar", "StopAt", "TerminateOnNaN", "postfix"]
+
+
+class Callback:
+    """The base class: every hook does nothing."""
+
+    state_key: str | None = None  # the name under which Checkpoint stores state(), if any
+
+    def on_fit_start(self, run) -> None:
+        pass
+
+    def on_epoch_end(self, run) -> bool | None:
+        pass
+
+    def on_fit_end(self, run) -> None:
+        pass
+
+
+class Lambda(Callback):
+    """``fn(record)`` after each epoch; returning ``True`` stops the run (``fit(callback=fn)``)."""
+
+    def __init__(self, fn):
+        if not callable(fn):
+            raise TypeError(f"callback must be callable, got {type(fn).__name__}")
+        self.fn = fn
+
+    def on_epoch_end(self, run):
+        return self.fn(run.record) is True
+
+
+class TerminateOnNaN(Callback):
+    """Stop when the epoch's loss or params are NaN/inf, keeping the params of the last finite epoch.
+
+    The epoch is undone (``run.undo_epoch()``): params, optimizer state and
+    history are those of the epoch before, ``history.diverged`` is set and a
+    ``RuntimeWarning`` names the epoch. The callbacks after this one never see
+    the undone epoch, so ``fit`` puts it first.
+    """
+
+    def on_epoch_end(self, run):
+        if bool(run.stats["finite"]):
+            return None
+        loss = run.record["train_loss"]
+        run.undo_epoch()
+        run.history.diverged = True
+        reason = (f"the training loss became non-finite ({loss}) in epoch {run.epoch + 1}; "
+                  f"kept the params of epoch {run.epoch}")
+        warnings.warn(reason, RuntimeWarning, stacklevel=4)
+        return run.stop(reason)
+
+
+class StopAt(Callback):
+    """Stop when the epoch's train loss is ``<= goal`` or its gradient norm ``<= min_grad``.
+
+    The gradient norm is ``sqrt(sum over layers of grad_norm_l^2)``, each
+    ``grad_norm_l`` the epoch's mean over steps (MATLAB's ``goal`` and ``min_grad``).
+    """
+
+    def __init__(self, goal: float | None = None, min_grad: float | None = None):
+        self.goal, self.min_grad = goal, min_grad
+
+    def on_epoch_end(self, run):
+        loss = run.record["train_loss"]
+        if self.goal is not None and loss <= self.goal:
+            return run.stop(f"reached the goal: train loss {loss:.3g} <= {self.goal:g}")
+        grad_norm = float(np.sqrt(np.sum(np.square(run.stats["grad_norm"]))))
+        if self.min_grad is not None and grad_norm <= self.min_grad:
+            return run.stop(f"gradient norm fell to <= min_grad {self.min_grad:g}")
+        return None
+
+
+class EarlyStopping(Callback):
+    """Stop after ``patience`` epochs whose validation loss is not below the best by more than ``min_delta``.
+
+    Sets ``history.best_epoch``. With ``restore_best``, ``fit`` returns the
+    params of the best epoch. ``patience=None`` tracks the best epoch without
+    stopping (what ``fit`` does whenever it has validation data).
+    """
+
+    state_key = "best"
+
+    def __init__(self, patience: int | None, min_delta: float = 0.0, restore_best: bool = True):
+        validation.check_positive_int("patience", patience, allow_none=True)
+        if not (isinstance(min_delta, (int, float)) and min_delta >= 0):
+            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        self.patience, self.min_delta, self.restore_best = patience, float(min_delta), bool(restore_best)
+        self.load_state(None)
+
+    def on_fit_start(self, run):
+        if run.validation is None:
+            raise ValueError("EarlyStopping (patience) needs validation data: fit(..., validation=(x, y))")
+        if not self.restore_best:  # a resumed checkpoint's best params are not what this run returns
+            run.best_params = None
+
+    def on_epoch_end(self, run):
+        loss = run.record["val_loss"]
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad = loss, run.epoch, 0
+            if self.restore_best:
+                run.best_params = run.params
+        else:
+            self.bad += 1
+        run.history.best_epoch = self.best_epoch
+        if self.patience is not None and self.bad >= self.patience:
+            return run.stop(f"early stopping: no validation improvement for {self.patience} epochs "
+                            f"(best epoch {self.best_epoch})")
+        return None
+
+    def state(self) -> dict:
+        return {"loss": None if math.isinf(self.best_loss) else self.best_loss, "epoch": self.best_epoch,
+                "bad": self.bad}
+
+    def load_state(self, d: dict | None) -> None:
+        d = d or {}
+        self.best_loss = math.inf if d.get("loss") is None else d["loss"]
+        self.best_epoch, self.bad = d.get("epoch"), d.get("bad", 0)
+
+
+class LevenbergMarquardtStop(Callback):
+    """Stop when Levenberg-Marquardt's (or Bayesian regularisation's) ``mu`` passed ``mu_max`` without lowering the loss."""
+
+    def on_epoch_end(self, run):
+        stats = run.stats
+        if "mu" in stats and float(stats["mu"]) > float(stats["mu_max"]):
+            return run.stop(f"{run.optimizer}: mu exceeded {float(stats['mu_max']):g} without lowering the loss")
+        return None
+
+
+class Checkpoint(Callback):
+    """Write the run to ``path`` (``fnn.training.checkpoint``: atomic, no pickle), from which ``fit(resume=True)`` continues.
+
+    Written every ``every`` epochs or, when that is ``None``, whenever
+    ``every_s`` seconds have passed since the last write (writing every epoch
+    of a fast run would cost more than the training), and always when the run
+    ends: stopped, diverged (the last finite epoch), interrupted (Ctrl-C) or
+    failed. Holds the params, optimizer state, key, epoch, history, the best
+    params, the state of every callback with a ``state_key``, the network's
+    ``describe()``, the optimizer's name and ``run.config``.
+    """
+
+    def __init__(self, path, every: int | None = None, every_s: float = 30.0):
+        validation.check_positive_int("checkpoint_every", every, allow_none=True)
+        if isinstance(every_s, bool) or not isinstance(every_s, (int, float)) or not every_s > 0:
+            raise ValueError(f"every_s must be a positive number of seconds, got {every_s!r}")
+        self.path, self.every, self.every_s = os.fspath(path), every, float(every_s)
+        self._saved_epoch, self._saved_time = None, time.monotonic()
+
+    def on_fit_start(self, run):
+        self._saved_epoch, self._saved_time = run.epoch, time.monotonic()
+
+    def on_epoch_end(self, run):
+        if self.every is not None and run.epoch % self.every == 0:
+            self.save(run)
+        elif self.every is None and time.monotonic() - self._saved_time >= self.every_s:
+            self.save(run)
+
+    def on_fit_end(self, run):
+        if self._saved_epoch != run.epoch:
+            self.save(run)
+
+    def save(self, run) -> None:
+        self._saved_epoch, self._saved_time = run.epoch, time.monotonic()
+        if not distributed.is_writer():  # one process writes
+            return
+        trees = {"params": run.params, "opt_state": run.opt_state, "best_params": run.best_params}
+        meta = {"net": run.net.describe(), "optimizer": run.optimizer, "config": run.config, "epoch": run.epoch,
+                "history": run.history.to_dict()}
+        meta.update({cb.state_key: cb.state() for cb in run.callbacks if cb.state_key})
+        ckpt_io.save(self.path, trees=distributed.to_local(trees), key=run.key, meta=meta)
+
+    def restore(self, run) -> bool:
+        """Continue ``run`` from the checkpoint, if there is one; whether there was."""
+        if not os.path.exists(self.path):
+            return False
+        saved = ckpt_io.load(self.path)
+        _check_same_run(saved.meta, run)
+        run.params = ckpt_io.restore_tree(saved, "params", run.params)
+        run.opt_state = ckpt_io.restore_tree(saved, "opt_state", run.opt_state)
+        if "best_params" in saved.arrays:
+            run.best_params = ckpt_io.restore_tree(saved, "best_params", run.params)
+        run.history = type(run.history).from_dict(saved.meta["history"])
+        run.history.stop_reason = ""
+        run.key = saved.key if saved.key is not None else run.key
+        run.epoch = run.start = int(saved.meta["epoch"])
+        for cb in run.callbacks:
+            if cb.state_key in saved.meta:
+                cb.load_state(saved.meta[cb.state_key])
+        return True
+
+
+def _check_same_run(meta: dict, run) -> None:
+    saved, now = meta.get("net", {}), run.net.describe()
+    if saved != now:
+        raise ValueError(f"the checkpoint was written for network {saved}, not {now}")
+    if meta.get("optimizer") != run.optimizer:
+        raise ValueError(f"the checkpoint was written with optimizer {meta.get('optimizer')!r}, not {run.optimizer!r}")
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs, with the loss, validation loss and accuracy, samples/s, TFLOP/s and MFU."""
+
+    def on_fit_start(self, run):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is an optional extra
+            self.bar = None
+            return
+        self.bar = tqdm(total=run.epochs, initial=run.epoch, unit="epoch", desc="training", dynamic_ncols=True,
+                        leave=True)
+
+    def on_epoch_end(self, run):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(postfix(run.record, run.peak_tflops), refresh=False)
+
+    def on_fit_end(self, run):
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
+
+
+def postfix(record: dict, peak_tflops: float | None = None) -> dict:
+    """The progress bar's fields for one epoch's record."""
+    out = {"loss": f"{record['train_loss']:.4g}"}
+    if not math.isnan(record["val_loss"]):
+        out["val_loss"] = f"{record['val_loss']:.4g}"
+    if not math.isnan(record["val_accuracy"]):
+        out["val_acc"] = f"{record['val_accuracy']:.3f}"
+    if record.get("samples_per_s"):
+        out["samples/s"] = f"{record['samples_per_s']:.3g}"
+        out["TFLOP/s"] = f"{record['tflops']:.3g}"
+    if record.get("tflops") and peak_tflops:
+        out["MFU"] = f"{100 * record['tflops'] / peak_tflops:.1f}%"
+    return out
+
+
+class Diagnostics(Callback):
+    """Per-layer gradient and delta norms, saturation, dead relus and update ratios after each epoch.
+
+    Measured on a fixed probe batch, the first ``fnn.diagnostics.PROBE``
+    training examples, and kept in ``history.diagnostics`` (``fnn.diagnostics``).
+    """
+
+    def on_fit_start(self, run):
+        self.probe = diagnostics.probe_batch(*run.train)
+
+    def on_epoch_end(self, run):
+        before = run.previous[0]
+        diagnostics.append(run.history.diagnostics, diagnostics.record(run.net, before, run.params, *self.probe))
+
+
+class CSVLogger(Callback):
+    """``path``: one header line and one row per epoch, the columns of ``History.to_csv``, written as it goes.
+
+    A resumed run rewrites the file with the epochs it resumes from, then appends.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def on_fit_start(self, run):
+        if not distributed.is_writer():
+            return
+        history = run.history
+        lines = [history.csv_header(len(run.net.groups(run.params)))]
+        lines += [history.csv_row(i) for i in range(len(history))]
+        with open(self.path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def on_epoch_end(self, run):
+        if distributed.is_writer():
+            with open(self.path, "a") as f:
+                f.write(run.history.csv_row(len(run.history) - 1) + "\n")

@@ -1,0 +1,483 @@
+"""``fnn.fit``: the training loop, one compiled program per epoch, driving callbacks.
+
+    params, history = fnn.fit(net, params, (x, y), optimizer="adam", epochs=50,
+                              batch_size=64, key=jax.random.key(0), validation=(xv, yv),
+                              callbacks=[fnn.callbacks.CSVLogger("log.csv")])
+
+Each epoch is a single ``jax.jit``-compiled function (``fnn.training.epoch``): a scan
+over the minibatches of the epoch's permutation, each step the network's
+forward pass, its hand-written backward pass and the optimizer's update. A run
+is a deterministic function of its key, and a run resumed from a checkpoint at
+any epoch ends with exactly the params of an uninterrupted one (on CPU, where
+XLA is deterministic). Epoch ``e + 1`` is launched before the statistics of
+epoch ``e`` are read, so the host's bookkeeping, the callbacks included,
+overlaps the computation.
+
+After each epoch ``fit`` hands the ``Run`` to its callbacks (``fnn.callbacks``),
+which record, write, show and decide when to stop: after ``epochs`` epochs;
+when the train loss is ``<= goal`` or the gradient norm ``<= min_grad``
+(``StopAt``); when the validation loss has not improved for ``patience``
+epochs (``EarlyStopping``, which restores the best params); when
+Levenberg-Marquardt's ``mu`` passes its maximum; or when the loss becomes
+NaN/inf (``TerminateOnNaN``: the params of the last finite epoch are kept,
+``history.diverged`` is set and a warning names the epoch).
+
+The network is anything that implements ``fnn.protocol.Network`` (an ``MLP``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fnn.core import validation as checks
+from fnn.core.forward import compiled_loss, compiled_predict
+from fnn.core.protocol import Network
+from fnn.optim import registry as optimizers
+from fnn.scale import distributed, memory
+from fnn.scale import precision as precisions
+from fnn.scale import throughput
+from fnn.training import callbacks as cbs
+from fnn.training import metrics
+from fnn.training.epoch import epoch_batches, epoch_indices, key_words, make_epoch, opt_init
+from fnn.training.history import History
+
+__all__ = ["History", "Interrupted", "Run", "evaluate", "fit", "epoch_indices", "key_words", "make_epoch"]
+
+CHECKPOINT_SECONDS = 30.0  # fit(checkpoint=...) without checkpoint_every: a checkpoint at most this often
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fit``: carries the last completed epoch's state (and checkpoint path)."""
+
+    def __init__(self, params, history: History, epoch: int, checkpoint: str | None):
+        super().__init__(f"interrupted after epoch {epoch}")
+        self.params, self.history, self.epoch, self.checkpoint = params, history, epoch, checkpoint
+
+
+@dataclasses.dataclass(eq=False)
+class Run:
+    """A run in progress, as ``fit``'s callbacks see it (``fnn.callbacks``)."""
+
+    net: Network
+    params: Any
+    opt_state: Any
+    key: jax.Array
+    epochs: int  # the run's total, a resumed run's earlier epochs included
+    optimizer: str  # the optimizer's name (checked on resume)
+    train: tuple  # (x, y), checked and converted
+    validation: tuple | None
+    config: dict = dataclasses.field(default_factory=dict)  # stored in checkpoints
+    peak_tflops: float | None = None
+    callbacks: list = dataclasses.field(default_factory=list)
+    history: History = dataclasses.field(default_factory=History)
+    epoch: int = 0  # epochs completed; in on_epoch_end, the one just completed (1-based)
+    start: int = 0  # epochs completed before this call (those of the run resumed)
+    record: dict | None = None  # the last epoch's record (a row of the history)
+    stats: dict | None = None  # the last epoch's statistics as the compiled epoch returned them
+    previous: tuple | None = None  # (params, opt_state) before the last epoch, during on_epoch_end
+    best_params: Any = None  # set by EarlyStopping(restore_best=True): what fit returns
+
+    @property
+    def stop_reason(self) -> str:
+        return self.history.stop_reason
+
+    def stop(self, reason: str) -> bool:
+        """Stop after this epoch for ``reason``, unless a reason was given before; returns ``True``."""
+        if not self.history.stop_reason:
+            self.history.stop_reason = reason
+        return True
+
+    def complete(self, params, opt_state, stats: dict, record: dict) -> None:
+        """Take the results of the next epoch (``fit`` calls this before the callbacks)."""
+        self.previous = (self.params, self.opt_state)
+        self.params, self.opt_state, self.stats, self.record = params, opt_state, stats, record
+        self.epoch += 1
+        self.history.append(record)
+
+    def undo_epoch(self) -> None:
+        """Go back to the params, optimizer state and history before the last epoch."""
+        self.params, self.opt_state = self.previous
+        self.history.drop_last()
+        self.epoch -= 1
+
+
+class _Epochs:
+    """The run's compiled epochs: the data and state placed on the devices, each epoch launched and read back."""
+
+    def __init__(self, run: Run, tx, batch: int, policy, mesh_devices: list, feed: str, flat: bool):
+        x, y = run.train
+        xv, yv = run.validation or (np.zeros((0,), x.dtype),) * 2
+        self.n, self.batch, self.policy, self.feed = x.shape[0], batch, policy, feed
+        self.mesh = distributed.make_mesh(mesh_devices)
+        # params, optimizer state and the data replicated over the mesh; each minibatch is split inside the epoch
+        self.everywhere = distributed.replicated(self.mesh)
+        self.seed = key_words(run.key)  # every epoch's shuffling derives from it, on the host
+        self.key, self.stochastic = run.key, run.net.stochastic  # and its dropout
+        run.params, run.opt_state = distributed.put_global((run.params, run.opt_state), self.everywhere)
+        self.val = distributed.put_global((xv, yv), self.everywhere)
+        self.data = distributed.put_global((x, y), self.everywhere) if feed == "device" else (np.asarray(x), np.asarray(y))
+        mesh = self.mesh if len(mesh_devices) > 1 else None
+        self.fn = make_epoch(run.net, tx, self.n, batch, run.validation is not None, policy, mesh, feed, flat)
+        self.flops = run.net.step_flops(batch)
+        self.peak_tflops = run.peak_tflops
+        self.t_start = self.t_last = time.perf_counter()
+        self.wall_before = run.history.wall_time_s[-1] if run.history.wall_time_s else 0.0
+
+    def launch(self, e: int, params, opt_state):
+        """Start epoch ``e``; JAX returns at once while the epoch runs (asynchronous dispatch)."""
+        order = epoch_indices(self.seed, e, self.n, self.batch)
+        data = self.data if self.feed == "device" else epoch_batches(order, *self.data, self.mesh)
+        # dropout: the epoch's key, from the run's key and e alone, so a resumed run draws the same masks
+        dropout = (distributed.put_global(jax.random.key_data(jax.random.fold_in(self.key, e)), self.everywhere),
+                   ) if self.stochastic else ()
+        with precisions.matmul_context(self.policy):
+            return self.fn(params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val,
+                           *dropout)
+
+    def read(self, running, epoch: int) -> tuple:
+        """``(params, opt_state, stats, record)`` of a launched epoch, waiting for its statistics."""
+        params, opt_state, stats = running
+        stats = jax.device_get(distributed.to_local(stats))
+        now = time.perf_counter()
+        dt, self.t_last = now - self.t_last, now  # since the previous epoch ended (the first: compiling included)
+        speed = throughput.rates(self.flops, -(-self.n // self.batch), self.batch, dt, self.peak_tflops)
+        return params, opt_state, stats, _record(epoch, stats, dt, self.wall_before + now - self.t_start, speed)
+
+
+def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dict:
+    """One epoch's row of the history."""
+    nan = float("nan")
+    value = lambda k: float(stats[k]) if k in stats else nan
+    return {
+        "epoch": epoch, "train_loss": float(stats["train_loss"]), "train_accuracy": value("train_accuracy"),
+        "val_loss": value("val_loss"), "val_accuracy": value("val_accuracy"),
+        "learning_rate": value("learning_rate"), "mu": value("mu"),
+        "gamma": value("gamma"), "alpha": value("alpha"), "beta": value("beta"),
+        "grad_norm": [float(g) for g in stats["grad_norm"]], "epoch_time_s": dt, "wall_time_s": wall,
+        "samples_per_s": speed["samples_per_s"], "tflops": speed["tflops"],
+    }
+
+
+def _epoch_end(run: Run, callbacks: list) -> bool:
+    """Hand the epoch to every callback; whether one of them stops the run."""
+    stop = False
+    for cb in callbacks:
+        stop = (cb.on_epoch_end(run) is True) or stop
+        if run.history.diverged:  # TerminateOnNaN undid the epoch: no later callback sees it
+            return True
+    if stop and not run.stop_reason:
+        run.stop("stopped by callback")
+    run.previous = None  # needed while the callbacks see the epoch; then its memory is the device's again
+    return stop
+
+
+def _fit_end(run: Run, callbacks: list) -> None:
+    for cb in callbacks:
+        cb.on_fit_end(run)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(net: Network, params, x, y) -> dict:
+    """``{"loss": ..., "accuracy": ...}`` (accuracy for classifiers only) on a whole split.
+
+    The values are read back, so device data are checked as host data are (labels in range included)."""
+    x, y = checks.prepare(net, params, x, y, read_device=True)
+    yhat = compiled_predict(net, params, x)
+    out = {"loss": float(compiled_loss(net, params, x, y))}
+    if metrics.has_accuracy(net):
+        out["accuracy"] = float(metrics.correct(net, yhat, y)) / x.shape[0]
+    return out
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def _as_key(key):
+    if key is None:
+        raise TypeError("fit needs key=jax.random.key(seed): the run is a deterministic function of it")
+    if isinstance(key, int):
+        raise TypeError("key must be a JAX PRNG key such as jax.random.key(0), not an int")
+    if jnp.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
+
+
+def _split_pair(name, data):
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return data.x, data.y
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data
+    raise TypeError(f"{name} must be an (x, y) pair, got {type(data).__name__}")
+
+
+def _optimizer(net, optimizer, learning_rate, **options):
+    """``(tx, name, default batch size)`` for an optimizer given by name or as an optax transform."""
+    if isinstance(optimizer, str):
+        spec = optimizers.spec(optimizer)
+        if spec.needs_mse and net.loss != "mse":
+            raise ValueError(f"{optimizer} minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
+        return optimizers.get(optimizer, learning_rate, **options), optimizer, None if spec.full_batch else 32
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optax.with_extra_args_support(optimizer), getattr(optimizer, "__name__", type(optimizer).__name__), None
+    raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
+
+
+def _local_devices(devices) -> list:
+    """This process's devices for ``fit(devices=...)``: ``None``, a count, or a list of devices."""
+    if devices is None:
+        local = distributed.select_devices()
+        return local if len(local) > 1 or distributed.multi_process() else local[:1]
+    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        return distributed.select_devices(count=int(devices))
+    return list(devices)
+
+
+def _prepare_data(net, params, train, validation):
+    """``(train, validation)`` as checked and converted ``(x, y)`` pairs (``validation`` may be ``None``)."""
+    out = []
+    for name, data in (("train", train), ("validation", validation)):
+        if data is None:
+            out.append(None)
+            continue
+        x, y = checks.prepare(net, params, *_split_pair(name, data), read_device=True)
+        checks.check_finite(**{f"{name}_x": x, f"{name}_y": y})
+        out.append((x, y))
+    return tuple(out)
+
+
+def _batch(batch_size, n: int) -> int:
+    """Examples per step: ``batch_size`` (at most ``n``), or ``n`` when ``None`` (full batch)."""
+    checks.check_positive_int("batch_size", batch_size, allow_none=True)
+    return n if batch_size is None else min(int(batch_size), n)
+
+
+def _feed(feed, train, device) -> str:
+    if feed is None:
+        x, y = train
+        fits = distributed.fits_on_device(x.nbytes + y.nbytes, device)
+        feed = "device" if fits and not distributed.multi_process() else "host"
+    if feed not in ("device", "host"):
+        raise ValueError(f"feed must be 'device' or 'host', got {feed!r}")
+    return feed
+
+
+def _check_callbacks(callbacks) -> list:
+    if isinstance(callbacks, cbs.Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if not isinstance(cb, cbs.Callback):
+            raise TypeError(f"callbacks must be fnn.callbacks.Callback objects, got {type(cb).__name__}")
+    return callbacks
+
+
+def _callbacks(given: list, has_val: bool, *, goal, min_grad, patience, min_delta, restore_best, checkpoint,
+               checkpoint_every, callback, progress, diagnostics) -> list:
+    """The run's callbacks: ``TerminateOnNaN`` first, then those the keywords stand for, then ``given``, then
+    ``LevenbergMarquardtStop``. Stop reasons take precedence in this order, which is the old loop's."""
+    kinds = {type(cb) for cb in given}
+    for keyword, set_, kind in (("goal/min_grad", goal is not None or min_grad is not None, cbs.StopAt),
+                                ("patience", patience is not None, cbs.EarlyStopping),
+                                ("checkpoint", checkpoint is not None, cbs.Checkpoint),
+                                ("progress", progress, cbs.ProgressBar), ("diagnostics", diagnostics, cbs.Diagnostics)):
+        if set_ and kind in kinds:
+            raise ValueError(f"give {keyword}= or a {kind.__name__} callback, not both")
+    first = [cb for cb in given if isinstance(cb, cbs.TerminateOnNaN)][:1] or [cbs.TerminateOnNaN()]
+    out = first + ([cbs.StopAt(goal, min_grad)] if goal is not None or min_grad is not None else [])
+    if has_val and cbs.EarlyStopping not in kinds:  # the best epoch is recorded whenever there is validation data
+        out.append(cbs.EarlyStopping(patience, min_delta, patience is not None if restore_best is None else restore_best))
+    out += [cbs.Lambda(callback)] if callback is not None else []
+    out += [cbs.Diagnostics()] if diagnostics else []
+    out += [cbs.ProgressBar()] if progress else []
+    if checkpoint is not None:
+        out.append(cbs.Checkpoint(checkpoint, every=checkpoint_every, every_s=CHECKPOINT_SECONDS))
+    out += [cb for cb in given if cb not in first]
+    return out + ([] if cbs.LevenbergMarquardtStop in kinds else [cbs.LevenbergMarquardtStop()])
+
+
+def _check_opt_state(given, fresh):
+    """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
+    flat = jax.tree_util.tree_flatten_with_path(given)[0]
+    return checks.match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
+                                 "pass history.opt_state of an earlier fit with the same network and optimizer settings")
+
+
+def fit(
+    net: Network,
+    params,
+    train,
+    *,
+    optimizer: str | optax.GradientTransformation = "adam",
+    epochs: int = 100,
+    batch_size: int | None = None,
+    key,
+    validation: Any = None,
+    learning_rate: float | Callable | None = None,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    clip_norm: float | None = None,
+    goal: float | None = None,
+    min_grad: float | None = None,
+    patience: int | None = None,
+    min_delta: float = 0.0,
+    restore_best: bool | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    callback: Callable[[dict], Any] | None = None,
+    progress: bool = False,
+    config: dict | None = None,
+    precision="fp32",
+    devices=None,
+    feed: str | None = None,
+    peak_tflops: float | None = None,
+    diagnostics: bool = False,
+    opt_state=None,
+    callbacks=(),
+) -> tuple[Any, History]:
+    """Train ``net`` from ``params`` on ``train = (x, y)``; return ``(params, history)``.
+
+    Args:
+      optimizer: a name from ``fnn.optimizers.NAMES`` (built with
+        ``learning_rate``, ``momentum``, ``nesterov``, ``weight_decay``,
+        ``clip_norm``, see ``fnn.optimizers.get``) or any optax transform, which
+        is called as ``update(grads, state, params, value=, grad=, value_fn=)``.
+        A named optimizer updates all parameters as one flat vector (one fused
+        pass; its state is shaped like ``ravel_pytree(params)[0]``); a
+        transform given as an object sees the params' own structure, so that
+        masks and per-layer transforms work.
+      epochs: the total number of epochs (a resumed run counts those already done).
+      batch_size: examples per step; ``None`` is the whole training set
+        (full-batch), the default of ``gd``, ``adaptive_*``, ``rprop``, ``lbfgs``
+        and ``levenberg_marquardt``; minibatch methods default to 32.
+      key: ``jax.random.key(seed)``: the shuffling of every epoch derives from it.
+      validation: ``(x, y)`` evaluated after every epoch; needed for ``patience``.
+      goal: stop when the epoch's train loss is ``<= goal``.
+      min_grad: stop when the epoch's mean gradient norm is ``<= min_grad``.
+      patience: early stopping: stop after ``patience`` epochs without a
+        validation loss lower than the best by more than ``min_delta``.
+      restore_best: return the best validation epoch's params (default: when
+        ``patience`` is set).
+      checkpoint: path of a ``.npz`` checkpoint written atomically at the end,
+        on Ctrl-C, on divergence, and every ``checkpoint_every`` epochs or,
+        when that is ``None`` (the default), whenever ``CHECKPOINT_SECONDS``
+        have passed since the last one (writing every epoch of a fast run
+        would cost more than the training).
+      resume: continue from ``checkpoint`` if it exists (``params`` is then
+        only a template for the structure).
+      callback: called after each epoch with a dict of that epoch's record;
+        returning ``True`` stops training (``fnn.callbacks.Lambda``).
+      callbacks: ``fnn.callbacks.Callback`` objects, called after the ones
+        the keywords build, in order (see ``fnn.callbacks``).
+      progress: show a tqdm progress bar with the loss and validation loss.
+      config: JSON-serialisable settings stored in the checkpoint.
+      precision: ``"fp32"`` (default), ``"tf32"``, ``"bf16"`` or a
+        ``fnn.scale.precision.Policy`` (``None``: compute in the params' dtype at
+        JAX's default matmul precision, which on recent NVIDIA GPUs rounds
+        float32 matmul inputs to TF32). ``fp32`` keeps float32 matmuls exact
+        float32 on GPUs too (PyTorch's default as well); on CPU it changes
+        nothing. ``bf16`` computes the hidden layers in bfloat16 while the
+        params, the optimizer state, the loss and softmax stay float32.
+      devices: data parallelism (``fnn.scale.distributed``): an int (that many of
+        the default backend's local devices), a list of ``jax.Device``, or
+        ``None``: all local devices, or the one default device when there is
+        only one. With ``D > 1`` devices each minibatch is split over them,
+        and ``batch_size`` must divide by ``D`` (otherwise ``ValueError``). In
+        a multi-process run (``jax.distributed``) the mesh spans all processes.
+      feed: ``"device"``: the training set lives on the device(s) and each
+        step gathers its minibatch there; ``"host"``: each epoch's minibatches
+        are gathered on the host and transferred, the next epoch's while the
+        current one runs. Default: ``"device"`` when the data takes at most a
+        quarter of the device's memory and the run has one process.
+      peak_tflops: the device's peak, for the MFU shown in the progress bar.
+      diagnostics: after every epoch, record per-layer gradient and delta norms,
+        saturation, dead relus and update-to-weight ratios on a fixed probe
+        batch (the first 256 training examples) in ``history.diagnostics``
+        (see ``fnn.diagnostics``).
+      opt_state: the optimizer state to start from instead of a fresh one:
+        ``history.opt_state`` of an earlier ``fit`` with the same network and
+        optimizer settings, so that a run continued in several calls keeps
+        its momentum, Adam's moments and step count. ``history.opt_state`` is
+        the state after the last epoch run (also when ``restore_best``
+        returns the params of an earlier one).
+
+    The keywords ``goal``/``min_grad``, ``patience``, ``checkpoint``,
+    ``progress``, ``diagnostics`` and ``callback`` are shortcuts for the
+    callbacks ``StopAt``, ``EarlyStopping``, ``Checkpoint``, ``ProgressBar``,
+    ``Diagnostics`` and ``Lambda``; ``TerminateOnNaN`` and
+    ``LevenbergMarquardtStop`` are always there. Give each either way, not both.
+
+    ``history.train_loss`` is the mean of the epoch's minibatch losses, each
+    taken before its update (for full-batch methods: the loss at the start of
+    the epoch). Ctrl-C raises ``fnn.training.loop.Interrupted`` (a ``KeyboardInterrupt``)
+    after saving the checkpoint.
+    """
+    checks.check_net(net)
+    for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every), ("patience", patience)):
+        checks.check_positive_int(name, value, allow_none=name != "epochs")
+    train, validation = _prepare_data(net, params, train, validation)
+    if patience is not None and validation is None:
+        raise ValueError("patience (early stopping) needs validation data")
+    key = _as_key(key)
+    tx, name, default_batch = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
+                                         weight_decay=weight_decay, clip_norm=clip_norm)
+    batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
+    policy = precisions.get(precision)
+    local = _local_devices(devices)
+    if name in memory.MATRICES:  # P x P matrices: they must fit the device
+        memory.check(name, net.n_params, jax.tree_util.tree_leaves(params)[0].dtype, local[0])
+    mesh_devices = distributed.global_devices(local)
+    if len(mesh_devices) > 1:
+        distributed.check_batch(batch, len(mesh_devices))
+    feed = _feed(feed, train, local[0])
+    flat = isinstance(optimizer, str)  # the built-in optimizers act per parameter: update one flat vector
+    fresh_state = opt_init(tx, flat)(params)
+    opt_state = fresh_state if opt_state is None else _check_opt_state(opt_state, fresh_state)
+
+    run = Run(net, params, opt_state, key, epochs, name, train, validation, config or {}, peak_tflops)
+    given = _check_callbacks(callbacks)
+    run.callbacks = _callbacks(given, validation is not None, goal=goal, min_grad=min_grad, patience=patience,
+                               min_delta=min_delta, restore_best=restore_best, checkpoint=checkpoint,
+                               checkpoint_every=checkpoint_every, callback=callback, progress=progress,
+                               diagnostics=diagnostics)
+    saver = next((cb for cb in run.callbacks if isinstance(cb, cbs.Checkpoint)), None)
+    if resume:
+        if saver is None:
+            raise ValueError("resume needs the checkpoint path")
+        saver.restore(run)
+    epochs_ = _Epochs(run, tx, batch, policy, mesh_devices, feed, flat)
+    for cb in run.callbacks:
+        cb.on_fit_start(run)
+    try:
+        running = epochs_.launch(run.epoch, run.params, run.opt_state) if run.epoch < epochs else None
+        while running is not None:
+            # Launch the next epoch before reading this one's statistics, so the
+            # host's bookkeeping and the callbacks overlap the next epoch's
+            # compute; if this epoch ends the run, the next one is dropped unread.
+            # Not after the first epoch of the call: the next one then starts once
+            # this one is seen to end, so the epoch times after the first add up
+            # to the time the epochs took.
+            ahead = run.epoch > run.start and run.epoch + 1 < epochs
+            following = epochs_.launch(run.epoch + 1, *running[:2]) if ahead else None
+            run.complete(*epochs_.read(running, run.epoch + 1))
+            if _epoch_end(run, run.callbacks) or run.epoch >= epochs:
+                break
+            running = following if following is not None else epochs_.launch(run.epoch, run.params, run.opt_state)
+        run.stop(f"completed {epochs} epochs")
+    except KeyboardInterrupt:
+        run.history.stop_reason = f"interrupted after epoch {run.epoch}"
+        raise Interrupted(run.params, run.history, run.epoch, saver and saver.path) from None
+    finally:
+        _fit_end(run, run.callbacks)
+    run.history.opt_state = distributed.to_local(run.opt_state)
+    return distributed.to_local(run.params if run.best_params is None else run.best_params), run.history
