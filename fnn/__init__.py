@@ -8,6 +8,7 @@
 # the network math and its hand-written derivatives
 from fnn.core.activations import register_activation
 from fnn.core.backprop import backprop
+from fnn.core.curvature import Curvature, curvature, gnvp, hvp
 from fnn.core.forward import loss, predict
 from fnn.core.graph import Dense, Graph
 from fnn.core.initializers import init
@@ -31,15 +32,19 @@ __all__ = [
     "Dense",
     "Graph",
     "MLP",
+    "Curvature",
     "GradientReport",
     "History",
     "autodiff",
     "backprop",
     "check_gradients",
     "check_inputs",
+    "curvature",
     "enable_compile_cache",
     "finite_differences",
     "fit",
+    "gnvp",
+    "hvp",
     "init",
     "loss",
     "loss_with_manual_vjp",

@@ -85,6 +85,15 @@ def graph_backward(net, params: dict, cache: dict, delta: Array,
     batch: ``dW_j[i][n, k] = outer(a_{i,n}, delta_{j,nk})``, ``db_j[n, k] =
     delta_{j,nk}``, leaves ``(B, K, *shape)``. The recursion is the same.
     """
+    grads, deltas, _ = graph_adjoint(net, params, cache, delta, per_example)
+    return grads, deltas
+
+
+def graph_adjoint(net, params: dict, cache: dict, delta: Array,
+                  per_example: bool = False) -> tuple[dict, list[Array], dict]:
+    """``graph_backward``'s recursion, also returning each hidden node's ``g_j = dL/da_j`` as its activation
+    received it (after the dropout mask): ``{name: g_j}``, what the R-operator's backward pass needs
+    (``fnn.core.rop``)."""
     gradient = _per_example_gradient if per_example else _batch_gradient
     seeded = (lambda t: t[:, None]) if per_example else (lambda t: t)  # (B, n) -> (B, 1, n) against (B, K, n)
     out = net.nodes[-1]
@@ -93,7 +102,7 @@ def graph_backward(net, params: dict, cache: dict, delta: Array,
     # precision both dtypes agree and this is no operation at all.
     delta = delta.astype(output(cache, out.inputs[0]).dtype)
     g = {}  # node -> its contributions to dL/da, from the nodes already visited
-    grads, deltas = {}, {}
+    grads, deltas, upstream = {}, {}, {}
     for node in reversed(net.nodes):
         c = cache[node.name]
         if node is not out:
@@ -102,6 +111,7 @@ def graph_backward(net, params: dict, cache: dict, delta: Array,
                 g.setdefault(node.residual, []).append(g_j)
             if c.keep is not None:
                 g_j = g_j * seeded(c.keep)
+            upstream[node.name] = g_j
             delta = activations.get(node.activation).vjp(seeded(c.z), seeded(c.f), g_j)
         W = params[node.name]["W"]
         grads[node.name] = {"W": {i: gradient(output(cache, i), delta) for i in node.inputs},
@@ -110,7 +120,7 @@ def graph_backward(net, params: dict, cache: dict, delta: Array,
         for i in node.inputs:
             if i != INPUT:
                 g.setdefault(i, []).append(delta @ W[i].T)
-    return grads, [deltas[node.name] for node in net.nodes]
+    return grads, [deltas[node.name] for node in net.nodes], upstream
 
 
 def input_gradient(net, params: dict, deltas: list[Array]) -> Array:

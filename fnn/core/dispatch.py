@@ -52,19 +52,32 @@ _ATTRIBUTE = "_fnn_programs"  # where a net keeps its programs (see Network.__ge
 
 
 def _checked(core, net: Network, keyed: bool):
-    """``(params, *data[, key]) -> core(net, params, *data[, key])`` on checked, converted inputs, named
-    after ``core``."""
+    """``(params, [v,] *data[, key]) -> core(net, params, [v,] *data[, key])`` on checked, converted inputs,
+    named after ``core``. A core marked ``tangent`` (``takes_tangent``) takes a params-shaped direction ``v``
+    after the params (``fnn.hvp``, ``fnn.gnvp``), checked as the params are."""
+    tangent = getattr(core, "takes_tangent", False)
+
     def checked(params, *data):
         key = data[-1] if keyed else None
         data = data[:-1] if keyed else data
+        v, data = (data[0], data[1:]) if tangent else (None, data)
         dtype, *data = validation.check(net, params, *data)
+        if tangent:
+            validation.check_tangent(net, v, dtype)
         guarded = len(data) > 1 and validation.device_labels(net, data[1])
         data = [a for a in validation.convert(net, dtype, *data) if a is not None]
-        result = core(net, params, *data, key) if keyed else core(net, params, *data)
+        args = (params, v, *data) if tangent else (params, *data)
+        result = core(net, *args, key) if keyed else core(net, *args)
         return validation.guard(result) if guarded else result
 
     checked.__name__ = checked.__qualname__ = core.__name__ + ("_with_key" if keyed else "")
     return checked
+
+
+def takes_tangent(core):
+    """Mark ``core(net, params, v, x, y[, key])`` as taking a direction ``v`` (see ``_checked``)."""
+    core.takes_tangent = True
+    return core
 
 
 def program(core, net: Network, keyed: bool = False):
@@ -83,20 +96,22 @@ def program(core, net: Network, keyed: bool = False):
     return fn
 
 
-def call(core, net: Network, params, *data, key=None):
+def call(core, net: Network, params, *data, key=None, tangent=None):
     """``core(net, params, *data)`` as a public function calls it, ``data`` being ``(x,)`` or ``(x, y)``.
 
     Tracers go to the program as device arrays do; host inputs are checked
     here first, values included, and converted. ``fast_path`` skips this
     function for device arrays once the net has its program. A ``key`` (dropout
     on) goes to a second program of ``core`` that takes it as its last argument.
+    ``tangent``: the direction ``v`` of a ``takes_tangent`` core, passed after the params.
     """
     fn = program(core, net, keyed=key is not None)
     if not all(isinstance(a, jax.Array) for a in data):
         data = [a for a in validation.prepare(net, params, *data) if a is not None]
     extra = () if key is None else (validation.check_key(key),)
+    first = (params,) if tangent is None else (params, tangent)
     try:
-        return fn(params, *data, *extra)
+        return fn(*first, *data, *extra)
     except TypeError:
         validation.check_params(net, params)  # a leaf JAX cannot take as an array: name it
         raise

@@ -37,10 +37,11 @@ import jax
 import jax.numpy as jnp
 
 from fnn.core import activations, losses
-from fnn.core.backprop import graph_backward, input_gradient
-from fnn.core.forward import INPUT, graph_forward
+from fnn.core.backprop import graph_adjoint, graph_backward, input_gradient
+from fnn.core.forward import INPUT, graph_forward, output
 from fnn.core.initializers import draw_layers
 from fnn.core.protocol import Network
+from fnn.core.rop import graph_tangent_backward, graph_tangent_forward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +191,21 @@ class Graph(Network):
 
     def units(self, cache):
         return [(n.activation, cache[n.name].a) for n in self.nodes]
+
+    def tangent_forward(self, params, v, cache):
+        return graph_tangent_forward(self, params, v, cache)
+
+    def output_tangent_of(self, rcache):
+        return rcache[self.nodes[-1].name].z
+
+    def adjoint(self, params, cache, delta):
+        return graph_adjoint(self, params, cache, delta)
+
+    def tangent_backward(self, params, v, cache, rcache, deltas, upstream, rdelta):
+        return graph_tangent_backward(self, params, v, cache, rcache, deltas, upstream, rdelta)
+
+    def weight_inputs(self, cache):
+        return {n.name: {"W": {i: output(cache, i) for i in n.inputs}} for n in self.nodes}
 
     def groups(self, tree):
         return [(n.name, tree[n.name]) for n in self.nodes]

@@ -40,6 +40,27 @@ saturated units never take ``log(0)`` or divide by ``yhat (1 - yhat)``:
 
 ``bce`` is accepted only after ``sigmoid``, ``cross_entropy`` only after
 ``softmax`` and ``poisson`` only after ``exp``, where these stable forms exist.
+
+Curvature. The R-operator (``fnn.core.rop``) starts from the loss's Hessian in
+the output pre-activation times a tangent ``v = R{z}``: ``R{delta_L} = H_L v``,
+``H_L = d^2 L / dz_L^2`` (the batch mean's, so ``1/B`` again). For the
+canonical pairs (``p = yhat``; cross-entropy's rule uses that each target row
+sums to 1):
+
+    identity + mse:          H v = v / B
+    sigmoid + bce:           H v = p (1 - p) v / B
+    softmax + cross_entropy: H v = (p v - p (p . v)) / B
+    exp + poisson:           H v = p v / B
+
+Every other pair is the chain rule through ``a = f(z)``, with the residual
+losses' second derivatives (they are separable: ``d^2 l / dyhat^2`` is
+diagonal): mse 1, mae 0, huber ``1 if |r| <= 1 else 0``. With ``g = dl/dyhat``
+and ``R{a} = f'(z) v`` (softmax: its Jacobian times ``v``),
+
+    H v = R{ f'(z)^T g },   R{g} = l''(yhat) R{a},
+
+the activation's ``vjp_tangent``; for an elementwise ``f`` this is
+``f''(z) v g + f'(z)^2 l''(yhat) v``.
 """
 
 from __future__ import annotations
@@ -53,10 +74,11 @@ Array = jax.Array
 
 
 class Loss(NamedTuple):
-    """A residual loss: per-example value and its gradient w.r.t. ``yhat``."""
+    """A residual loss: per-example value, its gradient and its (diagonal) second derivative w.r.t. ``yhat``."""
 
     value: Callable[[Array, Array], Array]  # (yhat, y) -> (batch,)
     grad: Callable[[Array, Array], Array]  # (yhat, y) -> (batch, n_out)
+    hess: Callable[[Array, Array], Array]  # (yhat, y) -> (batch, n_out): d^2 l / dyhat_k^2
 
 
 def _mse(yhat, y):
@@ -67,12 +89,20 @@ def _mse_grad(yhat, y):
     return yhat - y
 
 
+def _mse_hess(yhat, y):
+    return jnp.ones_like(yhat)
+
+
 def _mae(yhat, y):
     return jnp.sum(jnp.abs(yhat - y), axis=-1)
 
 
 def _mae_grad(yhat, y):
     return jnp.sign(yhat - y)  # the subgradient 0 at r = 0
+
+
+def _mae_hess(yhat, y):
+    return jnp.zeros_like(yhat)  # piecewise linear (0 also at the kink, as jax.grad of sign gives)
 
 
 HUBER_DELTA = 1.0
@@ -87,10 +117,14 @@ def _huber_grad(yhat, y):
     return jnp.clip(yhat - y, -HUBER_DELTA, HUBER_DELTA)
 
 
+def _huber_hess(yhat, y):
+    return (jnp.abs(yhat - y) <= HUBER_DELTA).astype(yhat.dtype)
+
+
 LOSSES: dict[str, Loss] = {
-    "mse": Loss(_mse, _mse_grad),
-    "mae": Loss(_mae, _mae_grad),
-    "huber": Loss(_huber, _huber_grad),
+    "mse": Loss(_mse, _mse_grad, _mse_hess),
+    "mae": Loss(_mae, _mae_grad, _mae_hess),
+    "huber": Loss(_huber, _huber_grad, _huber_hess),
 }
 
 
@@ -117,6 +151,31 @@ FUSED: dict[tuple[str, str], Callable[[Array, Array], Array]] = {
     ("sigmoid", "bce"): _bce_from_logits,
     ("softmax", "cross_entropy"): _cross_entropy_from_logits,
     ("exp", "poisson"): _poisson_from_logits,
+}
+
+
+def _identity_mse_hvp(z, a, v):
+    return v
+
+
+def _logistic_hvp(z, a, v):  # sigmoid + bce, exp + poisson: H = diag(f'(z)) with f'(z) = a (1 - a), a
+    return a * (1 - a) * v
+
+
+def _softmax_cross_entropy_hvp(z, a, v):
+    return a * v - a * jnp.sum(a * v, axis=-1, keepdims=True)
+
+
+def _poisson_hvp(z, a, v):
+    return a * v
+
+
+# (output activation, loss) -> per-example Hessian in the logits times v (no 1/B); see the module docstring.
+FUSED_HVP: dict[tuple[str, str], Callable[[Array, Array, Array], Array]] = {
+    ("identity", "mse"): _identity_mse_hvp,
+    ("sigmoid", "bce"): _logistic_hvp,
+    ("softmax", "cross_entropy"): _softmax_cross_entropy_hvp,
+    ("exp", "poisson"): _poisson_hvp,
 }
 
 # Losses that exist only in a fused pair, with the output activation they need.
@@ -169,6 +228,46 @@ def output_delta(output_activation, output: str, loss: str, z: Array, a: Array, 
     backward pass.
     """
     return example_deltas(output_activation, output, loss, z, a, y) / z.shape[0]
+
+
+def example_hvps(output_activation, output: str, loss: str, z: Array, a: Array, y: Array, v: Array) -> Array:
+    """``(d^2 l_n / dz_L^2) v_n`` of each example's own loss, shape (batch, n_out): the fused rule, or the
+    chain rule through the output activation (``Activation.vjp_tangent``)."""
+    if is_fused(output, loss):
+        return FUSED_HVP[(output, loss)](z, a, v)
+    residual = LOSSES[loss]
+    ra = output_activation.jvp(z, a, v)
+    return output_activation.vjp_tangent(z, a, residual.grad(a, y), v, residual.hess(a, y) * ra)
+
+
+def output_hvp(output_activation, output: str, loss: str, z: Array, a: Array, y: Array, v: Array) -> Array:
+    """``R{delta_L} = H_L v``, ``H_L = d^2 L / dz_L^2`` of the batch-mean loss, for a tangent ``v = R{z_L}``."""
+    return example_hvps(output_activation, output, loss, z, a, y, v) / z.shape[0]
+
+
+def sample_targets(key, output: str, loss: str, z: Array, a: Array) -> Array:
+    """Targets drawn from the model's predictive distribution, whose negative log-likelihood is the loss.
+
+    softmax + cross_entropy: a class of ``Categorical(yhat)``, one-hot;
+    sigmoid + bce: ``Bernoulli(yhat)``; exp + poisson: ``Poisson(yhat)``;
+    mse: ``yhat + N(0, I)`` (``l = ||y - yhat||^2 / 2``); mae: ``yhat +
+    Laplace(0, 1)``. With such targets ``E[g g^T]`` of the per-example
+    gradients is the Fisher matrix, which for the canonical pairs is the
+    Gauss-Newton matrix (Martens 2014, "New insights and perspectives on the
+    natural gradient method"). huber is no log-likelihood: ``ValueError``.
+    """
+    if (output, loss) == ("softmax", "cross_entropy"):
+        return jax.nn.one_hot(jax.random.categorical(key, z), z.shape[-1], dtype=a.dtype)
+    if loss == "bce":
+        return jax.random.bernoulli(key, a).astype(a.dtype)
+    if loss == "poisson":
+        return jax.random.poisson(key, a).astype(a.dtype)
+    if loss == "mse":
+        return a + jax.random.normal(key, a.shape, a.dtype)
+    if loss == "mae":
+        return a + jax.random.laplace(key, a.shape, a.dtype)
+    raise ValueError(f"loss {loss!r} is not the negative log-likelihood of a distribution to sample targets "
+                     "from; the sampled Fisher needs one of cross_entropy, bce, poisson, mse, mae")
 
 
 def target_gradient(output: str, loss: str, z: Array, a: Array, y: Array) -> Array:

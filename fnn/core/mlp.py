@@ -171,6 +171,24 @@ class MLP(Network):
     def units(self, cache):
         return self.graph.units(cache)
 
+    def tangent_forward(self, params, v, cache):
+        return self.graph.tangent_forward(self.as_graph_params(params), self.as_graph_params(v), cache)
+
+    def output_tangent_of(self, rcache):
+        return self.graph.output_tangent_of(rcache)
+
+    def adjoint(self, params, cache, delta):
+        grads, deltas, upstream = self.graph.adjoint(self.as_graph_params(params), cache, delta)
+        return self.from_graph_params(grads), deltas, upstream
+
+    def tangent_backward(self, params, v, cache, rcache, deltas, upstream, rdelta):
+        return self.from_graph_params(self.graph.tangent_backward(
+            self.as_graph_params(params), self.as_graph_params(v), cache, rcache, deltas, upstream, rdelta))
+
+    def weight_inputs(self, cache):
+        inputs = self.graph.weight_inputs(cache)
+        return [{"W": inputs[n.name]["W"][n.inputs[0]]} for n in self.graph.nodes]
+
     def describe(self) -> dict:
         d = {"sizes": list(self.sizes), "activation": list(self.activation), "output": self.output,
              "loss": self.loss}

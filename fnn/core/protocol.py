@@ -38,6 +38,26 @@ Required members
 ``describe()``                              a JSON description (checked on resume)
 ==========================================  ===================================================
 
+Curvature (``fnn.hvp``, ``fnn.gnvp``, ``fnn.curvature``; the R-operator, ``fnn.core.rop``)
+=========================================================================================
+
+==================================================  ==========================================
+``tangent_forward(params, v, cache)``               the R-forward along ``v`` (params-shaped):
+                                                    ``R{...}`` of the cache (any pytree)
+``output_tangent_of(rcache)``                       ``R{z_out} = J v``, ``(B, n_out)``
+``adjoint(params, cache, delta)``                   ``backward``'s ``(grads, deltas)`` and what
+                                                    the R-backward needs of it (``upstream``);
+                                                    provided: ``upstream = None``
+``tangent_backward(params, v, cache, rcache,``      ``R{grads} = H v`` from ``R{delta_out}``
+``deltas, upstream, rdelta)``                       (only ``fnn.hvp`` needs this)
+``weight_inputs(cache)``                            params-shaped but for the biases: each
+                                                    weight matrix's input ``a`` ``(B, n_in)``,
+                                                    for the diagonals and Kronecker factors
+==================================================  ==========================================
+
+A network without them trains and passes every first-order check; ``fnn.gnvp``
+needs the first three, ``fnn.hvp`` all but the last.
+
 Provided here, overridable
 ==========================
 
@@ -101,7 +121,24 @@ class Network:
     def describe(self) -> dict:
         raise NotImplementedError
 
+    def tangent_forward(self, params, v, cache):
+        raise NotImplementedError
+
+    def output_tangent_of(self, rcache) -> Array:
+        raise NotImplementedError
+
+    def tangent_backward(self, params, v, cache, rcache, deltas, upstream, rdelta):
+        raise NotImplementedError
+
+    def weight_inputs(self, cache):
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ provided
+
+    def adjoint(self, params, cache, delta: Array):
+        """``(grads, deltas, upstream)``: ``backward``'s, with nothing kept for the R-backward (``None``)."""
+        grads, deltas = self.backward(params, cache, delta)
+        return grads, deltas, None
 
     def per_example_backward(self, params, cache, delta: Array):
         """Grads per example and seed, leaves ``(B, K, *shape)``, by ``vmap`` of ``backward``."""

@@ -51,6 +51,16 @@ def check_params(net: Network, params):
     return net.check_params(params)
 
 
+def check_tangent(net: Network, v, dtype) -> None:
+    """``v``, a direction in parameter space, must be shaped as the params and share their ``dtype``."""
+    try:
+        got = net.check_params(v)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"v must be shaped like the params: {str(err).replace('params', 'v')}") from None
+    if jnp.dtype(got) != jnp.dtype(dtype):
+        raise TypeError(f"v must have the params' dtype {jnp.dtype(dtype).name}, got {jnp.dtype(got).name}")
+
+
 def check_positive_int(name: str, v, allow_none: bool = False) -> None:
     """``ValueError`` naming ``name`` unless ``v`` is a positive int (or ``None``, with ``allow_none``)."""
     if v is None and allow_none:
@@ -171,7 +181,8 @@ def device_labels(net: Network, y) -> bool:
 
 
 def guard(result):
-    """``result`` (a loss, or ``(loss, grads)``) made NaN throughout when its loss is NaN.
+    """``result`` (a loss, ``(loss, grads, ...)`` or an object with a ``.loss``) made NaN throughout when its loss
+    is NaN.
 
     A device array's labels are not read on the per-call path (see the module
     docstring), so a label outside ``[0, n_out)`` cannot raise there; ``_one_hot``
@@ -182,7 +193,7 @@ def guard(result):
     multiplies the cotangent too (``isnan`` has no derivative), so what is
     differentiated through the program gives NaN gradients as well.
     """
-    loss = result[0] if isinstance(result, tuple) else result
+    loss = result[0] if isinstance(result, tuple) else getattr(result, "loss", result)
     factor = jnp.where(jnp.isnan(loss), jnp.nan, 1.0)
     return jax.tree_util.tree_map(
         lambda t: t * factor.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.floating) else t, result)
