@@ -6,9 +6,10 @@ import importlib.util
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from hypothesis import strategies as st
 
+import fnn
 from fnn.check import gradcheck
 from fnn.core import activations, losses
 
@@ -74,3 +75,54 @@ def load_script(name: str, folder: Path = BENCHMARKS):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# --------------------------------------------------------------------------- random networks (hypothesis)
+
+
+@st.composite
+def networks(draw):
+    n_hidden = draw(st.integers(0, 4))
+    sizes = tuple(draw(st.lists(st.integers(1, 6), min_size=n_hidden + 2, max_size=n_hidden + 2)))
+    output, loss = draw(st.sampled_from(PAIRS))
+    if output == "softmax" and sizes[-1] == 1:
+        sizes = sizes[:-1] + (2,)  # a one-class softmax is constant: nothing to learn
+    hidden = tuple(draw(st.sampled_from(HIDDEN)) for _ in range(n_hidden))
+    scale = draw(st.sampled_from(["glorot", "unit", "small"]))  # the init schemes' three regimes
+    return fnn.MLP(sizes, hidden, output, loss), scale
+
+
+def chain_params(rng, net, scale):
+    def std(n_in, n_out):
+        return {"glorot": np.sqrt(2 / (n_in + n_out)), "unit": 1.0, "small": 0.05}[scale]
+
+    return [{"W": rng.normal(0, std(i, o), (i, o)), "b": rng.normal(0, 0.1, o)}
+            for i, o in zip(net.sizes[:-1], net.sizes[1:])]
+
+
+@st.composite
+def graphs(draw):
+    """A random graph: each hidden node reads a random non-empty set of earlier nodes, maybe adds a residual."""
+    n_in = draw(st.integers(1, 5))
+    widths, nodes = {"x": n_in}, []
+    for j in range(draw(st.integers(0, 4))):
+        earlier = list(widths)
+        inputs = tuple(draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=len(earlier), unique=True)))
+        residual = draw(st.one_of(st.none(), st.sampled_from(earlier)))
+        width = widths[residual] if residual is not None else draw(st.integers(1, 5))
+        nodes.append(fnn.Dense(f"h{j}", width, draw(st.sampled_from(HIDDEN)), inputs=inputs, residual=residual,
+                               dropout=draw(st.sampled_from([0.0, 0.0, 0.4]))))
+        widths[f"h{j}"] = width
+    output, loss = draw(st.sampled_from(PAIRS))
+    n_out = draw(st.integers(2 if output == "softmax" else 1, 4))
+    read = {i for n in nodes for i in (*n.inputs, n.residual)}
+    unread = [n.name for n in nodes if n.name not in read]  # the output reads them, so that every node counts
+    chosen = draw(st.lists(st.sampled_from(list(widths)), min_size=1, max_size=len(widths), unique=True))
+    inputs = tuple(dict.fromkeys([*chosen, *unread]))
+    return fnn.Graph(n_in, (*nodes, fnn.Dense("out", n_out, output, inputs=inputs)), loss)
+
+
+def with_random_biases(rng, params: dict) -> dict:
+    """``params`` with N(0, 0.1) biases: with the init's zero biases a relu node whose inputs are all 0
+    has ``z = 0`` exactly, on the kink, where no difference quotient is the derivative."""
+    return {name: {**p, "b": p["b"] + rng.normal(0, 0.1, p["b"].shape)} for name, p in params.items()}

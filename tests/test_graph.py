@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
+from helpers import QUICK_COMPILE, graphs, host_targets, with_random_biases, worst_rel_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,34 +99,6 @@ def test_mlp_dropout_is_checked():
 # --------------------------------------------------------------------------- the proof, in float64
 
 
-@st.composite
-def graphs(draw):
-    """A random graph: each hidden node reads a random non-empty set of earlier nodes, maybe adds a residual."""
-    n_in = draw(st.integers(1, 5))
-    widths, nodes = {"x": n_in}, []
-    for j in range(draw(st.integers(0, 4))):
-        earlier = list(widths)
-        inputs = tuple(draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=len(earlier), unique=True)))
-        residual = draw(st.one_of(st.none(), st.sampled_from(earlier)))
-        width = widths[residual] if residual is not None else draw(st.integers(1, 5))
-        nodes.append(fnn.Dense(f"h{j}", width, draw(st.sampled_from(HIDDEN)), inputs=inputs, residual=residual,
-                               dropout=draw(st.sampled_from([0.0, 0.0, 0.4]))))
-        widths[f"h{j}"] = width
-    output, loss = draw(st.sampled_from(PAIRS))
-    n_out = draw(st.integers(2 if output == "softmax" else 1, 4))
-    read = {i for n in nodes for i in (*n.inputs, n.residual)}
-    unread = [n.name for n in nodes if n.name not in read]  # the output reads them, so that every node counts
-    chosen = draw(st.lists(st.sampled_from(list(widths)), min_size=1, max_size=len(widths), unique=True))
-    inputs = tuple(dict.fromkeys([*chosen, *unread]))
-    return fnn.Graph(n_in, (*nodes, fnn.Dense("out", n_out, output, inputs=inputs)), loss)
-
-
-def _with_random_biases(rng, params: dict) -> dict:
-    """``params`` with N(0, 0.1) biases: with the init's zero biases a relu node whose inputs are all 0
-    has ``z = 0`` exactly, on the kink, where no difference quotient is the derivative."""
-    return {name: {**p, "b": p["b"] + rng.normal(0, 0.1, p["b"].shape)} for name, p in params.items()}
-
-
 @functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)
 def _three(net, params, x, y, key):
     """fnn's backprop, jax.grad and central finite differences, in one compiled program."""
@@ -139,7 +111,7 @@ def _errors(net, batch, dropout, seed) -> tuple[float, float]:
     """The worst ``rel`` of backprop against jax.grad and against finite differences, in float64."""
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
-        params = _with_random_biases(rng, fnn.init(jax.random.key(seed), net, dtype=jnp.float64))
+        params = with_random_biases(rng, fnn.init(jax.random.key(seed), net, dtype=jnp.float64))
         x, y = validation.prepare(net, params, rng.normal(size=(batch, net.n_in)),
                                   host_targets(rng, net.loss, batch, net.n_out))
         key = jax.random.key(seed + 1) if dropout else None

@@ -18,34 +18,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from helpers import HIDDEN, PAIRS, QUICK_COMPILE, host_targets, worst_rel_error
+from helpers import QUICK_COMPILE, chain_params, host_targets, networks, worst_rel_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fnn
 from fnn.core import validation
 from fnn.core.backprop import backprop_core
 from fnn.core.forward import loss_core
-
-
-@st.composite
-def networks(draw):
-    n_hidden = draw(st.integers(0, 4))
-    sizes = tuple(draw(st.lists(st.integers(1, 6), min_size=n_hidden + 2, max_size=n_hidden + 2)))
-    output, loss = draw(st.sampled_from(PAIRS))
-    if output == "softmax" and sizes[-1] == 1:
-        sizes = sizes[:-1] + (2,)  # a one-class softmax is constant: nothing to learn
-    hidden = tuple(draw(st.sampled_from(HIDDEN)) for _ in range(n_hidden))
-    scale = draw(st.sampled_from(["glorot", "unit", "small"]))  # the init schemes' three regimes
-    return fnn.MLP(sizes, hidden, output, loss), scale
-
-
-def _params(rng, net, scale):
-    def std(n_in, n_out):
-        return {"glorot": np.sqrt(2 / (n_in + n_out)), "unit": 1.0, "small": 0.05}[scale]
-
-    return [{"W": rng.normal(0, std(i, o), (i, o)), "b": rng.normal(0, 0.1, o)}
-            for i, o in zip(net.sizes[:-1], net.sizes[1:])]
 
 
 @functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)
@@ -59,7 +38,7 @@ def test_backprop_equals_autodiff_on_random_networks(net_and_scale, batch, seed)
     net, scale = net_and_scale
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
-        params = jax.tree_util.tree_map(jnp.asarray, _params(rng, net, scale))
+        params = jax.tree_util.tree_map(jnp.asarray, chain_params(rng, net, scale))
         x, y = rng.normal(size=(batch, net.sizes[0])), host_targets(rng, net.loss, batch, net.sizes[-1])
         x, y = validation.prepare(net, params, x, y)
         (loss_bp, g_bp), (loss_ad, g_ad) = _both(net, params, x, y)

@@ -102,7 +102,8 @@ class Curvature:
     def kronecker_factors(self, key):
         """``[(group name, {"A": A per input, "G": G})]`` per node (layer), ``G`` from targets sampled under
         ``key``; ``A`` is shaped as the group's ``"W"`` (one matrix, or one per input of a graph node)."""
-        return _kronecker_at(self, key)
+        names = [name for name, _ in self.net.groups(self.grads)]
+        return list(zip(names, _kronecker_at(self, key)))
 
 
 # --------------------------------------------------------------------------- the cores
@@ -183,8 +184,8 @@ def _fisher_diag(net: Network, cache, deltas):
 def _kronecker_factors(net: Network, cache, deltas):
     batch = deltas[0].shape[0]
     inputs = net.weight_inputs(cache)
-    return [(name, {"A": jax.tree_util.tree_map(lambda a: a.T @ a / batch, group["W"]), "G": batch * d.T @ d})
-            for (name, group), d in zip(net.groups(inputs), deltas)]
+    return [{"A": jax.tree_util.tree_map(lambda a: a.T @ a / batch, group["W"]), "G": batch * d.T @ d}
+            for (_, group), d in zip(net.groups(inputs), deltas)]
 
 
 @jax.jit
