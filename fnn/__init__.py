@@ -18,6 +18,7 @@ from fnn.core.validation import check_inputs
 # what backprop is proven against
 from fnn.check.analytical import single_unit_gradient
 from fnn.check.autodiff import autodiff
+from fnn.check.curvature_check import CurvatureReport, check_curvature
 from fnn.check.finite_differences import finite_differences
 from fnn.check.gradcheck import GradientReport, check_gradients
 # training, and the compile cache it keeps
@@ -33,10 +34,12 @@ __all__ = [
     "Graph",
     "MLP",
     "Curvature",
+    "CurvatureReport",
     "GradientReport",
     "History",
     "autodiff",
     "backprop",
+    "check_curvature",
     "check_gradients",
     "check_inputs",
     "curvature",

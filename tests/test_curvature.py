@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
 import fnn
-from fnn.core import activations, losses, validation
+from fnn.core import activations, dispatch, losses, validation
 from fnn.core.curvature import curvature_core, gnvp_core, hvp_core
 from fnn.core.forward import loss_core
 
@@ -312,3 +312,22 @@ def test_labels_out_of_range_make_the_products_nan():
     for fn in (fnn.hvp, fnn.gnvp):
         loss, grads, product = fn(net, params, x, y, params)
         assert np.isnan(float(loss)) and np.isnan(_flat(product)).all() and np.isnan(_flat(grads)).all()
+
+
+def test_check_curvature_passes_and_catches_a_wrong_second_derivative(monkeypatch):
+    def net(width):
+        return fnn.Graph(n_in=3, nodes=(fnn.Dense("h", width, "tanh"),
+                                        fnn.Dense("h2", width, "sigmoid", inputs=("h", "x"), residual="h"),
+                                        fnn.Dense("out", 3, "softmax", inputs=("h2",))), loss="cross_entropy")
+
+    x, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 3
+    report = fnn.check_curvature(net(5), fnn.init(jax.random.key(0), net(5)), x, y)
+    assert report.passed, str(report)
+    assert report.hvp.worst("autodiff").rel <= 1e-12 and report.hvp.worst("finite_differences").rel <= 1e-7
+    assert "Gauss-Newton product (fnn.gnvp) check in float64" in str(report)
+    tanh = activations.get("tanh")  # a second derivative off by a factor: the hvp rows fail, the gnvp rows do not
+    monkeypatch.setattr(dispatch, "_SHARED", {})  # the programs compiled with it go when the test ends
+    monkeypatch.setitem(activations.ACTIVATIONS, "tanh",
+                        tanh._replace(second_derivative=lambda z, a: 1.5 * tanh.second_derivative(z, a)))
+    wrong = fnn.check_curvature(net(6), fnn.init(jax.random.key(0), net(6)), x, y)  # a new net: new programs
+    assert not wrong.hvp.passed and wrong.gnvp.passed

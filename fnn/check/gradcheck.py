@@ -75,6 +75,7 @@ class GradientReport:
     rows: tuple[Row, ...]
     dtype: str
     loss: float
+    what: str = "gradient"  # what was checked: "gradient", or a curvature product (fnn.check_curvature)
 
     @property
     def passed(self) -> bool:
@@ -85,8 +86,9 @@ class GradientReport:
         return max((r for r in self.rows if r.reference == reference), key=lambda r: r.rel)
 
     def __str__(self) -> str:
-        head = f"{'layer':>5} {'leaf':<4} {'shape':<12} {'max|g|':>10} {'reference':<18} {'max abs err':>12} {'rel err':>10} {'tol':>8}  ok"
-        lines = [f"gradient check in {self.dtype}, loss = {self.loss:.6g}", head, "-" * len(head)]
+        head = (f"{'layer':>5} {'leaf':<4} {'shape':<12} {'max|g|':>10} {'reference':<18} {'max abs err':>12} "
+                f"{'rel err':>10} {'tol':>8}  ok")
+        lines = [f"{self.what} check in {self.dtype}, loss = {self.loss:.6g}", head, "-" * len(head)]
         for r in self.rows:
             lines.append(
                 f"{r.layer:>5} {r.leaf:<4} {str(r.shape):<12} {r.scale:>10.3e} {r.reference:<18} "
@@ -123,28 +125,43 @@ def check_gradients(net: Network, params, x, y, *, dtype="float64", eps: float |
     Returns a ``GradientReport``: ``print(report)`` shows a table, ``report.passed``
     the verdict against ``TOLERANCES``.
     """
-    dtype = jnp.dtype(dtype).name if dtype in ("float32", "float64", jnp.float32, jnp.float64) else dtype
-    if dtype not in TOLERANCES:
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    dtype = checked_dtype(dtype)
     validation.check_inputs(net, params, x, y)
     with jax.enable_x64(dtype == "float64"):
-        cast = lambda a: jnp.asarray(a, dtype)
-        params = jax.tree_util.tree_map(cast, params)
-        x = cast(x) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating) else x
-        y = cast(y) if jnp.issubdtype(jnp.asarray(y).dtype, jnp.floating) else y
+        params, x, y = cast(dtype, params, x, y)
         loss, bp = backprop(net, params, x, y, key=key)
         references = {
             "autodiff": autodiff(net, params, x, y, key=key)[1],
             "finite_differences": finite_differences(net, params, x, y, eps=eps, scheme=scheme, key=key),
         }
-        tiny = gradient_floor(bp, loss)
-        rows = []
-        for layer, leaf, g, found in _leaves(net, bp, references):
-            for ref, r in found.items():
-                max_abs, rel = compare(g, r, tiny)
-                tol = TOLERANCES[dtype]["autodiff" if ref == "autodiff" else scheme]
-                rows.append(Row(layer, leaf, g.shape, float(np.max(np.abs(g))), ref, max_abs, rel, tol))
-        return GradientReport(tuple(rows), dtype, float(loss))
+        tolerances = {"autodiff": TOLERANCES[dtype]["autodiff"], "finite_differences": TOLERANCES[dtype][scheme]}
+        rows = report_rows(net, bp, references, gradient_floor(bp, loss), tolerances)
+        return GradientReport(rows, dtype, float(loss))
+
+
+def checked_dtype(dtype) -> str:
+    """``"float32"`` or ``"float64"`` from a name or a dtype (``ValueError`` else)."""
+    dtype = jnp.dtype(dtype).name if dtype in ("float32", "float64", jnp.float32, jnp.float64) else dtype
+    if dtype not in TOLERANCES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dtype
+
+
+def cast(dtype: str, params, x, y):
+    """Params, and float ``x`` and ``y``, in ``dtype`` (integer labels stay as they are)."""
+    to = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    floating = lambda a: jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)  # noqa: E731
+    return jax.tree_util.tree_map(to, params), to(x) if floating(x) else x, to(y) if floating(y) else y
+
+
+def report_rows(net, values, references: dict, tiny: float, tolerances: dict) -> tuple[Row, ...]:
+    """One ``Row`` per leaf of ``values`` and reference, judged against ``tolerances[reference]``."""
+    rows = []
+    for layer, leaf, g, found in _leaves(net, values, references):
+        for ref, r in found.items():
+            max_abs, rel = compare(g, r, tiny)
+            rows.append(Row(layer, leaf, g.shape, float(np.max(np.abs(g))), ref, max_abs, rel, tolerances[ref]))
+    return tuple(rows)
 
 
 def _leaves(net, grads, references: dict):

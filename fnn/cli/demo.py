@@ -1,4 +1,4 @@
-"""The demo behind ``fnn demo``: build a network, backprop, check, time."""
+"""The demo behind ``fnn demo``: build a network, backprop, check the gradient and the curvature, time."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def run(sizes=(8, 32, 32, 4), activation="tanh", seed: int = 0, batch: int = 64)
 
     report = fnn.check_gradients(net, params, x, y)
     print(report, "\n")
+    curvature = fnn.check_curvature(net, params, x, y)  # the next order: H v and G v by the R-operator
+    print(curvature, "\n")
 
     # Time the compiled functions on validated inputs: the gradient work alone.
     x, y = validation.prepare(net, params, x, y)
@@ -38,4 +40,4 @@ def run(sizes=(8, 32, 32, 4), activation="tanh", seed: int = 0, batch: int = 64)
     for name, call in methods.items():
         t = time_call(call, repeats=9)
         print(f"{name:<30} {t.median_s * 1e3:>10.3f}ms {t.min_s * 1e3:>10.3f}ms")
-    return report.passed
+    return report.passed and curvature.passed
