@@ -5,6 +5,8 @@
 ``finite_differences`` one central difference per parameter, vectorised
 ``analytical``        the closed-form gradient of the single-unit example
 ``gradcheck``         ``check_gradients``: the three side by side, per leaf
+``curvature_check``   ``check_curvature``: ``hvp`` and ``gnvp`` against JAX and
+                      finite differences of the gradient
 ====================  ========================================================
 
 Imports ``fnn.core`` only.

@@ -9,6 +9,8 @@
 ``graph``           ``Graph`` and ``Dense``: any feed-forward connectivity
 ``forward``         the forward pass and its cache; ``predict``, ``loss``
 ``backprop``        the delta recursion over the adjoint graph; ``backprop``
+``rop``             Pearlmutter's R-operator: the two passes along a direction
+``curvature``       ``hvp``, ``gnvp``, ``curvature``: products, diagonals, factors
 ``manual_vjp``      the loss as a ``jax.custom_vjp`` whose rule is ``backprop``
 ``dispatch``        the per-call path of the public functions
 ``validation``      the checks of their inputs
