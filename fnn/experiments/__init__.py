@@ -1,5 +1,5 @@
 """The experiments behind ``scripts/``, one module each: why deep nets fail to train, the 1986
-problems, overfitting, depth, Bayesian regularisation.
+problems, overfitting, depth, Bayesian regularisation, the edge of stability.
 
 ============================  ================================================
 ``vanishing_gradients``       per-layer gradient norms at initialisation, by
@@ -10,6 +10,8 @@ problems, overfitting, depth, Bayesian regularisation.
                               stopping; dropout
 ``residual_depth``            plain against residual chains, 8 to 64 layers
 ``bayesian_regularisation``   Levenberg-Marquardt against ``br`` on a noisy sine
+``edge_of_stability``         full-batch GD's sharpness rising to ``2/eta`` and
+                              staying there (Cohen et al. 2021)
 ``common``                    the digits probe batch; results and figures
 ============================  ================================================
 
