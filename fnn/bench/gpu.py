@@ -51,6 +51,8 @@ CHECKS = (
     Check("lm_fp32", C.lm_fp32, 2, 15, "Levenberg-Marquardt on sine at fp32 (the test's loss <= 1e-5)"),
     Check("lm_large", C.lm_large, 2, 45, "Levenberg-Marquardt at P >= 20,000: time per epoch, loss drop"),
     Check("mfu", C.mfu, 3, 30, "fnn.fit in bf16 (tf32, fp32 beside it): TFLOP/s and MFU"),
+    Check("curvature", C.curvature, 15, 120,
+          "Hessian- and Gauss-Newton-vector products: fnn.hvp and c.gnvp against JAX and torch.func, in gradients"),
 )
 NAMES = tuple(c.name for c in CHECKS)
 BUDGET_S = 540.0  # 9 minutes: a device lease of 15 minutes less its start and the transfers

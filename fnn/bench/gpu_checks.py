@@ -19,7 +19,10 @@ spent; its summary then has ``"complete": False``.
 * ``lm_large``: Levenberg-Marquardt at P = 21,141 (``fnn.scale.memory`` says
   whether it fits): time per epoch, loss drop;
 * ``mfu``: ``fnn.fit`` of 784-4096-4096-4096-10 at batch 4096 in bf16, tf32
-  and fp32: TFLOP/s and MFU (``fnn.scale.throughput``).
+  and fp32: TFLOP/s and MFU (``fnn.scale.throughput``);
+* ``curvature``: ``fnn.bench.curvature``'s ``gpu`` grid, the hand-written
+  Hessian- and Gauss-Newton-vector products against JAX's and PyTorch's, in
+  gradients, and the finite differences' error against eps.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 
 import fnn
 from fnn import bench
-from fnn.bench import analysis, calls as call_bench, output, runner
+from fnn.bench import analysis, calls as call_bench, curvature as curvature_bench, output, runner
 from fnn.bench.grids import batch_sweep, classifier, depth_sweep, grid
 from fnn.cli.outputs import speed_summary
 from fnn.data import datasets
@@ -64,10 +67,10 @@ class OutOfTime(Exception):
 GRADIENT_METHODS = runner.GRAPH_METHODS
 
 
-def _grid_run(ctx: Context, grid_name: str, cases, methods=None, precision: str = runner.MATMUL_PRECISION) -> dict:
-    """``runner.run``, its rows kept on disk after every case (``results.partial.json``, as
-    ``bench_gradients.py`` keeps them) and stopped between cases once the time left is under the
-    longer of the mean case's and the last case's; analysed and saved."""
+def _stop_when_spent(ctx: Context):
+    """A runner's ``on_case``: keeps the results so far on disk (``results.partial.json``, as
+    ``bench_gradients.py`` keeps them) and raises ``OutOfTime`` between cases once the time left is
+    under the longer of the mean case's and the last case's."""
     previous = 0.0  # wall_s after the case before
 
     def on_case(partial):
@@ -77,6 +80,12 @@ def _grid_run(ctx: Context, grid_name: str, cases, methods=None, precision: str 
         if done < partial["cases"] and ctx.left() < max(partial["wall_s"] / done, last):
             raise OutOfTime(partial)
 
+    return on_case
+
+
+def _grid_run(ctx: Context, grid_name: str, cases, methods=None, precision: str = runner.MATMUL_PRECISION) -> dict:
+    """``runner.run``, stopped between cases when the budget runs out (``_stop_when_spent``); analysed and saved."""
+    on_case = _stop_when_spent(ctx)
     try:
         results = runner.run(grid_name, ctx.device, jnp.float32, methods, False, on_case, cases, precision)
     except OutOfTime as stop:
@@ -241,3 +250,27 @@ def _speed(ctx: Context, net, train, batch: int, epochs: int, precision: str, de
 
 def _percent(v) -> str:
     return "n/a" if v is None else f"{v:.1%}"
+
+
+# ---------------------------------------------------------------------------- curvature products
+
+def curvature(ctx: Context) -> dict:
+    """``fnn.bench.curvature``: its ``gpu`` grid (or ``tiny``), stopped between cases when the budget runs out
+    (the finite differences' sweep over eps, which runs after the cases, is then left out)."""
+    try:
+        results = curvature_bench.run("tiny" if ctx.tiny else "gpu", ctx.device, False, _stop_when_spent(ctx))
+    except OutOfTime as stop:
+        results = curvature_bench.analyse(stop.partial)
+    files = curvature_bench.save(results, ctx.out)
+    (ctx.out / output.PARTIAL).unlink(missing_ok=True)  # the whole run is written
+    table = results["ratios"]
+    hvp = [r["hvp_vs_fwd_over_rev"] for r in table if math.isfinite(r["hvp_vs_fwd_over_rev"])]
+    grads = [r["gradients"]["hvp"] for r in table if math.isfinite(r["gradients"]["hvp"])]
+    gn = [r["gnvp_vs_linearized"] for r in table if math.isfinite(r["gnvp_vs_linearized"])]
+    met = [t for t in results["targets"] if t["met"]]
+    return {"cases": results["cases"], "cases_done": results["cases_done"], "complete": results["complete"],
+            "targets": [{k: t[k] for k in ("target", "met", "detail")} for t in results["targets"]],
+            "files": [p.name for p in files],
+            "headline": (f"{results['cases_done']}/{results['cases']} cases; hvp/fwd-over-rev {_span(hvp)}, "
+                         f"hvp {_span(grads, '{:.2f}')} gradients; gnvp(cached)/linearized {_span(gn)}; "
+                         f"{len(met)} of {len(results['targets'])} targets met")}

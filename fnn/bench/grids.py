@@ -102,15 +102,16 @@ def iso_work_sweep(widths, work: int) -> list[Case]:
     return [Case("iso_work", mlp(w), max(1, round(work / mlp(w).n_params))) for w in widths]
 
 
-def residual_sweep(depths, width: int, batches, n_in: int = 64, n_out: int = 10) -> list[Case]:
-    """``Graph.residual`` classifiers of ``depths`` relu nodes of ``width`` units, at each batch."""
-    return [Case("residual", Graph.residual(n_in, width, d, n_out, "relu", "softmax", "cross_entropy"), b)
+def residual_sweep(depths, width: int, batches, n_in: int = 64, n_out: int = 10,
+                   activation: str = "relu") -> list[Case]:
+    """``Graph.residual`` classifiers of ``depths`` nodes of ``width`` units (relu unless told), at each batch."""
+    return [Case("residual", Graph.residual(n_in, width, d, n_out, activation, "softmax", "cross_entropy"), b)
             for d in depths for b in batches]
 
 
-def cascade_sweep(nets, batches) -> list[Case]:
-    """``Graph.cascade`` regressors of the given sizes (tanh layers, identity outputs, mse), at each batch."""
-    return [Case("cascade", Graph.cascade(sizes, ACTIVATION), b) for sizes in nets for b in batches]
+def cascade_sweep(nets, batches, output: str = "identity", loss: str = "mse") -> list[Case]:
+    """``Graph.cascade`` nets of the given sizes (tanh layers; identity outputs and mse unless told), at each batch."""
+    return [Case("cascade", Graph.cascade(sizes, ACTIVATION, output, loss), b) for sizes in nets for b in batches]
 
 
 def grid(name: str) -> list[Case]:

@@ -11,12 +11,16 @@ whichever of 1 thread or all the process's cores is faster there (OpenMP
 threads on a busy machine can lose more at a barrier than they gain), and
 idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``,
 unless set already), so they do not steal cores from the method timed next.
+
+``hvp_step`` is the peer of ``fnn.hvp`` (``fnn.bench.curvature``): the
+Hessian-vector product as ``torch.func`` writes it, forward over reverse.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -87,13 +91,22 @@ def graph_output(graph: Graph, leaves: dict, acts: list, x):
     return a
 
 
-def peer(net: Network, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
-    """``(step, leaves)``: a zero-argument call computing the loss and its gradient in PyTorch
-    (``leaves[node] = ({input: W}, b)`` hold ``.grad`` after it), or ``Unsupported``.
+class _Setup(NamedTuple):
+    """What every PyTorch peer of one case shares: the graph, its params, the loss and the data on the device."""
 
-    ``y``: real targets for ``mse``; integer labels for ``cross_entropy`` (the
-    output node then stays logits, and ``F.cross_entropy`` takes its softmax).
-    """
+    torch: Any
+    graph: Graph
+    params: dict  # the graph's params, as fnn holds them
+    loss: Callable  # loss(output node's value, targets)
+    acts: list  # each node's activation in torch
+    x: Any
+    y: Any
+    device: str
+    dtype: Any
+    sync: Callable[[], None]  # waits for the device (CUDA); nothing on the CPU
+
+
+def _setup(net: Network, params, x, y, device_kind: str, dtype_name: str) -> _Setup:
     torch = _torch()
     graph, params = as_graph(net, params)
     loss_fn = _loss(torch, graph)
@@ -101,22 +114,41 @@ def peer(net: Network, params, x, y, device_kind: str = "cpu", dtype_name: str =
         raise Unsupported("torch has no CUDA device here; PyTorch peer skipped")
     device = "cuda" if device_kind == "gpu" else "cpu"
     dtype = getattr(torch, dtype_name)
-    leaf = lambda a: _tensor(torch, a, dtype, device).requires_grad_()
-    leaves = {n: ({i: leaf(w) for i, w in p["W"].items()}, leaf(p["b"])) for n, p in params.items()}
-    tensors = [t for W, b in leaves.values() for t in (*W.values(), b)]
     names = [n.activation for n in graph.nodes[:-1]] + ["identity" if graph.loss == "cross_entropy" else graph.output]
     acts = [_activation(torch, name) for name in names]
     xt = _tensor(torch, x, dtype, device)
     yt = (torch.from_numpy(np.asarray(y, np.int64)).to(device) if graph.loss == "cross_entropy"
           else _tensor(torch, y, dtype, device))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return _Setup(torch, graph, params, loss_fn, acts, xt, yt, device, dtype, sync)
+
+
+def _leaves(s: _Setup, graph_params: dict, requires_grad: bool = False) -> dict:
+    """``{node: ({input: W}, b)}`` as torch tensors on the case's device and dtype."""
+    def leaf(a):
+        t = _tensor(s.torch, a, s.dtype, s.device)
+        return t.requires_grad_() if requires_grad else t
+
+    return {n: ({i: leaf(w) for i, w in p["W"].items()}, leaf(p["b"])) for n, p in graph_params.items()}
+
+
+def peer(net: Network, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
+    """``(step, leaves)``: a zero-argument call computing the loss and its gradient in PyTorch
+    (``leaves[node] = ({input: W}, b)`` hold ``.grad`` after it), or ``Unsupported``.
+
+    ``y``: real targets for ``mse``; integer labels for ``cross_entropy`` (the
+    output node then stays logits, and ``F.cross_entropy`` takes its softmax).
+    """
+    s = _setup(net, params, x, y, device_kind, dtype_name)
+    leaves = _leaves(s, s.params, requires_grad=True)
+    tensors = [t for W, b in leaves.values() for t in (*W.values(), b)]
 
     def step():
         for t in tensors:
             t.grad = None
-        loss = loss_fn(graph_output(graph, leaves, acts, xt), yt)
+        loss = s.loss(graph_output(s.graph, leaves, s.acts, s.x), s.y)
         loss.backward()
-        sync()
+        s.sync()
         return loss
 
     return step, leaves
@@ -125,6 +157,31 @@ def peer(net: Network, params, x, y, device_kind: str = "cpu", dtype_name: str =
 def gradient_step(net: Network, params, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
     """``peer``'s step alone: what the benchmark times."""
     return peer(net, params, x, y, device_kind, dtype_name)[0]
+
+
+def hvp_step(net: Network, params, v, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
+    """A zero-argument call returning ``(grads, H v)`` in PyTorch, forward over reverse as ``torch.func``
+    writes a Hessian-vector product: ``torch.func.jvp(torch.func.grad(loss), (w,), (v,))``, or ``Unsupported``.
+
+    ``v``: a direction shaped as ``params``. Both results are trees ``{node: ({input: W}, b)}``
+    (``as_arrays`` turns them into fnn's graph layout)."""
+    s = _setup(net, params, x, y, device_kind, dtype_name)
+    w, t = _leaves(s, s.params), _leaves(s, as_graph(net, v)[1])
+    grad = s.torch.func.grad(lambda leaves: s.loss(graph_output(s.graph, leaves, s.acts, s.x), s.y))
+
+    def step():
+        out = s.torch.func.jvp(grad, (w,), (t,))
+        s.sync()
+        return out
+
+    return step
+
+
+def as_arrays(tree: dict) -> dict:
+    """A torch tree ``{node: ({input: W}, b)}`` as fnn's graph params ``{node: {"W": {input: W}, "b": b}}``
+    of float64 NumPy arrays."""
+    host = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
+    return {n: {"W": {i: host(w) for i, w in W.items()}, "b": host(b)} for n, (W, b) in tree.items()}
 
 
 def fastest_threads(step, calls: int = 7, margin: float = 0.9) -> int:
