@@ -13,8 +13,8 @@
 * nothing in the curvature path calls JAX's differentiation.
 
 Each random example's references and fnn's products are compiled into one
-program, without XLA's backend optimisations (``helpers.QUICK_COMPILE``), as
-the gradient's property tests are.
+program, with XLA's default options: many programs compiled without its backend
+optimisations preceded compiler crashes later in the same test worker.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import QUICK_COMPILE, chain_params, graphs, host_targets, networks, with_random_biases
+from helpers import chain_params, graphs, host_targets, networks, with_random_biases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
@@ -75,7 +75,7 @@ def gauss_newton_reference(net, params, v, x, y, key):
     return unravel(J.T @ (H @ (J @ ravel_pytree(v)[0])))
 
 
-@functools.partial(jax.jit, static_argnums=0, compiler_options=QUICK_COMPILE)
+@functools.partial(jax.jit, static_argnums=0)
 def _products_and_references(net, params, v, x, y, key):
     loss = lambda w: loss_core(net, w, x, y, key)  # noqa: E731
     forward_over_reverse = jax.jvp(jax.grad(loss), (params,), (v,))[1]
@@ -193,7 +193,7 @@ def test_hvp_is_the_dense_hessian_times_v_and_the_gradients_difference_quotient(
     v = jax.tree_util.tree_map(lambda t: t / np.linalg.norm(_flat(v)), v)  # a unit step: eps is the step's length
     _, _, hv = fnn.hvp(net, params, x, y, v, key=key)
     flat, unravel = ravel_pytree(params)
-    hessian = jax.jit(jax.hessian(lambda w: loss_core(net, unravel(w), x, y, key)), compiler_options=QUICK_COMPILE)
+    hessian = jax.jit(jax.hessian(lambda w: loss_core(net, unravel(w), x, y, key)))
     assert rel(hv, unravel(hessian(flat) @ _flat(v))) <= 1e-10
     eps = 1e-5  # central differences of the hand-written gradient: error O(eps^2) + O(rounding / eps)
     shifted = lambda s: fnn.backprop(net, jax.tree_util.tree_map(lambda p, t: p + s * t, params, v), x, y,  # noqa: E731
