@@ -165,27 +165,26 @@ def _sampled_deltas(state: Curvature, key) -> list[Array]:
     return net.backward(state.params, cache, output_delta(net, cache, y))[1]
 
 
-def _per_group(net: Network, cache, deltas, weight_rule, bias_rule):
-    """A params-shaped tree: ``weight_rule(a_i, delta_j)`` for each ``W_j[i]``, ``bias_rule(delta_j)`` for ``b_j``."""
-    inputs = net.weight_inputs(cache)
-    out = []
-    for (name, group), delta in zip(net.groups(inputs), deltas):
-        w = jax.tree_util.tree_map(lambda a: weight_rule(a, delta), group["W"])
-        out.append((name, {"W": w, "b": bias_rule(delta)}))
-    return dict(out) if isinstance(inputs, dict) else [g for _, g in out]
+def _inputs_and_deltas(net: Network, inputs, deltas) -> list[tuple[str, object, Array]]:
+    """``(group name, its weight matrices' inputs, delta_j)`` per group of ``inputs = net.weight_inputs(cache)``,
+    in the deltas' order; the inputs are shaped as the group's ``"W"`` (one ``a_i`` per ``W_j[i]``)."""
+    return [(name, group["W"], d) for (name, group), d in zip(net.groups(inputs), deltas)]
 
 
 def _fisher_diag(net: Network, cache, deltas):
-    batch = deltas[0].shape[0]
-    return _per_group(net, cache, deltas, lambda a, d: batch * ((a * a).T @ (d * d)),
-                      lambda d: batch * jnp.sum(d * d, axis=0))
+    """``B (a_i^2)^T (delta_j^2)`` for each ``W_j[i]``, ``B sum_n delta_j^2`` for ``b_j``: params-shaped."""
+    batch, inputs = deltas[0].shape[0], net.weight_inputs(cache)
+    groups = [(name, {"W": jax.tree_util.tree_map(lambda a: batch * ((a * a).T @ (d * d)), w),
+                      "b": batch * jnp.sum(d * d, axis=0)})
+              for name, w, d in _inputs_and_deltas(net, inputs, deltas)]
+    return dict(groups) if isinstance(inputs, dict) else [g for _, g in groups]
 
 
 def _kronecker_factors(net: Network, cache, deltas):
+    """``{"A": a_i^T a_i / B per input, "G": B delta_j^T delta_j}`` per group."""
     batch = deltas[0].shape[0]
-    inputs = net.weight_inputs(cache)
-    return [{"A": jax.tree_util.tree_map(lambda a: a.T @ a / batch, group["W"]), "G": batch * d.T @ d}
-            for (_, group), d in zip(net.groups(inputs), deltas)]
+    return [{"A": jax.tree_util.tree_map(lambda a: a.T @ a / batch, w), "G": batch * d.T @ d}
+            for _, w, d in _inputs_and_deltas(net, net.weight_inputs(cache), deltas)]
 
 
 @jax.jit

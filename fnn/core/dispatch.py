@@ -20,8 +20,8 @@ the user's own costs:
   Then ``fnn.core.validation.convert`` makes the documented reshapes, which are no
   operation at all for inputs already of the right shape and dtype.
 * **Labels out of range: NaN, never a plausible number.** Integer labels on
-  the device are not read; one comparison compiled into the program makes the
-  results NaN when one lies outside ``[0, n_out)`` (``validation.guard``).
+  the device are not read; the program encodes one outside ``[0, n_out)`` as a
+  row of NaN and makes every result NaN with it (``validation.guard``).
 * **Values: read on the host only.** Device arrays (``jax.Array``) and
   tracers go straight to the program: no value is read, so the call neither
   waits for the computation that produces its inputs nor copies them back.
