@@ -22,3 +22,28 @@ def _no_compile_cache_left_on():
         from fnn.scale import compile_cache
 
         compile_cache.disable_compile_cache()
+
+
+_MAPS = "/proc/self/maps"
+_MAX_MAPS = 30_000  # Linux's default vm.max_map_count is 65,530
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _compiled_programs_freed():
+    """Free the compiled programs after a module when the worker holds many.
+
+    Each program XLA compiles for the CPU maps its code into the process; a
+    worker that runs hundreds of test modules keeps thousands of programs, and
+    past ``vm.max_map_count`` memory mappings (65,530 by default) the next
+    compilation crashes the worker. ``jax.clear_caches()`` drops JAX's
+    references to them (later tests recompile what they need)."""
+    yield
+    try:
+        with open(_MAPS) as f:
+            mappings = sum(1 for _ in f)
+    except OSError:  # not Linux: no limit known
+        return
+    if mappings > _MAX_MAPS:
+        import jax
+
+        jax.clear_caches()
