@@ -131,13 +131,13 @@ MLPS = (networks(), st.integers(1, 16), st.integers(0, 2**31 - 1))
 GRAPHS = (graphs(), st.integers(1, 16), st.booleans(), st.integers(0, 2**31 - 1))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(*MLPS)
 def test_hvp_and_gnvp_equal_jax_on_random_mlps(net_and_scale, batch, seed):
     _mlp_errors(net_and_scale, batch, seed)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(*GRAPHS)
 def test_hvp_and_gnvp_equal_jax_on_random_graphs(net, batch, dropout, seed):
     _graph_errors(net, batch, dropout, seed)
