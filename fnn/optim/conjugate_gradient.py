@@ -25,7 +25,8 @@ coincide and reach the minimum in at most P steps.
 ``scg`` (Moller 1993, "A scaled conjugate gradient algorithm for fast
 supervised learning", MATLAB's ``trainscg``) avoids the line search: a
 Levenberg-Marquardt-like scale ``lambda`` keeps a finite-difference estimate
-of the curvature along ``p_k`` positive, ``s_k = (g(w + sigma_k p_k) - g(w)) /
+(or, with ``curvature="gnvp"`` or ``"hvp"``, the exact product by hand) of
+the curvature along ``p_k`` positive, ``s_k = (g(w + sigma_k p_k) - g(w)) /
 sigma_k``, and the step ``alpha_k = mu_k / delta_k`` is the minimum of the
 quadratic model, accepted when the comparison ``Delta_k`` of the model's and
 the loss's decrease is ``>= 0`` (see ``scaled_conjugate_gradient``).
@@ -126,8 +127,21 @@ class ScaledConjugateGradientState(NamedTuple):
     count: jax.Array
 
 
-def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7) -> optax.GradientTransformationExtraArgs:
+CURVATURES = ("finite_difference", "gnvp", "hvp")
+
+
+def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7, *,
+                              curvature: str = "finite_difference") -> optax.GradientTransformationExtraArgs:
     """Moller's scaled conjugate gradient (MATLAB's ``trainscg``; its ``sigma`` and ``lambda``).
+
+    ``curvature``: how ``s = C p`` is found. ``"finite_difference"`` (the
+    default, Moller's and MATLAB's) differences two gradients as below;
+    ``"gnvp"`` and ``"hvp"`` compute it exactly by hand, the Gauss-Newton
+    product ``G p`` or the Hessian product ``H p`` from one forward cache
+    (``fnn.curvature``), at about the cost of the gradient the difference
+    needs, with no step ``sigma`` to choose. ``G`` is positive semi-definite
+    (for losses convex in the output), so the scale ``lambda`` then only
+    has to make up for the model's misfit, not for negative curvature.
 
     One ``update`` is one iteration of Moller's algorithm, with ``r = -g``:
 
@@ -150,6 +164,8 @@ def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7) -> optax.G
     """
     if not (sigma > 0 and lam > 0):
         raise ValueError(f"sigma and lam must be positive, got sigma={sigma}, lam={lam}")
+    if curvature not in CURVATURES:
+        raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
 
     def init_fn(params):
         w = ravel_pytree(params)[0]
@@ -169,13 +185,13 @@ def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7) -> optax.G
         beta = _finite((r @ r - r @ state.residual) / state.mu)
         p = jnp.where(moved, jnp.where(restart, r, r + beta * state.direction), state.direction)
         pp = p @ p
-        grad_fn = jax.grad(lambda v: value_fn(unravel(v)))
-
-        def curvature():
+        def along_p():  # p^T C p
+            if curvature != "finite_difference":
+                return p @ value_fn.curvature_product(params, curvature)[1](p)
             sigma_k = sigma / jnp.sqrt(pp)
-            return p @ (grad_fn(w + sigma_k * p) - g) / sigma_k
+            return p @ (jax.grad(lambda v: value_fn(unravel(v)))(w + sigma_k * p) - g) / sigma_k
 
-        delta = jax.lax.cond(moved & (pp > 0), curvature, lambda: state.delta)
+        delta = jax.lax.cond(moved & (pp > 0), along_p, lambda: state.delta)
         lam_k, lam_bar = state.lam, jnp.where(moved, 0.0, state.lam_bar)
         delta = delta + (lam_k - lam_bar) * pp
         negative = delta <= 0

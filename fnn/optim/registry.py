@@ -15,6 +15,7 @@ lbfgs               ``optax.lbfgs`` with its zoom line search                   
 levenberg_marquardt ``-(J^T J + mu I)^-1 J^T e`` with adaptive mu (below)        (mu)        full
 br                  Bayesian regularisation: LM on ``beta E_D + alpha E_W``      (mu)        full
 scg                 scaled conjugate gradient (Moller 1993)                      (model)     full
+hessian_free        Hessian-free: truncated CG on ``(G + lambda I) p = -g``      (model)     full
 cgf                 conjugate gradient, Fletcher-Reeves                          (search)    full
 cgp                 conjugate gradient, Polak-Ribiere                            (search)    full
 cgb                 conjugate gradient, Powell-Beale restarts                    (search)    full
@@ -69,14 +70,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jax.flatten_util import ravel_pytree
+
+from fnn.core.curvature import Curvature, curvature_core
 from fnn.core.manual_vjp import manual_loss
 from fnn.optim import conjugate_gradient, gauss_newton, quasi_newton
+from fnn.optim.hessian_free import HessianFreeState, hessian_free
 from fnn.optim.gauss_newton import (BayesianRegularizationState, LevenbergMarquardtState, bayesian_regularization,
                                     levenberg_marquardt, residuals_and_jacobian)
 
-__all__ = ["AdaptiveLRState", "BayesianRegularizationState", "LevenbergMarquardtState", "NAMES", "OPTIMIZERS",
-           "Objective", "Spec", "adaptive_lr", "bayesian", "bayesian_regularization", "get", "learning_rate",
-           "levenberg_marquardt", "mu", "residuals_and_jacobian", "spec"]
+__all__ = ["AdaptiveLRState", "BayesianRegularizationState", "HessianFreeState", "LevenbergMarquardtState", "NAMES",
+           "OPTIMIZERS", "Objective", "Spec", "adaptive_lr", "adapted", "bayesian", "bayesian_regularization", "get",
+           "hessian_free", "learning_rate", "levenberg_marquardt", "mu", "residuals_and_jacobian", "scg", "spec"]
 
 
 class Objective:
@@ -98,6 +103,29 @@ class Objective:
     def normal_equations(self, params):
         """``(J^T J, J^T e, e^T e)``, accumulated in chunks of examples (``fnn.optim.gauss_newton``)."""
         return gauss_newton.normal_equations(self.net, self.to_tree(params), self.x, self.y, self.key)
+
+    def curvature(self, params, rows: tuple | None = None) -> Curvature:
+        """The kept forward and backward passes at ``params`` (``fnn.curvature``), for curvature products,
+        diagonals and Kronecker factors.
+
+        ``rows``: ``(start, size)``, the passes of ``size`` consecutive examples
+        of the minibatch from ``start`` (a traced integer; wraps around), for
+        curvature on a subset; ``None``: the whole minibatch."""
+        x, y = self.x, self.y
+        if rows is not None:
+            start, size = rows
+            idx = (start + jnp.arange(size)) % x.shape[0]
+            x, y = x[idx], y[idx]
+        return curvature_core(self.net, self.to_tree(params), x, y, self.key)
+
+    def curvature_product(self, params, curvature: str = "gnvp", rows: tuple | None = None):
+        """``(c, product)``: ``c = self.curvature(params, rows)`` and ``product(v)``, the Gauss-Newton
+        (``"gnvp"``) or Hessian (``"hvp"``) product with a direction ``v`` flattened as
+        ``ravel_pytree(params)``, flattened the same way; every product reuses ``c``'s passes."""
+        c = self.curvature(params, rows)
+        unravel = ravel_pytree(params)[1]
+        multiply = c.gnvp if curvature == "gnvp" else c.hvp
+        return c, lambda v: ravel_pytree(multiply(self.to_tree(unravel(v))))[0]
 
 
 # --------------------------------------------------------------------------- adaptive_lr
@@ -209,8 +237,19 @@ def _br(lr, **_):
     return bayesian_regularization()
 
 
+def scg(sigma: float = 5e-5, lam: float = 5e-7, *, curvature: str = "finite_difference"):
+    """Moller's scaled conjugate gradient, its curvature along the direction by finite differences (MATLAB's
+    ``trainscg``, the default) or exactly by hand (``"gnvp"``, ``"hvp"``): see
+    ``fnn.optim.conjugate_gradient.scaled_conjugate_gradient``."""
+    return conjugate_gradient.scaled_conjugate_gradient(sigma, lam, curvature=curvature)
+
+
 def _scg(lr, **_):
-    return conjugate_gradient.scaled_conjugate_gradient()
+    return scg()
+
+
+def _hessian_free(lr, **_):
+    return hessian_free()
 
 
 def _cg(rule):
@@ -238,6 +277,7 @@ OPTIMIZERS: dict[str, Spec] = {
     "levenberg_marquardt": Spec(_lm, None, True, "Levenberg-Marquardt (mse loss)", True, True),
     "br": Spec(_br, None, True, "Bayesian regularisation, MacKay's alpha and beta (mse loss)", True, True),
     "scg": Spec(_scg, None, True, "scaled conjugate gradient (Moller 1993)", True),
+    "hessian_free": Spec(_hessian_free, None, True, "Hessian-free: truncated CG on Gauss-Newton (Martens 2010)", True),
     "cgf": Spec(_cg("fletcher_reeves"), None, True, "conjugate gradient, Fletcher-Reeves", True),
     "cgp": Spec(_cg("polak_ribiere"), None, True, "conjugate gradient, Polak-Ribiere", True),
     "cgb": Spec(_cg("powell_beale"), None, True, "conjugate gradient, Powell-Beale restarts", True),
@@ -328,6 +368,13 @@ def mu(state):
     """``(mu, mu_max)`` of Levenberg-Marquardt or Bayesian regularisation in an optimizer state, or ``None``."""
     found = _find(state, LevenbergMarquardtState) or _find(state, BayesianRegularizationState)
     return (found.mu, found.mu_max) if found is not None else None
+
+
+def adapted(state) -> dict:
+    """What a second-order method adapts, found in an optimizer state: Hessian-free's ``damping`` (lambda),
+    ``rho`` and ``cg_iterations``; ``{}`` for the other methods."""
+    found = _find(state, HessianFreeState)
+    return {} if found is None else {"damping": found.damping, "rho": found.rho, "cg_iterations": found.cg_iterations}
 
 
 def bayesian(state) -> dict | None:

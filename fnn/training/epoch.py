@@ -109,6 +109,7 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
         if lm is not None:
             stats["mu"], stats["mu_max"] = lm
         stats.update(optimizers.bayesian(opt_state) or {})
+        stats.update(optimizers.adapted(opt_state))
         return params, opt_state, stats
 
     return jax.jit(epoch_fn)

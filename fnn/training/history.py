@@ -23,6 +23,12 @@ class History:
     gamma: list = dataclasses.field(default_factory=list)
     alpha: list = dataclasses.field(default_factory=list)
     beta: list = dataclasses.field(default_factory=list)
+    # second-order methods: Hessian-free's and K-FAC's damping lambda, HF's reduction ratio rho and CG
+    # iterations, K-FAC's momentum, in the last step of the epoch (NaN otherwise)
+    damping: list = dataclasses.field(default_factory=list)
+    rho: list = dataclasses.field(default_factory=list)
+    cg_iterations: list = dataclasses.field(default_factory=list)
+    momentum: list = dataclasses.field(default_factory=list)
     grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
     epoch_time_s: list = dataclasses.field(default_factory=list)  # since the previous epoch ended (first: + compile)
     wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
@@ -37,7 +43,7 @@ class History:
     opt_state: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu",
-               "gamma", "alpha", "beta",
+               "gamma", "alpha", "beta", "damping", "rho", "cg_iterations", "momentum",
                "epoch_time_s", "wall_time_s", "samples_per_s", "tflops")
 
     def __len__(self):

@@ -160,6 +160,8 @@ def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dic
         "val_loss": value("val_loss"), "val_accuracy": value("val_accuracy"),
         "learning_rate": value("learning_rate"), "mu": value("mu"),
         "gamma": value("gamma"), "alpha": value("alpha"), "beta": value("beta"),
+        "damping": value("damping"), "rho": value("rho"), "cg_iterations": value("cg_iterations"),
+        "momentum": value("momentum"),
         "grad_norm": [float(g) for g in stats["grad_norm"]], "epoch_time_s": dt, "wall_time_s": wall,
         "samples_per_s": speed["samples_per_s"], "tflops": speed["tflops"],
     }
