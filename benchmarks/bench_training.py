@@ -50,6 +50,18 @@ results/estimators_<backend>/estimators.json), a markdown table and a figure
 beside it:
 
     python benchmarks/bench_training.py --estimators --repeats 5
+
+``--steps`` runs only the comparison of one compiled optimizer step per method
+(``fnn.bench.steps``): the step of ``fnn.fit``'s epoch (hand-written backprop,
+``tx.update``, apply; full batch) of adam, levenberg_marquardt (on the mse net
+only), scg (finite differences), scg(gnvp), hessian_free (with its mean CG
+iterations), kfac (once registered) and lbfgs, on digits 64-128-128-10
+relu/softmax and a 64-32-1 mse net, each against one gradient timed beside it
+(paired ratio: the step's cost in gradient-equivalents), in interleaved rounds of
+a fresh random order (``--seed``, default 0). It writes --out (default
+results/steps_<backend>/steps.json), a markdown table and a figure beside it:
+
+    python benchmarks/bench_training.py --steps --repeats 15
 """
 
 from __future__ import annotations
@@ -278,6 +290,19 @@ def compare_estimators(args) -> dict:
     return doc
 
 
+def compare_steps(args) -> dict:
+    """One compiled step of each optimizer against one gradient (``fnn.bench.steps``), written to ``args.out``."""
+    from fnn.bench import steps
+
+    results = steps.run(args.repeats, seed=0 if args.seed is None else args.seed, tiny=args.tiny,
+                        progress=lambda line: print(line, flush=True))
+    results["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
+    for path in steps.save(results, args.out):
+        print(f"wrote {path}")
+    print(steps.table(results))
+    return results
+
+
 def _paired(slower, faster, key):
     """Median over repeats of ``slower / faster``, both of the same repeat."""
     return statistics.median(a[key] / b[key] for a, b in zip(slower, faster))
@@ -293,16 +318,24 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process series")
     ap.add_argument("--out", help="results file (default: results/training_<backend>.json, the figure beside it; "
-                                   "with --baseline: results/loop_<backend>/loop.json)")
+                                   "with --baseline: results/loop_<backend>/loop.json; with --steps: "
+                                   "results/steps_<backend>/steps.json)")
     ap.add_argument("--plot-only", action="store_true", help="redraw the figure from the JSON at --out, run nothing")
     ap.add_argument("--baseline", metavar="DIR",
                     help="run only the steady-epoch comparison of fnn.fit against the fnn of checkout DIR")
-    ap.add_argument("--seed", type=int, help="--baseline, --estimators: seed of the contenders' random order "
-                                             "(default: the time)")
+    ap.add_argument("--seed", type=int, help="--baseline, --estimators, --steps: seed of the contenders' random "
+                                             "order (default: the time; --steps: 0)")
     ap.add_argument("--estimators", action="store_true",
                     help="run only fnn.sklearn's MLPClassifier against scikit-learn's, side by side")
+    ap.add_argument("--steps", action="store_true",
+                    help="run only the comparison of one compiled optimizer step per method, in gradients")
+    ap.add_argument("--tiny", action="store_true", help="--steps: tiny nets on 64 examples (a smoke test)")
     args = ap.parse_args(argv)
     results_dir = os.path.join(os.path.dirname(__file__), "results")
+    if args.steps:
+        args.out = args.out or os.path.join(results_dir, f"steps_{jax.default_backend()}", "steps.json")
+        compare_steps(args)
+        return
     if args.estimators:
         args.out = args.out or os.path.join(results_dir, f"estimators_{jax.default_backend()}", "estimators.json")
         compare_estimators(args)

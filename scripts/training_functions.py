@@ -1,11 +1,12 @@
 """MATLAB's comparison of training functions (SIN, PARITY, CANCER), rebuilt on fnn's optimizers.
 
-    python scripts/training_functions.py [--trials 30] [--problems SIN PARITY CANCER] [--out DIR]
+    python scripts/training_functions.py [--trials 30] [--problems SIN PARITY CANCER] [--methods LM SCG ...] [--out DIR]
 
 Trains each problem's network with LM, BFG, RP, SCG, CGB, CGF, CGP, OSS and
-GDX (``fnn.bench.training_functions`` says which fnn optimizer each is, how
-the data and networks are built, and how MATLAB's mse goal becomes fnn's
-loss), ``--trials`` times from different initial weights, until the goal or
+GDX, MATLAB's nine, and SCG-GN and SCG-H, fnn's scaled conjugate gradient
+with exact Gauss-Newton and Hessian curvature (``fnn.bench.training_functions``
+says which fnn optimizer each is, how the data and networks are built, and how
+MATLAB's mse goal becomes fnn's loss), ``--trials`` times from different initial weights, until the goal or
 ``--max-epochs``. Writes ``DIR/training_functions.md`` (one table per problem:
 mean, min and max time and epochs, trials reaching the goal), ``.json`` (every
 trial, the summary, the machine and the command) and ``.png`` (the figure).

@@ -330,3 +330,32 @@ def test_estimator_round_times_both_and_they_agree(monkeypatch):
     assert summary["sklearn_over_fnn_epoch"] > 0
     table = estimators.table({f"{case}, float64": {"summary": summary}})
     assert table.count("\n") == 2 and "x |" in table
+
+
+def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
+    """``bench_training.py --steps --tiny``: every method's compiled step on both nets, in gradients (one
+    round each, after one warm-up step: the schema and the ratios, not the figures)."""
+    from fnn import optimizers
+    from fnn.bench import steps
+
+    out = tmp_path / "steps.json"
+    _script("bench_training").main(["--steps", "--tiny", "--repeats", "1", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["machine"]["cores"] >= 1 and doc["repeats"] == 1 and doc["dtype"] == "float32"
+    expected = [m for m in steps.METHODS if m != "kfac" or "kfac" in optimizers.NAMES]
+    assert [c["loss"] for c in doc["cases"]] == ["cross_entropy", "mse"]
+    for case in doc["cases"]:
+        lm = case["loss"] == "mse"
+        assert sorted(case["methods"]) == sorted(m for m in expected if lm or m != "levenberg_marquardt")
+        assert list(case["skipped"]) == ([] if lm else ["levenberg_marquardt"])
+        assert case["gradient_s"] > 0 and case["P"] == steps.cases(tiny=True)[0 if not lm else 1].net.n_params
+        for name, r in case["methods"].items():
+            for key in ("gradients", "ratio_of_medians", "median_s", "compile_s"):
+                assert r[key] > 0 and math.isfinite(r[key]), (case["case"], name, key)
+            assert len(r["samples_s"]) == 1 and math.isfinite(r["loss_last"])
+        hf = case["methods"]["hessian_free"]
+        assert len(hf["cg_iterations"]) == 1 and hf["cg_iterations_mean"] >= 1
+        assert hf["gradients_per_cg_iteration"] > 0 and "cg_iterations" not in case["methods"]["adam"]
+    table = (tmp_path / "steps.md").read_text()
+    assert table.startswith("Machine: ") and "| hessian_free |" in table and "not run: needs loss='mse'" in table
+    assert (tmp_path / "steps.png").stat().st_size > 0

@@ -1,4 +1,4 @@
-"""Data parallelism over 4 CPU devices, and a 2-process run on localhost.
+"""Data parallelism over 4 CPU devices (first- and second-order methods), and a 2-process run on localhost.
 
 The device count of XLA's CPU backend is fixed when JAX starts, so the
 multi-device checks run in a subprocess with
@@ -40,6 +40,11 @@ FOUR_DEVICES = textwrap.dedent("""
     for devices in (1, 4):  # a graph with dropout: the masks are drawn from the step's key, whatever the devices
         p, h = fnn.fit(graph, g0, (x, y), epochs=3, batch_size=40, key=jax.random.key(1), devices=devices)
         out[f"graph{devices}"] = {"loss": h.train_loss, "W": np.asarray(p["h2"]["W"]["x"]).tolist()}
+    for name in ("hessian_free", "kfac"):  # the second-order methods: the curvature passes split as the gradient's
+        for devices in (1, 4):
+            p, h = fnn.fit(graph, g0, (x, y), optimizer=name, epochs=3, batch_size=200 if name == "kfac" else None,
+                           key=jax.random.key(1), devices=devices)
+            out[f"{name}{devices}"] = {"loss": h.train_loss, "damping": h.damping}
     try:
         fnn.fit(net, p0, (x, y), epochs=1, batch_size=30, key=jax.random.key(1), devices=4)
     except ValueError as err:
@@ -80,6 +85,9 @@ def test_four_devices_give_the_loss_curve_of_one(tmp_path):
         np.testing.assert_allclose(out[k]["W"], out["1-None"]["W"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(out["graph4"]["loss"], out["graph1"]["loss"], rtol=1e-5)
     np.testing.assert_allclose(out["graph4"]["W"], out["graph1"]["W"], rtol=1e-4, atol=1e-6)
+    for name in ("hessian_free", "kfac"):
+        np.testing.assert_allclose(out[f"{name}4"]["loss"], out[f"{name}1"]["loss"], rtol=1e-4)
+        np.testing.assert_allclose(out[f"{name}4"]["damping"], out[f"{name}1"]["damping"], rtol=1e-4)
     assert "batch size 30 does not divide over 4 devices" in out["error"]
     assert out["hlo"] == {"all_reduce": True, "per_device_batch": True}
     c1, c4 = out["cli1"], out["cli4"]

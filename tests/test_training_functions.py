@@ -261,3 +261,23 @@ def test_scg_counts_a_failed_step_and_raises_its_scale():
     assert bool(state.success) and float(f(w + step)) < float(f(w))
     np.testing.assert_allclose(step / jnp.linalg.norm(step), -w / jnp.linalg.norm(w), rtol=1e-5)  # along -g
     assert float(state.lam) < lam  # the model matched the loss (Delta >= 0.75): lambda / 4
+
+
+def test_matlabs_comparison_runs_scg_with_exact_curvature_beside_matlabs_rows():
+    """``scripts/training_functions.py``'s rows SCG-GN and SCG-H: ``fnn.optimizers.scg(curvature="gnvp"|"hvp")``,
+    built once (every trial reuses the compiled epoch), reach SIN's goal like MATLAB's SCG; the named
+    methods are still given to ``fnn.fit`` by name."""
+    from fnn.bench import training_functions as tf
+
+    assert list(tf.METHODS)[:9] == ["LM", "BFG", "RP", "SCG", "CGB", "CGF", "CGP", "OSS", "GDX"]
+    assert tf.optimizer("SCG") == "scg" and tf.optimizer("LM") == "levenberg_marquardt"
+    assert tf.optimizer("SCG-GN") is tf.optimizer("SCG-GN") and tf.optimizer("SCG-H") is not tf.optimizer("SCG-GN")
+    assert isinstance(tf.optimizer("SCG-H"), optax.GradientTransformationExtraArgs)
+    problem = tf.sin_problem()
+    params = fnn.init(jax.random.key(0), problem.network(), scheme="nguyen_widrow")
+    rows = [tf.trial(problem, m, params, 2000) for m in ("SCG", "SCG-GN", "SCG-H")]
+    for r in rows:
+        assert r["reached"] and r["mse"] <= problem.goal and r["epochs"] < 2000, r
+    table = tf.table(tf.summary(rows), {"SIN": problem})
+    assert "| SCG | `scg` |" in table
+    assert "| SCG-GN | `scg(curvature='gnvp')` |" in table and "| SCG-H | `scg(curvature='hvp')` |" in table

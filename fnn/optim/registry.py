@@ -16,6 +16,7 @@ levenberg_marquardt ``-(J^T J + mu I)^-1 J^T e`` with adaptive mu (below)       
 br                  Bayesian regularisation: LM on ``beta E_D + alpha E_W``      (mu)        full
 scg                 scaled conjugate gradient (Moller 1993)                      (model)     full
 hessian_free        Hessian-free: truncated CG on ``(G + lambda I) p = -g``      (model)     full
+kfac                K-FAC: ``F ~ A (x) G`` per weight matrix, model-chosen step  (model)     256
 cgf                 conjugate gradient, Fletcher-Reeves                          (search)    full
 cgp                 conjugate gradient, Polak-Ribiere                            (search)    full
 cgb                 conjugate gradient, Powell-Beale restarts                    (search)    full
@@ -76,12 +77,13 @@ from fnn.core.curvature import Curvature, curvature_core
 from fnn.core.manual_vjp import manual_loss
 from fnn.optim import conjugate_gradient, gauss_newton, quasi_newton
 from fnn.optim.hessian_free import HessianFreeState, hessian_free
+from fnn.optim.kfac import KfacState, kfac
 from fnn.optim.gauss_newton import (BayesianRegularizationState, LevenbergMarquardtState, bayesian_regularization,
                                     levenberg_marquardt, residuals_and_jacobian)
 
-__all__ = ["AdaptiveLRState", "BayesianRegularizationState", "HessianFreeState", "LevenbergMarquardtState", "NAMES",
+__all__ = ["AdaptiveLRState", "BayesianRegularizationState", "HessianFreeState", "KfacState", "LevenbergMarquardtState", "NAMES",
            "OPTIMIZERS", "Objective", "Spec", "adaptive_lr", "adapted", "bayesian", "bayesian_regularization", "get",
-           "hessian_free", "learning_rate", "levenberg_marquardt", "mu", "residuals_and_jacobian", "scg", "spec"]
+           "hessian_free", "kfac", "learning_rate", "levenberg_marquardt", "mu", "residuals_and_jacobian", "scg", "spec"]
 
 
 class Objective:
@@ -193,6 +195,7 @@ class Spec:
     description: str
     own_step: bool = False  # chooses its own steps for the loss itself: no learning rate, weight_decay, clip_norm
     needs_mse: bool = False  # a Gauss-Newton method: minimises a sum of squared residuals
+    batch_size: int = 32  # the default minibatch of a method that is not full-batch
 
 
 def _sgd(lr, **_):
@@ -252,6 +255,10 @@ def _hessian_free(lr, **_):
     return hessian_free()
 
 
+def _kfac(lr, net=None, **_):
+    return kfac(net=net)
+
+
 def _cg(rule):
     return lambda lr, **_: conjugate_gradient.conjugate_gradient(rule)
 
@@ -278,6 +285,8 @@ OPTIMIZERS: dict[str, Spec] = {
     "br": Spec(_br, None, True, "Bayesian regularisation, MacKay's alpha and beta (mse loss)", True, True),
     "scg": Spec(_scg, None, True, "scaled conjugate gradient (Moller 1993)", True),
     "hessian_free": Spec(_hessian_free, None, True, "Hessian-free: truncated CG on Gauss-Newton (Martens 2010)", True),
+    "kfac": Spec(_kfac, None, False, "K-FAC: Kronecker-factored curvature (Martens & Grosse 2015)", True,
+                 batch_size=256),
     "cgf": Spec(_cg("fletcher_reeves"), None, True, "conjugate gradient, Fletcher-Reeves", True),
     "cgp": Spec(_cg("polak_ribiere"), None, True, "conjugate gradient, Polak-Ribiere", True),
     "cgb": Spec(_cg("powell_beale"), None, True, "conjugate gradient, Powell-Beale restarts", True),
@@ -302,6 +311,7 @@ def get(
     nesterov: bool = False,
     weight_decay: float = 0.0,
     clip_norm: float | None = None,
+    net=None,
 ) -> optax.GradientTransformationExtraArgs:
     """The optimizer ``name`` as an optax transform.
 
@@ -315,6 +325,8 @@ def get(
         (``optax.add_decayed_weights``); ``0`` for none.
       clip_norm: clip the gradient to this global norm first
         (``optax.clip_by_global_norm``); ``None`` for none.
+      net: the network, for ``kfac`` (its blocks follow the weight matrices
+        of the params that ``fnn.fit`` hands it as one flat vector).
     """
     s = spec(name)
     lr = s.default_lr if learning_rate is None else learning_rate
@@ -332,14 +344,14 @@ def get(
         raise ValueError(f"clip_norm must be positive, got {clip_norm}")
     if s.own_step and (weight_decay or clip_norm is not None):
         raise ValueError(f"{name} chooses its steps for the loss itself and takes no weight_decay or clip_norm")
-    return _build(name, lr, momentum, nesterov, weight_decay, clip_norm)
+    return _build(name, lr, momentum, nesterov, weight_decay, clip_norm, net if name == "kfac" else None)
 
 
 @functools.lru_cache(maxsize=64)
-def _build(name, lr, momentum, nesterov, weight_decay, clip_norm) -> optax.GradientTransformationExtraArgs:
+def _build(name, lr, momentum, nesterov, weight_decay, clip_norm, net=None) -> optax.GradientTransformationExtraArgs:
     """One transform object per configuration: optax transforms are pure, so
     reusing the object lets ``fnn.fit`` reuse the epoch it compiled for it."""
-    base = spec(name).factory(lr, momentum=momentum, nesterov=nesterov)
+    base = spec(name).factory(lr, momentum=momentum, nesterov=nesterov, net=net)
     parts = []
     if clip_norm is not None:
         parts.append(optax.clip_by_global_norm(clip_norm))
@@ -372,9 +384,12 @@ def mu(state):
 
 def adapted(state) -> dict:
     """What a second-order method adapts, found in an optimizer state: Hessian-free's ``damping`` (lambda),
-    ``rho`` and ``cg_iterations``; ``{}`` for the other methods."""
-    found = _find(state, HessianFreeState)
-    return {} if found is None else {"damping": found.damping, "rho": found.rho, "cg_iterations": found.cg_iterations}
+    ``rho`` and ``cg_iterations``; K-FAC's ``damping``, ``rho`` and ``momentum`` (its ``learning_rate`` is
+    ``learning_rate``'s); ``{}`` for the other methods."""
+    hf, kf = _find(state, HessianFreeState), _find(state, KfacState)
+    if hf is not None:
+        return {"damping": hf.damping, "rho": hf.rho, "cg_iterations": hf.cg_iterations}
+    return {} if kf is None else {"damping": kf.damping, "rho": kf.rho, "momentum": kf.momentum}
 
 
 def bayesian(state) -> dict | None:

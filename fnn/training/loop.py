@@ -227,7 +227,8 @@ def _optimizer(net, optimizer, learning_rate, **options):
         spec = optimizers.spec(optimizer)
         if spec.needs_mse and net.loss != "mse":
             raise ValueError(f"{optimizer} minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
-        return optimizers.get(optimizer, learning_rate, **options), optimizer, None if spec.full_batch else 32
+        tx = optimizers.get(optimizer, learning_rate, **options, net=net)
+        return tx, optimizer, None if spec.full_batch else spec.batch_size
     if isinstance(optimizer, optax.GradientTransformation):
         return optax.with_extra_args_support(optimizer), getattr(optimizer, "__name__", type(optimizer).__name__), None
     raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
@@ -361,7 +362,8 @@ def fit(
       epochs: the total number of epochs (a resumed run counts those already done).
       batch_size: examples per step; ``None`` is the whole training set
         (full-batch), the default of ``gd``, ``adaptive_*``, ``rprop``, ``lbfgs``
-        and ``levenberg_marquardt``; minibatch methods default to 32.
+        and ``levenberg_marquardt``; minibatch methods default to 32
+        (``kfac``: 256).
       key: ``jax.random.key(seed)``: the shuffling of every epoch derives from it.
       validation: ``(x, y)`` evaluated after every epoch; needed for ``patience``.
       goal: stop when the epoch's train loss is ``<= goal``.

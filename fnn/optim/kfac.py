@@ -1,0 +1,435 @@
+"""K-FAC: Kronecker-factored approximate curvature (Martens & Grosse 2015), as an optax transform.
+
+The curvature of the batch-mean loss ``h`` is approximated block-diagonally,
+one block per weight matrix ``W_j[i]`` of every node ``j`` (an MLP layer; an
+input ``i`` of a graph node), each block a Kronecker product::
+
+    F_j[i] ~ A_j[i] (x) G_j,   A_j[i] = E[abar_i abar_i^T],   G_j = E[Dz_j Dz_j^T]
+
+with ``a_i`` the input of ``W_j[i]`` cached by the forward pass
+(``net.weight_inputs``) and ``Dz_j = dl/dz_j`` the deltas of one example's
+loss. No registration and no tracing: everything comes from the kept passes
+of ``Objective.curvature`` (``fnn.core.curvature``), dropout masks included
+(the Objective's key). With ``W`` shaped ``(n_i, n_j)`` and ``vec`` the
+row-major flattening of ``ravel_pytree``, ``(A (x) G)^-1 vec(X) =
+vec(A^-1 X G^-1)``, so each block's step is two small solves. Each choice,
+with its default:
+
+* **Biases folded in** (the paper's homogeneous coordinate): ``abar_i =
+  [a_i, 1]``, so ``[W_j[i]; b_j]`` is one block. Kept separate, ``b_j`` would
+  have a ``G_j``-only block and lose its correlation with ``W_j[i]``; folded,
+  a one-layer linear model's Gauss-Newton matrix *is* ``A (x) G`` and K-FAC is
+  exact there (``tests/test_kfac.py``). A graph node with several inputs
+  carries ``b_j`` with its first weight matrix in the pytree's order
+  (``jax.tree_util.tree_leaves(group["W"])``, input names sorted): ``b_j``
+  belongs to one block only, and any one of them captures its
+  correlations with that input; the others' ``abar_i = a_i``.
+* **The G factor** (``estimator="sampled"``, the paper's): the deltas of
+  targets drawn from the model's predictive distribution
+  (``fnn.core.losses.sample_targets``), ``G_j = (1/B) sum_n Dz_{j,n}
+  Dz_{j,n}^T``: one backward pass. Its key is ``fold_in(PRNGKey(seed),
+  count)``, from the state, not the Objective's dropout key (which may be
+  ``None``). ``estimator="exact"`` takes the expectation over the
+  predictive distribution exactly: each example's Hessian of its loss in the
+  logits ``H_n = sum_k lam_nk u_nk u_nk^T`` (``fnn.core.losses.example_hvps``,
+  diagonalised as ``Curvature.gauss_newton_diag`` does) seeds ``K = n_out``
+  backward passes per example with ``sqrt(lam_nk) u_nk``, and ``G_j = (1/B)
+  sum_n sum_k b_{j,nk} b_{j,nk}^T`` over the resulting deltas ``b``: one
+  backward pass over ``B n_out`` rows. Negative ``lam_nk`` (a loss not convex
+  in the logits, e.g. mse after a sigmoid) are clipped to 0, so that ``G_j``
+  stays positive semi-definite.
+* **Moving averages** (``factor_decay=0.95``): ``F <- eps F + (1 - eps) F_batch``
+  with ``eps = min(1 - 1/k, factor_decay)`` at step ``k = 1, 2, ...`` (the
+  paper's): the first step uses its batch alone.
+* **Factored Tikhonov damping**, with ``gamma = sqrt(lambda + eta)``
+  (``eta = weight_decay``)::
+
+      (A + pi gamma I) (x) (G + gamma/pi I),   pi = sqrt((tr A / dim A) / (tr G / dim G))
+
+  whose excess over ``A (x) G`` is ``A (x) (gamma/pi) I + pi gamma I (x) G +
+  (lambda + eta) I``. The paper adapts ``gamma`` by its own rule (every ``T2``
+  steps); here it is tied to ``lambda`` as above, one damping to adapt.
+* **Eigendecompositions** (``inverse_every=20``, the paper's ``T3``):
+  ``A = Q_A diag(s_A) Q_A^T`` and ``G = Q_G diag(s_G) Q_G^T`` are refreshed on
+  steps ``0, T3, 2 T3, ...`` (``jax.lax.cond``: only those steps pay for
+  ``eigh``) and held in the state between. The step's damping is applied to
+  the held eigenvalues every step, ``(A + c I)^-1 X (G + d I)^-1 = Q_A [(Q_A^T
+  X Q_G) / ((s_A + c) (s_G + d)^T)] Q_G^T``, so an adapted ``lambda`` acts at
+  once rather than at the next refresh (two more small products per block
+  than held inverses; ``pi`` from the held ``s``, whose sums are the traces).
+* **Damping** (``damping=0.01``): ``lambda``, Levenberg-Marquardt's rule on
+  the reduction ratio every ``T1`` steps (``damping_every=5``, the paper's),
+  ``rho = (h(theta + delta) - h(theta)) / M(delta)``; ``rho < 1/4`` (or not
+  finite): ``lambda /= omega1``, ``rho > 3/4``: ``lambda *= omega1``,
+  ``omega1 = (19/20)^T1``. ``M(delta) = grad h^T delta + 1/2 delta^T (G_GN +
+  (lambda + eta) I) delta`` with the exact Gauss-Newton products
+  (``Curvature.gnvp``). The paper starts at 150 for its deep autoencoders,
+  whose loss sums over hundreds of outputs; fnn's losses are batch means,
+  whose Gauss-Newton eigenvalues are of order 1 and below. The rule moves
+  ``lambda`` by only ``omega1 ~ 0.77`` every 5 steps (150 -> 0.01 takes ~190
+  rule applications), while a ``lambda`` on the low side costs little as the
+  model-chosen ``alpha`` shortens an over-long proposal: on a small tanh
+  regression MLP (20 full-batch steps) and a softmax classifier (30), a
+  start of 1 ended at 6x and 160x the loss of a start of 0.01 (0.1 in
+  between), lambda falling all the way in every run.
+* **Step size and momentum** (``learning_rate=None``, ``momentum=None``:
+  chosen by the model, the paper's section 7): ``delta = alpha Delta + mu
+  delta_prev``, with ``Delta = -F_hat^-1 grad h`` the K-FAC proposal, and
+  ``(alpha, mu)`` the minimiser of ``M``::
+
+      [Delta^T C Delta    Delta^T C dprev] [alpha]     [grad h^T Delta]
+      [dprev^T C Delta    dprev^T C dprev] [ mu  ] = - [grad h^T dprev],   C = G_GN + (lambda + eta) I
+
+  two exact Gauss-Newton products per step. On the first step (``dprev = 0``)
+  and whenever the 2 x 2 matrix is singular it is 1-D: ``mu = 0``, ``alpha =
+  -grad h^T Delta / Delta^T C Delta``. A float given for either fixes it (the
+  other, if ``None``, is then the 1-D minimiser given it).
+* **Weight decay** (``weight_decay=0.0``): ``eta``; ``h`` gains ``eta/2
+  ||theta||^2`` (its gradient ``eta theta``, its curvature ``eta I``).
+
+The state holds the scalars ``damping``, ``learning_rate`` (``alpha``) and
+``momentum`` (``mu``) of the last step, the reduction ratio ``rho`` last
+measured, the step count, the seed, the factors and their eigendecompositions
+and the previous step ``delta_prev``.
+
+One ``update`` costs one curvature pass (forward and backward), one backward
+pass for the sampled deltas (``B n_out`` rows with ``"exact"``), two
+Gauss-Newton products (none with both ``alpha`` and ``mu`` fixed, but one on
+the ``T1`` steps), one loss every ``T1`` steps and ``eigh`` of every factor
+every ``T3`` steps.
+
+``update`` needs ``params`` and ``value_fn=`` (an ``fnn.optimizers.Objective``);
+``params`` and ``grads`` may be the network's params tree or one flat vector
+(``ravel_pytree``, which ``value_fn.to_tree`` maps back); the update comes
+back in the same form. ``init`` on a flat vector needs the network
+(``kfac(net=...)``) to know its blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+
+from fnn.core import activations, losses
+from fnn.core.protocol import output_delta
+
+__all__ = ["ESTIMATORS", "KfacState", "adapt_damping", "block_update", "eigen", "kfac", "kronecker_factors",
+           "model_step", "pi_correction"]
+
+Array = jax.Array
+ESTIMATORS = ("sampled", "exact")
+OMEGA_BASE = 19 / 20  # omega1 = (19/20)^T1 (the paper's)
+
+
+class KfacState(NamedTuple):
+    count: Array  # steps taken, int32
+    seed: Array  # the target sampling's seed: step k samples under fold_in(PRNGKey(seed), k)
+    damping: Array  # lambda
+    learning_rate: Array  # alpha of the last step
+    momentum: Array  # mu of the last step
+    rho: Array  # the reduction ratio last measured (nan before)
+    factors: Any  # per group (as the params' groups): {"A": [A per weight matrix], "G": G}
+    eigens: Any  # the same, each factor as (eigenvalues, eigenvectors), from the last refresh
+    previous: Any  # delta_prev, shaped as the network's params
+
+
+# --------------------------------------------------------------------------- the pure pieces
+
+
+def eigen(factor: Array) -> tuple[Array, Array]:
+    """``(s, Q)`` with ``factor = Q diag(s) Q^T``; ``s`` clipped at 0 (the factors are positive semi-definite,
+    rounding aside)."""
+    s, q = jnp.linalg.eigh((factor + factor.T) / 2)
+    return jnp.maximum(s, 0), q
+
+
+def pi_correction(s_a: Array, s_g: Array) -> Array:
+    """``pi = sqrt((tr A / dim A) / (tr G / dim G))`` from the eigenvalues; a vanishing trace counts as ``tiny``."""
+    tiny = jnp.finfo(s_a.dtype).tiny
+    return jnp.sqrt(jnp.maximum(jnp.mean(s_a), tiny) / jnp.maximum(jnp.mean(s_g), tiny))
+
+
+def block_update(grad: Array, eig_a, eig_g, damping) -> Array:
+    """``(A + pi gamma I)^-1 grad (G + gamma/pi I)^-1``, ``gamma = sqrt(damping)``, from ``eigen(A)``, ``eigen(G)``.
+
+    ``grad`` is ``(dim A, dim G)``; the product is ``Q_A [(Q_A^T grad Q_G) / ((s_A + pi gamma)(s_G + gamma/pi)^T)]
+    Q_G^T``."""
+    (s_a, q_a), (s_g, q_g) = eig_a, eig_g
+    pi, gamma = pi_correction(s_a, s_g), jnp.sqrt(damping)
+    inner = (q_a.T @ grad @ q_g) / jnp.outer(s_a + pi * gamma, s_g + gamma / pi)
+    return q_a @ inner @ q_g.T
+
+
+def adapt_damping(damping, rho, every: int):
+    """Levenberg-Marquardt's rule: ``/ omega1`` when ``rho < 1/4`` (or not finite), ``x omega1`` when
+    ``rho > 3/4``, ``omega1 = (19/20)^every``."""
+    omega, rho = OMEGA_BASE ** every, jnp.asarray(rho)
+    return jnp.where(~(rho >= 0.25), damping / omega, jnp.where(rho > 0.75, damping * omega, damping))
+
+
+def model_step(b: Array, m: Array, alpha=None, mu=None) -> tuple[Array, Array]:
+    """``(alpha, mu)`` minimising ``M = b^T x + 1/2 x^T m x`` over ``x = (alpha, mu)``, those given held fixed.
+
+    ``b = (grad^T Delta, grad^T dprev)``, ``m`` the 2 x 2 ``C``-Gram matrix of ``(Delta, dprev)``. The 2-D
+    solve falls back to ``mu = 0`` where ``m`` is singular (``dprev = 0`` or parallel to ``Delta``)."""
+    safe = lambda d: jnp.where(d > 0, d, 1.0)  # noqa: E731
+    if alpha is not None and mu is not None:
+        return jnp.asarray(alpha, b.dtype), jnp.asarray(mu, b.dtype)
+    if alpha is not None:
+        alpha = jnp.asarray(alpha, b.dtype)
+        return alpha, jnp.where(m[1, 1] > 0, -(b[1] + alpha * m[0, 1]) / safe(m[1, 1]), 0.0)
+    if mu is not None:
+        mu = jnp.asarray(mu, b.dtype)
+        return jnp.where(m[0, 0] > 0, -(b[0] + mu * m[0, 1]) / safe(m[0, 0]), 0.0), mu
+    det = m[0, 0] * m[1, 1] - m[0, 1] ** 2
+    solvable = det > 1e3 * jnp.finfo(b.dtype).eps * m[0, 0] * m[1, 1]
+    alpha2 = (-b[0] * m[1, 1] + b[1] * m[0, 1]) / safe(det)
+    mu2 = (-b[1] * m[0, 0] + b[0] * m[0, 1]) / safe(det)
+    alpha1 = jnp.where(m[0, 0] > 0, -b[0] / safe(m[0, 0]), 0.0)
+    return jnp.where(solvable, alpha2, alpha1), jnp.where(solvable, mu2, 0.0)
+
+
+def model_value(b: Array, m: Array, x: Array) -> Array:
+    """``M(x) = b^T x + 1/2 x^T m x``."""
+    return b @ x + 0.5 * x @ m @ x
+
+
+# --------------------------------------------------------------------------- groups and blocks
+
+
+def _map_groups(fn, tree):
+    """``fn`` on each group of a params-shaped ``tree`` (a dict or a list of groups, as ``Network.groups``)."""
+    if isinstance(tree, dict):
+        return {name: fn(group) for name, group in tree.items()}
+    return [fn(group) for group in tree]
+
+
+def _regroup(net, like, values: list):
+    """``values`` (one per group, in ``net.groups`` order) in the group structure of ``like``."""
+    names = [name for name, _ in net.groups(like)]
+    return dict(zip(names, values)) if isinstance(like, dict) else list(values)
+
+
+def _factor_shapes(group) -> dict:
+    """Zero factors of one params group: ``A`` per weight matrix (the first with the bias row), ``G``."""
+    ws, b = jax.tree_util.tree_leaves(group["W"]), group["b"]
+    dims = [w.shape[0] + (k == 0) for k, w in enumerate(ws)]
+    return {"A": [jnp.zeros((d, d), b.dtype) for d in dims], "G": jnp.zeros((b.shape[0],) * 2, b.dtype)}
+
+
+def _join_bias(group) -> list[Array]:
+    """The group's blocks ``[[W_0; b], W_1, ...]`` (weight matrices in pytree order)."""
+    ws = jax.tree_util.tree_leaves(group["W"])
+    return [jnp.concatenate([ws[0], group["b"][None]], axis=0), *ws[1:]]
+
+
+def _split_bias(like, blocks: list[Array]) -> dict:
+    """The inverse of ``_join_bias``, in the structure of the group ``like``."""
+    ws = [blocks[0][:-1], *blocks[1:]]
+    return {"W": jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like["W"]), ws), "b": blocks[0][-1]}
+
+
+def _with_ones(a: Array) -> Array:
+    return jnp.concatenate([a, jnp.ones((a.shape[0], 1), a.dtype)], axis=1)
+
+
+# --------------------------------------------------------------------------- the factors of one batch
+
+
+def _sampled_deltas(c, key) -> tuple[list[Array], Array]:
+    """Per group, the per-example deltas ``B delta_j`` of targets sampled from the model, and their weight ``1/B``
+    (``G_j = (1/B) sum_n Dz_n Dz_n^T``)."""
+    net, cache = c.net, c.cache
+    z, a = net.output_of(cache)
+    y = losses.sample_targets(key, net.output, net.loss, z, a)
+    batch = z.shape[0]
+    return [batch * d for d in net.backward(c.params, cache, output_delta(net, cache, y))[1]], 1.0 / batch
+
+
+def _exact_deltas(c) -> tuple[list[Array], Array]:
+    """Per group, the rows ``b_{j,nk}`` seeded by ``sqrt(lam_nk) u_nk`` (``H_n = sum_k lam_nk u_nk u_nk^T``, the
+    Hessian of example ``n``'s loss in the logits), ``(B n_out, n_j)``, and their weight ``1/B``."""
+    net, cache = c.net, c.cache
+    z, a = net.output_of(cache)
+    batch, n_out = z.shape
+    act = activations.get(net.output)
+
+    def column(e):  # H_n e for every example n
+        return losses.example_hvps(act, net.output, net.loss, z, a, c.y, jnp.broadcast_to(e, z.shape))
+
+    hessians = jax.vmap(column, out_axes=2)(jnp.eye(n_out, dtype=z.dtype))  # [n, :, k] = H_n e_k
+    lam, u = jnp.linalg.eigh((hessians + jnp.swapaxes(hessians, 1, 2)) / 2)
+    seeds = jnp.sqrt(jnp.maximum(lam, 0))[:, :, None] * jnp.swapaxes(u, 1, 2)  # [n, k] = sqrt(lam_nk) u_nk
+    rows = jax.tree_util.tree_map(lambda t: jnp.repeat(t, n_out, axis=0), cache)  # example n, K times
+    return net.backward(c.params, rows, seeds.reshape(batch * n_out, n_out))[1], 1.0 / batch
+
+
+def kronecker_factors(c, key, estimator: str = "sampled") -> list[dict]:
+    """``{"A": [abar^T abar / B per weight matrix], "G": G_j}`` per group of the kept passes ``c``
+    (an ``fnn.core.curvature.Curvature``), in ``net.groups`` order; see the module docstring."""
+    net = c.net
+    deltas, weight = _exact_deltas(c) if estimator == "exact" else _sampled_deltas(c, key)
+    out = []
+    for (_, group), d in zip(net.groups(net.weight_inputs(c.cache)), deltas):
+        inputs = jax.tree_util.tree_leaves(group["W"])
+        inputs = [_with_ones(inputs[0]), *inputs[1:]]
+        out.append({"A": [a.T @ a / a.shape[0] for a in inputs], "G": weight * (d.T @ d)})
+    return out
+
+
+# --------------------------------------------------------------------------- the transform
+
+
+def _check(name, value, ok, expected):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _check_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _tree_dot(u, v) -> Array:
+    return sum(jnp.vdot(a, b) for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(v)))
+
+
+def _axpy(alpha, x, y):
+    return jax.tree_util.tree_map(lambda a, b: alpha * a + b, x, y)
+
+
+def kfac(
+    damping: float = 0.01,
+    *,
+    learning_rate: float | None = None,
+    momentum: float | None = None,
+    estimator: str = "sampled",
+    factor_decay: float = 0.95,
+    damping_every: int = 5,
+    inverse_every: int = 20,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    net=None,
+) -> optax.GradientTransformationExtraArgs:
+    """K-FAC (Martens & Grosse 2015) as an optax transform; the math and every default in the module docstring.
+
+    Args:
+      damping: the initial ``lambda`` (> 0), adapted every ``damping_every`` steps (``T1``).
+      learning_rate, momentum: ``alpha`` (> 0) and ``mu`` (in [0, 1)) fixed; ``None``: chosen by the model.
+      estimator: ``"sampled"`` or ``"exact"``, the G factor's expectation over the predictive distribution.
+      factor_decay: the largest ``eps`` of the factors' moving averages, in [0, 1).
+      inverse_every: ``T3``, steps between eigendecompositions of the factors.
+      weight_decay: ``eta >= 0``, an L2 term ``eta/2 ||theta||^2`` in the loss.
+      seed: of the targets sampled for ``G``.
+      net: the network, needed only when ``init`` gets one flat vector.
+    """
+    _check("damping", damping, lambda v: math.isfinite(v) and v > 0, "a positive number")
+    if learning_rate is not None:
+        _check("learning_rate", learning_rate, lambda v: math.isfinite(v) and v > 0, "a positive number or None")
+    if momentum is not None:
+        _check("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1) or None")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    _check("factor_decay", factor_decay, lambda v: 0 <= v < 1, "in [0, 1)")
+    _check_int("damping_every", damping_every)
+    _check_int("inverse_every", inverse_every)
+    _check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    both_fixed = learning_rate is not None and momentum is not None
+
+    def init_fn(params):
+        tree = _template(params)
+        dtype = jax.tree_util.tree_leaves(tree)[0].dtype
+        factors = _map_groups(_factor_shapes, tree)
+        eigens = jax.tree_util.tree_map(lambda f: (jnp.zeros(f.shape[0], dtype), jnp.eye(f.shape[0], dtype=dtype)),
+                                        factors)
+        scalar = lambda v: jnp.asarray(v, dtype)  # noqa: E731
+        return KfacState(jnp.zeros((), jnp.int32), jnp.asarray(seed, jnp.uint32), scalar(damping),
+                         scalar(learning_rate or 1.0), scalar(momentum or 0.0), scalar(jnp.nan), factors, eigens,
+                         jax.tree_util.tree_map(jnp.zeros_like, tree))
+
+    def _template(params):
+        if net is None or not _is_flat(params):
+            if _is_flat(params):
+                raise ValueError("kfac.init got one flat params vector: give the network, kfac(net=...), "
+                                 "to know its weight matrices")
+            return params
+        shapes = jax.eval_shape(lambda k: net.init(k), jax.random.key(0))
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, params.dtype), shapes)
+
+    def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
+        del extra_args
+        if params is None or value_fn is None:
+            raise ValueError("kfac needs params and value_fn= in update()")
+        theta = value_fn.to_tree(params)
+        net_ = value_fn.net
+        grad = _axpy(weight_decay, theta, value_fn.to_tree(grads)) if weight_decay else value_fn.to_tree(grads)
+        dtype = jax.tree_util.tree_leaves(theta)[0].dtype
+        c = value_fn.curvature(params)
+        key = jax.random.fold_in(jax.random.PRNGKey(state.seed), state.count)
+
+        # the factors' moving averages, and their eigendecompositions every T3 steps
+        k = (state.count + 1).astype(dtype)
+        eps = jnp.minimum(1 - 1 / k, factor_decay)
+        batch_factors = _regroup(net_, state.factors, kronecker_factors(c, key, estimator))
+        factors = jax.tree_util.tree_map(lambda old, new: eps * old + (1 - eps) * new, state.factors, batch_factors)
+        eigens = jax.lax.cond(state.count % inverse_every == 0,
+                              lambda f: jax.tree_util.tree_map(eigen, f), lambda f: state.eigens, factors)
+
+        # the proposal Delta = -F_hat^-1 grad, block by block
+        lam = state.damping
+        gamma2 = lam + weight_decay
+
+        def propose(g, e):
+            blocks = [-block_update(w, ea, e["G"], gamma2) for w, ea in zip(_join_bias(g), e["A"])]
+            return _split_bias(g, blocks)
+
+        proposal = _regroup(net_, grad, [propose(g, e) for (_, g), (_, e) in
+                                         zip(net_.groups(grad), net_.groups(eigens))])
+        previous = state.previous
+
+        # the quadratic model along (Delta, delta_prev): exact Gauss-Newton products plus (lambda + eta)
+        def terms():
+            cv = [_axpy(gamma2, v, c.gnvp(v)) for v in (proposal, previous)]
+            b = jnp.stack([_tree_dot(grad, proposal), _tree_dot(grad, previous)])
+            m = jnp.array([[_tree_dot(proposal, cv[0]), _tree_dot(proposal, cv[1])],
+                           [_tree_dot(previous, cv[0]), _tree_dot(previous, cv[1])]])
+            return b.astype(dtype), m.astype(dtype)
+
+        zeros = (jnp.zeros(2, dtype), jnp.zeros((2, 2), dtype))
+        b, m = zeros if both_fixed else terms()
+        alpha, mu = model_step(b, m, learning_rate, momentum)
+        delta = _axpy(alpha, proposal, jax.tree_util.tree_map(lambda p: mu * p, previous))
+        updates = delta if not _is_flat(params) else ravel_pytree(delta)[0]
+
+        # the reduction ratio and the damping, every T1 steps
+        def measure(_):
+            bm = terms() if both_fixed else (b, m)
+            predicted = model_value(*bm, jnp.stack([alpha, mu]))
+            h0 = c.loss if value is None else value
+            h1 = value_fn(optax.apply_updates(params, updates))
+            if weight_decay:
+                h0 = h0 + 0.5 * weight_decay * _tree_dot(theta, theta)
+                moved = optax.apply_updates(theta, delta)
+                h1 = h1 + 0.5 * weight_decay * _tree_dot(moved, moved)
+            rho = (h1 - h0) / predicted
+            return jnp.where(jnp.isfinite(rho) & (predicted < 0), rho, -jnp.inf).astype(dtype)
+
+        rho = jax.lax.cond(state.count % damping_every == 0, measure, lambda _: state.rho, None)
+        new_lam = jnp.where(state.count % damping_every == 0, adapt_damping(lam, rho, damping_every), lam)
+        new = KfacState(state.count + 1, state.seed, new_lam.astype(dtype), alpha.astype(dtype), mu.astype(dtype),
+                        rho, factors, eigens, delta)
+        return updates, new
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _is_flat(params) -> bool:
+    """Whether the params are one flat vector (a single array) rather than the network's tree."""
+    return not isinstance(params, (dict, list, tuple)) and getattr(params, "ndim", None) == 1

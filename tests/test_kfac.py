@@ -1,0 +1,322 @@
+"""K-FAC (``fnn.optim.kfac``) proven in float64 against dense linear algebra, and shown to train.
+
+* one block's update against ``(A + pi sqrt(l) I)^-1 grad (G + sqrt(l)/pi I)^-1`` by ``numpy.linalg``;
+* a one-layer linear model with the exact estimator: K-FAC's first step is the
+  exact damped Gauss-Newton step ``-(G_GN + D)^-1 g`` (``G_GN`` from
+  ``jax.jacfwd``), on the params tree and on one flat vector;
+* the exact estimator's factors against their definitions (a two-layer MLP);
+* the model-chosen ``(alpha, mu)`` minimise the quadratic model (dense ``G_GN``);
+* eigendecompositions refreshed only every ``T3`` steps; the damping rule;
+* a jitted ``lax.scan`` of steps lowers the loss of an MLP classifier, a
+  regression MLP and a graph with a residual and dropout;
+* every bad option is a ``ValueError`` naming it;
+* by name in ``fnn.fit`` and ``fnn train``: it trains a graph with dropout,
+  records its damping, learning rate and momentum, and resumes bit for bit.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import fnn
+from fnn.core.backprop import backprop_core
+from fnn.core.validation import prepare
+from fnn.optim import kfac as K
+from fnn.optim import registry as optimizers
+from fnn.optim.registry import Objective
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def rel(got, ref) -> float:
+    got, ref = np.asarray(got, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+    return float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+
+
+def _spd(rng, n, rank=None):
+    m = rng.normal(size=(n, rank or n))
+    return m @ m.T / (rank or n)
+
+
+def _as64(tree):
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
+
+
+# --------------------------------------------------------------------------- one block, densely
+
+
+@pytest.mark.parametrize("rank", [None, 2], ids=["full-rank", "rank-2"])
+def test_block_update_is_the_damped_kronecker_solve(x64, rank):
+    rng = np.random.default_rng(0)
+    a, g, grad, lam = _spd(rng, 5, rank), _spd(rng, 3), rng.normal(size=(5, 3)), 0.3
+    pi = np.sqrt((np.trace(a) / 5) / (np.trace(g) / 3))
+    ref = np.linalg.inv(a + pi * np.sqrt(lam) * np.eye(5)) @ grad @ np.linalg.inv(g + np.sqrt(lam) / pi * np.eye(3))
+    got = K.block_update(jnp.asarray(grad), K.eigen(jnp.asarray(a)), K.eigen(jnp.asarray(g)), lam)
+    assert rel(got, ref) < 1e-10
+
+
+# --------------------------------------------------------------------------- one linear layer: exact Gauss-Newton
+
+
+def _linear_problem(n_in=4, n_out=3, batch=6):
+    rng = np.random.default_rng(1)
+    net = fnn.MLP([n_in, n_out], output="identity", loss="mse")
+    params = [{"W": jnp.asarray(rng.normal(size=(n_in, n_out))), "b": jnp.asarray(rng.normal(size=n_out))}]
+    return net, params, jnp.asarray(rng.normal(size=(batch, n_in))), jnp.asarray(rng.normal(size=(batch, n_out)))
+
+
+def _gauss_newton(net, params, x):
+    """``J^T H_L J`` for identity + mse (``H_L = I / B``), ``J`` of the logits by ``jax.jacfwd``."""
+    flat, unravel = ravel_pytree(params)
+    jac = jax.jacfwd(lambda f: net.output_of(net.forward(unravel(f), x))[0].reshape(-1))(flat)
+    return np.asarray(jac.T @ jac) / x.shape[0]
+
+
+@pytest.mark.parametrize("flat, eta", [(False, 0.0), (True, 0.0), (False, 0.05)],
+                         ids=["tree", "flat", "weight-decay"])
+def test_one_linear_layer_takes_the_exact_damped_gauss_newton_step(x64, flat, eta):
+    """With weight decay ``eta``: the gradient gains ``eta theta`` and the damping is ``lambda + eta``."""
+    net, params, x, y = _linear_problem()
+    _, grads = backprop_core(net, params, x, y)
+    g = np.asarray(ravel_pytree(grads)[0]) + eta * np.asarray(ravel_pytree(params)[0])
+    lam = 0.2 + eta
+    gn = _gauss_newton(net, params, x)
+    xbar = np.concatenate([np.asarray(x), np.ones((x.shape[0], 1))], axis=1)
+    a = xbar.T @ xbar / x.shape[0]
+    n_out = y.shape[1]
+    assert rel(gn, np.kron(a, np.eye(n_out))) < 1e-12  # the homogeneous block is exactly Kronecker here
+    pi, c = np.sqrt((np.trace(a) / a.shape[0]) / 1.0), np.sqrt(lam)  # G = I: tr G / dim G = 1
+    damping = c / pi * np.kron(a, np.eye(n_out)) + pi * c * np.eye(gn.shape[0]) + lam * np.eye(gn.shape[0])
+    ref = -np.linalg.solve(gn + damping, g)
+
+    tx = K.kfac(0.2, learning_rate=1.0, momentum=0.0, estimator="exact", weight_decay=eta, net=net)
+    if flat:
+        p, unravel = ravel_pytree(params)
+        state = tx.init(p)
+        updates, state = tx.update(ravel_pytree(grads)[0], state, p, value_fn=Objective(net, x, y, unravel))
+        assert updates.shape == p.shape
+    else:
+        state = tx.init(params)
+        updates, state = tx.update(grads, state, params, value_fn=Objective(net, x, y))
+        assert jax.tree_util.tree_structure(updates) == jax.tree_util.tree_structure(params)
+    assert rel(ravel_pytree(updates)[0], ref) < 1e-10
+
+
+def test_flat_init_needs_the_network():
+    net, params, _, _ = _linear_problem()
+    with pytest.raises(ValueError, match="net="):
+        K.kfac().init(ravel_pytree(params)[0])
+
+
+# --------------------------------------------------------------------------- the factors
+
+
+def test_exact_factors_are_their_definitions(x64):
+    """Two layers, softmax + cross-entropy: ``G_2 = mean H_n``, ``G_1 = mean D_n W_2 H_n W_2^T D_n``
+    (``D_n = diag(f'(z_1n))``), ``A_l = abar^T abar / B``."""
+    rng = np.random.default_rng(2)
+    net = fnn.MLP((3, 4, 3), activation="tanh", output="softmax", loss="cross_entropy")
+    params = _as64(fnn.init(jax.random.key(0), net))
+    x, y = prepare(net, params, rng.normal(size=(5, 3)), rng.integers(0, 3, 5))
+    factors = K.kronecker_factors(Objective(net, x, y).curvature(params), None, "exact")
+
+    z1 = np.asarray(x @ params[0]["W"] + params[0]["b"])
+    a1 = np.tanh(z1)
+    p = np.asarray(jax.nn.softmax(a1 @ params[1]["W"] + params[1]["b"]))
+    h = np.stack([np.diag(q) - np.outer(q, q) for q in p])
+    w2 = np.asarray(params[1]["W"])
+    jac = (1 - a1**2)[:, :, None] * w2[None]  # [n] = D_n W_2, dz_2/dz_1 as (n_1, n_out)
+    bar = lambda a: np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)  # noqa: E731
+    assert rel(factors[1]["G"], h.mean(0)) < 1e-12
+    assert rel(factors[0]["G"], np.einsum("nik,nkl,njl->ij", jac, h, jac) / 5) < 1e-12
+    assert rel(factors[0]["A"][0], bar(np.asarray(x)).T @ bar(np.asarray(x)) / 5) < 1e-12
+    assert rel(factors[1]["A"][0], bar(a1).T @ bar(a1) / 5) < 1e-12
+
+
+def test_graph_blocks_fold_the_bias_into_the_first_matrix(x64):
+    """A node reading ``("h1", "x")``: one A per input, the bias row only in the first (sorted: ``h1``)."""
+    net = fnn.Graph(3, (fnn.Dense("h1", 4, "tanh"), fnn.Dense("out", 2, "identity", inputs=("x", "h1"))), "mse")
+    params = _as64(fnn.init(jax.random.key(0), net))
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(6, 3)))
+    y = jnp.zeros((6, 2))
+    factors = K.kronecker_factors(Objective(net, x, y).curvature(params), jax.random.key(0), "sampled")
+    assert [f.shape for f in factors[1]["A"]] == [(5, 5), (3, 3)]  # [h1 + bias, x]
+    assert factors[1]["G"].shape == (2, 2)
+
+
+# --------------------------------------------------------------------------- the step, the model, the schedule
+
+
+def test_model_chosen_alpha_and_mu_minimise_the_quadratic_model(x64):
+    rng = np.random.default_rng(4)
+    net = fnn.MLP((3, 4, 2), activation="tanh")
+    params = _as64(fnn.init(jax.random.key(0), net))
+    x, y = jnp.asarray(rng.normal(size=(8, 3))), jnp.asarray(rng.normal(size=(8, 2)))
+    tx = K.kfac(0.05, inverse_every=1)
+    state = tx.init(params)
+    for _ in range(2):
+        _, grads = backprop_core(net, params, x, y)
+        before = state
+        updates, state = tx.update(grads, state, params, value_fn=Objective(net, x, y))
+        params_before, params = params, jax.tree_util.tree_map(jnp.add, params, updates)
+    g = np.asarray(ravel_pytree(grads)[0])
+    prev, delta = (np.asarray(ravel_pytree(s.previous)[0]) for s in (before, state))
+    alpha, mu = float(state.learning_rate), float(state.momentum)
+    assert mu != 0.0
+    proposal = (delta - mu * prev) / alpha
+    c = _gauss_newton(net, params_before, x) + float(before.damping) * np.eye(g.size)
+    slope = g + c @ delta  # dM/d(alpha, mu) = slope . (Delta, delta_prev) = 0 at the minimiser
+    assert abs(slope @ proposal) < 1e-10 * np.linalg.norm(g) * np.linalg.norm(proposal)
+    assert abs(slope @ prev) < 1e-10 * np.linalg.norm(g) * np.linalg.norm(prev)
+
+
+def test_eigendecompositions_refresh_every_t3_steps(x64):
+    net, params, x, y = _linear_problem()
+    obj = Objective(net, x, y)
+    _, grads = backprop_core(net, params, x, y)
+
+    def two_steps(every):
+        tx = K.kfac(inverse_every=every)
+        s0 = tx.init(params)
+        s1 = tx.update(grads, s0, params, value_fn=obj)[1]
+        return s1, tx.update(grads, s1, params, value_fn=obj)[1]
+
+    s1, s2 = two_steps(20)
+    leaves = lambda t: jax.tree_util.tree_leaves(t)  # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(s1.eigens), leaves(s2.eigens)))
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(s1.factors), leaves(s2.factors)))
+    s1, s2 = two_steps(1)
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(s1.eigens), leaves(s2.eigens)))
+
+
+@pytest.mark.parametrize("rho, factor", [(0.1, -1), (jnp.nan, -1), (0.5, 0), (0.9, 1)])
+def test_damping_rule(rho, factor):
+    omega = (19 / 20) ** 5
+    assert float(K.adapt_damping(2.0, rho, 5)) == pytest.approx(2.0 * omega**factor)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _graph():
+    return fnn.Graph(3, (
+        fnn.Dense("h1", 8, "tanh"),
+        fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
+        fnn.Dense("out", 2, "identity", inputs=("h2", "h1")),
+    ), "mse")
+
+
+CASES = {
+    "classifier": lambda: fnn.MLP((3, 8, 3), activation="tanh", output="softmax", loss="cross_entropy"),
+    "regression": lambda: fnn.MLP((3, 8, 2), activation="tanh"),
+    "graph-residual-dropout": _graph,
+}
+
+
+@pytest.mark.parametrize("estimator", K.ESTIMATORS)
+@pytest.mark.parametrize("case", list(CASES))
+def test_kfac_lowers_the_loss_in_a_jitted_scan(case, estimator):
+    rng = np.random.default_rng(5)
+    net = CASES[case]()
+    params = fnn.init(jax.random.key(0), net)
+    x = rng.uniform(-1, 1, size=(64, 3)).astype(np.float32)
+    labels = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] * x[:, 2] > 0)
+    targets = labels if net.classifier else np.stack([np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2], np.cos(x[:, 1])], 1)
+    x, y = prepare(net, params, x, targets.astype(np.int32 if net.classifier else np.float32))
+    tx = K.kfac(estimator=estimator)
+    key = jax.random.key(1) if net.stochastic else None
+
+    @jax.jit
+    def run(params, state):
+        def step(carry, i):
+            p, s = carry
+            k = None if key is None else jax.random.fold_in(key, i)
+            loss, grads = backprop_core(net, p, x, y, k)
+            updates, s = tx.update(grads, s, p, value=loss, grad=grads, value_fn=Objective(net, x, y, key=k))
+            return (jax.tree_util.tree_map(jnp.add, p, updates), s), None
+
+        return jax.lax.scan(step, (params, state), jnp.arange(15))[0]
+
+    trained, state = run(params, tx.init(params))
+    before, after = float(fnn.loss(net, params, x, y)), float(fnn.loss(net, trained, x, y))
+    assert state.damping.dtype == jnp.float32 and int(state.count) == 15
+    assert optimizers.learning_rate(state) is state.learning_rate  # what fit records per epoch
+    assert np.isfinite(after) and after < 0.2 * before, (before, after)  # measured: 0.07 at worst
+
+
+# --------------------------------------------------------------------------- bad options
+
+
+@pytest.mark.parametrize("options, name", [
+    ({"damping": -1.0}, "damping"),
+    ({"damping": 0.0}, "damping"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"learning_rate": -0.1}, "learning_rate"),
+    ({"momentum": 1.0}, "momentum"),
+    ({"momentum": -0.1}, "momentum"),
+    ({"estimator": "fisher"}, "estimator"),
+    ({"damping_every": 0}, "damping_every"),
+    ({"damping_every": 2.5}, "damping_every"),
+    ({"inverse_every": 0}, "inverse_every"),
+    ({"inverse_every": True}, "inverse_every"),
+    ({"factor_decay": 1.0}, "factor_decay"),
+    ({"weight_decay": -1e-3}, "weight_decay"),
+])
+def test_bad_options_are_value_errors_naming_them(options, name):
+    with pytest.raises(ValueError, match=name):
+        K.kfac(**options)
+
+
+# --------------------------------------------------------------------------- by name, in fnn.fit
+
+
+def _graph_problem():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 0.5)
+    graph = fnn.Graph(4, (fnn.Dense("h1", 8, "tanh"), fnn.Dense("h2", 8, "relu", inputs=("h1",), residual="h1",
+                                                                    dropout=0.2),
+                          fnn.Dense("out", 3, "softmax", inputs=("h2", "x"))), "cross_entropy")
+    return graph, x, y
+
+
+def test_kfac_by_name_trains_and_records_damping_learning_rate_and_momentum():
+    net, x, y = _graph_problem()
+    params = fnn.init(jax.random.key(0), net)
+    trained, h = fnn.fit(net, params, (x, y), optimizer="kfac", epochs=6, batch_size=60, key=jax.random.key(1))
+    assert float(fnn.loss(net, trained, x, y)) < 0.6 * float(fnn.loss(net, params, x, y))
+    assert len(h.damping) == len(h.learning_rate) == len(h.momentum) == len(h) == 6
+    assert all(d > 0 for d in h.damping) and all(np.isfinite(h.learning_rate)) and all(np.isfinite(h.momentum))
+    assert all(np.isnan(h.cg_iterations))  # Hessian-free's, not K-FAC's
+
+
+@pytest.mark.exact
+def test_kfac_resumes_an_uninterrupted_run_exactly(tmp_path):
+    net, x, y = _graph_problem()
+    p0 = fnn.init(jax.random.key(0), net)
+    kw = dict(optimizer="kfac", batch_size=40, key=jax.random.key(3))
+    full, h_full = fnn.fit(net, p0, (x, y), epochs=4, **kw)
+    path = tmp_path / "ckpt.npz"
+    fnn.fit(net, p0, (x, y), epochs=2, checkpoint=path, **kw)
+    resumed, h_res = fnn.fit(net, p0, (x, y), epochs=4, checkpoint=path, resume=True, **kw)
+    for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert h_res.damping == h_full.damping and h_res.momentum == h_full.momentum
+
+
+def test_kfac_by_name_in_the_command_line(tmp_path):
+    from fnn.cli import main
+
+    assert main(["train", "--dataset", "iris", "--optimizer", "kfac", "--epochs", "3", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    header, *rows = (tmp_path / "history.csv").read_text().splitlines()
+    cols = header.split(",")
+    assert len(rows) == 3 and all(row.split(",")[cols.index("damping")] for row in rows)
