@@ -5,6 +5,7 @@ import os
 import runpy
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -163,3 +164,44 @@ def test_training_functions_and_bayesian_regularisation_scripts(tmp_path, monkey
         assert run["n_params"] == 61 > run["n_examples"] == 41 and run["br_gamma"] < 61
     for f in ("training_functions.png", "bayesian_regularisation.png"):
         assert (tmp_path / f).stat().st_size > 0, f
+
+
+def test_deep_autoencoder_networks_errors_costs_and_one_run():
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    from fnn.experiments import deep_autoencoder as dae
+
+    net = dae.autoencoder(dae.MNIST_SIZES)
+    assert net.sizes == (784, 1000, 500, 250, 30, 250, 500, 1000, 784)
+    assert net.activation == ("sigmoid", "sigmoid", "sigmoid", "identity", "sigmoid", "sigmoid", "sigmoid")
+    assert (net.output, net.loss) == ("sigmoid", "bce")
+    x = np.random.default_rng(0).uniform(size=(5, 16)).astype(np.float32)
+    small = dae.autoencoder((16, 4))
+    params = fnn.init(jax.random.key(0), small)
+    expected = np.mean(np.sum((np.asarray(fnn.predict(small, params, x)) - x) ** 2, axis=1))
+    assert dae.reconstruction_error(small, params, x) == pytest.approx(expected, rel=1e-6)
+    hf = dae.Method("HF", "hessian_free", None, cost="hessian_free")
+    costs = {"gauss_newton_product": 1.5, "loss": 0.25}
+    assert dae.step_cost(hf, costs, 1.0, {"cg_iterations": 9}) == pytest.approx(2 + 10 * 1.5 + 0.5)
+    assert dae.step_cost(dae.Method("Adam", "adam", 128), costs, 0.25, {}) == 0.25
+    rows = dae.run_method(dae.quick_problem(), hf, 0, costs, budget_s=60, max_epochs=3)
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["train"] < rows[0]["train"]
+    assert rows[0]["gradients"] > 2 + 1.5  # a curvature pass, the gradient and at least one product
+
+
+@pytest.mark.slow
+def test_deep_autoencoder_script(tmp_path, monkeypatch):
+    """``pytest -m slow -k deep_autoencoder_script``: the script's quick run (about 40 s on two cores)."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    _run_script("deep_autoencoder.py", ["--quick", "--inits", "1", "--out", str(tmp_path)], monkeypatch)
+    result = json.loads((tmp_path / "deep_autoencoder.json").read_text())
+    assert result["problem"] == "digits-quick" and result["costs"]["gauss_newton_product"] > 0
+    labels = [s["method"] for s in result["summary"]]
+    assert labels[:3] == ["Hessian-free", "K-FAC", "SCG (Gauss-Newton)"] and len(labels) == 6
+    for label, runs in result["curves"].items():
+        rows = runs[0]
+        assert rows and all(np.isfinite(r["train"]) for r in rows), label
+        assert all(b["gradients"] > a["gradients"] and b["wall_s"] > a["wall_s"] for a, b in zip(rows, rows[1:]))
+    assert (tmp_path / "deep_autoencoder.png").stat().st_size > 0
+    assert (tmp_path / "deep_autoencoder.md").read_text().count("\n") == 2 + 6

@@ -7,7 +7,8 @@ finite differences, the closed form and PyTorch, across network sizes.
 Modules: ``grids`` (which sizes), ``methods`` (the JAX methods), ``torch_peer``,
 ``runner`` (interleaved timing, rows), ``analysis`` (slopes, ratios, targets),
 ``output`` and ``plots``; ``calls`` (the cost of an eager call), ``curvature``
-(Hessian- and Gauss-Newton-vector products in gradients), ``estimators``
+(Hessian- and Gauss-Newton-vector products in gradients), ``steps`` (each
+training method's compiled step in gradients), ``estimators``
 (``fnn.sklearn`` against scikit-learn), ``training_functions`` (MATLAB's
 comparison) and ``gpu`` (every GPU check in one run). XLA's cost analysis, the
 matmul peak, timing and the machine's description are ``fnn.scale``'s.

@@ -1,5 +1,5 @@
 """The experiments behind ``scripts/``, one module each: why deep nets fail to train, the 1986
-problems, overfitting, depth, Bayesian regularisation, the edge of stability.
+problems, overfitting, depth, Bayesian regularisation, the edge of stability, the deep autoencoder.
 
 ============================  ================================================
 ``vanishing_gradients``       per-layer gradient norms at initialisation, by
@@ -12,6 +12,9 @@ problems, overfitting, depth, Bayesian regularisation, the edge of stability.
 ``bayesian_regularisation``   Levenberg-Marquardt against ``br`` on a noisy sine
 ``edge_of_stability``         full-batch GD's sharpness rising to ``2/eta`` and
                               staying there (Cohen et al. 2021)
+``deep_autoencoder``          Hinton & Salakhutdinov's autoencoder from random
+                              inits: Hessian-free, K-FAC, scg, L-BFGS, Adam,
+                              momentum (Martens 2010; Martens & Grosse 2015)
 ``common``                    the digits probe batch; results and figures
 ============================  ================================================
 
