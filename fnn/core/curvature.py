@@ -157,7 +157,7 @@ def _gnvp_at(state: Curvature, v):
 # --------------------------------------------------------------------------- diagonals and factors
 
 
-def _sampled_deltas(state: Curvature, key) -> list[Array]:
+def sampled_deltas(state: Curvature, key) -> list[Array]:
     """The deltas of the batch-mean loss on targets sampled from the model's predictive distribution."""
     net, cache = state.net, state.cache
     z, a = net.output_of(cache)
@@ -194,28 +194,33 @@ def _empirical_fisher_at(state: Curvature):
 
 @jax.jit
 def _sampled_fisher_at(state: Curvature, key):
-    return _fisher_diag(state.net, state.cache, _sampled_deltas(state, key))
+    return _fisher_diag(state.net, state.cache, sampled_deltas(state, key))
 
 
 @jax.jit
 def _kronecker_at(state: Curvature, key):
-    return _kronecker_factors(state.net, state.cache, _sampled_deltas(state, key))
+    return _kronecker_factors(state.net, state.cache, sampled_deltas(state, key))
+
+
+def output_hessian_eigen(net: Network, cache, y: Array, rule=losses.output_hvp) -> tuple[Array, Array]:
+    """``(lam, u)``, ``(B, n_out)`` and ``(B, n_out, n_out)``: each example's ``H_n = sum_k lam_nk u_nk u_nk^T``,
+    the loss's Hessian in the output pre-activation built column by column from its Hessian rule (``rule``:
+    ``losses.output_hvp``, the batch mean's, which carries ``1/B``; ``losses.example_hvps``, each example's own)."""
+    z, a = net.output_of(cache)
+    act = activations.get(net.output)
+
+    def column(e):  # H_n e for every example n, for one unit vector e
+        return rule(act, net.output, net.loss, z, a, y, jnp.broadcast_to(e, z.shape))
+
+    hessians = jax.vmap(column, out_axes=2)(jnp.eye(z.shape[-1], dtype=z.dtype))  # [n, :, k] = H_n e_k
+    return jnp.linalg.eigh((hessians + jnp.swapaxes(hessians, 1, 2)) / 2)
 
 
 @jax.jit
 def _gauss_newton_diag(state: Curvature):
     """``sum_n sum_k lambda_nk (J_n^T u_nk)^2`` with ``(1/B) d^2 l_n / dz^2 = sum_k lambda_nk u_nk u_nk^T``."""
-    net, cache = state.net, state.cache
-    z, a = net.output_of(cache)
-    n_out = z.shape[-1]
-    act = activations.get(net.output)
-
-    def column(e):  # H_n e for every example n, for one unit vector e
-        return losses.output_hvp(act, net.output, net.loss, z, a, state.y, jnp.broadcast_to(e, z.shape))
-
-    hessians = jax.vmap(column, out_axes=2)(jnp.eye(n_out, dtype=z.dtype))  # (B, n_out, n_out), [n, :, k] = H_n e_k
-    lam, u = jnp.linalg.eigh((hessians + jnp.swapaxes(hessians, 1, 2)) / 2)
-    per_example = net.per_example_backward(state.params, cache, jnp.swapaxes(u, 1, 2))  # seeds [n, k] = u_nk
+    lam, u = output_hessian_eigen(state.net, state.cache, state.y)
+    per_example = state.net.per_example_backward(state.params, state.cache, jnp.swapaxes(u, 1, 2))  # seeds u_nk
     weight = lambda g: jnp.einsum("nk,nk...->...", lam, g * g)  # noqa: E731
     return jax.tree_util.tree_map(weight, per_example)
 

@@ -115,8 +115,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from fnn.core import activations, losses
-from fnn.core.protocol import output_delta
+from fnn.core import losses
+from fnn.core.curvature import output_hessian_eigen, sampled_deltas
 
 __all__ = ["ESTIMATORS", "KfacState", "adapt_damping", "block_update", "eigen", "kfac", "kronecker_factors",
            "model_step", "pi_correction"]
@@ -244,29 +244,18 @@ def _with_ones(a: Array) -> Array:
 def _sampled_deltas(c, key) -> tuple[list[Array], Array]:
     """Per group, the per-example deltas ``B delta_j`` of targets sampled from the model, and their weight ``1/B``
     (``G_j = (1/B) sum_n Dz_n Dz_n^T``)."""
-    net, cache = c.net, c.cache
-    z, a = net.output_of(cache)
-    y = losses.sample_targets(key, net.output, net.loss, z, a)
-    batch = z.shape[0]
-    return [batch * d for d in net.backward(c.params, cache, output_delta(net, cache, y))[1]], 1.0 / batch
+    batch = c.net.output_of(c.cache)[0].shape[0]
+    return [batch * d for d in sampled_deltas(c, key)], 1.0 / batch
 
 
 def _exact_deltas(c) -> tuple[list[Array], Array]:
     """Per group, the rows ``b_{j,nk}`` seeded by ``sqrt(lam_nk) u_nk`` (``H_n = sum_k lam_nk u_nk u_nk^T``, the
     Hessian of example ``n``'s loss in the logits), ``(B n_out, n_j)``, and their weight ``1/B``."""
-    net, cache = c.net, c.cache
-    z, a = net.output_of(cache)
-    batch, n_out = z.shape
-    act = activations.get(net.output)
-
-    def column(e):  # H_n e for every example n
-        return losses.example_hvps(act, net.output, net.loss, z, a, c.y, jnp.broadcast_to(e, z.shape))
-
-    hessians = jax.vmap(column, out_axes=2)(jnp.eye(n_out, dtype=z.dtype))  # [n, :, k] = H_n e_k
-    lam, u = jnp.linalg.eigh((hessians + jnp.swapaxes(hessians, 1, 2)) / 2)
+    lam, u = output_hessian_eigen(c.net, c.cache, c.y, losses.example_hvps)
+    batch, n_out = lam.shape
     seeds = jnp.sqrt(jnp.maximum(lam, 0))[:, :, None] * jnp.swapaxes(u, 1, 2)  # [n, k] = sqrt(lam_nk) u_nk
-    rows = jax.tree_util.tree_map(lambda t: jnp.repeat(t, n_out, axis=0), cache)  # example n, K times
-    return net.backward(c.params, rows, seeds.reshape(batch * n_out, n_out))[1], 1.0 / batch
+    rows = jax.tree_util.tree_map(lambda t: jnp.repeat(t, n_out, axis=0), c.cache)  # example n, K times
+    return c.net.backward(c.params, rows, seeds.reshape(batch * n_out, n_out))[1], 1.0 / batch
 
 
 def kronecker_factors(c, key, estimator: str = "sampled") -> list[dict]:
@@ -303,6 +292,89 @@ def _axpy(alpha, x, y):
     return jax.tree_util.tree_map(lambda a, b: alpha * a + b, x, y)
 
 
+def _check_options(damping, learning_rate, momentum, estimator, factor_decay, damping_every, inverse_every,
+                   weight_decay, seed) -> None:
+    """A ``ValueError`` naming the first bad option."""
+    _check("damping", damping, lambda v: math.isfinite(v) and v > 0, "a positive number")
+    if learning_rate is not None:
+        _check("learning_rate", learning_rate, lambda v: math.isfinite(v) and v > 0, "a positive number or None")
+    if momentum is not None:
+        _check("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1) or None")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    _check("factor_decay", factor_decay, lambda v: 0 <= v < 1, "in [0, 1)")
+    _check_int("damping_every", damping_every)
+    _check_int("inverse_every", inverse_every)
+    _check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+
+
+def _template(net, params):
+    """The network's params tree of zeros for ``init`` (``params`` itself unless it is one flat vector)."""
+    if not _is_flat(params):
+        return params
+    if net is None:
+        raise ValueError("kfac.init got one flat params vector: give the network, kfac(net=...), "
+                         "to know its weight matrices")
+    shapes = jax.eval_shape(lambda k: net.init(k), jax.random.key(0))
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, params.dtype), shapes)
+
+
+def _init_state(tree, damping, learning_rate, momentum, seed) -> KfacState:
+    dtype = jax.tree_util.tree_leaves(tree)[0].dtype
+    factors = _map_groups(_factor_shapes, tree)
+    eigens = jax.tree_util.tree_map(lambda f: (jnp.zeros(f.shape[0], dtype), jnp.eye(f.shape[0], dtype=dtype)),
+                                    factors)
+    scalar = lambda v: jnp.asarray(v, dtype)  # noqa: E731
+    return KfacState(jnp.zeros((), jnp.int32), jnp.asarray(seed, jnp.uint32), scalar(damping),
+                     scalar(learning_rate or 1.0), scalar(momentum or 0.0), scalar(jnp.nan), factors, eigens,
+                     jax.tree_util.tree_map(jnp.zeros_like, tree))
+
+
+def _refreshed(state: KfacState, c, estimator, factor_decay, inverse_every):
+    """``(factors, eigens)``: the moving averages with this batch's factors, decomposed every ``T3`` steps."""
+    dtype = state.damping.dtype
+    key = jax.random.fold_in(jax.random.PRNGKey(state.seed), state.count)
+    k = (state.count + 1).astype(dtype)
+    eps = jnp.minimum(1 - 1 / k, factor_decay)
+    batch_factors = _regroup(c.net, state.factors, kronecker_factors(c, key, estimator))
+    factors = jax.tree_util.tree_map(lambda old, new: eps * old + (1 - eps) * new, state.factors, batch_factors)
+    eigens = jax.lax.cond(state.count % inverse_every == 0,
+                          lambda f: jax.tree_util.tree_map(eigen, f), lambda f: state.eigens, factors)
+    return factors, eigens
+
+
+def _proposal(net, grad, eigens, damping):
+    """``Delta = -F_hat^-1 grad``, block by block (``block_update``)."""
+
+    def propose(g, e):
+        return _split_bias(g, [-block_update(w, ea, e["G"], damping) for w, ea in zip(_join_bias(g), e["A"])])
+
+    return _regroup(net, grad, [propose(g, e) for (_, g), (_, e) in zip(net.groups(grad), net.groups(eigens))])
+
+
+def _model_terms(c, grad, directions, shift):
+    """``(b, m)`` of the quadratic model along ``directions`` (Delta, dprev): ``b_i = grad^T d_i``,
+    ``m_ij = d_i^T (G_GN + shift I) d_j`` with exact Gauss-Newton products."""
+    cv = [_axpy(shift, v, c.gnvp(v)) for v in directions]
+    b = jnp.stack([_tree_dot(grad, d) for d in directions])
+    m = jnp.array([[_tree_dot(d, v) for v in cv] for d in directions])
+    dtype = jax.tree_util.tree_leaves(grad)[0].dtype
+    return b.astype(dtype), m.astype(dtype)
+
+
+def _reduction_ratio(value_fn, params, updates, theta, delta, h0, predicted, weight_decay):
+    """``rho = (h(theta + delta) - h(theta)) / M(delta)``; ``-inf`` when not finite or no decrease was predicted."""
+    h1 = value_fn(optax.apply_updates(params, updates))
+    if weight_decay:
+        h0 = h0 + 0.5 * weight_decay * _tree_dot(theta, theta)
+        moved = optax.apply_updates(theta, delta)
+        h1 = h1 + 0.5 * weight_decay * _tree_dot(moved, moved)
+    rho = (h1 - h0) / predicted
+    return jnp.where(jnp.isfinite(rho) & (predicted < 0), rho, -jnp.inf).astype(predicted.dtype)
+
+
 def kfac(
     damping: float = 0.01,
     *,
@@ -328,104 +400,42 @@ def kfac(
       seed: of the targets sampled for ``G``.
       net: the network, needed only when ``init`` gets one flat vector.
     """
-    _check("damping", damping, lambda v: math.isfinite(v) and v > 0, "a positive number")
-    if learning_rate is not None:
-        _check("learning_rate", learning_rate, lambda v: math.isfinite(v) and v > 0, "a positive number or None")
-    if momentum is not None:
-        _check("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1) or None")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    _check("factor_decay", factor_decay, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check_int("damping_every", damping_every)
-    _check_int("inverse_every", inverse_every)
-    _check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    _check_options(damping, learning_rate, momentum, estimator, factor_decay, damping_every, inverse_every,
+                   weight_decay, seed)
     both_fixed = learning_rate is not None and momentum is not None
 
     def init_fn(params):
-        tree = _template(params)
-        dtype = jax.tree_util.tree_leaves(tree)[0].dtype
-        factors = _map_groups(_factor_shapes, tree)
-        eigens = jax.tree_util.tree_map(lambda f: (jnp.zeros(f.shape[0], dtype), jnp.eye(f.shape[0], dtype=dtype)),
-                                        factors)
-        scalar = lambda v: jnp.asarray(v, dtype)  # noqa: E731
-        return KfacState(jnp.zeros((), jnp.int32), jnp.asarray(seed, jnp.uint32), scalar(damping),
-                         scalar(learning_rate or 1.0), scalar(momentum or 0.0), scalar(jnp.nan), factors, eigens,
-                         jax.tree_util.tree_map(jnp.zeros_like, tree))
-
-    def _template(params):
-        if net is None or not _is_flat(params):
-            if _is_flat(params):
-                raise ValueError("kfac.init got one flat params vector: give the network, kfac(net=...), "
-                                 "to know its weight matrices")
-            return params
-        shapes = jax.eval_shape(lambda k: net.init(k), jax.random.key(0))
-        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, params.dtype), shapes)
+        return _init_state(_template(net, params), damping, learning_rate, momentum, seed)
 
     def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
         del extra_args
         if params is None or value_fn is None:
             raise ValueError("kfac needs params and value_fn= in update()")
-        theta = value_fn.to_tree(params)
-        net_ = value_fn.net
-        grad = _axpy(weight_decay, theta, value_fn.to_tree(grads)) if weight_decay else value_fn.to_tree(grads)
-        dtype = jax.tree_util.tree_leaves(theta)[0].dtype
+        theta, grad = value_fn.to_tree(params), value_fn.to_tree(grads)
+        grad = _axpy(weight_decay, theta, grad) if weight_decay else grad
         c = value_fn.curvature(params)
-        key = jax.random.fold_in(jax.random.PRNGKey(state.seed), state.count)
-
-        # the factors' moving averages, and their eigendecompositions every T3 steps
-        k = (state.count + 1).astype(dtype)
-        eps = jnp.minimum(1 - 1 / k, factor_decay)
-        batch_factors = _regroup(net_, state.factors, kronecker_factors(c, key, estimator))
-        factors = jax.tree_util.tree_map(lambda old, new: eps * old + (1 - eps) * new, state.factors, batch_factors)
-        eigens = jax.lax.cond(state.count % inverse_every == 0,
-                              lambda f: jax.tree_util.tree_map(eigen, f), lambda f: state.eigens, factors)
-
-        # the proposal Delta = -F_hat^-1 grad, block by block
-        lam = state.damping
-        gamma2 = lam + weight_decay
-
-        def propose(g, e):
-            blocks = [-block_update(w, ea, e["G"], gamma2) for w, ea in zip(_join_bias(g), e["A"])]
-            return _split_bias(g, blocks)
-
-        proposal = _regroup(net_, grad, [propose(g, e) for (_, g), (_, e) in
-                                         zip(net_.groups(grad), net_.groups(eigens))])
-        previous = state.previous
-
-        # the quadratic model along (Delta, delta_prev): exact Gauss-Newton products plus (lambda + eta)
-        def terms():
-            cv = [_axpy(gamma2, v, c.gnvp(v)) for v in (proposal, previous)]
-            b = jnp.stack([_tree_dot(grad, proposal), _tree_dot(grad, previous)])
-            m = jnp.array([[_tree_dot(proposal, cv[0]), _tree_dot(proposal, cv[1])],
-                           [_tree_dot(previous, cv[0]), _tree_dot(previous, cv[1])]])
-            return b.astype(dtype), m.astype(dtype)
-
-        zeros = (jnp.zeros(2, dtype), jnp.zeros((2, 2), dtype))
-        b, m = zeros if both_fixed else terms()
+        factors, eigens = _refreshed(state, c, estimator, factor_decay, inverse_every)
+        shift = state.damping + weight_decay
+        proposal = _proposal(c.net, grad, eigens, shift)
+        directions = (proposal, state.previous)
+        dtype = state.damping.dtype
+        b, m = (jnp.zeros(2, dtype), jnp.zeros((2, 2), dtype)) if both_fixed else _model_terms(c, grad, directions,
+                                                                                               shift)
         alpha, mu = model_step(b, m, learning_rate, momentum)
-        delta = _axpy(alpha, proposal, jax.tree_util.tree_map(lambda p: mu * p, previous))
-        updates = delta if not _is_flat(params) else ravel_pytree(delta)[0]
+        delta = _axpy(alpha, proposal, jax.tree_util.tree_map(lambda p: mu * p, state.previous))
+        updates = ravel_pytree(delta)[0] if _is_flat(params) else delta
 
-        # the reduction ratio and the damping, every T1 steps
-        def measure(_):
-            bm = terms() if both_fixed else (b, m)
+        def measure(_):  # the reduction ratio, every T1 steps
+            bm = _model_terms(c, grad, directions, shift) if both_fixed else (b, m)
             predicted = model_value(*bm, jnp.stack([alpha, mu]))
             h0 = c.loss if value is None else value
-            h1 = value_fn(optax.apply_updates(params, updates))
-            if weight_decay:
-                h0 = h0 + 0.5 * weight_decay * _tree_dot(theta, theta)
-                moved = optax.apply_updates(theta, delta)
-                h1 = h1 + 0.5 * weight_decay * _tree_dot(moved, moved)
-            rho = (h1 - h0) / predicted
-            return jnp.where(jnp.isfinite(rho) & (predicted < 0), rho, -jnp.inf).astype(dtype)
+            return _reduction_ratio(value_fn, params, updates, theta, delta, h0, predicted, weight_decay)
 
-        rho = jax.lax.cond(state.count % damping_every == 0, measure, lambda _: state.rho, None)
-        new_lam = jnp.where(state.count % damping_every == 0, adapt_damping(lam, rho, damping_every), lam)
-        new = KfacState(state.count + 1, state.seed, new_lam.astype(dtype), alpha.astype(dtype), mu.astype(dtype),
-                        rho, factors, eigens, delta)
-        return updates, new
+        due = state.count % damping_every == 0
+        rho = jax.lax.cond(due, measure, lambda _: state.rho, None)
+        new_lam = jnp.where(due, adapt_damping(state.damping, rho, damping_every), state.damping)
+        return updates, KfacState(state.count + 1, state.seed, new_lam.astype(dtype), alpha.astype(dtype),
+                                  mu.astype(dtype), rho, factors, eigens, delta)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
