@@ -148,8 +148,8 @@ def _training_arguments(p) -> None:
     """The flags of the optimizer, the epochs, the batches and the stops."""
     t = p.add_argument_group("training")
     t.add_argument("--optimizer", help="gd, sgd, momentum, adaptive_lr, adaptive_momentum, adam (default), "
-                                       "rmsprop, rprop, lbfgs, levenberg_marquardt, and MATLAB's br, scg, cgf, "
-                                       "cgp, cgb, bfgs, oss")
+                                       "rmsprop, rprop, lbfgs, levenberg_marquardt, MATLAB's br, scg, cgf, "
+                                       "cgp, cgb, bfgs, oss, and the second-order hessian_free and kfac")
     t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     t.add_argument("--schedule", help="constant (default), cosine or exponential learning-rate schedule")
     t.add_argument("--momentum", type=float, help="momentum (default 0.9)")
