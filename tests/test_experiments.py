@@ -205,3 +205,17 @@ def test_deep_autoencoder_script(tmp_path, monkeypatch):
         assert all(b["gradients"] > a["gradients"] and b["wall_s"] > a["wall_s"] for a, b in zip(rows, rows[1:]))
     assert (tmp_path / "deep_autoencoder.png").stat().st_size > 0
     assert (tmp_path / "deep_autoencoder.md").read_text().count("\n") == 2 + 6
+
+
+def test_deep_autoencoder_reads_mnist_with_the_papers_architecture(tmp_path):
+    from fnn.data import datasets
+    from fnn.experiments import deep_autoencoder as dae
+
+    rng = np.random.default_rng(0)
+    for stem, n in (("train", 6), ("t10k", 4)):
+        datasets.write_idx(tmp_path / f"{stem}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        datasets.write_idx(tmp_path / f"{stem}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
+    problem = dae.mnist_problem(tmp_path)
+    assert problem.x.shape == (6, 784) and problem.x_test.shape == (4, 784)
+    assert 0 <= problem.x.min() and problem.x.max() <= 1
+    assert problem.net.sizes == (784, 1000, 500, 250, 30, 250, 500, 1000, 784)
