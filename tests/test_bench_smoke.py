@@ -332,7 +332,9 @@ def test_estimator_round_times_both_and_they_agree(monkeypatch):
     assert table.count("\n") == 2 and "x |" in table
 
 
+@pytest.mark.slow
 def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
+    """``pytest -m slow -k steps``: 13 programs to compile (about 25 s on two cores)."""
     """``bench_training.py --steps --tiny``: every method's compiled step on both nets, in gradients (one
     round each, after one warm-up step: the schema and the ratios, not the figures)."""
     from fnn import optimizers

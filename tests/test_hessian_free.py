@@ -157,9 +157,9 @@ def _problems():
 PROBLEMS = _problems()
 
 
-@pytest.mark.parametrize("options", [{}, {"curvature": "hvp"}, {"curvature_fraction": 0.5}],
-                         ids=["gnvp", "hvp", "half-batch"])
-@pytest.mark.parametrize("name", list(PROBLEMS))
+@pytest.mark.parametrize("name, options", [(name, {}) for name in PROBLEMS] + [
+    ("graph-residual-dropout", {"curvature": "hvp"}), ("mlp-softmax", {"curvature_fraction": 0.5})],
+    ids=[*PROBLEMS, "graph-residual-dropout-hvp", "mlp-softmax-half-batch"])
 def test_hessian_free_lowers_the_loss_and_records_what_it_adapts(name, options):
     net, x, y = PROBLEMS[name]
     params = fnn.init(jax.random.key(0), net)
