@@ -18,6 +18,9 @@ import argparse
 import os
 import time
 
+import jax
+
+import fnn
 from fnn.experiments import common
 from fnn.experiments import deep_autoencoder as dae
 
@@ -37,7 +40,7 @@ def main(argv=None) -> int:
         dae.mnist_problem(args.data_dir) if args.data_dir else dae.digits_problem())
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    params = dae.fnn.init(dae.jax.random.key(0), problem.net)
+    params = fnn.init(jax.random.key(0), problem.net)
     costs = dae.measure_costs(problem.net, params, problem.x)
     adam_lr, adam_grid = dae.tune(problem, "adam", dae.ADAM_GRID, costs, budget)
     momentum_lr, momentum_grid = dae.tune(problem, "momentum", dae.MOMENTUM_GRID, costs, budget)

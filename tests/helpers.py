@@ -126,3 +126,16 @@ def with_random_biases(rng, params: dict) -> dict:
     """``params`` with N(0, 0.1) biases: with the init's zero biases a relu node whose inputs are all 0
     has ``z = 0`` exactly, on the kink, where no difference quotient is the derivative."""
     return {name: {**p, "b": p["b"] + rng.normal(0, 0.1, p["b"].shape)} for name, p in params.items()}
+
+
+def fit_whole_and_resumed(tmp_path, net, data, epochs: int, **kw):
+    """``(whole, history, resumed, history)``: ``fnn.fit`` for ``epochs`` at once, and for half of them with a
+    checkpoint then resumed from it to ``epochs``, for the resume-is-bit-exact tests."""
+    p0 = fnn.init(jax.random.key(0), net)
+    whole, h_whole = fnn.fit(net, p0, data, epochs=epochs, **kw)
+    path = tmp_path / "ckpt.npz"
+    fnn.fit(net, p0, data, epochs=epochs // 2, checkpoint=path, **kw)
+    resumed, h_res = fnn.fit(net, p0, data, epochs=epochs, checkpoint=path, resume=True, **kw)
+    for a, b in zip(jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+    return whole, h_whole, resumed, h_res

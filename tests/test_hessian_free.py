@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import fit_whole_and_resumed
 from jax.flatten_util import ravel_pytree
 
 import fnn
@@ -189,16 +190,10 @@ def test_the_history_and_its_csv_hold_the_damping_rho_and_cg_iterations(tmp_path
 @pytest.mark.exact
 def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
     net, x, y = PROBLEMS["graph-residual-dropout"]
-    p0 = fnn.init(jax.random.key(0), net)
-    kw = dict(optimizer="hessian_free", key=jax.random.key(3))
-    full, h_full = fnn.fit(net, p0, (x, y), epochs=4, **kw)
-    path = tmp_path / "ckpt.npz"
-    fnn.fit(net, p0, (x, y), epochs=2, checkpoint=path, **kw)
-    resumed, h_res = fnn.fit(net, p0, (x, y), epochs=4, checkpoint=path, resume=True, **kw)
-    for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed)):
-        np.testing.assert_array_equal(a, b)
+    _, h_full, _, h_res = fit_whole_and_resumed(tmp_path, net, (x, y), 4, optimizer="hessian_free",
+                                                key=jax.random.key(3))
     assert h_res.damping == h_full.damping and h_res.cg_iterations == h_full.cg_iterations
-    assert checkpoint.load(path).meta["epoch"] == 4
+    assert checkpoint.load(tmp_path / "ckpt.npz").meta["epoch"] == 4
 
 
 @pytest.mark.parametrize("option, value, match", [

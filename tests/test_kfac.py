@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import fit_whole_and_resumed
 from jax.flatten_util import ravel_pytree
 
 import fnn
@@ -300,14 +301,8 @@ def test_kfac_by_name_trains_and_records_damping_learning_rate_and_momentum():
 @pytest.mark.exact
 def test_kfac_resumes_an_uninterrupted_run_exactly(tmp_path):
     net, x, y = _graph_problem()
-    p0 = fnn.init(jax.random.key(0), net)
-    kw = dict(optimizer="kfac", batch_size=40, key=jax.random.key(3))
-    full, h_full = fnn.fit(net, p0, (x, y), epochs=4, **kw)
-    path = tmp_path / "ckpt.npz"
-    fnn.fit(net, p0, (x, y), epochs=2, checkpoint=path, **kw)
-    resumed, h_res = fnn.fit(net, p0, (x, y), epochs=4, checkpoint=path, resume=True, **kw)
-    for a, b in zip(jax.tree_util.tree_leaves(full), jax.tree_util.tree_leaves(resumed)):
-        np.testing.assert_array_equal(a, b)
+    _, h_full, _, h_res = fit_whole_and_resumed(tmp_path, net, (x, y), 4, optimizer="kfac", batch_size=40,
+                                                key=jax.random.key(3))
     assert h_res.damping == h_full.damping and h_res.momentum == h_full.momentum
 
 
