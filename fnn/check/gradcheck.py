@@ -119,7 +119,8 @@ def check_gradients(net: Network, params, x, y, *, dtype="float64", eps: float |
     Args:
       dtype: ``"float64"`` (default; enables 64-bit JAX for the duration of the
         check) or ``"float32"``. Params, x and y are cast to it.
-      eps, scheme: passed to ``fnn.finite_differences``.
+      eps: passed to ``fnn.finite_differences``.
+      scheme: passed to ``fnn.finite_differences``.
       key: check with dropout on, the masks drawn from ``key`` (the same for all three).
 
     Returns a ``GradientReport``: ``print(report)`` shows a table, ``report.passed``

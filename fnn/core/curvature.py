@@ -241,8 +241,9 @@ def hvp(net: Network, params, x, y, v, key=None):
     """``(loss, grads, H v)``: the exact Hessian of the batch-mean loss times ``v``, by the R-operator.
 
     Args:
-      net, params, x, y, key: as for ``fnn.backprop`` (``key``: dropout on, the
-        same masks for the gradient and the product).
+      net: as for ``fnn.backprop``, and so are ``params``, ``x`` and ``y``.
+      key: as for ``fnn.backprop`` (dropout on, the same masks for the gradient
+        and the product).
       v: a direction in parameter space, shaped and typed as ``params``.
 
     The forward pass, the delta recursion and their R-operator twins

@@ -392,7 +392,8 @@ def kfac(
 
     Args:
       damping: the initial ``lambda`` (> 0), adapted every ``damping_every`` steps (``T1``).
-      learning_rate, momentum: ``alpha`` (> 0) and ``mu`` (in [0, 1)) fixed; ``None``: chosen by the model.
+      learning_rate: ``alpha`` (> 0) fixed; ``None``: chosen by the model.
+      momentum: ``mu`` (in [0, 1)) fixed; ``None``: chosen by the model.
       estimator: ``"sampled"`` or ``"exact"``, the G factor's expectation over the predictive distribution.
       factor_decay: the largest ``eps`` of the factors' moving averages, in [0, 1).
       inverse_every: ``T3``, steps between eigendecompositions of the factors.

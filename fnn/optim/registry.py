@@ -320,7 +320,8 @@ def get(
         (e.g. ``optax.cosine_decay_schedule``); ``None`` takes the default in the
         table above. Not used by the methods that choose their own steps
         (``levenberg_marquardt``, ``br``, ``scg``, ``cg*``, ``bfgs``, ``oss``).
-      momentum, nesterov: for ``momentum`` (and ``adaptive_momentum``'s momentum).
+      momentum: for ``momentum`` (and ``adaptive_momentum``'s momentum).
+      nesterov: for ``momentum`` (and ``adaptive_momentum``'s momentum).
       weight_decay: L2 penalty ``weight_decay * params`` added to the gradient
         (``optax.add_decayed_weights``); ``0`` for none.
       clip_norm: clip the gradient to this global norm first
