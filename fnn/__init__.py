@@ -22,7 +22,7 @@ from fnn.check.curvature_check import CurvatureReport, check_curvature
 from fnn.check.finite_differences import finite_differences
 from fnn.check.gradcheck import GradientReport, check_gradients
 # training, and the compile cache it keeps
-from fnn.scale.compile_cache import enable_compile_cache
+from fnn.scale.compile_cache import disable_compile_cache, enable_compile_cache
 from fnn.training.loop import History, fit
 # the public namespaces: fnn.callbacks.Checkpoint, fnn.optimizers.get, fnn.data.prepare, fnn.datasets.load, ...
 from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # isort: skip
@@ -44,6 +44,7 @@ __all__ = [
     "check_inputs",
     "curvature",
     "enable_compile_cache",
+    "disable_compile_cache",
     "finite_differences",
     "fit",
     "gnvp",

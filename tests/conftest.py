@@ -3,9 +3,11 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _compile_cache_in_tmp(tmp_path_factory):
-    """``fnn train`` keeps compiled programs on disk: in the tests, in a temporary directory, not ~/.cache."""
+    """Fits keep compiled programs on disk by default: not in the tests, which compile thousands of programs
+    once each (the tests of the cache turn it on in processes of their own), and never in ~/.cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("FNN_CACHE_DIR", str(tmp_path_factory.mktemp("xla-cache")))
+    mp.setenv("FNN_COMPILE_CACHE", "0")
     yield
     mp.undo()
 

@@ -25,8 +25,14 @@ sys.exit(cli.main(["train", "--dataset", "xor", "--sizes", "2,7,1", "--epochs", 
 """
 
 
+def _environment(**values) -> dict:
+    """This process's environment with the cache at its default (the suite turns it off), and ``values``."""
+    env = {k: v for k, v in os.environ.items() if k not in (compile_cache.SWITCH, compile_cache.ENV)}
+    return dict(env, JAX_PLATFORMS="cpu", **values)
+
+
 def _train(tmp_path, cache, *extra):
-    env = dict(os.environ, FNN_CACHE_DIR=str(cache), JAX_PLATFORMS="cpu")
+    env = _environment(FNN_CACHE_DIR=str(cache))
     r = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "run"), *extra], capture_output=True, text=True,
                        env=env, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -52,7 +58,7 @@ def test_no_compile_cache_writes_nothing(tmp_path):
 def test_an_unusable_cache_directory_is_a_note_not_a_failure(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    env = dict(os.environ, FNN_CACHE_DIR=str(blocker / "xla"), JAX_PLATFORMS="cpu")
+    env = _environment(FNN_CACHE_DIR=str(blocker / "xla"))
     r = subprocess.run([sys.executable, "-m", "fnn", "train", "--dataset", "xor", "--epochs", "2", "--quiet",
                         "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -75,3 +81,72 @@ def test_enable_in_python_fills_the_given_directory(tmp_path, monkeypatch):
     assert jax.config.jax_compilation_cache_dir is None
     with pytest.raises(TypeError, match="path must be a directory path"):
         fnn.enable_compile_cache(3)
+
+
+# A script as a user writes it: a scikit-learn estimator and fnn.fit, nothing said about caches.
+SCRIPT = """
+import logging, sys
+import jax
+logging.basicConfig(level=logging.DEBUG, format="%(message)s", stream=sys.stdout)
+for name in ("jax._src.compiler", "jax._src.compilation_cache"):
+    logging.getLogger(name).setLevel(logging.DEBUG)
+import numpy as np
+import fnn
+from fnn.sklearn import MLPClassifier
+x = np.linspace(-1, 1, 60 * 3).reshape(60, 3)
+y = (x.sum(1) > 0).astype(int)
+MLPClassifier(hidden_layer_sizes=(9,), max_iter=5, random_state=0).fit(x, y).predict(x)
+net = fnn.MLP((3, 9, 2), activation="tanh", output="identity", loss="mse")
+fnn.fit(net, fnn.init(jax.random.key(0), net), (x.astype("float32"), x[:, :2].astype("float32")), epochs=2,
+        batch_size=20, key=jax.random.key(1))
+print("cache in use:", jax.config.jax_compilation_cache_dir)
+"""
+
+
+def _script(**env):
+    r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=_environment(**env),
+                       timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def test_a_scripts_second_run_compiles_nothing(tmp_path):
+    first = _script(XDG_CACHE_HOME=str(tmp_path))
+    default = tmp_path / "fnn" / "xla"
+    assert f"cache in use: {default}" in first
+    assert "Writing jit_dense_epochs to persistent compilation cache" in first
+    assert "Writing jit_epoch_fn to persistent compilation cache" in first
+    second = _script(XDG_CACHE_HOME=str(tmp_path))
+    assert "Persistent compilation cache hit for 'jit_dense_epochs'" in second
+    assert "PERSISTENT COMPILATION CACHE MISS" not in second and "Writing" not in second
+
+
+def test_the_cache_is_off_when_asked_and_where_jax_was_told(tmp_path):
+    off = _script(XDG_CACHE_HOME=str(tmp_path), FNN_COMPILE_CACHE="0")
+    assert "cache in use: None" in off and not (tmp_path / "fnn").exists()
+    mine = tmp_path / "jax-own"
+    own = _script(XDG_CACHE_HOME=str(tmp_path), JAX_COMPILATION_CACHE_DIR=str(mine))
+    assert f"cache in use: {mine}" in own and not (tmp_path / "fnn").exists()
+
+
+def test_use_default_turns_it_on_once_and_disable_keeps_it_off(tmp_path, monkeypatch):
+    monkeypatch.delenv(compile_cache.SWITCH, raising=False)
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "here"))
+    monkeypatch.setenv(compile_cache.SIZE, "64")
+    monkeypatch.setattr(compile_cache, "_declined", [])
+    try:
+        assert compile_cache.use_default_cache() == str(tmp_path / "here")
+        assert jax.config.jax_compilation_cache_max_size == 64 * 2**20
+        assert compile_cache.use_default_cache() == str(tmp_path / "here")
+    finally:
+        fnn.disable_compile_cache()
+    assert compile_cache.use_default_cache() is None and jax.config.jax_compilation_cache_dir is None
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "lots"])
+def test_a_bad_size_limit_is_an_error_naming_the_variable(monkeypatch, size):
+    monkeypatch.setenv(compile_cache.SIZE, size)
+    with pytest.raises(ValueError, match="FNN_CACHE_MAX_MB must be a positive number"):
+        fnn.enable_compile_cache("/tmp/never-made")
+    with pytest.raises(ValueError, match="max_size_mb must be a positive number"):
+        fnn.enable_compile_cache("/tmp/never-made", max_size_mb=0)

@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from fnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from fnn.sklearn import _training  # noqa: E402
 
 # Checks that scikit-learn itself skips for these estimators (none is marked
 # as an expected failure): check_array_api_input without SCIPY_ARRAY_API, and a
@@ -126,6 +127,8 @@ SAME_AS_SKLEARN = {
     "sgd nesterov binary, sample weights": ("clf", lambda: _digits(2), {"solver": "sgd", "weights": True}),
     "sgd invscaling, no shuffle": ("clf", _digits, {"solver": "sgd", "learning_rate": "invscaling", "shuffle": False}),
     "sgd adaptive": ("clf", _digits, {"solver": "sgd", "learning_rate": "adaptive", "tol": 0.05}),
+    "sgd stopping after several chunks of epochs": ("clf", _digits, {"solver": "sgd", "max_iter": 300,
+                                                                     "tol": 1e-3, "stops": True}),
     "adam multilabel, logistic": ("clf", _multilabel, {"activation": "logistic"}),
     "lbfgs multiclass, tanh": ("clf", _digits, {"solver": "lbfgs", "activation": "tanh"}),
     "adam sparse input": ("clf", _digits, {"sparse": True}),
@@ -148,6 +151,7 @@ def test_same_fit_as_sklearn_in_float64(case):
     w = np.random.default_rng(1).uniform(0.2, 2.0, len(x)) if settings.pop("weights", False) else None
     if settings.pop("sparse", False):
         x = sp.csr_matrix(np.where(x > 0.5, x, 0.0))
+    stops = settings.pop("stops", False)
     settings = {"hidden_layer_sizes": (12, 7), "max_iter": 25, "random_state": 3, **settings}
     ours_cls, theirs_cls = ((MLPClassifier, neural_network.MLPClassifier) if kind == "clf"
                             else (MLPRegressor, neural_network.MLPRegressor))
@@ -156,6 +160,7 @@ def test_same_fit_as_sklearn_in_float64(case):
         ours = ours_cls(**settings).fit(x, y, sample_weight=w)
         theirs = theirs_cls(**settings).fit(x, y, sample_weight=w)
     assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    assert not stops or (ours.n_iter_ > 2 * _training.MAX_CHUNK and ours.n_iter_ % _training.MAX_CHUNK)
     assert ours.out_activation_ == theirs.out_activation_ and ours.n_layers_ == theirs.n_layers_
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         assert a.dtype == b.dtype == np.float64 and a.shape == b.shape
@@ -169,6 +174,39 @@ def test_same_fit_as_sklearn_in_float64(case):
     np.testing.assert_allclose(ours.predict(x), theirs.predict(x), rtol=1e-9, atol=1e-11)
     if kind == "clf":
         np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.exact
+def test_a_stop_inside_a_chunk_of_epochs_gives_that_epochs_params():
+    """Epochs run in chunks; a stop inside one reruns it up to there: the same bits, draws and curve as a fit
+    told to run exactly that many epochs."""
+    x, y = _digits()
+    settings = {"solver": "sgd", "hidden_layer_sizes": (12,), "random_state": 0, "tol": 1e-3}
+    stopped = MLPClassifier(max_iter=300, **settings).fit(x, y)
+    assert stopped.n_iter_ < 300 and stopped.n_iter_ % _training.MAX_CHUNK
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        told = MLPClassifier(max_iter=stopped.n_iter_, n_iter_no_change=10**6, **settings).fit(x, y)
+    for a, b in zip(stopped.coefs_ + stopped.intercepts_, told.coefs_ + told.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert stopped.loss_curve_ == told.loss_curve_
+    draws = [est._random_state.get_state()[1] for est in (stopped, told)]
+    np.testing.assert_array_equal(*draws)
+
+
+def test_the_shuffles_are_scikit_learns_draws():
+    from sklearn.utils import shuffle
+
+    class Est:
+        shuffle = True
+        _random_state = np.random.RandomState(5)
+
+    ours = _training.shuffled(Est, np.arange(40), 3)
+    rs, order, theirs = np.random.RandomState(5), np.arange(40), []
+    for _ in range(3):
+        order = shuffle(order, random_state=rs)
+        theirs.append(order)
+    np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])

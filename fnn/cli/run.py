@@ -25,7 +25,7 @@ import fnn
 from fnn.data import datasets
 from fnn.data import preparation as data
 from fnn.optim import registry as optimizers
-from fnn.scale import distributed, throughput
+from fnn.scale import compile_cache, distributed, throughput
 from fnn.training import callbacks as cbs
 from fnn.training import loop as train
 
@@ -60,11 +60,13 @@ class Plan:
 
 
 def keep_compiled_programs() -> None:
-    """Keep compiled programs on disk (``fnn.scale.compile_cache``); a note on stderr if that is not possible."""
-    try:
-        fnn.enable_compile_cache()
-    except OSError as err:  # a read-only home directory: train anyway, compiling as usual
-        print(f"fnn train: no compile cache ({err})", file=sys.stderr)
+    """Keep compiled programs on disk (``fnn.scale.compile_cache``); a note on stderr if that is not possible
+    (a read-only home directory: train anyway, compiling as usual)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_cache.use_default_cache()
+    for warning in caught:
+        print(f"fnn train: {str(warning.message).removeprefix('fnn: ')}", file=sys.stderr)
 
 
 def prepare_devices(hosts: tuple | None, kind: str, count: int | None) -> list:

@@ -35,6 +35,7 @@ from fnn.cli import run as training_run
 from fnn.core import graph
 from fnn.data import datasets
 from fnn.optim import registry as optimizers
+from fnn.scale import compile_cache
 from fnn.training import loop as train
 
 CHECKPOINT = "checkpoint.npz"  # in --out
@@ -77,7 +78,9 @@ def run(args) -> int:
     Returns the exit status: 0, 1 if the loss diverged, 130 on Ctrl-C; ``fnn.cli``
     turns the errors raised (``ValueError``, ``OSError``, ...) into status 2.
     """
-    if not args.no_compile_cache:
+    if args.no_compile_cache:
+        compile_cache.disable_compile_cache()
+    else:
         training_run.keep_compiled_programs()
     devices = training_run.prepare_devices(_hosts(args), args.device, args.devices)
     plan = training_run.build(settings(args), devices)

@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, validate_data
 
+from fnn.scale import compile_cache
 from fnn.sklearn import _data, _params, _training
 
 # scikit-learn's output activation -> fnn's (output, loss) pair
@@ -124,6 +125,7 @@ class BaseMLP(BaseEstimator):
         y = y.reshape(-1, 1) if y.ndim == 1 else y  # converted to X's dtype once split (stratified on y as it is)
         self.n_outputs_ = y.shape[1]
         self._random_state = check_random_state(self.random_state)
+        compile_cache.use_default_cache()  # a later run of the same fit loads its programs instead of compiling
         if first_pass:
             self._initialize(y, [X.shape[1], *hidden, self.n_outputs_], X.dtype)
         with _data.precision(self._dtype):

@@ -65,7 +65,6 @@ def step(net, tx, carry, batch, alpha, report):
     return (optax.apply_updates(params, updates), state), report * data + penalty
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
 def dense_epoch(net, tx, params, state, x, y, w, index, mask, alpha, report):
     """Every minibatch of one epoch in a ``lax.scan``: batch ``b`` is rows ``index[b]`` weighted by
     ``w[index[b]] * mask[b]`` (``mask`` is 0 on the padding of the last batch). Returns the new
@@ -76,6 +75,30 @@ def dense_epoch(net, tx, params, state, x, y, w, index, mask, alpha, report):
         return step(net, tx, carry, (x[idx], y[idx], w[idx] * m), alpha, report)
 
     return jax.lax.scan(body, (params, state), (index, mask))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def dense_epochs(net, tx, params, state, x, y, w, index, mask, rates, count, alpha, report):
+    """The first ``count`` of ``K`` epochs in one program: epoch ``e`` runs ``dense_epoch`` on
+    ``index[e]`` (and the padding ``mask``, the same in every epoch) at the learning rate ``rates[e]``.
+
+    ``K`` is fixed by the shapes and ``count`` is data, so that one compiled
+    program runs any number of epochs up to ``K``: a small network's epoch
+    costs less than a call from Python, and the host then pays one call per
+    ``K`` epochs. Returns the new ``(params, state)`` and the ``[K, batches]``
+    losses (0 after epoch ``count``).
+    """
+
+    def epoch(e, carry):
+        params, state, losses = carry
+        rate = rates[e].astype(state.hyperparams["learning_rate"].dtype)
+        state = state._replace(hyperparams={**state.hyperparams, "learning_rate": rate})
+        (params, state), batch_losses = dense_epoch(net, tx, params, state, x, y, w, index[e], mask, alpha, report)
+        return params, state, losses.at[e].set(batch_losses)
+
+    losses = jnp.zeros(index.shape[:2], x.dtype)
+    params, state, losses = jax.lax.fori_loop(0, count, epoch, (params, state, losses))
+    return (params, state), losses
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -23,20 +23,42 @@ import scipy.optimize
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import gen_batches, shuffle
+from sklearn.utils import gen_batches
 
 from fnn.sklearn import _data, _objective
 
 STOCHASTIC = ("sgd", "adam")
 
 
-def _sklearn_sgd(learning_rate, momentum, nesterov):
-    """scikit-learn's SGD: ``v <- momentum v - lr g``, step ``v`` (Nesterov: ``momentum v - lr g``).
+def host_zeros(params):
+    """Zeros shaped like ``params``, made by NumPy: JAX would compile a small program per shape to make them."""
+    return jax.tree.map(lambda p: np.zeros(p.shape, p.dtype), params)
 
-    Scaling by the rate before the momentum trace keeps each velocity at the
-    rate it was taken with, as scikit-learn does when the rate changes.
+
+class SgdState(NamedTuple):
+    velocity: optax.Updates  # v, one per parameter
+
+
+def sklearn_sgd(learning_rate, momentum, nesterov) -> optax.GradientTransformation:
+    """scikit-learn's SGD with momentum::
+
+        v <- momentum v - lr g,   step = v   (Nesterov's: step = momentum v - lr g)
+
+    ``nesterov`` is a number, 1 or 0, rather than a flag, so that both
+    variants run one compiled program. Each velocity keeps the rate it was
+    taken with, as scikit-learn's does when the rate changes.
     """
-    return optax.chain(optax.scale_by_learning_rate(learning_rate), optax.trace(decay=momentum, nesterov=nesterov))
+
+    def init_fn(params):
+        return SgdState(velocity=host_zeros(params))
+
+    def update_fn(updates, state, params=None):
+        velocity = jax.tree.map(lambda g, v: momentum * v - learning_rate * g, updates, state.velocity)
+        steps = jax.tree.map(lambda g, v: jnp.where(nesterov > 0, momentum * v - learning_rate * g, v),
+                             updates, velocity)
+        return steps, SgdState(velocity=velocity)
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 class AdamState(NamedTuple):
@@ -58,8 +80,8 @@ def sklearn_adam(learning_rate, b1, b2, eps) -> optax.GradientTransformation:
     """
 
     def init_fn(params):
-        zeros = optax.tree_utils.tree_zeros_like(params)
-        return AdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros)
+        zeros = host_zeros(params)
+        return AdamState(count=np.zeros([], np.int32), mu=zeros, nu=zeros)
 
     def update_fn(updates, state, params=None):
         mu = optax.tree_utils.tree_update_moment(updates, state.mu, b1, 1)
@@ -72,16 +94,15 @@ def sklearn_adam(learning_rate, b1, b2, eps) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@functools.lru_cache(maxsize=32)
-def transform(solver: str, nesterov: bool) -> optax.GradientTransformation:
+@functools.lru_cache(maxsize=None)
+def transform(solver: str) -> optax.GradientTransformation:
     """The optax transform of ``solver``, its learning rate (and other settings) in its state.
 
-    One object per configuration, so that a compiled epoch is reused by every
-    fit that runs the same network and solver.
+    One object per solver, so that a compiled epoch is reused by every fit
+    that runs the same network and solver, whatever its settings.
     """
     if solver == "sgd":
-        return optax.inject_hyperparams(_sklearn_sgd, static_args=("nesterov",))(
-            learning_rate=0.1, momentum=0.9, nesterov=nesterov)
+        return optax.inject_hyperparams(sklearn_sgd)(learning_rate=0.1, momentum=0.9, nesterov=1.0)
     return optax.inject_hyperparams(sklearn_adam)(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8)
 
 
@@ -96,29 +117,38 @@ class Optimizer:
 
     def __init__(self, est, params):
         self.solver = est.solver
-        self.nesterov = bool(est.nesterovs_momentum)
         self.learning_rate_init = float(est.learning_rate_init)
         self.learning_rate = float(est.learning_rate_init)
         self.lr_schedule = est.learning_rate if self.solver == "sgd" else "constant"
         self.power_t = float(est.power_t)
         self.state = self.tx.init(params)
-        settings = {"momentum": est.momentum} if self.solver == "sgd" else {
+        settings = {"momentum": est.momentum, "nesterov": float(bool(est.nesterovs_momentum))} if self.solver == "sgd" else {
             "b1": est.beta_1, "b2": est.beta_2, "eps": est.epsilon}
         for name, value in settings.items():
             self.state.hyperparams[name] = jnp.asarray(value, self.state.hyperparams[name].dtype)
 
     @property
     def tx(self):
-        return transform(self.solver, self.nesterov)
+        return transform(self.solver)
 
     def state_for(self, dtype):
         """The optax state with the current learning rate, in the params' dtype."""
         self.state.hyperparams["learning_rate"] = jnp.asarray(self.learning_rate, dtype)
         return self.state
 
-    def iteration_ends(self, time_step: int) -> None:
+    def rates(self, count: int, time_step: int, n: int) -> list[float]:
+        """The learning rates of the next ``count`` epochs of ``n`` rows, the first of which starts after
+        ``time_step`` rows, as ``iteration_ends`` will set them (the adaptive rule changes a rate only on
+        an event that ends a chunk of epochs)."""
+        return [self.learning_rate] + [self.scheduled(time_step + e * n) for e in range(1, count)]
+
+    def scheduled(self, time_step: int) -> float:
         if self.lr_schedule == "invscaling":
-            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+            return float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+        return self.learning_rate
+
+    def iteration_ends(self, time_step: int) -> None:
+        self.learning_rate = self.scheduled(time_step)
 
     def trigger_stopping(self, msg: str, verbose) -> bool:
         if self.lr_schedule != "adaptive":
@@ -138,8 +168,17 @@ class Optimizer:
         return {**self.__dict__, "state": jax.tree.map(np.asarray, self.state)}
 
 
+CHUNK_INDICES = 1 << 16  # row indices per chunk of epochs: a chunk holds at most MAX_CHUNK epochs of these
+MAX_CHUNK = 32
+
+
 class Epochs:
-    """The minibatches of one training set: dense rows gathered on the device, sparse ones densified per batch."""
+    """The minibatches of one training set: dense rows gathered on the device, sparse ones densified per batch.
+
+    A dense set runs ``chunk`` epochs per call of one compiled program
+    (``_objective.dense_epochs``), the number of rows permitting: on a small
+    set an epoch costs less than a call from Python.
+    """
 
     def __init__(self, X, y, w, batch_size: int, dtype):
         self.n, self.batch, self.dtype = X.shape[0], batch_size, dtype
@@ -148,33 +187,48 @@ class Epochs:
         self.sparse = sp.issparse(X)
         if self.sparse:
             self.X, self.y, self.w = X, y, w
+            self.chunk = 1
         else:
             self.X, self.y, self.w = (jnp.asarray(a, dtype) for a in (X, y, w))
+            shape = (len(self.slices), self.batch)
+            self.chunk = int(np.clip(CHUNK_INDICES // (shape[0] * shape[1]), 1, MAX_CHUNK))
+            # row i of an epoch's order goes to batch i // batch, slot i % batch; the last batch is padded
+            self.mask = (np.arange(shape[1]) < self.sizes[:, None]).astype(dtype)
 
-    def run(self, net, opt: Optimizer, params, order: np.ndarray, alpha, report):
-        """One epoch over the rows in ``order``: the new params and the mean of the batch losses
-        weighted by batch size (scikit-learn's ``loss_``)."""
-        slices, sizes = self.slices, self.sizes
-        state = opt.state_for(self.dtype)
+    def run(self, net, opt: Optimizer, params, orders: list, rates: list, alpha, report):
+        """One epoch over the rows of each of ``orders`` (at most ``chunk``), at the learning rates ``rates``:
+        the new params and each epoch's mean of the batch losses weighted by batch size (scikit-learn's
+        ``loss_``)."""
         alpha, report = jnp.asarray(alpha, self.dtype), jnp.asarray(report, self.dtype)
         if self.sparse:
             losses = []
-            for s in slices:
-                rows = order[s]
-                blocks = (_data.dense_rows(self.X, rows).astype(self.dtype, copy=False), self.y[rows], self.w[rows])
-                (params, state), loss = _objective.batch_step(
-                    net, opt.tx, params, state, *(_data.padded(b, self.batch) for b in blocks), alpha, report)
+            for order, rate in zip(orders, rates):
+                opt.learning_rate = rate
+                params, loss = self._sparse_epoch(net, opt, params, order, alpha, report)
                 losses.append(loss)
-        else:
-            index = np.zeros((len(slices), self.batch), np.int32)
-            mask = np.zeros((len(slices), self.batch), self.dtype)
-            for b, s in enumerate(slices):
-                index[b, : sizes[b]] = order[s]
-                mask[b, : sizes[b]] = 1
-            (params, state), losses = _objective.dense_epoch(
-                net, opt.tx, params, state, self.X, self.y, self.w, index, mask, alpha, report)
+            return params, losses
+        index = np.zeros((self.chunk, *self.mask.shape), np.int32)
+        flat = index.reshape(self.chunk, -1)
+        for e, order in enumerate(orders):
+            flat[e, : self.n] = order  # batches are consecutive slices of the order, padded at the end
+        epoch_rates = np.zeros(self.chunk, self.dtype)
+        epoch_rates[: len(orders)] = rates
+        (params, opt.state), losses = _objective.dense_epochs(
+            net, opt.tx, params, opt.state, self.X, self.y, self.w, index, self.mask, epoch_rates,
+            np.int32(len(orders)), alpha, report)
+        per_batch = np.asarray(losses, np.float64)[: len(orders)]
+        return params, list(per_batch @ self.sizes / self.n)
+
+    def _sparse_epoch(self, net, opt, params, order, alpha, report):
+        state, losses = opt.state_for(self.dtype), []
+        for s in self.slices:
+            rows = order[s]
+            blocks = (_data.dense_rows(self.X, rows).astype(self.dtype, copy=False), self.y[rows], self.w[rows])
+            (params, state), loss = _objective.batch_step(
+                net, opt.tx, params, state, *(_data.padded(b, self.batch) for b in blocks), alpha, report)
+            losses.append(loss)
         opt.state = state
-        return params, float(np.dot(np.asarray(losses, np.float64), sizes) / self.n)
+        return params, float(np.dot(np.asarray(losses, np.float64), self.sizes) / self.n)
 
 
 def validation_split(est, X, y, w):
@@ -189,7 +243,15 @@ def validation_split(est, X, y, w):
 
 
 def fit_stochastic(est, net, params, X, y, w, incremental: bool):
-    """``_fit_stochastic`` of scikit-learn: epochs of minibatch steps with its stopping rules."""
+    """``_fit_stochastic`` of scikit-learn: epochs of minibatch steps with its stopping rules.
+
+    Epochs run in chunks (``Epochs.chunk``), and scikit-learn's rules are then
+    applied to each epoch's loss in turn. When a rule ends training, or the
+    adaptive schedule lowers the rate, inside a chunk, the chunk runs again from
+    its start up to that epoch: the same shuffles, the same program, the same
+    bits. With early stopping (which scores the params of every epoch) and in
+    ``partial_fit``, a chunk is one epoch.
+    """
     if not incremental or not hasattr(est, "_optimizer"):
         est._optimizer = Optimizer(est, params)
     if est.early_stopping and incremental:
@@ -212,36 +274,81 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
     best = est._best_params() if validation else None
     try:
         est.n_iter_ = 0
-        for _ in range(est.max_iter):
-            if est.shuffle:
-                order = shuffle(order, random_state=est._random_state)
-            params, est.loss_ = epochs.run(net, est._optimizer, params, order, est.alpha, est._loss_report())
-            est.n_iter_ += 1
-            est.t_ += n
-            est.loss_curve_.append(est.loss_)
-            if est.verbose:
-                print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
-            if update_no_improvement_count(est, net, params, validation):
-                best = params
-            est._optimizer.iteration_ends(est.t_)
-            if est._no_improvement_count > est.n_iter_no_change:
-                watched = "Validation score" if validation else "Training loss"
-                msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-                    watched, est.tol, est.n_iter_no_change)
-                if est._optimizer.trigger_stopping(msg, est.verbose):
+        event = None
+        while event != "stop" and est.n_iter_ < est.max_iter:
+            count = 1 if incremental or validation else min(epochs.chunk, est.max_iter - est.n_iter_)
+            start = (params, est._optimizer.state, est._random_state.get_state(), order)
+            orders = shuffled(est, order, count)
+            rates = est._optimizer.rates(count, est.t_, n)
+            params, losses = epochs.run(net, est._optimizer, params, orders, rates, est.alpha, est._loss_report())
+            order = orders[-1]
+            for done, est.loss_ in enumerate(losses, 1):
+                event, is_best = end_epoch(est, net, params, n, validation, incremental)
+                best = params if is_best else best
+                if event:
                     break
-                est._no_improvement_count = 0
-            if incremental:
-                break
-            if est.n_iter_ == est.max_iter:
-                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
-                              "converged yet." % est.max_iter, ConvergenceWarning)
+            if done < count:  # the rules changed course inside the chunk: its params up to there
+                params, est._optimizer.state, rng, order = start
+                est._random_state.set_state(rng)
+                orders = shuffled(est, order, done)
+                params, _ = epochs.run(net, est._optimizer, params, orders, rates[:done], est.alpha,
+                                       est._loss_report())
+                order = orders[-1]
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
     if validation:
         est._set_best(best)
         return best
     return params
+
+
+def shuffled(est, order: np.ndarray, count: int) -> list[np.ndarray]:
+    """The row orders of the next ``count`` epochs: each a shuffle of the one before (unless ``shuffle=False``),
+    drawn from the estimator's ``RandomState`` as scikit-learn draws them.
+
+    ``sklearn.utils.shuffle(order, random_state=rs)`` is ``order[p]`` with ``p``
+    the permutation ``rs.shuffle(arange(n))``; drawn here directly, without its
+    checks of the input, which cost more than a small network's epoch.
+    """
+    orders = []
+    for _ in range(count):
+        if est.shuffle:
+            permutation = np.arange(order.shape[0])
+            est._random_state.shuffle(permutation)
+            order = order[permutation]
+        orders.append(order)
+    return orders
+
+
+def end_epoch(est, net, params, n: int, validation, incremental: bool) -> tuple[str | None, bool]:
+    """scikit-learn's bookkeeping after an epoch whose loss is ``est.loss_``, in its order.
+
+    Returns ``(event, is_best)``: ``event`` is ``"stop"`` when training stops
+    here, ``"rate"`` when the adaptive schedule lowered the learning rate, else
+    ``None``; ``is_best`` when ``params`` score best on validation so far.
+    """
+    est.n_iter_ += 1
+    est.t_ += n
+    est.loss_curve_.append(est.loss_)
+    if est.verbose:
+        print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+    is_best = update_no_improvement_count(est, net, params, validation)
+    est._optimizer.iteration_ends(est.t_)
+    event = None
+    if est._no_improvement_count > est.n_iter_no_change:
+        watched = "Validation score" if validation else "Training loss"
+        msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+            watched, est.tol, est.n_iter_no_change)
+        if est._optimizer.trigger_stopping(msg, est.verbose):
+            return "stop", is_best
+        est._no_improvement_count = 0
+        event = "rate"
+    if incremental:
+        return "stop", is_best
+    if est.n_iter_ == est.max_iter:
+        warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
+                      "converged yet." % est.max_iter, ConvergenceWarning)
+    return event, is_best
 
 
 def update_no_improvement_count(est, net, params, validation) -> bool:

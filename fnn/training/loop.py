@@ -40,7 +40,7 @@ from fnn.core import validation as checks
 from fnn.core.forward import compiled_loss, compiled_predict
 from fnn.core.protocol import Network
 from fnn.optim import registry as optimizers
-from fnn.scale import distributed, memory
+from fnn.scale import compile_cache, distributed, memory
 from fnn.scale import precision as precisions
 from fnn.scale import throughput
 from fnn.training import callbacks as cbs
@@ -433,6 +433,7 @@ def fit(
     if patience is not None and validation is None:
         raise ValueError("patience (early stopping) needs validation data")
     key = _as_key(key)
+    compile_cache.use_default_cache()  # a later run of the same fit loads its programs instead of compiling
     tx, name, default_batch = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
                                          weight_decay=weight_decay, clip_norm=clip_norm)
     batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
