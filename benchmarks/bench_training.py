@@ -51,6 +51,16 @@ beside it:
 
     python benchmarks/bench_training.py --estimators --repeats 5
 
+``--cold-start`` runs only the cold-start comparison (``fnn.bench.cold_start``):
+scikit-learn's example ``plot_mlp_training_curves.py`` (28 fits) with
+``fnn.sklearn.MLPClassifier`` and with scikit-learn's, each in a fresh process
+(fnn's first run with an empty compile cache, its second with a filled one),
+the first fit of a new process, and ``import fnn`` against ``import jax``, in a
+fresh random order every round. It writes --out (default
+results/cold_start_<backend>/cold_start.json) and a markdown table beside it:
+
+    python benchmarks/bench_training.py --cold-start --repeats 5
+
 ``--steps`` runs only the comparison of one compiled optimizer step per method
 (``fnn.bench.steps``): the step of ``fnn.fit``'s epoch (hand-written backprop,
 ``tx.update``, apply; full batch) of adam, levenberg_marquardt (on the mse net
@@ -313,6 +323,24 @@ def _summary(runs):
     return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
+def compare_cold_start(args) -> None:
+    """``fnn.bench.cold_start``: the workload, the first fit and the import, in fresh processes."""
+    from fnn.bench import cold_start
+
+    result = cold_start.measure(rounds=args.repeats, seed=args.seed or 0)
+    result["ratios"] = cold_start.ratios(result)
+    result["phases"] = cold_start.measure_phases(rounds=3, seed=args.seed or 0)
+    result["machine"] = machine.describe(jax.devices()[0])
+    result["command"] = " ".join(sys.argv)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=1)
+    table = cold_start.markdown(result, result["machine"])
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
+        fh.write(table)
+    print(table)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -330,8 +358,14 @@ def main(argv=None):
     ap.add_argument("--steps", action="store_true",
                     help="run only the comparison of one compiled optimizer step per method, in gradients")
     ap.add_argument("--tiny", action="store_true", help="--steps: tiny nets on 64 examples (a smoke test)")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="run only the cold-start comparison with scikit-learn, each contender in a fresh process")
     args = ap.parse_args(argv)
     results_dir = os.path.join(os.path.dirname(__file__), "results")
+    if args.cold_start:
+        args.out = args.out or os.path.join(results_dir, f"cold_start_{jax.default_backend()}", "cold_start.json")
+        compare_cold_start(args)
+        return
     if args.steps:
         args.out = args.out or os.path.join(results_dir, f"steps_{jax.default_backend()}", "steps.json")
         compare_steps(args)

@@ -361,3 +361,17 @@ def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
     table = (tmp_path / "steps.md").read_text()
     assert table.startswith("Machine: ") and "| hessian_free |" in table and "not run: needs loss='mse'" in table
     assert (tmp_path / "steps.png").stat().st_size > 0
+
+
+def test_cold_start_ratios_are_paired_and_its_children_report(tmp_path):
+    from fnn.bench import cold_start
+
+    seconds = {name: [1.0, 2.0] for name in cold_start.contenders(str(tmp_path))}
+    seconds["workload fnn first run"] = [3.0, 2.0]
+    seconds["import fnn"] = [1.5, 2.1]
+    ratios = cold_start.ratios({"seconds": seconds})
+    assert ratios["workload first run / sklearn"] == 2.0  # the median of 3/1 and 2/2
+    assert ratios["workload second run / sklearn"] == 1.0
+    assert math.isclose(ratios["import fnn - import jax (s)"], 0.3)
+    wall, took = cold_start.run_child("import", "fnn", None)
+    assert 0 < took < wall
