@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -107,7 +108,7 @@ def _script(**env):
     r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=_environment(**env),
                        timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
+    return r.stdout + r.stderr
 
 
 def test_a_scripts_second_run_compiles_nothing(tmp_path):
@@ -121,6 +122,7 @@ def test_a_scripts_second_run_compiles_nothing(tmp_path):
     assert "PERSISTENT COMPILATION CACHE MISS" not in second and "Writing" not in second
 
 
+@pytest.mark.slow
 def test_the_cache_is_off_when_asked_and_where_jax_was_told(tmp_path):
     off = _script(XDG_CACHE_HOME=str(tmp_path), FNN_COMPILE_CACHE="0")
     assert "cache in use: None" in off and not (tmp_path / "fnn").exists()
@@ -150,3 +152,21 @@ def test_a_bad_size_limit_is_an_error_naming_the_variable(monkeypatch, size):
         fnn.enable_compile_cache("/tmp/never-made")
     with pytest.raises(ValueError, match="max_size_mb must be a positive number"):
         fnn.enable_compile_cache("/tmp/never-made", max_size_mb=0)
+
+
+def test_programs_stored_without_a_bound_are_dated_for_the_bounded_cache(tmp_path):
+    """A bounded cache reads every entry's last-use time before it writes: entries an unbounded cache left
+    without one get their file's time, and writing works again (JAX warns and saves nothing otherwise)."""
+    (tmp_path / "old-key-cache").write_bytes(b"program")
+    os.utime(tmp_path / "old-key-cache", ns=(0, 123_456_789))
+    compile_cache.date_unbounded_entries(str(tmp_path))
+    assert int.from_bytes((tmp_path / "old-key-atime").read_bytes(), "little") == 123_456_789
+    (tmp_path / "other-key-cache").write_bytes(b"program")  # dated by enable_compile_cache
+    try:
+        fnn.enable_compile_cache(tmp_path, max_size_mb=64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            jax.jit(lambda a: a * 1.2345 - 0.678)(np.ones(7, np.float32)).block_until_ready()
+    finally:
+        compile_cache.disable_compile_cache()
+    assert len(list(tmp_path.glob("*-cache"))) == 3 and len(list(tmp_path.glob("*-atime"))) == 3

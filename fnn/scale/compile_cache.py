@@ -77,6 +77,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None, max_size_mb: flo
     size = int((max_size_mb if max_size_mb is not None else size_limit_mb()) * 2**20)
     path = os.path.abspath(os.fspath(path) if path is not None else default_dir())
     os.makedirs(path, exist_ok=True)
+    date_unbounded_entries(path)
     if jax.config.jax_compilation_cache_dir != path or jax.config.jax_compilation_cache_max_size != size:
         compilation_cache.reset_cache()  # JAX opens its cache once per process: let it open this one
     jax.config.update("jax_compilation_cache_dir", path)
@@ -85,6 +86,24 @@ def enable_compile_cache(path: str | os.PathLike | None = None, max_size_mb: flo
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # cache small programs too
     _declined.clear()
     return path
+
+
+def date_unbounded_entries(path: str) -> None:
+    """Give each program stored without a size bound the last-use time that a bounded cache keeps beside it.
+
+    A cache that JAX filled with no bound (``jax_compilation_cache_max_size``
+    -1, as fnn did before it bounded the cache) has ``<key>-cache`` files and no
+    ``<key>-atime``; a bounded cache reads the times of all its entries before
+    it writes, and fails at the first one missing. Each missing time is the
+    file's modification time, in JAX's format: nanoseconds, 8 bytes little-endian.
+    """
+    for name in os.listdir(path):
+        if name.endswith("-cache"):
+            atime = os.path.join(path, name[: -len("-cache")] + "-atime")
+            if not os.path.exists(atime):
+                stamp = os.stat(os.path.join(path, name)).st_mtime_ns
+                with open(atime, "wb") as fh:
+                    fh.write(stamp.to_bytes(8, "little"))
 
 
 def disable_compile_cache() -> None:
