@@ -122,8 +122,10 @@ class Optimizer:
         self.lr_schedule = est.learning_rate if self.solver == "sgd" else "constant"
         self.power_t = float(est.power_t)
         self.state = self.tx.init(params)
-        settings = {"momentum": est.momentum, "nesterov": float(bool(est.nesterovs_momentum))} if self.solver == "sgd" else {
-            "b1": est.beta_1, "b2": est.beta_2, "eps": est.epsilon}
+        if self.solver == "sgd":
+            settings = {"momentum": est.momentum, "nesterov": float(bool(est.nesterovs_momentum))}
+        else:
+            settings = {"b1": est.beta_1, "b2": est.beta_2, "eps": est.epsilon}
         for name, value in settings.items():
             self.state.hyperparams[name] = jnp.asarray(value, self.state.hyperparams[name].dtype)
 
