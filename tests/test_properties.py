@@ -18,6 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from helpers import QUICK_COMPILE, chain_params, host_targets, networks, worst_rel_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,9 +33,8 @@ def _both(net, params, x, y):
     return backprop_core(net, params, x, y), jax.value_and_grad(loss_core, argnums=1)(net, params, x, y)
 
 
-@settings(max_examples=200, deadline=None)
-@given(networks(), st.integers(1, 8), st.integers(0, 2**31 - 1))
-def test_backprop_equals_autodiff_on_random_networks(net_and_scale, batch, seed):
+def _errors(net_and_scale, batch, seed) -> tuple[float, float]:
+    """The relative errors of backprop's loss and gradient against ``jax.value_and_grad``'s."""
     net, scale = net_and_scale
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
@@ -43,5 +43,31 @@ def test_backprop_equals_autodiff_on_random_networks(net_and_scale, batch, seed)
         x, y = validation.prepare(net, params, x, y)
         (loss_bp, g_bp), (loss_ad, g_ad) = _both(net, params, x, y)
         assert jax.tree_util.tree_structure(g_bp) == jax.tree_util.tree_structure(params)
-        assert abs(float(loss_bp) - float(loss_ad)) <= 1e-13 * max(1.0, abs(float(loss_ad)))
-        assert worst_rel_error(g_bp, g_ad, loss_bp) <= 1e-12
+        loss_error = abs(float(loss_bp) - float(loss_ad)) / max(1.0, abs(float(loss_ad)))
+        return loss_error, worst_rel_error(g_bp, g_ad, loss_bp)
+
+
+EXAMPLE = (networks(), st.integers(1, 8), st.integers(0, 2**31 - 1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(*EXAMPLE)
+def test_backprop_equals_autodiff_on_random_networks(net_and_scale, batch, seed):
+    loss_error, gradient_error = _errors(net_and_scale, batch, seed)
+    assert loss_error <= 1e-13 and gradient_error <= 1e-12
+
+
+@pytest.mark.slow
+def test_the_worst_errors_over_many_random_networks(capsys):
+    """``pytest -m slow -s tests/test_properties.py -k worst``: 500 networks, the worst errors printed."""
+    worst = [0.0, 0.0]
+
+    @settings(max_examples=500, deadline=None, database=None)
+    @given(*EXAMPLE)
+    def one(net_and_scale, batch, seed):
+        worst[:] = map(max, worst, _errors(net_and_scale, batch, seed))
+
+    one()
+    with capsys.disabled():
+        print(f"\nworst rel error over 500 random networks: loss {worst[0]:.2e}, gradient {worst[1]:.2e}")
+    assert worst[0] <= 1e-13 and worst[1] <= 1e-12
