@@ -101,6 +101,8 @@ net = fnn.MLP((3, 9, 2), activation="tanh", output="identity", loss="mse")
 fnn.fit(net, fnn.init(jax.random.key(0), net), (x.astype("float32"), x[:, :2].astype("float32")), epochs=2,
         batch_size=20, key=jax.random.key(1))
 print("cache in use:", jax.config.jax_compilation_cache_dir)
+from fnn.scale import traced_cache
+print("traced programs:", traced_cache.counts())
 """
 
 
@@ -115,10 +117,13 @@ def test_a_scripts_second_run_compiles_nothing(tmp_path):
     first = _script(XDG_CACHE_HOME=str(tmp_path))
     default = tmp_path / "fnn" / "xla"
     assert f"cache in use: {default}" in first
-    assert "Writing jit_dense_epochs to persistent compilation cache" in first
+    assert "Writing jit_call to persistent compilation cache" in first  # the estimator's exported programs
     assert "Writing jit_epoch_fn to persistent compilation cache" in first
+    assert "traced programs: {'exported': 2, 'loaded': 0}" in first  # its epochs and its predictions
+    assert len(list((default / "fnn-traced").glob("*.exported"))) == 2
     second = _script(XDG_CACHE_HOME=str(tmp_path))
-    assert "Persistent compilation cache hit for 'jit_dense_epochs'" in second
+    assert "Persistent compilation cache hit for 'jit_call'" in second
+    assert "traced programs: {'exported': 0, 'loaded': 2}" in second  # neither traced nor lowered again
     assert "PERSISTENT COMPILATION CACHE MISS" not in second and "Writing" not in second
 
 

@@ -21,6 +21,10 @@ bounded: beyond ``$FNN_CACHE_MAX_MB`` (default 1024) megabytes, the programs
 used least recently are removed. Small programs are cached too: JAX's own
 thresholds, which skip programs that compile in under a second, would skip
 exactly the ones fnn builds.
+
+On a hit JAX still traces and lowers the function to compute the key; the
+estimators' programs skip that too, kept beside the compiled ones by
+``fnn.scale.traced_cache``.
 """
 
 from __future__ import annotations

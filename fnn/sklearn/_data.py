@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from fnn.scale import traced_cache
 from fnn.sklearn import _objective
 
 CHUNK = 2048  # rows per block of a full-batch pass or a prediction
@@ -68,5 +69,6 @@ def predict(net, params, X, dtype) -> np.ndarray:
     out = []
     for start in range(0, n, size):
         block = dense_rows(X, slice(start, start + size)).astype(dtype, copy=False)
-        out.append(np.asarray(_objective.predict(net, params, padded(block, size)))[: len(block)])
+        yhat = traced_cache.call(_objective.predict, (net,), repr(net), params, padded(block, size))
+        out.append(np.asarray(yhat)[: len(block)])
     return np.concatenate(out) if out else np.zeros((0, net.n_out), dtype)

@@ -25,6 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import gen_batches
 
+from fnn.scale import traced_cache
 from fnn.sklearn import _data, _objective
 
 STOCHASTIC = ("sgd", "adam")
@@ -106,6 +107,14 @@ def transform(solver: str) -> optax.GradientTransformation:
     return optax.inject_hyperparams(sklearn_adam)(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8)
 
 
+# the optimizer's states in the structure of a traced program kept on disk (fnn.scale.traced_cache)
+for _cls in (SgdState, AdamState, optax.InjectStatefulHyperparamsState) if traced_cache.can_serialise() else ():
+    try:
+        jax.export.register_namedtuple_serialization(_cls, serialized_name=f"{_cls.__module__}.{_cls.__name__}")
+    except ValueError:  # already registered (by optax, say)
+        pass
+
+
 class Optimizer:
     """The optimizer of a stochastic fit: scikit-learn's ``_optimizer``, holding fnn's optax state.
 
@@ -126,8 +135,8 @@ class Optimizer:
             settings = {"momentum": est.momentum, "nesterov": float(bool(est.nesterovs_momentum))}
         else:
             settings = {"b1": est.beta_1, "b2": est.beta_2, "eps": est.epsilon}
-        for name, value in settings.items():
-            self.state.hyperparams[name] = jnp.asarray(value, self.state.hyperparams[name].dtype)
+        for name, value in settings.items():  # NumPy's: JAX would compile a small program per conversion
+            self.state.hyperparams[name] = np.asarray(value, self.state.hyperparams[name].dtype)
 
     @property
     def tx(self):
@@ -135,7 +144,7 @@ class Optimizer:
 
     def state_for(self, dtype):
         """The optax state with the current learning rate, in the params' dtype."""
-        self.state.hyperparams["learning_rate"] = jnp.asarray(self.learning_rate, dtype)
+        self.state.hyperparams["learning_rate"] = np.asarray(self.learning_rate, dtype)
         return self.state
 
     def rates(self, count: int, time_step: int, n: int) -> list[float]:
@@ -201,7 +210,7 @@ class Epochs:
         """One epoch over the rows of each of ``orders`` (at most ``chunk``), at the learning rates ``rates``:
         the new params and each epoch's mean of the batch losses weighted by batch size (scikit-learn's
         ``loss_``)."""
-        alpha, report = jnp.asarray(alpha, self.dtype), jnp.asarray(report, self.dtype)
+        alpha, report = np.asarray(alpha, self.dtype), np.asarray(report, self.dtype)
         if self.sparse:
             losses = []
             for order, rate in zip(orders, rates):
@@ -215,9 +224,9 @@ class Epochs:
             flat[e, : self.n] = order  # batches are consecutive slices of the order, padded at the end
         epoch_rates = np.zeros(self.chunk, self.dtype)
         epoch_rates[: len(orders)] = rates
-        (params, opt.state), losses = _objective.dense_epochs(
-            net, opt.tx, params, opt.state, self.X, self.y, self.w, index, self.mask, epoch_rates,
-            np.int32(len(orders)), alpha, report)
+        (params, opt.state), losses = traced_cache.call(
+            _objective.dense_epochs, (net, opt.tx), f"{net!r}, transform({opt.solver!r})", params, opt.state, self.X,
+            self.y, self.w, index, self.mask, epoch_rates, np.int32(len(orders)), alpha, report)
         per_batch = np.asarray(losses, np.float64)[: len(orders)]
         return params, list(per_batch @ self.sizes / self.n)
 
