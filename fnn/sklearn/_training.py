@@ -130,7 +130,10 @@ class Optimizer:
         self.learning_rate = float(est.learning_rate_init)
         self.lr_schedule = est.learning_rate if self.solver == "sgd" else "constant"
         self.power_t = float(est.power_t)
-        self.state = self.tx.init(params)
+        # optax's init makes its scalars with JAX, a small program each; every leaf of the state starts at 0
+        # (the step counts, the moments, the velocity) or is set here (the settings) and before each epoch
+        # (the rate): NumPy's zeros in the state's structure, which eval_shape traces without compiling
+        self.state = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), jax.eval_shape(self.tx.init, params))
         if self.solver == "sgd":
             settings = {"momentum": est.momentum, "nesterov": float(bool(est.nesterovs_momentum))}
         else:
