@@ -120,6 +120,21 @@ def test_a_damaged_file_is_exported_again_with_a_warning(cache_dir, monkeypatch)
     assert traced_cache.counts()["exported"] == 2 and path.read_bytes() != b"not a program"
 
 
+def test_a_read_only_cache_is_read_all_the_same(cache_dir, monkeypatch):
+    x, pair = _args()
+    traced_cache.call(affine, (2.0,), "2.0", x, pair)
+    monkeypatch.setattr(traced_cache, "_programs", {})
+
+    def refused(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(traced_cache.os, "utime", refused)  # its last use cannot be recorded
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same(traced_cache.call(affine, (2.0,), "2.0", x, pair), affine(2.0, x, pair))
+    assert traced_cache.counts() == {"exported": 1, "loaded": 1}
+
+
 def test_a_function_that_cannot_be_exported_runs_as_it_is(cache_dir):
     @functools.partial(jax.jit, static_argnums=0)
     def with_callback(scale, x):

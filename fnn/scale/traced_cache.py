@@ -30,6 +30,7 @@ failure: the call then runs ``fun`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -127,13 +128,14 @@ def source_digest() -> str:
 
 
 def _load_or_export(folder: str, key: str, fun, static: tuple, args: tuple):
-    """The jitted program of ``key``: read from ``folder``, or exported and written there; ``None`` when
+    """The compiled program of ``key``: read from ``folder``, or exported and written there; ``None`` when
     neither can be done."""
     path = os.path.join(folder, key + SUFFIX)
     try:
         with open(path, "rb") as fh:
             exported = jax.export.deserialize(bytearray(fh.read()))
-        os.utime(path)  # its last use, for the bound
+        with contextlib.suppress(OSError):  # a read-only cache is read all the same
+            os.utime(path)  # its last use, for the bound
         _counts["loaded"] += 1
         return compiled(exported, args)
     except FileNotFoundError:
