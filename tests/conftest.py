@@ -12,8 +12,9 @@ instruction set and on AVX2's.
 import os
 
 import pytest
+from helpers import QUICK_COMPILE
 
-QUICK_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+QUICK_XLA_FLAGS = tuple(f"--{name}={str(value).lower()}" for name, value in QUICK_COMPILE.items())
 
 if os.environ.get("FNN_TEST_XLA_DEFAULTS") != "1":  # before any backend starts, and inherited by the workers
     _flags = os.environ.get("XLA_FLAGS", "").split()

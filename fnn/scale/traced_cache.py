@@ -12,8 +12,8 @@ function jitted with its first ``len(static)`` arguments static. The first
 time a process meets a key, it loads the program that ``jax.export`` wrote
 for that key (StableHLO and its input and output structure, serialised
 without pickle), or exports it and writes it. It then calls the program
-through ``jax.jit``, whose compile is the compile cache's hit. The key holds
-what the trace depends on:
+compiled ahead of time by ``jax.jit``, whose compile is the compile cache's
+hit. The key holds what the trace depends on:
 
 * ``fun``'s module and name, and ``static_key``: a text that names the static
   arguments completely (a network's ``repr``);
@@ -49,7 +49,7 @@ FOLDER = "fnn-traced"
 SUFFIX = ".exported"
 SHARE_OF_CACHE = 1 / 16  # of the compile cache's bound
 
-_programs: dict[str, Callable] = {}  # key -> the loaded program, jitted, in this process
+_programs: dict[str, Callable] = {}  # key -> its compiled program (or the function itself), in this process
 _counts = {"exported": 0, "loaded": 0}
 _warned = []
 
@@ -85,6 +85,14 @@ def can_serialise() -> bool:
     """Whether ``jax.export`` here serialises programs and their NamedTuple inputs."""
     return importlib.util.find_spec("flatbuffers") is not None and hasattr(
         jax.export, "register_namedtuple_serialization")
+
+
+def register_namedtuples(*classes) -> None:
+    """Let ``jax.export`` serialise these NamedTuple classes in a program's inputs and outputs (an optimizer's
+    state), each under its module and name; nothing where it cannot serialise, or a class is registered."""
+    for cls in classes if can_serialise() else ():
+        with contextlib.suppress(ValueError):  # registered already (by its library, say)
+            jax.export.register_namedtuple_serialization(cls, serialized_name=f"{cls.__module__}.{cls.__name__}")
 
 
 def program_key(fun, static_key: str, args: tuple) -> str:
@@ -131,30 +139,48 @@ def _load_or_export(folder: str, key: str, fun, static: tuple, args: tuple):
     """The compiled program of ``key``: read from ``folder``, or exported and written there; ``None`` when
     neither can be done."""
     path = os.path.join(folder, key + SUFFIX)
+    exported = _read(path)
+    if exported is not None:
+        _counts["loaded"] += 1
+    else:
+        exported = _export_and_write(path, fun, static, args)
+        if exported is None:
+            return None
+    return compiled(exported, args)
+
+
+def _read(path: str):
+    """The exported program stored at ``path``; ``None`` when there is none, or it cannot be read."""
     try:
         with open(path, "rb") as fh:
             exported = jax.export.deserialize(bytearray(fh.read()))
-        with contextlib.suppress(OSError):  # a read-only cache is read all the same
-            os.utime(path)  # its last use, for the bound
-        _counts["loaded"] += 1
-        return compiled(exported, args)
     except FileNotFoundError:
-        pass
+        return None
     except Exception as err:  # noqa: BLE001 - a damaged or foreign file: export it again
         _warn(f"could not read the traced program {path} ({err}); tracing it again")
+        return None
+    with contextlib.suppress(OSError):  # a read-only cache is read all the same
+        os.utime(path)  # its last use, for the bound
+    return exported
+
+
+def _export_and_write(path: str, fun, static: tuple, args: tuple):
+    """``fun``'s program at ``args``, exported and written to ``path`` (a warning where it cannot be
+    written); ``None`` where it cannot be exported."""
     try:
         exported = jax.export.export(fun)(*static, *args)
         data = exported.serialize()
     except Exception as err:  # noqa: BLE001 - not exportable: the call runs the function itself
         _warn(f"{fun.__qualname__} could not be exported ({type(err).__name__}: {err}); it is traced every run")
         return None
+    folder = os.path.dirname(path)
     try:
         write_atomically(path, data)
         evict(folder, compile_cache.size_limit_mb() * SHARE_OF_CACHE * 2**20)
         _counts["exported"] += 1
     except OSError as err:
         _warn(f"could not write the traced program to {folder} ({err})")
-    return compiled(exported, args)
+    return exported
 
 
 def compiled(exported, args: tuple):

@@ -107,12 +107,8 @@ def transform(solver: str) -> optax.GradientTransformation:
     return optax.inject_hyperparams(sklearn_adam)(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8)
 
 
-# the optimizer's states in the structure of a traced program kept on disk (fnn.scale.traced_cache)
-for _cls in (SgdState, AdamState, optax.InjectStatefulHyperparamsState) if traced_cache.can_serialise() else ():
-    try:
-        jax.export.register_namedtuple_serialization(_cls, serialized_name=f"{_cls.__module__}.{_cls.__name__}")
-    except ValueError:  # already registered (by optax, say)
-        pass
+# the optimizer's states in the structure of a traced program kept on disk
+traced_cache.register_namedtuples(SgdState, AdamState, optax.InjectStatefulHyperparamsState)
 
 
 class Optimizer:
