@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnn
@@ -139,3 +140,18 @@ def fit_whole_and_resumed(tmp_path, net, data, epochs: int, **kw):
     for a, b in zip(jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(resumed)):
         np.testing.assert_array_equal(a, b)
     return whole, h_whole, resumed, h_res
+
+
+def worst_over_examples(count: int, strategies: tuple, errors) -> list[float]:
+    """The largest of each error that ``errors(*example)`` returns, over ``count`` examples drawn from
+    ``strategies`` (the slow sweeps that print the worst errors of a property test)."""
+    worst = []
+
+    @settings(max_examples=count, deadline=None, database=None)
+    @given(st.tuples(*strategies))
+    def one(example):
+        found = errors(*example)
+        worst[:] = map(max, worst or [0.0] * len(found), found)
+
+    one()
+    return worst

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import chain_params, graphs, host_targets, networks, with_random_biases
+from helpers import chain_params, graphs, host_targets, networks, with_random_biases, worst_over_examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
@@ -146,20 +146,8 @@ def test_hvp_and_gnvp_equal_jax_on_random_graphs(net, batch, dropout, seed):
 @pytest.mark.slow
 def test_the_worst_errors_over_many_random_networks(capsys):
     """``pytest -m slow -s tests/test_curvature.py -k worst``: 150 MLPs and 150 graphs, the worst errors printed."""
-    worst = {"mlp": [0.0, 0.0], "graph": [0.0, 0.0]}
-
-    @settings(max_examples=150, deadline=None, database=None)
-    @given(*MLPS)
-    def mlp(net_and_scale, batch, seed):
-        worst["mlp"][:] = map(max, worst["mlp"], _mlp_errors(net_and_scale, batch, seed))
-
-    @settings(max_examples=150, deadline=None, database=None)
-    @given(*GRAPHS)
-    def graph(net, batch, dropout, seed):
-        worst["graph"][:] = map(max, worst["graph"], _graph_errors(net, batch, dropout, seed))
-
-    mlp()
-    graph()
+    worst = {"mlp": worst_over_examples(150, MLPS, _mlp_errors),
+             "graph": worst_over_examples(150, GRAPHS, _graph_errors)}
     with capsys.disabled():
         for kind, (h, g) in worst.items():
             print(f"\nworst rel error over 150 random {kind}s: hvp vs jax.jvp(jax.grad) {h:.2e}, "

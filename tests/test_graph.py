@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import QUICK_COMPILE, graphs, host_targets, with_random_biases, worst_rel_error
+from helpers import QUICK_COMPILE, graphs, host_targets, with_random_biases, worst_over_examples, worst_rel_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,14 +133,7 @@ def test_backprop_equals_autodiff_and_finite_differences_on_random_graphs(net, b
 @pytest.mark.slow
 def test_the_worst_errors_over_many_random_graphs(capsys):
     """``pytest -m slow -s tests/test_graph.py -k worst``: 150 graphs, the worst errors printed."""
-    worst = [0.0, 0.0]
-
-    @settings(max_examples=150, deadline=None, database=None)
-    @given(*EXAMPLE)
-    def one(net, batch, dropout, seed):
-        worst[:] = map(max, worst, _errors(net, batch, dropout, seed))
-
-    one()
+    worst = worst_over_examples(150, EXAMPLE, _errors)
     with capsys.disabled():
         print(f"\nworst rel error over 150 random graphs: jax.grad {worst[0]:.2e}, finite differences {worst[1]:.2e}")
     assert worst[0] <= 1e-12 and worst[1] <= 1e-7

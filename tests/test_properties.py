@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import QUICK_COMPILE, chain_params, host_targets, networks, worst_rel_error
+from helpers import QUICK_COMPILE, chain_params, host_targets, networks, worst_over_examples, worst_rel_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,14 +60,7 @@ def test_backprop_equals_autodiff_on_random_networks(net_and_scale, batch, seed)
 @pytest.mark.slow
 def test_the_worst_errors_over_many_random_networks(capsys):
     """``pytest -m slow -s tests/test_properties.py -k worst``: 500 networks, the worst errors printed."""
-    worst = [0.0, 0.0]
-
-    @settings(max_examples=500, deadline=None, database=None)
-    @given(*EXAMPLE)
-    def one(net_and_scale, batch, seed):
-        worst[:] = map(max, worst, _errors(net_and_scale, batch, seed))
-
-    one()
+    worst = worst_over_examples(500, EXAMPLE, _errors)
     with capsys.disabled():
         print(f"\nworst rel error over 500 random networks: loss {worst[0]:.2e}, gradient {worst[1]:.2e}")
     assert worst[0] <= 1e-13 and worst[1] <= 1e-12
