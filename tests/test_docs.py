@@ -99,6 +99,13 @@ def test_every_public_name_is_in_the_api_reference(site, module):
     assert not missing, f"{module}: no reference entry for {missing}; add it to docs/reference/"
 
 
+def test_reference_prose_shows_no_rest_markup(site):
+    """Docstrings render as Markdown: a reST literal-block marker ``::`` would show as text."""
+    shown = [f"{page.relative_to(site)}: ...{m}" for page in (site / "reference").rglob("index.html")
+             for m in re.findall(r".{0,60}::</p>", page.read_text())]
+    assert not shown, "end the paragraph with ':' before an indented example instead:\n" + "\n".join(shown)
+
+
 def test_every_public_namespace_has_a_reference_page():
     directives = set()
     for page in (DOCS / "reference").glob("*.md"):

@@ -57,7 +57,7 @@ def loss_with_manual_vjp(net, params, x, y, key=None) -> Array:
 
     The backward rule returns ``dL/dparams`` from the delta recursion, ``dL/dx =
     delta_1 @ W_1^T`` and ``dL/dy`` from the loss. It composes with ``jax.jit``
-    and ``jax.vmap``; per-example gradients, for instance::
+    and ``jax.vmap``; per-example gradients, for instance:
 
         per_example = jax.vmap(jax.grad(fnn.loss_with_manual_vjp, argnums=1),
                                in_axes=(None, None, 0, 0))
