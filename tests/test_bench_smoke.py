@@ -334,9 +334,9 @@ def test_estimator_round_times_both_and_they_agree(monkeypatch):
 
 @pytest.mark.slow
 def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
-    """``pytest -m slow -k steps``: 13 programs to compile (about 25 s on two cores)."""
     """``bench_training.py --steps --tiny``: every method's compiled step on both nets, in gradients (one
-    round each, after one warm-up step: the schema and the ratios, not the figures)."""
+    round each, after one warm-up step: the schema and the ratios, not the figures). Slow (``pytest -m slow
+    -k steps``): 13 programs to compile, about 25 s on two cores."""
     from fnn import optimizers
     from fnn.bench import steps
 
@@ -361,6 +361,20 @@ def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
     table = (tmp_path / "steps.md").read_text()
     assert table.startswith("Machine: ") and "| hessian_free |" in table and "not run: needs loss='mse'" in table
     assert (tmp_path / "steps.png").stat().st_size > 0
+
+
+def test_steps_stop_between_cases_and_say_so():
+    """``steps.run(stop=...)``: asked after each case, a true stops before the next; ``complete`` says whether
+    every case ran (the GPU script's ``second_order`` check stops so when its budget runs out)."""
+    from fnn.bench import steps
+
+    two = [steps.synthetic_case((4,), 8, n_in=6, n_classes=3), steps.synthetic_case((5,), 8, n_in=6, n_classes=3)]
+    asked = []
+    doc = steps.run(1, 1, methods=("adam",), progress=None, case_list=two,
+                    stop=lambda rows: asked.append(len(rows)) or True)
+    assert asked == [1] and len(doc["cases"]) == 1 and doc["complete"] is False
+    assert doc["cases"][0]["sizes"] == [6, 4, 3] and doc["cases"][0]["methods"]["adam"]["gradients"] > 0
+    assert steps.run(1, 1, methods=("adam",), progress=None, case_list=two, stop=lambda rows: False)["complete"]
 
 
 def test_cold_start_ratios_are_paired_and_its_children_report(tmp_path):

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from fnn.bench import gpu
+from fnn.bench import gpu_checks as C
 from helpers import BENCHMARKS, load_script
 
 SCRIPT = BENCHMARKS / "gpu.py"
@@ -55,6 +56,12 @@ def test_dry_run_writes_each_checks_own_files(dry_run):
     assert by_name["lm_fp32"]["final_loss"] <= by_name["lm_fp32"]["goal"]  # on the CPU, as tests/test_train.py
     assert by_name["lm_large"]["loss_end"] < by_name["lm_large"]["loss_start"]
     assert (out / "lm_large" / "history.csv").exists()
+    steps = by_name["second_order"]
+    assert steps["cases_done"] == steps["cases"] == 1 and steps["complete"]
+    (costs,) = steps["steps_in_gradients"].values()
+    assert list(costs) == list(C.SECOND_ORDER) and all(math.isfinite(v) and v > 0 for v in costs.values())
+    assert {"steps.json", "steps.md", "steps.png"} <= {p.name for p in (out / "second_order").iterdir()}
+    assert "hessian_free" in (out / "second_order" / "steps.md").read_text()
     runs = by_name["mfu"]["runs"]
     assert list(runs) == ["bf16", "tf32", "fp32"] and all(r["mfu"] > 0 and r["tflops"] > 0 for r in runs.values())
 

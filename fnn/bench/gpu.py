@@ -53,6 +53,8 @@ CHECKS = (
     Check("mfu", C.mfu, 3, 30, "fnn.fit in bf16 (tf32, fp32 beside it): TFLOP/s and MFU"),
     Check("curvature", C.curvature, 15, 120,
           "Hessian- and Gauss-Newton-vector products: fnn.hvp and c.gnvp against JAX and torch.func, in gradients"),
+    Check("second_order", C.second_order, 8, 90,
+          "one compiled step of Hessian-free, K-FAC, SCG (exact curvature) and L-BFGS beside Adam's, in gradients"),
 )
 NAMES = tuple(c.name for c in CHECKS)
 BUDGET_S = 540.0  # 9 minutes: a device lease of 15 minutes less its start and the transfers

@@ -22,7 +22,10 @@ spent; its summary then has ``"complete": False``.
   and fp32: TFLOP/s and MFU (``fnn.scale.throughput``);
 * ``curvature``: ``fnn.bench.curvature``'s ``gpu`` grid, the hand-written
   Hessian- and Gauss-Newton-vector products against JAX's and PyTorch's, in
-  gradients, and the finite differences' error against eps.
+  gradients, and the finite differences' error against eps;
+* ``second_order``: ``fnn.bench.steps`` on MNIST-shaped classifiers at batch
+  4096: one compiled step of Hessian-free, K-FAC, SCG with exact curvature and
+  L-BFGS beside Adam's, in gradients, with Hessian-free's CG iterations.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 import fnn
 from fnn import bench
 from fnn.bench import analysis, calls as call_bench, curvature as curvature_bench, output, runner
+from fnn.bench import steps as steps_bench
 from fnn.bench.grids import batch_sweep, classifier, depth_sweep, grid
 from fnn.cli.outputs import speed_summary
 from fnn.data import datasets
@@ -274,3 +278,30 @@ def curvature(ctx: Context) -> dict:
             "headline": (f"{results['cases_done']}/{results['cases']} cases; hvp/fwd-over-rev {_span(hvp)}, "
                          f"hvp {_span(grads, '{:.2f}')} gradients; gnvp(cached)/linearized {_span(gn)}; "
                          f"{len(met)} of {len(results['targets'])} targets met")}
+
+
+# ---------------------------------------------------------------------------- second-order training
+
+SECOND_ORDER = ("adam", "scg(gnvp)", "hessian_free", "kfac", "lbfgs")
+
+
+def second_order(ctx: Context) -> dict:
+    """One compiled step of each second-order method and Adam's, in gradients (``fnn.bench.steps``), on
+    784-1024-1024-10 and 784-2048-2048-2048-10 at batch 4096 (tiny: 32-16-10 at 64); the second case only
+    if the first left time for it."""
+    if ctx.tiny:
+        case_list, repeats = [steps_bench.synthetic_case((16,), 64, n_in=32)], 3
+    else:
+        case_list, repeats = [steps_bench.synthetic_case((1024, 1024), 4096),
+                              steps_bench.synthetic_case((2048,) * 3, 4096)], 11
+    start = ctx.left()
+    results = steps_bench.run(repeats, 2, tiny=ctx.tiny, methods=SECOND_ORDER, progress=None,
+                              case_list=case_list, stop=lambda rows: ctx.left() < 2 * (start - ctx.left()) / len(rows))
+    files = steps_bench.save(results, ctx.out / "steps.json")
+    headline = "; ".join(
+        f"{'-'.join(map(str, c['sizes']))}: " + ", ".join(f"{m} {r['gradients']:.1f}" for m, r in c["methods"].items())
+        for c in results["cases"])
+    return {"cases": len(case_list), "cases_done": len(results["cases"]), "complete": results["complete"],
+            "steps_in_gradients": {c["case"]: {m: r["gradients"] for m, r in c["methods"].items()}
+                                   for c in results["cases"]},
+            "files": [Path(p).name for p in files], "headline": f"steps in gradients: {headline}"}

@@ -91,6 +91,21 @@ def transforms(net) -> dict[str, tuple[Callable, bool]]:
     return made
 
 
+def synthetic_case(hidden, batch: int, n_in: int = 784, n_classes: int = 10, seed: int = 0) -> Case:
+    """A relu/softmax classifier ``n_in-hidden-n_classes`` with cross-entropy on one full batch of Gaussian
+    inputs and uniform labels (MNIST's shape by default): a step's cost, at sizes no bundled set has."""
+    import fnn
+    from fnn.core.validation import prepare
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, n_in)).astype(np.float32)
+    labels = rng.integers(0, n_classes, size=batch).astype(np.int32)
+    net = fnn.MLP((n_in, *hidden, n_classes), activation="relu", output="softmax", loss="cross_entropy")
+    xc, yc = prepare(net, fnn.init(jax.random.key(0), net), x, labels)
+    sizes = "-".join(map(str, net.sizes))
+    return Case(f"synthetic {sizes} relu/softmax, cross-entropy, full batch {batch}", net, xc, yc)
+
+
 def cases(tiny: bool = False) -> list[Case]:
     """The digits classifier and the mse regression net (``tiny``: 64 examples, narrow nets, for the tests)."""
     import fnn
@@ -226,12 +241,17 @@ def _load() -> list[float]:
 
 
 def run(repeats: int = 15, warmup: int = 2, seed: int = 0, tiny: bool = False, methods=None,
-        progress=print) -> dict:
-    """Every case (see the module docstring); the JSON document. ``seed``: of the rounds' orders."""
+        progress=print, case_list=None, stop=None) -> dict:
+    """Every case (see the module docstring; ``case_list``: these instead); the JSON document. ``seed``: of the
+    rounds' orders. ``stop(rows)``, after each case: true stops before the next (``"complete"``: whether
+    every case ran)."""
     from fnn.scale import machine
 
     load, start, rows = _load(), time.perf_counter(), []
-    for i, case in enumerate(cases(tiny)):
+    todo = cases(tiny) if case_list is None else list(case_list)
+    for i, case in enumerate(todo):
+        if rows and stop is not None and stop(rows):
+            break
         rows.append(run_case(case, repeats, warmup, seed + i, methods))
         if progress:
             progress(f"{case.name}: gradient {1e3 * rows[-1]['gradient_s']:.3f} ms; " + ", ".join(
@@ -240,7 +260,7 @@ def run(repeats: int = 15, warmup: int = 2, seed: int = 0, tiny: bool = False, m
             "method": __doc__.strip(), "machine": machine.describe(jax.devices()[0]),
             "load_average_1_5_15_min": {"before": load, "after": _load()}, "dtype": "float32",
             "repeats": repeats, "warmup": warmup, "seed": seed, "wall_s": time.perf_counter() - start,
-            "cases": rows}
+            "cases": rows, "complete": len(rows) == len(todo)}
 
 
 def _x(v, digits: int = 1) -> str:
