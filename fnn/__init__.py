@@ -23,7 +23,7 @@ from fnn.check.finite_differences import finite_differences
 from fnn.check.gradcheck import GradientReport, check_gradients
 # training, and the compile cache it keeps
 from fnn.scale.compile_cache import disable_compile_cache, enable_compile_cache
-from fnn.training.loop import History, fit
+from fnn.training.loop import History, evaluate, fit
 # the public namespaces: fnn.callbacks.Checkpoint, fnn.optimizers.get, fnn.data.prepare, fnn.datasets.load, ...
 from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # isort: skip
 
@@ -45,6 +45,7 @@ __all__ = [
     "curvature",
     "enable_compile_cache",
     "disable_compile_cache",
+    "evaluate",
     "finite_differences",
     "fit",
     "gnvp",

@@ -93,5 +93,5 @@ def test_bf16_training_on_digits_keeps_float32_state_and_learns():
     params, history = fnn.fit(net, params, (splits.train.x, splits.train.y), epochs=8, batch_size=64,
                               key=jax.random.key(1), precision="bf16")
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
-    acc = fnn.training.loop.evaluate(net, params, splits.test.x, splits.test.y)["accuracy"]
+    acc = fnn.evaluate(net, params, splits.test.x, splits.test.y)["accuracy"]
     assert acc > 0.90, acc

@@ -173,7 +173,7 @@ def test_it_trains_with_fit(optimizer):
     before, after = fnn.loss(REG, params, x, y), fnn.loss(REG, trained, x, y)
     assert float(after) < 0.2 * float(before), (before, after)
     assert set(trained) == {"hidden", "out"} and len(h.grad_norm[0]) == 2
-    assert fnn.training.loop.evaluate(REG, trained, x, y)["loss"] == pytest.approx(float(after), rel=1e-5)
+    assert fnn.evaluate(REG, trained, x, y)["loss"] == pytest.approx(float(after), rel=1e-5)
 
 
 def test_a_classifier_trains_with_diagnostics_and_under_bf16():

@@ -245,3 +245,24 @@ def test_bad_arguments():
         fnn.fit(CLF, p0, (x[:, :1], y), epochs=1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="unknown optimizer"):
         fnn.fit(CLF, p0, (x, y), optimizer="nope", epochs=1, key=jax.random.key(0))
+
+
+def test_evaluate_is_the_loss_and_the_accuracy_of_one_forward_pass():
+    """``fnn.evaluate``: ``fnn.loss`` and the share of argmax predictions equal to the labels, from one compiled
+    program; labels or one-hot rows alike; no accuracy for regression; bad input is a ValueError."""
+    with jax.enable_x64():
+        net = fnn.MLP((5, 7, 3), activation="tanh", output="softmax", loss="cross_entropy")
+        params = fnn.init(jax.random.key(0), net, dtype=jnp.float64)
+        x = np.random.default_rng(0).normal(size=(40, 5))
+        labels = np.random.default_rng(1).integers(0, 3, size=40)
+        got = fnn.evaluate(net, params, x, labels)
+        assert got["loss"] == pytest.approx(float(fnn.loss(net, params, x, labels)), rel=1e-13)
+        predicted = np.argmax(np.asarray(fnn.predict(net, params, x)), axis=1)
+        assert got["accuracy"] == np.mean(predicted == labels) and 0 < got["accuracy"] < 1
+        assert fnn.evaluate(net, params, x, np.eye(3)[labels]) == got
+        reg = fnn.MLP((5, 4, 2))
+        rp = fnn.init(jax.random.key(1), reg, dtype=jnp.float64)
+        y = np.random.default_rng(2).normal(size=(40, 2))
+        assert fnn.evaluate(reg, rp, x, y) == {"loss": pytest.approx(float(fnn.loss(reg, rp, x, y)), rel=1e-13)}
+        with pytest.raises(ValueError, match="x must have shape"):
+            fnn.evaluate(net, params, x[:, :4], labels)

@@ -28,6 +28,7 @@ The network is anything that implements ``fnn.protocol.Network`` (an ``MLP``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable
 
@@ -37,8 +38,7 @@ import numpy as np
 import optax
 
 from fnn.core import validation as checks
-from fnn.core.forward import compiled_loss, compiled_predict
-from fnn.core.protocol import Network
+from fnn.core.protocol import Network, loss_from_cache
 from fnn.optim import registry as optimizers
 from fnn.scale import compile_cache, distributed, memory
 from fnn.scale import precision as precisions
@@ -189,15 +189,27 @@ def _fit_end(run: Run, callbacks: list) -> None:
 
 
 def evaluate(net: Network, params, x, y) -> dict:
-    """``{"loss": ..., "accuracy": ...}`` (accuracy for classifiers only) on a whole split.
+    """``{"loss": ..., "accuracy": ...}`` of ``params`` on a whole split (accuracy for classifiers only).
 
-    The values are read back, so device data are checked as host data are (labels in range included)."""
+    ``x`` and ``y`` as ``fnn.loss`` takes them (integer labels or one-hot rows
+    for cross-entropy). One compiled program per network and shapes: the
+    forward pass, the batch-mean loss and the count of correct predictions
+    (``fnn.training.metrics.correct``). The values are read back, so device
+    data are checked as host data are (labels in range included)."""
     x, y = checks.prepare(net, params, x, y, read_device=True)
-    yhat = compiled_predict(net, params, x)
-    out = {"loss": float(compiled_loss(net, params, x, y))}
+    loss, correct = _scores(net, params, x, y)
+    out = {"loss": float(loss)}
     if metrics.has_accuracy(net):
-        out["accuracy"] = float(metrics.correct(net, yhat, y)) / x.shape[0]
+        out["accuracy"] = int(correct) / x.shape[0]
     return out
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _scores(net: Network, params, x, y):
+    """The batch-mean loss and the number of correct predictions (0 for regression), from one forward pass."""
+    cache = net.forward(params, x)
+    correct = metrics.correct(net, net.output_of(cache)[1], y)
+    return loss_from_cache(net, cache, y), jnp.zeros((), jnp.int32) if correct is None else correct
 
 
 # --------------------------------------------------------------------------- fit
