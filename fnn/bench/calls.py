@@ -10,6 +10,12 @@ function                    fnn, eager                          plain JAX, jitte
 ``loss``                    ``fnn.loss(net, params, x, y)``      ``jax.jit(loss)``
 ``loss_with_manual_vjp``    ``fnn.loss_with_manual_vjp(...)``    ``jax.jit(loss)``
 ``predict``                 ``fnn.predict(net, params, x)``      ``jax.jit(predict)``
+``hvp``                     ``fnn.hvp(net, params, x, y, v)``    ``jax.jit`` of ``jax.jvp`` of
+                                                                ``jax.value_and_grad(loss)`` along ``v``
+``gnvp``                    ``fnn.gnvp(net, params, x, y, v)``   ``jax.jit``: ``value_and_grad(loss)``,
+                                                                ``J v`` by ``jax.linearize`` of the
+                                                                logits, ``H_L`` by forward over reverse
+                                                                there, ``J^T`` by ``linear_transpose``
 ==========================  ==================================  =====================================
 
 ``loss`` and ``predict`` are the user's own functions of ``(params, x, y)``,
@@ -41,11 +47,13 @@ import jax
 
 import fnn
 from fnn.bench.grids import classifier
+from fnn.bench.curvature import direction, loss_of_logits
 from fnn.core.forward import loss_core, predict_core
 from fnn.core.mlp import MLP
 from fnn.scale.timing import Timing, paired_ratio, wall_time
 
-FUNCTIONS = ("backprop", "loss", "loss_with_manual_vjp", "predict")
+FUNCTIONS = ("backprop", "loss", "loss_with_manual_vjp", "predict", "hvp", "gnvp")
+TAKES_V = ("hvp", "gnvp")  # the curvature products: a params-shaped direction v after y
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +102,19 @@ def plain_functions(net: MLP) -> dict:
             y = jax.nn.one_hot(y, net.sizes[-1], dtype=x.dtype)
         return loss_core(net, params, x, y)
 
+    def hvp(params, x, y, v):  # ((loss, grads), (its tangent, H v))
+        return jax.jvp(lambda w: jax.value_and_grad(loss)(w, x, y), (params,), (v,))
+
+    def gnvp(params, x, y, v):  # (loss, grads, J^T H_L J v)
+        onehot = jax.nn.one_hot(y, net.sizes[-1], dtype=x.dtype) if y.ndim == 1 else y
+        z, linear = jax.linearize(lambda w: net.output_of(net.forward(w, x))[0], params)
+        hjv = jax.jvp(lambda t: jax.grad(loss_of_logits, argnums=1)(net, t, onehot), (z,), (linear(v),))[1]
+        return (*jax.value_and_grad(loss)(params, x, y), jax.linear_transpose(linear, v)(hjv)[0])
+
     predict = jax.jit(lambda params, x: predict_core(net, params, x))
     loss_jit = jax.jit(loss)
     return {"backprop": jax.jit(jax.value_and_grad(loss)), "loss": loss_jit, "loss_with_manual_vjp": loss_jit,
-            "predict": predict}
+            "predict": predict, "hvp": jax.jit(hvp), "gnvp": jax.jit(gnvp)}
 
 
 MODES = ("pipelined", "blocking")
@@ -137,11 +154,12 @@ def time_pairs(calls: dict, pairs, rounds: int, seed: int) -> dict:
 def measure(case: Case, functions=FUNCTIONS, rounds: int = 61, sample_s: float = 5e-3, seed: int = 0) -> list[dict]:
     """One row per function: medians of both contenders and their paired ratio."""
     params, x, y = inputs(case)
+    v = jax.block_until_ready(direction(params, jax.random.key(seed + 1)))
     plain = plain_functions(case.net)
     contenders = {}
     for name in functions:
         fn = getattr(fnn, name)
-        args = (x,) if name == "predict" else (x, y)
+        args = (x,) if name == "predict" else (x, y, v) if name in TAKES_V else (x, y)
         contenders[(name, "fnn")] = (lambda fn: lambda *a: fn(case.net, params, *a))(fn), args
         contenders[(name, "plain")] = (lambda f: lambda *a: f(params, *a))(plain[name]), args
     for fn, args in contenders.values():  # compile, check, warm up
