@@ -44,7 +44,9 @@ MLP 64-32-1 tanh/identity with mse on the same inputs, its target the
 standardised sum of each image's pixels, so that Levenberg-Marquardt (mse
 only) runs too. Methods: adam, levenberg_marquardt (mse case only),
 scg (finite differences, MATLAB's), scg(gnvp), hessian_free, kfac (when
-registered) and lbfgs. float32.
+registered) and lbfgs. float32. ``synthetic_case`` makes a classifier of any
+size on one full batch of Gaussian inputs (the GPU script's ``second_order``
+check runs MNIST-shaped ones at batch 4096).
 """
 
 from __future__ import annotations
