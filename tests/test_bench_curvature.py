@@ -46,6 +46,11 @@ def test_it_writes_every_file_and_a_row_per_contender_and_case(tiny_run):
     assert results["complete"] and results["machine"]["cores"] >= 1 and results["machine"]["jax_version"]
     assert [t["key"] for t in results["targets"]] == list(curvature.TARGETS)
     assert all(t["met"] in (True, False) for t in results["targets"])
+    detail = {t["key"]: t["detail"] for t in results["targets"]}
+    hvp_flops = [r["flops_gradients"]["hvp"] for r in results["ratios"]]
+    assert f"XLA counts {min(hvp_flops):.2f}-{max(hvp_flops):.2f} gradients of arithmetic" in detail["hvp_gradients"]
+    assert "FLOPs of fnn.hvp / JAX's program: " in detail["hvp_vs_fwd_over_rev"]
+    assert "FLOPs of c.gnvp / JAX's program: " in detail["gnvp_vs_linearized"]
     summary = (out / "summary.md").read_text()
     assert "| target | met | detail |" in summary and "hvp/fwd-rev" in summary
 

@@ -417,8 +417,30 @@ def targets(table) -> list[dict]:
             if missed[0][2] is not None:
                 detail += f"; 95% interval wholly above {bound} at {len(clear)}"
         out.append({"target": text, "key": key, "bound": bound, "met": not missed, "worst": worst,
-                    "clear_misses": clear, "detail": detail})
+                    "clear_misses": clear, "detail": detail + _arithmetic(key, table)})
     return out
+
+
+# What XLA counts of each judged product's arithmetic: what its time cannot go below where the matmuls dominate
+# (fnn.core.rop, "Cost"), and, against JAX's program, whether the two do the same work.
+ARITHMETIC = {
+    "hvp_gradients": (lambda r: r["flops_gradients"]["hvp"], "; XLA counts {lo:.2f}-{hi:.2f} gradients of "
+                      "arithmetic in fnn.hvp (H v with its gradient: 9 matrix products per weight matrix against "
+                      "the gradient's 3, and no fewer will do; see fnn.core.rop)"),
+    "hvp_vs_fwd_over_rev": (lambda r: r["flops_hvp_vs_fwd_over_rev"],
+                            "; FLOPs of fnn.hvp / JAX's program: {lo:.3f}-{hi:.3f}"),
+    "gnvp_vs_linearized": (lambda r: r["flops_gnvp_vs_linearized"],
+                           "; FLOPs of c.gnvp / JAX's program: {lo:.3f}-{hi:.3f}"),
+}
+
+
+def _arithmetic(key: str, table) -> str:
+    """The ``ARITHMETIC`` note of a target (empty without one or without FLOP counts)."""
+    if key not in ARITHMETIC:
+        return ""
+    value, text = ARITHMETIC[key]
+    counts = [value(r) for r in table if math.isfinite(value(r))]
+    return text.format(lo=min(counts), hi=max(counts)) if counts else ""
 
 
 def run(grid_name: str = "quick", device="cpu", progress: bool = True, on_case=None, cases=None,
