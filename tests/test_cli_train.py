@@ -223,3 +223,13 @@ def test_console_entry_point_as_module():
     r = subprocess.run([sys.executable, "-m", "fnn", "train", "--dataset", "nope"], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "unknown dataset 'nope'" in r.stderr
+
+
+def test_the_default_batch_is_the_datasets_or_the_optimizers_own_when_larger():
+    """Without --batch-size: the dataset's preset for Adam, K-FAC's own 256 (it diverged on digits at the preset's
+    64), the whole set for a full-batch method or a preset of none; --batch-size always wins (build keeps it)."""
+    from fnn.cli import run
+
+    assert run.default_batch("adam", 64) == 64 and run.default_batch("sgd", 64) == 64
+    assert run.default_batch("kfac", 64) == 256 and run.default_batch("kfac", 512) == 512
+    assert run.default_batch("lbfgs", 64) is None and run.default_batch("momentum", None) is None

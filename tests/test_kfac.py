@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,6 +181,26 @@ def test_model_chosen_alpha_and_mu_minimise_the_quadratic_model(x64):
     assert abs(slope @ prev) < 1e-10 * np.linalg.norm(g) * np.linalg.norm(prev)
 
 
+@pytest.mark.parametrize("mu_free", [0.4, 7.0, -3.0])
+def test_model_step_is_the_minimiser_with_mu_kept_in_its_interval(x64, mu_free):
+    """``model_step``: the 2-D minimiser of ``M`` when its ``mu`` lies in ``[0, MAX_MOMENTUM]``; otherwise ``mu`` at
+    the nearer bound and ``alpha`` the minimiser given it, which is the minimum of ``M`` over the interval (a fine
+    grid of ``mu``, each with its best ``alpha``, finds none lower)."""
+    m = np.array([[2.0, 0.5], [0.5, 0.3]])
+    b = -m @ np.array([0.8, mu_free])  # M's unconstrained minimiser is (0.8, mu_free)
+    alpha, mu = (float(v) for v in K.model_step(jnp.asarray(b), jnp.asarray(m)))
+    value = lambda a, u: b @ [a, u] + 0.5 * np.array([a, u]) @ m @ [a, u]  # noqa: E731
+    best_alpha = lambda u: -(b[0] + u * m[0, 1]) / m[0, 0]  # noqa: E731
+    assert mu == pytest.approx(min(max(mu_free, 0.0), K.MAX_MOMENTUM), abs=1e-12)
+    assert alpha == pytest.approx(best_alpha(mu), rel=1e-12)
+    if 0 <= mu_free <= K.MAX_MOMENTUM:
+        assert alpha == pytest.approx(0.8, rel=1e-12)
+    grid = np.linspace(0.0, K.MAX_MOMENTUM, 2001)
+    assert value(alpha, mu) <= min(value(best_alpha(u), u) for u in grid) + 1e-12
+    fixed_alpha_mu = float(K.model_step(jnp.asarray(b), jnp.asarray(m), alpha=0.8)[1])
+    assert fixed_alpha_mu == pytest.approx(min(max(mu_free, 0.0), K.MAX_MOMENTUM), abs=1e-12)
+
+
 def test_eigendecompositions_refresh_every_t3_steps(x64):
     net, params, x, y = _linear_problem()
     obj = Objective(net, x, y)
@@ -202,6 +224,28 @@ def test_eigendecompositions_refresh_every_t3_steps(x64):
 def test_damping_rule(rho, factor):
     omega = (19 / 20) ** 5
     assert float(K.adapt_damping(2.0, rho, 5)) == pytest.approx(2.0 * omega**factor)
+    assert float(K.adapt_damping(2.0, rho, 5, floor=2.0)) == pytest.approx(2.0 * max(omega**factor, 1.0))
+
+
+def test_the_damping_never_falls_below_its_floor(x64):
+    """A problem that K-FAC's model fits exactly (one linear layer: rho = 1) lowers lambda at each application of
+    the rule while it converges: without a floor it falls below 4e-3, with ``min_damping=4e-3`` it stops there."""
+    net, params, x, y = _linear_problem()
+    obj = Objective(net, x, y)
+
+    def dampings(steps, floor):
+        tx, p = K.kfac(0.01, damping_every=1, min_damping=floor), params
+        state, out = tx.init(p), []
+        for _ in range(steps):
+            _, grads = backprop_core(net, p, x, y)
+            updates, state = tx.update(grads, state, p, value_fn=obj)
+            p = jax.tree_util.tree_map(jnp.add, p, updates)
+            out.append(float(state.damping))
+        return out
+
+    assert min(dampings(40, 0.0)) < 4e-3  # 0.01 x 0.95^k after k lowerings
+    floored = dampings(40, 4e-3)
+    assert min(floored) == pytest.approx(4e-3) and all(d >= 4e-3 for d in floored)
 
 
 # --------------------------------------------------------------------------- training
@@ -269,6 +313,8 @@ def test_kfac_lowers_the_loss_in_a_jitted_scan(case, estimator):
     ({"inverse_every": True}, "inverse_every"),
     ({"factor_decay": 1.0}, "factor_decay"),
     ({"weight_decay": -1e-3}, "weight_decay"),
+    ({"min_damping": -1e-6}, "min_damping"),
+    ({"damping": 1e-3, "min_damping": 1e-2}, "min_damping"),
 ])
 def test_bad_options_are_value_errors_naming_them(options, name):
     with pytest.raises(ValueError, match=name):
@@ -311,6 +357,7 @@ def test_kfac_by_name_in_the_command_line(tmp_path):
 
     assert main(["train", "--dataset", "iris", "--optimizer", "kfac", "--epochs", "3", "--quiet",
                  "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["batch_size"] == 256  # its own, not the preset's 64
     header, *rows = (tmp_path / "history.csv").read_text().splitlines()
     cols = header.split(",")
     assert len(rows) == 3 and all(row.split(",")[cols.index("damping")] for row in rows)
