@@ -83,6 +83,23 @@ def test_extras_lm_activations_early_stopping_partial_fit():
     assert not hasattr(MLPClassifier(solver="lm"), "partial_fit")
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=1 by design
+@pytest.mark.parametrize("solver, batch_size, expected", [
+    ("kfac", "auto", 256), ("momentum", "auto", 200), ("rprop", "auto", 400), ("kfac", 64, 64)])
+def test_fnn_solvers_auto_batch_is_scikit_learns_or_the_methods_own_when_larger(solver, batch_size, expected,
+                                                                                  monkeypatch):
+    """``batch_size="auto"``: scikit-learn's ``min(200, n)``, K-FAC's own 256 (it needs large minibatches), the
+    whole set for a full-batch method; a number given is taken as it is."""
+    import fnn
+
+    seen, fit = [], fnn.fit
+    monkeypatch.setattr(fnn, "fit", lambda *a, **k: seen.append(k["batch_size"]) or fit(*a, **k))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(400, 3)), rng.integers(0, 3, size=400)
+    MLPClassifier((4,), solver=solver, batch_size=batch_size, max_iter=1, random_state=0).fit(x, y)
+    assert seen == [expected]
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=40 by design
 @pytest.mark.parametrize("solver", ["br", "scg"])  # every name goes through the same fnn.fit path
 def test_matlabs_training_functions_as_solvers(solver):

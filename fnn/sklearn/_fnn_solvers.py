@@ -71,9 +71,12 @@ def fit(est, net, params, X, y, w):
         validation = (X_val, y_val.astype(est._dtype))
     y = y.astype(est._dtype)
     n = X.shape[0]
-    full = optimizers.spec(name).full_batch
-    batch = (n if full else min(200, n)) if est.batch_size == "auto" else min(int(est.batch_size), n)
-    own_step = optimizers.spec(name).own_step  # no learning rate, no weight decay (br sets its own)
+    spec = optimizers.spec(name)
+    if est.batch_size != "auto":
+        batch = min(int(est.batch_size), n)
+    else:  # scikit-learn's 200, or the method's own minibatch when larger (kfac's 256)
+        batch = n if spec.full_batch else min(max(200, spec.batch_size), n)
+    own_step = spec.own_step  # no learning rate, no weight decay (br sets its own)
     patience = est.max_iter if est.n_iter_no_change == np.inf else int(est.n_iter_no_change)
     params, history = fnn.fit(
         net, params, (X, y), optimizer=name, epochs=int(est.max_iter), batch_size=batch,
