@@ -227,9 +227,9 @@ def test_console_entry_point_as_module():
 
 def test_the_default_batch_is_the_datasets_or_the_optimizers_own_when_larger():
     """Without --batch-size: the dataset's preset for Adam, K-FAC's own 256 (it diverged on digits at the preset's
-    64), the whole set for a full-batch method or a preset of none; --batch-size always wins (build keeps it)."""
-    from fnn.cli import run
+    64), the whole set for a full-batch method or a preset of none (build asks only without --batch-size)."""
+    from fnn.optim.registry import default_batch
 
-    assert run.default_batch("adam", 64) == 64 and run.default_batch("sgd", 64) == 64
-    assert run.default_batch("kfac", 64) == 256 and run.default_batch("kfac", 512) == 512
-    assert run.default_batch("lbfgs", 64) is None and run.default_batch("momentum", None) is None
+    assert default_batch("adam", 64) == 64 and default_batch("sgd", 64) == 64
+    assert default_batch("kfac", 64) == 256 and default_batch("kfac", 512) == 512
+    assert default_batch("lbfgs", 64) is None and default_batch("momentum", None) is None

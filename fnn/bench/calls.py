@@ -47,7 +47,7 @@ import jax
 
 import fnn
 from fnn.bench.grids import classifier
-from fnn.bench.curvature import direction, loss_of_logits
+from fnn.bench.curvature import direction, linearized_gnvp, logits_of
 from fnn.core.forward import loss_core, predict_core
 from fnn.core.mlp import MLP
 from fnn.scale.timing import Timing, paired_ratio, wall_time
@@ -105,11 +105,10 @@ def plain_functions(net: MLP) -> dict:
     def hvp(params, x, y, v):  # ((loss, grads), (its tangent, H v))
         return jax.jvp(lambda w: jax.value_and_grad(loss)(w, x, y), (params,), (v,))
 
-    def gnvp(params, x, y, v):  # (loss, grads, J^T H_L J v)
+    def gnvp(params, x, y, v):  # (loss, grads, J^T H_L J v), the curvature benchmark's linearized product
         onehot = jax.nn.one_hot(y, net.sizes[-1], dtype=x.dtype) if y.ndim == 1 else y
-        z, linear = jax.linearize(lambda w: net.output_of(net.forward(w, x))[0], params)
-        hjv = jax.jvp(lambda t: jax.grad(loss_of_logits, argnums=1)(net, t, onehot), (z,), (linear(v),))[1]
-        return (*jax.value_and_grad(loss)(params, x, y), jax.linear_transpose(linear, v)(hjv)[0])
+        z, linear = jax.linearize(lambda w: logits_of(net, w, x), params)
+        return (*jax.value_and_grad(loss)(params, x, y), linearized_gnvp(net, linear, z, onehot, v))
 
     predict = jax.jit(lambda params, x: predict_core(net, params, x))
     loss_jit = jax.jit(loss)

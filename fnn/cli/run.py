@@ -108,7 +108,7 @@ def build(settings, devices: list) -> Plan:
     ds, splits = load_data(cfg)
     net = build_net(cfg, ds, settings.task_defaults(ds.task))
     if not (settings.batch_given or settings.resume):
-        cfg["batch_size"] = default_batch(cfg["optimizer"], cfg["batch_size"])
+        cfg["batch_size"] = optimizers.default_batch(cfg["optimizer"], cfg["batch_size"])
     writer = distributed.is_writer()
     if writer:  # process 0 writes the run's files; the others create nothing
         os.makedirs(settings.out, exist_ok=True)
@@ -118,16 +118,6 @@ def build(settings, devices: list) -> Plan:
         raise ValueError("--patience needs a validation split (--val-size > 0)")
     speed = _speed(cfg, net, len(splits.train.x), devices)
     return Plan(settings, cfg, ds, splits, net, params, k_fit, devices, speed, writer)
-
-
-def default_batch(optimizer: str, preset: int | None) -> int | None:
-    """The minibatch when ``--batch-size`` is not given: ``None`` (the whole set) for a full-batch method or
-    a ``None`` preset, else the dataset's ``preset``, or the optimizer's own when larger (``kfac``'s 256:
-    its model-chosen steps need large minibatches; on digits at 64 it diverged)."""
-    spec = optimizers.spec(optimizer)
-    if spec.full_batch or preset is None:
-        return None
-    return max(preset, spec.batch_size)
 
 
 def load_data(cfg):

@@ -160,8 +160,8 @@ def _training_arguments(p) -> None:
     t.add_argument("--weight-decay", type=float, help="L2 weight decay")
     t.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
     t.add_argument("--epochs", type=int, help="maximum epochs (default 50 for classification)")
-    t.add_argument("--batch-size", type=int, help="minibatch size (default 64, or the optimizer's own when larger: kfac 256; "
-                                                "full batch for full-batch methods)")
+    t.add_argument("--batch-size", type=int, help="minibatch size (default 64, or the optimizer's own when "
+                                                "larger: kfac 256; full batch for full-batch methods)")
     t.add_argument("--patience", type=int, help="early stopping patience on the validation loss (default: none)")
     t.add_argument("--goal", type=float, help="stop when the train loss is <= GOAL")
     t.add_argument("--min-grad", type=float, help="stop when the gradient norm is <= MIN_GRAD")

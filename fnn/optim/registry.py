@@ -303,6 +303,17 @@ def spec(name: str) -> Spec:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}") from None
 
 
+def default_batch(name: str, preset: int | None) -> int | None:
+    """The minibatch of method ``name`` when none is given: ``None`` (the whole set) for a full-batch method or a
+    ``None`` preset, else the front end's ``preset`` (a dataset's in ``fnn train``, scikit-learn's 200), or the
+    method's own when larger (``kfac``'s 256: its model-chosen steps need large minibatches; on digits at 64 it
+    diverged)."""
+    method = spec(name)
+    if method.full_batch or preset is None:
+        return None
+    return max(preset, method.batch_size)
+
+
 def get(
     name: str,
     learning_rate: float | Callable | None = None,

@@ -71,12 +71,9 @@ def fit(est, net, params, X, y, w):
         validation = (X_val, y_val.astype(est._dtype))
     y = y.astype(est._dtype)
     n = X.shape[0]
-    spec = optimizers.spec(name)
-    if est.batch_size != "auto":
-        batch = min(int(est.batch_size), n)
-    else:  # scikit-learn's 200, or the method's own minibatch when larger (kfac's 256)
-        batch = n if spec.full_batch else min(max(200, spec.batch_size), n)
-    own_step = spec.own_step  # no learning rate, no weight decay (br sets its own)
+    auto = optimizers.default_batch(name, 200) or n  # scikit-learn's 200, or the method's own when larger
+    batch = min(auto if est.batch_size == "auto" else int(est.batch_size), n)
+    own_step = optimizers.spec(name).own_step  # no learning rate, no weight decay (br sets its own)
     patience = est.max_iter if est.n_iter_no_change == np.inf else int(est.n_iter_no_change)
     params, history = fnn.fit(
         net, params, (X, y), optimizer=name, epochs=int(est.max_iter), batch_size=batch,
