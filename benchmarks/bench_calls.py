@@ -12,7 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from fnn.bench import calls
+# `python benchmarks/bench_calls.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
+# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from benchmarks import calls  # noqa: E402
 
 
 def main(argv=None) -> int:

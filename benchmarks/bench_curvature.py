@@ -13,10 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
+# `python benchmarks/bench_curvature.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
+# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
 
 def main(argv=None) -> int:
-    from fnn.bench import curvature
-    from fnn.scale.machine import DEVICE_KINDS, DeviceUnavailable
+    from benchmarks import curvature
+    from benchmarks.machine import DEVICE_KINDS, DeviceUnavailable
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results/curvature"),

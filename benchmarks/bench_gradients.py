@@ -15,11 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-from fnn import bench
-from fnn.bench import analysis, output
-from fnn.bench.grids import GRIDS
-from fnn.bench.runner import ALL_METHODS, GRAPH_METHODS
-from fnn.scale.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind
+# `python benchmarks/bench_gradients.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
+# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import benchmarks  # noqa: E402
+from benchmarks import analysis, output  # noqa: E402
+from benchmarks.grids import GRIDS  # noqa: E402
+from benchmarks.machine import DEVICE_KINDS, DeviceUnavailable, resolve_kind  # noqa: E402
+from benchmarks.runner import ALL_METHODS, GRAPH_METHODS  # noqa: E402
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -41,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: %(default)s)")
     parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu",
                         help="cpu (default), gpu, or auto: a GPU when JAX sees one")
-    parser.add_argument("--dtype", choices=bench.DTYPES, default="float32")
+    parser.add_argument("--dtype", choices=benchmarks.DTYPES, default="float32")
     parser.add_argument("--methods", type=_methods,
                         help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all; "
                              f"{','.join(GRAPH_METHODS)} on the graph grids)")
@@ -66,7 +72,7 @@ def replot(out: Path) -> int:
         print(f"error: no results.json or {output.PARTIAL} in {out}", file=sys.stderr)
         return 2
     results = analysis.analyse(output.read_json(source))
-    paths = bench.save(results, out)
+    paths = benchmarks.save(results, out)
     print(f"wrote {len(paths)} files to {out} from {source.name}"
           + ("" if results.get("complete", True) else f" ({results['cases_done']} of {results['cases']} cases)"))
     return 0
@@ -86,11 +92,11 @@ def main(argv=None) -> int:
                   f"({partial['wall_s']:.0f} s)", flush=True)
 
     try:
-        results = bench.benchmark(args.grid, args.device, args.dtype, args.methods, not args.no_progress, keep)
+        results = benchmarks.benchmark(args.grid, args.device, args.dtype, args.methods, not args.no_progress, keep)
     except DeviceUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    paths = bench.save(results, args.out)
+    paths = benchmarks.save(results, args.out)
     for row in results["rows"]:
         if row["status"] == "skipped" and row["method"] == "torch":
             print(f"note: {row['note']}")

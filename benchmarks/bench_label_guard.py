@@ -15,17 +15,25 @@ the median of the paired ratios per function and network.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from unittest import mock
 
 import jax
 
-import fnn
-from fnn.core import dispatch, validation
-from fnn.core.backprop import backprop_core
-from fnn.core.forward import loss_core
-from fnn.core.manual_vjp import manual_loss
-from fnn.scale.machine import describe
-from fnn.scale.timing import paired_ratio, time_interleaved
+# `python benchmarks/bench_label_guard.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
+# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import fnn  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
+from fnn.core import dispatch, validation  # noqa: E402
+from fnn.core.backprop import backprop_core  # noqa: E402
+from fnn.core.forward import loss_core  # noqa: E402
+from fnn.core.manual_vjp import manual_loss  # noqa: E402
+from fnn.scale.timing import paired_ratio, time_interleaved  # noqa: E402
 
 CASES = (((8, 16, 3), 32), ((64, 128, 128, 10), 64), ((784, 256, 256, 10), 128), ((784, 1024, 1024, 10), 256))
 CORES = {"backprop": backprop_core, "loss": loss_core, "loss_with_manual_vjp": manual_loss}

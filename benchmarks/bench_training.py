@@ -40,7 +40,7 @@ paired ratio current/baseline (median of each repeat's own ratio), both commits
 
     python benchmarks/bench_training.py --baseline ../fnn_before --repeats 7 --out benchmarks/results/loop_cpu/loop.json
 
-``--estimators`` runs only the estimator comparison (``fnn.bench.estimators``):
+``--estimators`` runs only the estimator comparison (``benchmarks.estimators``):
 ``fnn.sklearn.MLPClassifier`` against scikit-learn's ``MLPClassifier`` with the
 same settings, on digits (hidden (100,), 50 epochs) and on a synthetic
 50,000 x 100 set of 10 classes (hidden (256, 256), 5 epochs), in float64 and
@@ -51,7 +51,7 @@ beside it:
 
     python benchmarks/bench_training.py --estimators --repeats 5
 
-``--cold-start`` runs only the cold-start comparison (``fnn.bench.cold_start``):
+``--cold-start`` runs only the cold-start comparison (``benchmarks.cold_start``):
 scikit-learn's example ``plot_mlp_training_curves.py`` (28 fits) with
 ``fnn.sklearn.MLPClassifier`` and with scikit-learn's, each in a fresh process
 (fnn's first run with an empty compile cache, its second with a filled one),
@@ -62,7 +62,7 @@ results/cold_start_<backend>/cold_start.json) and a markdown table beside it:
     python benchmarks/bench_training.py --cold-start --repeats 5
 
 ``--steps`` runs only the comparison of one compiled optimizer step per method
-(``fnn.bench.steps``): the step of ``fnn.fit``'s epoch (hand-written backprop,
+(``benchmarks.steps``): the step of ``fnn.fit``'s epoch (hand-written backprop,
 ``tx.update``, apply; full batch) of adam, levenberg_marquardt (on the mse net
 only), scg (finite differences), scg(gnvp), hessian_free (with its mean CG
 iterations), kfac (once registered) and lbfgs, on digits 64-128-128-10
@@ -85,18 +85,26 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-import fnn
-from fnn.core.forward import loss_core
-from fnn.core.validation import prepare
-from fnn.data import datasets
-from fnn.data import preparation as data
-from fnn.scale import compile_cache, machine
+# `python benchmarks/bench_training.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
+# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import fnn  # noqa: E402
+from benchmarks import machine  # noqa: E402
+from fnn import data  # noqa: E402
+from fnn.core.forward import loss_core  # noqa: E402
+from fnn.core.validation import prepare  # noqa: E402
+from fnn.data import datasets  # noqa: E402
+from fnn.scale import compile_cache  # noqa: E402
 
 EPOCHS, BATCH, LR = 50, 64, 1e-3
 NET_ARGS = dict(sizes=(64, 128, 128, 10), activation="relu", output="softmax", loss="cross_entropy")
@@ -276,8 +284,8 @@ def compare_baseline(args) -> dict:
 
 
 def compare_estimators(args) -> dict:
-    """``fnn.sklearn`` vs scikit-learn's MLPClassifier (``fnn.bench.estimators``), written to ``args.out``."""
-    from fnn.bench import estimators
+    """``fnn.sklearn`` vs scikit-learn's MLPClassifier (``benchmarks.estimators``), written to ``args.out``."""
+    from benchmarks import estimators
 
     seed = int(time.time()) if args.seed is None else args.seed
     load_before = os.getloadavg()
@@ -301,8 +309,8 @@ def compare_estimators(args) -> dict:
 
 
 def compare_steps(args) -> dict:
-    """One compiled step of each optimizer against one gradient (``fnn.bench.steps``), written to ``args.out``."""
-    from fnn.bench import steps
+    """One compiled step of each optimizer against one gradient (``benchmarks.steps``), written to ``args.out``."""
+    from benchmarks import steps
 
     results = steps.run(args.repeats, seed=0 if args.seed is None else args.seed, tiny=args.tiny,
                         progress=lambda line: print(line, flush=True))
@@ -324,8 +332,8 @@ def _summary(runs):
 
 
 def compare_cold_start(args) -> None:
-    """``fnn.bench.cold_start``: the workload, the first fit and the import, in fresh processes."""
-    from fnn.bench import cold_start
+    """``benchmarks.cold_start``: the workload, the first fit and the import, in fresh processes."""
+    from benchmarks import cold_start
 
     result = cold_start.measure(rounds=args.repeats, seed=args.seed or 0)
     result["ratios"] = cold_start.ratios(result)
@@ -459,7 +467,7 @@ def main(argv=None):
 
 
 def draw(doc: dict, path: str) -> None:
-    from fnn.bench import plots  # matplotlib: only when drawing
+    from benchmarks import plots  # matplotlib: only when drawing
 
     plots.training_speed(doc, path)
     print(f"wrote {path}")

@@ -21,9 +21,10 @@ from fnn.check.autodiff import autodiff
 from fnn.check.curvature_check import CurvatureReport, check_curvature
 from fnn.check.finite_differences import finite_differences
 from fnn.check.gradcheck import GradientReport, check_gradients
-# training, and the compile cache it keeps
+# training, its precision policies, and the compile cache it keeps
 from fnn.scale.compile_cache import disable_compile_cache, enable_compile_cache
-from fnn.training.loop import History, evaluate, fit
+from fnn.scale.precision import Policy
+from fnn.training.loop import History, Interrupted, Run, evaluate, fit
 # the public namespaces: fnn.callbacks.Checkpoint, fnn.optimizers.get, fnn.data.prepare, fnn.datasets.load, ...
 from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # isort: skip
 
@@ -37,6 +38,9 @@ __all__ = [
     "CurvatureReport",
     "GradientReport",
     "History",
+    "Interrupted",
+    "Policy",
+    "Run",
     "autodiff",
     "backprop",
     "check_curvature",

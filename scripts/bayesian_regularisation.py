@@ -16,10 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from fnn.experiments import bayesian_regularisation as bayes
-from fnn.experiments import common
+# `python scripts/bayesian_regularisation.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
+# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from scripts import bayes, common  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -14,9 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
-from fnn.experiments import classic
+# `python scripts/classic_experiments.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
+# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from scripts import classic  # noqa: E402
 
 
 def main(argv=None) -> int:

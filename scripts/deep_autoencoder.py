@@ -1,5 +1,5 @@
 """The deep autoencoder (Hinton & Salakhutdinov 2006) from random initialisations: Hessian-free, K-FAC, scg with
-exact curvature, L-BFGS, Adam and SGD with momentum (``fnn.experiments.deep_autoencoder``).
+exact curvature, L-BFGS, Adam and SGD with momentum (``scripts.autoencoder``).
 
     python scripts/deep_autoencoder.py [--budget 20] [--inits 3] [--data-dir DIR] [--quick] [--out DIR]
 
@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import jax
 
-import fnn
-from fnn.experiments import common
-from fnn.experiments import deep_autoencoder as dae
+# `python scripts/deep_autoencoder.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
+# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import fnn  # noqa: E402
+from scripts import autoencoder, common  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,23 +43,24 @@ def main(argv=None) -> int:
     if args.budget <= 0 or args.inits < 1:
         p.error("--budget must be positive and --inits at least 1")
     budget = 1.0 if args.quick else args.budget
-    problem = dae.quick_problem() if args.quick else (
-        dae.mnist_problem(args.data_dir) if args.data_dir else dae.digits_problem())
+    problem = autoencoder.quick_problem() if args.quick else (
+        autoencoder.mnist_problem(args.data_dir) if args.data_dir else autoencoder.digits_problem())
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     params = fnn.init(jax.random.key(0), problem.net)
-    costs = dae.measure_costs(problem.net, params, problem.x)
-    adam_lr, adam_grid = dae.tune(problem, "adam", dae.ADAM_GRID, costs, budget)
-    momentum_lr, momentum_grid = dae.tune(problem, "momentum", dae.MOMENTUM_GRID, costs, budget)
+    costs = autoencoder.measure_costs(problem.net, params, problem.x)
+    adam_lr, adam_grid = autoencoder.tune(problem, "adam", autoencoder.ADAM_GRID, costs, budget)
+    momentum_lr, momentum_grid = autoencoder.tune(problem, "momentum", autoencoder.MOMENTUM_GRID, costs, budget)
     curves = {}
-    for method in dae.methods(adam_lr, momentum_lr):
-        curves[method.label] = [dae.run_method(problem, method, seed, costs, budget) for seed in range(args.inits)]
+    for method in autoencoder.methods(adam_lr, momentum_lr):
+        curves[method.label] = [autoencoder.run_method(problem, method, seed, costs, budget)
+                                for seed in range(args.inits)]
         print(f"{method.label}: train error {curves[method.label][0][-1]['train']:.3f} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     sgd = next(label for label in curves if label.startswith("SGD"))
     target = float(sorted(r[-1]["train"] for r in curves[sgd])[len(curves[sgd]) // 2])  # momentum's median end
-    summaries = [dae.summarise(label, runs, target) for label, runs in curves.items()]
-    table = dae.table(summaries, target)
+    summaries = [autoencoder.summarise(label, runs, target) for label, runs in curves.items()]
+    table = autoencoder.table(summaries, target)
     out = os.path.join(args.out, "deep_autoencoder")
     common.write_json(out + ".json", {"problem": problem.name, "sizes": list(problem.net.sizes), "budget_s": budget,
                                       "inits": args.inits, "costs": costs, "adam_grid": adam_grid,
@@ -60,7 +68,7 @@ def main(argv=None) -> int:
                                       "curves": curves, "seconds": time.perf_counter() - t0})
     with open(out + ".md", "w") as f:
         f.write(table)
-    dae.plot(curves, out + ".png")
+    autoencoder.plot(curves, out + ".png")
     print(table)
     print(f"wrote {out}.png, .json, .md in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -7,7 +7,7 @@ Full-batch gradient descent from one init at several step sizes ``eta`` on
 13, 15, 16, 20) and on a 1-D sine regression (tanh 1-64-64-1, mse, 10000
 steps, 2/eta = 20, 30, 45, 80); every ``N`` steps (default 20) the top
 Hessian eigenvalue by warm-started Lanczos over ``fnn.curvature``'s exact
-Hessian-vector products (``fnn.experiments.edge_of_stability``). About 2.5
+Hessian-vector products (``scripts.eos``). About 2.5
 minutes on two cores. Writes ``DIR/edge_of_stability.png`` (sharpness with
 2/eta dashed, and loss, vs step), ``.json`` (the summaries, the curves at each
 measurement, the machine and the command) and ``.md`` (the table).
@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
-from fnn.experiments import common
-from fnn.experiments import edge_of_stability as eos
+# `python scripts/edge_of_stability.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
+# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from scripts import common, eos  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -20,12 +20,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import time
+from pathlib import Path
 
-from fnn.data import datasets
-from fnn.data import preparation as data
-from fnn.experiments import common
-from fnn.experiments import residual_depth as depth
+# `python scripts/residual_depth.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
+# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from fnn import data  # noqa: E402
+from fnn.data import datasets  # noqa: E402
+from scripts import common, depth  # noqa: E402
 
 
 def main(argv=None) -> int:

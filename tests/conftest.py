@@ -41,9 +41,9 @@ def _no_compile_cache_left_on():
     import jax
 
     if jax.config.jax_compilation_cache_dir is not None:
-        from fnn.scale import compile_cache
+        import fnn
 
-        compile_cache.disable_compile_cache()
+        fnn.disable_compile_cache()
 
 
 _MAPS = "/proc/self/maps"

@@ -13,6 +13,7 @@ import fnn
 from fnn.core import activations, dispatch
 from fnn.check.finite_differences import default_eps
 from fnn.core.backprop import backprop_core
+from fnn.core.forward import loss_core
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_backprop_path_calls_no_jax_differentiation(monkeypatch):
     jaxpr = jax.make_jaxpr(backprop_core, static_argnums=0)(net, params, x, y)
     assert "dot_general" in str(jaxpr)  # the trace did run
     with pytest.raises(AssertionError, match="called JAX differentiation"):  # and the block works
-        jax.make_jaxpr(jax.value_and_grad(fnn.core.forward.loss_core, argnums=1), static_argnums=0)(net, params, x, y)
+        jax.make_jaxpr(jax.value_and_grad(loss_core, argnums=1), static_argnums=0)(net, params, x, y)
 
 
 def test_custom_vjp_gradient_is_backprop_under_jit(x64):

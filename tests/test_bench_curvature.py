@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.bench import curvature
+from benchmarks import curvature
 from fnn.core.forward import loss_core
 from helpers import load_script, worst_norm_error
 

@@ -17,9 +17,9 @@ import math
 import numpy as np
 import pytest
 
-from fnn.bench.analysis import fit_slope
-from fnn.bench.methods import sample_indices, sample_size
-from fnn.bench.runner import ALL_METHODS, GRAPH_METHODS, ROW_FIELDS
+from benchmarks.analysis import fit_slope
+from benchmarks.methods import sample_indices, sample_size
+from benchmarks.runner import ALL_METHODS, GRAPH_METHODS, ROW_FIELDS
 from helpers import load_script
 
 
@@ -66,7 +66,7 @@ def test_each_finished_case_is_handed_on_and_the_figures_follow_the_methods(tmp_
     import jax
     import jax.numpy as jnp
 
-    from fnn.bench import analysis, output, plots, runner
+    from benchmarks import analysis, output, plots, runner
 
     seen, partial = [], tmp_path / "stopped"
 
@@ -92,7 +92,7 @@ def test_each_finished_case_is_handed_on_and_the_figures_follow_the_methods(tmp_
 
 def test_flops_below_the_matmul_count_are_replaced_by_it():
     """XLA on GPU leaves cuBLAS calls out of its FLOP count; such a count is taken as incomplete."""
-    from fnn.bench import analysis
+    from benchmarks import analysis
     from fnn.scale import throughput
 
     need = throughput.step_flops([4, 8, 1], 16)
@@ -172,7 +172,7 @@ def test_training_figure_is_drawn_from_the_json(tmp_path):
     import jax
     import matplotlib.image
 
-    from fnn.scale import machine
+    from benchmarks import machine
 
     def result(whole, epoch):
         return {"whole_fit_s": whole, "epoch_s": epoch}
@@ -199,8 +199,8 @@ def test_a_classifier_case_runs_every_method_on_integer_labels():
     import jax
     import jax.numpy as jnp
 
-    from fnn.bench import grids, runner
-    from fnn.scale.machine import describe
+    from benchmarks import grids, runner
+    from benchmarks.machine import describe
 
     case = grids.Case("trained", grids.classifier((8,), "relu", n_in=12, n_out=4), 16)
     device = jax.devices("cpu")[0]
@@ -226,7 +226,7 @@ def graphs_run(tmp_path_factory):
 def test_graph_grid_times_backprop_jax_grad_and_torch_on_residual_and_cascade_nets(graphs_run):
     """The graphs grid's default contenders, one row each per case, every one measured; the FLOPs
     XLA counts are at least the graph's own matmul count, which the rows carry."""
-    from fnn.bench.grids import grid
+    from benchmarks.grids import grid
 
     out, rows = graphs_run
     cases = grid("graphs_tiny")
@@ -265,7 +265,7 @@ def test_the_torch_peer_computes_fnns_loss_and_gradients_on_any_network():
     import jax.numpy as jnp
 
     import fnn
-    from fnn.bench import grids, methods, runner, torch_peer
+    from benchmarks import grids, methods, runner, torch_peer
 
     mixed = fnn.Graph(6, nodes=[
         fnn.Dense("h1", 8, "gelu"),
@@ -291,7 +291,7 @@ def test_the_torch_peer_computes_fnns_loss_and_gradients_on_any_network():
 
 def test_bench_calls_measures_and_writes_every_function(tmp_path):
     """bench_calls.py's pieces on the smallest case, a few rounds: one row per function and mode."""
-    from fnn.bench import calls
+    from benchmarks import calls
 
     case = calls.cases(quick=True)[0]
     rows = calls.measure(case, rounds=3, sample_s=2e-4)
@@ -314,7 +314,7 @@ def test_estimator_round_times_both_and_they_agree(monkeypatch):
 
     import jax
 
-    from fnn.bench import estimators
+    from benchmarks import estimators
 
     case = next(iter(estimators.CASES))
     # no jax.clear_caches() in the test process: it would drop every other test's compiled programs
@@ -338,7 +338,7 @@ def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
     round each, after one warm-up step: the schema and the ratios, not the figures). Slow (``pytest -m slow
     -k steps``): 13 programs to compile, about 25 s on two cores."""
     from fnn import optimizers
-    from fnn.bench import steps
+    from benchmarks import steps
 
     out = tmp_path / "steps.json"
     _script("bench_training").main(["--steps", "--tiny", "--repeats", "1", "--out", str(out)])
@@ -366,7 +366,7 @@ def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
 def test_steps_stop_between_cases_and_say_so():
     """``steps.run(stop=...)``: asked after each case, a true stops before the next; ``complete`` says whether
     every case ran (the GPU script's ``second_order`` check stops so when its budget runs out)."""
-    from fnn.bench import steps
+    from benchmarks import steps
 
     two = [steps.synthetic_case((4,), 8, n_in=6, n_classes=3), steps.synthetic_case((5,), 8, n_in=6, n_classes=3)]
     asked = []
@@ -378,7 +378,7 @@ def test_steps_stop_between_cases_and_say_so():
 
 
 def test_cold_start_ratios_are_paired_and_its_children_report(tmp_path):
-    from fnn.bench import cold_start
+    from benchmarks import cold_start
 
     seconds = {name: [1.0, 2.0] for name in cold_start.contenders(str(tmp_path))}
     seconds["workload fnn first run"] = [3.0, 2.0]

@@ -21,8 +21,7 @@ import optax
 import pytest
 
 import fnn
-from fnn.training import callbacks as cb
-from fnn.training import loop as train
+from fnn.training import checkpoint
 
 
 def blobs(n=120, seed=0):
@@ -45,7 +44,7 @@ XS, YS = sine()
 P0 = fnn.init(jax.random.key(1), CLF)
 P_REG = fnn.init(jax.random.key(2), REG)
 KW = dict(optimizer="adam", learning_rate=3e-2, batch_size=25, key=jax.random.key(3))
-COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu", "grad_norm")
+COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "grad_norm")
 
 
 def _same_params(a, b):
@@ -56,6 +55,9 @@ def _same_params(a, b):
 def _same_history(a, b):
     for c in COLUMNS:  # NaN where a column does not apply, equal to NaN here
         np.testing.assert_array_equal(np.asarray(getattr(a, c), float), np.asarray(getattr(b, c), float), err_msg=c)
+    assert a.reports.keys() == b.reports.keys()
+    for c in a.reports:  # the method's own columns (Levenberg-Marquardt's mu, ...)
+        np.testing.assert_array_equal(np.asarray(a.reports[c], float), np.asarray(b.reports[c], float), err_msg=c)
     assert (a.stop_reason, a.best_epoch, a.diverged) == (b.stop_reason, b.best_epoch, b.diverged)
     assert a.diagnostics.keys() == b.diagnostics.keys()
     for k in a.diagnostics:
@@ -112,16 +114,16 @@ def test_the_keywords_are_the_callbacks_they_stand_for(tmp_path):
     by_keywords = fnn.fit(CLF, P0, (X[:90], Y[:90]), epochs=40, goal=0.05, patience=4, min_delta=1e-3,
                           diagnostics=True, checkpoint=tmp_path / "a.npz", checkpoint_every=3, **kw)
     by_callbacks = fnn.fit(CLF, P0, (X[:90], Y[:90]), epochs=40, **kw, callbacks=[
-        cb.StopAt(goal=0.05), cb.EarlyStopping(4, min_delta=1e-3), cb.Diagnostics(),
-        cb.Checkpoint(tmp_path / "b.npz", every=3)])
+        fnn.callbacks.StopAt(goal=0.05), fnn.callbacks.EarlyStopping(4, min_delta=1e-3), fnn.callbacks.Diagnostics(),
+        fnn.callbacks.Checkpoint(tmp_path / "b.npz", every=3)])
     _same_params(by_keywords[0], by_callbacks[0])
     _same_history(by_keywords[1], by_callbacks[1])
     assert by_keywords[1].stop_reason.startswith("early stopping")
-    a, b = fnn.training.checkpoint.load(tmp_path / "a.npz"), fnn.training.checkpoint.load(tmp_path / "b.npz")
+    a, b = checkpoint.load(tmp_path / "a.npz"), checkpoint.load(tmp_path / "b.npz")
     assert a.meta["epoch"] == b.meta["epoch"] == len(by_keywords[1]) and a.meta["best"] == b.meta["best"]
 
 
-class Recorder(cb.Callback):
+class Recorder(fnn.callbacks.Callback):
     """A user's callback: what it saw, and a stop of its own after ``stop_after`` epochs."""
 
     state_key = "recorder"
@@ -160,7 +162,7 @@ def test_a_users_callback_sees_every_epoch_and_stops_with_its_reason():
 
 
 def test_a_callback_that_returns_true_stops_the_run_by_callback():
-    class Stop(cb.Callback):
+    class Stop(fnn.callbacks.Callback):
         def on_epoch_end(self, run):
             return run.epoch == 2
 
@@ -172,21 +174,22 @@ def test_a_callback_that_returns_true_stops_the_run_by_callback():
 def test_a_callbacks_state_is_checkpointed_and_restored(tmp_path):
     path = tmp_path / "run.npz"
     first = Recorder()
-    fnn.fit(CLF, P0, (X, Y), epochs=3, callbacks=[first, cb.Checkpoint(path, every=1)], **KW)
+    fnn.fit(CLF, P0, (X, Y), epochs=3, callbacks=[first, fnn.callbacks.Checkpoint(path, every=1)], **KW)
     again = Recorder()
     whole, _ = fnn.fit(CLF, P0, (X, Y), epochs=6, **KW)
-    resumed, h = fnn.fit(CLF, P0, (X, Y), epochs=6, resume=True, callbacks=[again, cb.Checkpoint(path)], **KW)
+    resumed, h = fnn.fit(CLF, P0, (X, Y), epochs=6, resume=True, callbacks=[again, fnn.callbacks.Checkpoint(path)],
+                         **KW)
     assert again.seen == [1, 2, 3, 4, 5, 6] and again.calls[0] == ("start", 3)
     _same_params(whole, resumed)
-    assert fnn.training.checkpoint.load(path).meta["recorder"] == {"seen": [1, 2, 3, 4, 5, 6]}
+    assert checkpoint.load(path).meta["recorder"] == {"seen": [1, 2, 3, 4, 5, 6]}
 
 
 def test_csv_logger_writes_a_header_and_a_row_per_epoch_also_across_a_resume(tmp_path):
     log, path = tmp_path / "log.csv", tmp_path / "run.npz"
-    fnn.fit(CLF, P0, (X, Y), epochs=2, callbacks=[cb.CSVLogger(log), cb.Checkpoint(path)], **KW)
+    fnn.fit(CLF, P0, (X, Y), epochs=2, callbacks=[fnn.callbacks.CSVLogger(log), fnn.callbacks.Checkpoint(path)], **KW)
     assert len(log.read_text().splitlines()) == 3
-    _, h = fnn.fit(CLF, P0, (X, Y), epochs=5, resume=True, callbacks=[cb.CSVLogger(log), cb.Checkpoint(path)],
-                   **KW)
+    _, h = fnn.fit(CLF, P0, (X, Y), epochs=5, resume=True,
+                   callbacks=[fnn.callbacks.CSVLogger(log), fnn.callbacks.Checkpoint(path)], **KW)
     h.to_csv(tmp_path / "whole.csv")
     assert log.read_text() == (tmp_path / "whole.csv").read_text()
     header, *rows = log.read_text().splitlines()
@@ -194,7 +197,7 @@ def test_csv_logger_writes_a_header_and_a_row_per_epoch_also_across_a_resume(tmp
 
 
 def test_progress_bar_shows_the_epochs(capsys):
-    fnn.fit(CLF, P0, (X, Y), epochs=3, callbacks=[cb.ProgressBar()], **KW)
+    fnn.fit(CLF, P0, (X, Y), epochs=3, callbacks=[fnn.callbacks.ProgressBar()], **KW)
     err = capsys.readouterr().err
     assert "training" in err and "3/3" in err and "loss=" in err
 
@@ -203,7 +206,7 @@ def test_terminate_on_nan_is_not_doubled_and_keeps_the_last_finite_epoch():
     xs, ys, p = XS, YS, P_REG
     with pytest.warns(RuntimeWarning, match=r"non-finite .* in epoch 16; kept the params of epoch 15"):
         params, h = fnn.fit(REG, p, (xs, 50 * ys), optimizer="gd", learning_rate=5.0, epochs=50,
-                            key=jax.random.key(3), callbacks=[cb.TerminateOnNaN()])
+                            key=jax.random.key(3), callbacks=[fnn.callbacks.TerminateOnNaN()])
     assert h.diverged and len(h) == 15
     assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(params))
 
@@ -218,27 +221,28 @@ def test_reduce_on_plateau_comes_from_optax():
 
 def test_giving_a_stop_both_ways_or_a_non_callback_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"give patience= or a EarlyStopping callback, not both"):
-        fnn.fit(CLF, P0, (X, Y), epochs=2, validation=(X, Y), patience=2, callbacks=[cb.EarlyStopping(3)], **KW)
+        fnn.fit(CLF, P0, (X, Y), epochs=2, validation=(X, Y), patience=2,
+                callbacks=[fnn.callbacks.EarlyStopping(3)], **KW)
     with pytest.raises(ValueError, match=r"give checkpoint= or a Checkpoint callback, not both"):
         fnn.fit(CLF, P0, (X, Y), epochs=2, checkpoint=tmp_path / "a.npz",
-                callbacks=[cb.Checkpoint(tmp_path / "b.npz")], **KW)
+                callbacks=[fnn.callbacks.Checkpoint(tmp_path / "b.npz")], **KW)
     with pytest.raises(TypeError, match=r"callbacks must be fnn.callbacks.Callback objects, got function"):
         fnn.fit(CLF, P0, (X, Y), epochs=2, callbacks=[lambda run: None], **KW)
     with pytest.raises(ValueError, match=r"EarlyStopping \(patience\) needs validation data"):
-        fnn.fit(CLF, P0, (X, Y), epochs=2, callbacks=[cb.EarlyStopping(3)], **KW)
+        fnn.fit(CLF, P0, (X, Y), epochs=2, callbacks=[fnn.callbacks.EarlyStopping(3)], **KW)
     with pytest.raises(ValueError, match=r"checkpoint_every must be a positive int, got 0"):
-        cb.Checkpoint(tmp_path / "c.npz", every=0)
+        fnn.callbacks.Checkpoint(tmp_path / "c.npz", every=0)
     with pytest.raises(ValueError, match=r"every_s must be a positive number"):
-        cb.Checkpoint(tmp_path / "c.npz", every_s=0)
+        fnn.callbacks.Checkpoint(tmp_path / "c.npz", every_s=0)
     with pytest.raises(ValueError, match=r"patience must be a positive int"):
-        cb.EarlyStopping(0)
+        fnn.callbacks.EarlyStopping(0)
     with pytest.raises(ValueError, match=r"resume needs the checkpoint path"):
         fnn.fit(CLF, P0, (X, Y), epochs=2, resume=True, **KW)
 
 
 def test_fit_reads_in_one_screen():
     """fit's body, docstring aside: check the arguments, build the run, loop, hand each epoch to the callbacks."""
-    source = textwrap.dedent(inspect.getsource(train.fit))
+    source = textwrap.dedent(inspect.getsource(fnn.fit))
     node = ast.parse(source).body[0]
     first = node.body[1] if isinstance(node.body[0], ast.Expr) else node.body[0]  # after the docstring
     lines = [line for line in source.splitlines()[first.lineno - 1:node.end_lineno] if line.strip()]

@@ -10,7 +10,7 @@ import pytest
 
 from fnn import cli
 from fnn.training import checkpoint
-from fnn.training import loop as train
+from fnn.training import loop
 
 
 def _run(capsys, *argv):
@@ -85,7 +85,8 @@ def test_matlabs_training_functions_from_the_command_line(capsys, tmp_path, opti
     m = json.loads((out / "metrics.json").read_text())
     assert m["optimizer"] == optimizer and m["test_loss"] < 0.05
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
-    assert header[7:10] == ["gamma", "alpha", "beta"]
+    reported = {"br": ["mu", "mu_max", "gamma", "alpha", "beta"]}.get(optimizer, [])  # the method's own columns
+    assert header[6:6 + len(reported)] == reported and header[6 + len(reported)] == "epoch_time_s"
 
 
 @pytest.mark.exact
@@ -104,7 +105,7 @@ def test_cli_resume_ends_where_an_uninterrupted_run_ends(capsys, tmp_path):
 
 
 def test_ctrl_c_saves_and_exits_130(capsys, tmp_path, monkeypatch):
-    real_fit = train.fit
+    real_fit = loop.fit
 
     def fit_then_interrupt(*args, **kwargs):
         def interrupt(rec):
@@ -112,7 +113,7 @@ def test_ctrl_c_saves_and_exits_130(capsys, tmp_path, monkeypatch):
                 raise KeyboardInterrupt
         return real_fit(*args, **dict(kwargs, callback=interrupt))
 
-    monkeypatch.setattr(train, "fit", fit_then_interrupt)
+    monkeypatch.setattr(loop, "fit", fit_then_interrupt)  # fnn train calls loop.fit
     code, _, err = _run(capsys, "--dataset", "iris", "--epochs", "5", "--out", str(tmp_path), "--quiet")
     assert code == 130
     assert len(err.strip().splitlines()) == 1 and "interrupted after epoch 2" in err and "--resume" in err
@@ -228,7 +229,7 @@ def test_console_entry_point_as_module():
 def test_the_default_batch_is_the_datasets_or_the_optimizers_own_when_larger():
     """Without --batch-size: the dataset's preset for Adam, K-FAC's own 256 (it diverged on digits at the preset's
     64), the whole set for a full-batch method or a preset of none (build asks only without --batch-size)."""
-    from fnn.optim.registry import default_batch
+    from fnn.optimizers import default_batch
 
     assert default_batch("adam", 64) == 64 and default_batch("sgd", 64) == 64
     assert default_batch("kfac", 64) == 256 and default_batch("kfac", 512) == 512

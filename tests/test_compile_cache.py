@@ -78,7 +78,7 @@ def test_enable_in_python_fills_the_given_directory(tmp_path, monkeypatch):
         fnn.fit(net, fnn.init(jax.random.key(0), net), (x, x[:, :2]), epochs=2, batch_size=11, key=jax.random.key(1))
         assert any((tmp_path / "mine").iterdir())
     finally:
-        compile_cache.disable_compile_cache()
+        fnn.disable_compile_cache()
     assert jax.config.jax_compilation_cache_dir is None
     with pytest.raises(TypeError, match="path must be a directory path"):
         fnn.enable_compile_cache(3)
@@ -173,5 +173,5 @@ def test_programs_stored_without_a_bound_are_dated_for_the_bounded_cache(tmp_pat
             warnings.simplefilter("error")
             jax.jit(lambda a: a * 1.2345 - 0.678)(np.ones(7, np.float32)).block_until_ready()
     finally:
-        compile_cache.disable_compile_cache()
+        fnn.disable_compile_cache()
     assert len(list(tmp_path.glob("*-cache"))) == 3 and len(list(tmp_path.glob("*-atime"))) == 3

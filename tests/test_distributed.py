@@ -22,7 +22,7 @@ FOUR_DEVICES = textwrap.dedent("""
     import jax, numpy as np
     import fnn
     from fnn.scale import distributed
-    from fnn.training import loop as train
+    from fnn.training import loop
     from fnn.cli import main
 
     assert len(jax.devices()) == 4, jax.devices()
@@ -52,8 +52,8 @@ FOUR_DEVICES = textwrap.dedent("""
     # XLA splits the step: per-device minibatches of 40 / 4 = 10 rows and an all-reduce of the gradients
     tx = fnn.optimizers.get("adam", None)
     mesh = distributed.make_mesh(jax.devices())
-    epoch = train.make_epoch(net, tx, 200, 40, False, None, mesh, "device")
-    order = train.epoch_indices(train.key_words(jax.random.key(1)), 0, 200, 40)
+    epoch = loop.make_epoch(net, tx, 200, 40, False, None, mesh, "device")
+    order = loop.epoch_indices(loop.key_words(jax.random.key(1)), 0, 200, 40)
     args = jax.device_put((p0, tx.init(p0), order, np.zeros((200, 8), np.float32),
                            np.zeros((200, 3), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)),
                           distributed.replicated(mesh))

@@ -1,4 +1,4 @@
-"""fnn.experiments.edge_of_stability: its eigenvalue against a dense Hessian, its script, and the dynamics
+"""scripts/eos.py, the edge of stability: its eigenvalue against a dense Hessian, its script, and the dynamics
 it is about (Cohen et al. 2021), at a size the default suite can afford."""
 
 import json
@@ -13,7 +13,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import fnn
-from fnn.experiments import edge_of_stability as eos
+from scripts import eos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""fnn.experiments and the scripts on it: the 1986 problems' data, sweeps, survey, and tiny script runs."""
+"""The experiments in scripts/ and the scripts on them: the 1986 problems' data, sweeps, survey, and tiny script runs."""
 
 import json
 import os
@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.experiments import classic, common
-from fnn.experiments import overfitting as overfit
-from fnn.experiments import residual_depth as depth
+from scripts import classic, common, depth, overfit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -169,22 +167,22 @@ def test_training_functions_and_bayesian_regularisation_scripts(tmp_path, monkey
 def test_deep_autoencoder_networks_errors_costs_and_one_run():
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")
-    from fnn.experiments import deep_autoencoder as dae
+    from scripts import autoencoder
 
-    net = dae.autoencoder(dae.MNIST_SIZES)
+    net = autoencoder.autoencoder(autoencoder.MNIST_SIZES)
     assert net.sizes == (784, 1000, 500, 250, 30, 250, 500, 1000, 784)
     assert net.activation == ("sigmoid", "sigmoid", "sigmoid", "identity", "sigmoid", "sigmoid", "sigmoid")
     assert (net.output, net.loss) == ("sigmoid", "bce")
     x = np.random.default_rng(0).uniform(size=(5, 16)).astype(np.float32)
-    small = dae.autoencoder((16, 4))
+    small = autoencoder.autoencoder((16, 4))
     params = fnn.init(jax.random.key(0), small)
     expected = np.mean(np.sum((np.asarray(fnn.predict(small, params, x)) - x) ** 2, axis=1))
-    assert dae.reconstruction_error(small, params, x) == pytest.approx(expected, rel=1e-6)
-    hf = dae.Method("HF", "hessian_free", None, cost="hessian_free")
+    assert autoencoder.reconstruction_error(small, params, x) == pytest.approx(expected, rel=1e-6)
+    hf = autoencoder.Method("HF", "hessian_free", None, cost="hessian_free")
     costs = {"gauss_newton_product": 1.5, "loss": 0.25}
-    assert dae.step_cost(hf, costs, 1.0, {"cg_iterations": 9}) == pytest.approx(2 + 10 * 1.5 + 0.5)
-    assert dae.step_cost(dae.Method("Adam", "adam", 128), costs, 0.25, {}) == 0.25
-    rows = dae.run_method(dae.quick_problem(), hf, 0, costs, budget_s=60, max_epochs=3)
+    assert autoencoder.step_cost(hf, costs, 1.0, {"cg_iterations": 9}) == pytest.approx(2 + 10 * 1.5 + 0.5)
+    assert autoencoder.step_cost(autoencoder.Method("Adam", "adam", 128), costs, 0.25, {}) == 0.25
+    rows = autoencoder.run_method(autoencoder.quick_problem(), hf, 0, costs, budget_s=60, max_epochs=3)
     assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["train"] < rows[0]["train"]
     assert rows[0]["gradients"] > 2 + 1.5  # a curvature pass, the gradient and at least one product
 
@@ -209,13 +207,13 @@ def test_deep_autoencoder_script(tmp_path, monkeypatch):
 
 def test_deep_autoencoder_reads_mnist_with_the_papers_architecture(tmp_path):
     from fnn.data import datasets
-    from fnn.experiments import deep_autoencoder as dae
+    from scripts import autoencoder
 
     rng = np.random.default_rng(0)
     for stem, n in (("train", 6), ("t10k", 4)):
         datasets.write_idx(tmp_path / f"{stem}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         datasets.write_idx(tmp_path / f"{stem}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
-    problem = dae.mnist_problem(tmp_path)
+    problem = autoencoder.mnist_problem(tmp_path)
     assert problem.x.shape == (6, 784) and problem.x_test.shape == (4, 784)
     assert 0 <= problem.x.min() and problem.x.max() <= 1
     assert problem.net.sizes == (784, 1000, 500, 250, 30, 250, 500, 1000, 784)

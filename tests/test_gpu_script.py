@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from fnn.bench import gpu
-from fnn.bench import gpu_checks as C
+from benchmarks import gpu_checks, gpu_suite
 from helpers import BENCHMARKS, load_script
 
 SCRIPT = BENCHMARKS / "gpu.py"
@@ -32,14 +31,14 @@ def test_dry_run_runs_every_check_on_the_cpu(dry_run):
     rc, out, summary = dry_run
     assert rc == 0
     assert summary["machine"]["device"] == "cpu" and summary["device_slug"] == "gpu_cpu"
-    assert summary["dry_run"] and summary["complete"] and summary["budget_s"] == gpu.BUDGET_S
+    assert summary["dry_run"] and summary["complete"] and summary["budget_s"] == gpu_suite.BUDGET_S
     assert summary["jax_version"] and summary["machine"]["cores"] >= 1
-    assert [r["name"] for r in summary["checks"]] == list(gpu.NAMES)
+    assert [r["name"] for r in summary["checks"]] == list(gpu_suite.NAMES)
     for record in summary["checks"]:
         assert record["status"] == "ok", record
         assert record["seconds"] > 0 and record["result"]["headline"]
     table = (out / "summary.md").read_text()
-    assert all(f"| {name} | ok |" in table for name in gpu.NAMES)
+    assert all(f"| {name} | ok |" in table for name in gpu_suite.NAMES)
 
 
 def test_dry_run_writes_each_checks_own_files(dry_run):
@@ -59,7 +58,7 @@ def test_dry_run_writes_each_checks_own_files(dry_run):
     steps = by_name["second_order"]
     assert steps["cases_done"] == steps["cases"] == 1 and steps["complete"]
     (costs,) = steps["steps_in_gradients"].values()
-    assert list(costs) == list(C.SECOND_ORDER) and all(math.isfinite(v) and v > 0 for v in costs.values())
+    assert list(costs) == list(gpu_checks.SECOND_ORDER) and all(math.isfinite(v) and v > 0 for v in costs.values())
     assert {"steps.json", "steps.md", "steps.png"} <= {p.name for p in (out / "second_order").iterdir()}
     assert "hessian_free" in (out / "second_order" / "steps.md").read_text()
     runs = by_name["mfu"]["runs"]
@@ -69,13 +68,14 @@ def test_dry_run_writes_each_checks_own_files(dry_run):
 def test_no_budget_skips_every_check(tmp_path, capsys):
     assert _script().main(["--dry-run", "--budget", "0", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [(r["status"], r["reason"]) for r in summary["checks"]] == [("skipped", "budget")] * len(gpu.NAMES)
+    assert [(r["status"], r["reason"]) for r in summary["checks"]] == [("skipped", "budget")] * len(gpu_suite.NAMES)
     assert "skipped | 0.0 |" in capsys.readouterr().out  # the table printed at the end
 
 
 def test_a_spent_budget_stops_a_grid_between_cases_and_skips_the_later_checks(tmp_path):
-    first = gpu.CHECKS[0]._replace(tiny_s=-math.inf)  # an estimate that always fits: it starts with no budget
-    summary = gpu.run_all(gpu.device(dry_run=True), tmp_path, 0, True, (first, *gpu.CHECKS[1:]), echo=lambda s: None)
+    first = gpu_suite.CHECKS[0]._replace(tiny_s=-math.inf)  # an estimate that always fits: it starts with no budget
+    summary = gpu_suite.run_all(gpu_suite.device(dry_run=True), tmp_path, 0, True, (first, *gpu_suite.CHECKS[1:]),
+                                echo=lambda s: None)
     stopped, *later = summary["checks"]
     assert stopped["status"] == "partial" and stopped["reason"] == "budget"
     assert stopped["result"]["cases_done"] == 1 < stopped["result"]["cases"]
@@ -88,9 +88,9 @@ def test_a_failing_check_keeps_its_traceback_and_the_next_one_runs(tmp_path):
     def fails(ctx):
         raise ValueError("out of device memory, say")
 
-    checks = (gpu.Check("fails", fails, 0, 0, "raises"),
-              gpu.Check("works", lambda ctx: {"headline": "fine"}, 0, 0, "returns"))
-    summary = gpu.run_all(gpu.device(dry_run=True), tmp_path, 60, True, checks, echo=lambda s: None)
+    checks = (gpu_suite.Check("fails", fails, 0, 0, "raises"),
+              gpu_suite.Check("works", lambda ctx: {"headline": "fine"}, 0, 0, "returns"))
+    summary = gpu_suite.run_all(gpu_suite.device(dry_run=True), tmp_path, 60, True, checks, echo=lambda s: None)
     failed, worked = summary["checks"]
     assert failed["status"] == "error" and failed["error"] == "ValueError: out of device memory, say"
     assert "Traceback" in failed["traceback"] and "in fails" in failed["traceback"]

@@ -24,7 +24,8 @@ from fnn.check.autodiff import autodiff_core
 from fnn.check.finite_differences import compiled_finite_differences, default_eps
 from fnn.core import validation
 from fnn.core.backprop import backprop_core
-from fnn.optim import registry as optimizers
+from fnn.core.forward import predict_core
+from fnn import optimizers
 
 NET = fnn.Graph(n_in=6, nodes=[
     fnn.Dense("h1", 8, "relu", inputs=("x",)),
@@ -163,7 +164,7 @@ def test_levenberg_marquardts_jacobian_on_a_cascade_net_is_jacrev():
         y = jnp.asarray(np.random.default_rng(3).normal(size=(6, 2)))
         e, J = jax.jit(optimizers.residuals_and_jacobian, static_argnums=0)(net, params, x, y)  # one compile
         flat, unravel = jax.flatten_util.ravel_pytree(params)
-        residuals = lambda theta: (fnn.core.forward.predict_core(net, unravel(theta), x) - y).reshape(-1)
+        residuals = lambda theta: (predict_core(net, unravel(theta), x) - y).reshape(-1)
         np.testing.assert_allclose(e, jax.jit(residuals)(flat), rtol=1e-15)
         np.testing.assert_allclose(J, jax.jit(jax.jacrev(residuals))(flat), rtol=1e-12, atol=1e-15)
 

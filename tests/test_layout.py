@@ -10,8 +10,12 @@ functions too), and two rules hold over them:
   ``training`` all of those; the public face (``fnn/__init__.py`` and the
   namespaces ``fnn.callbacks``, ``fnn.optimizers``, ``fnn.datasets``,
   ``fnn.diagnostics``, ``fnn.protocol``) everything below it; the faces
-  (``cli`` with ``python -m fnn``, ``sklearn``, ``experiments``) may use the public face; ``bench``,
-  which measures the faces too, sits on top.
+  (``cli`` with ``python -m fnn``, ``sklearn``) may use the public face.
+
+The benchmarks and the experiments are outside the package, in the repository's
+``benchmarks/`` and ``scripts/``, and import none of fnn's private modules (a
+name with a leading underscore, such as ``fnn.sklearn._objective``) nor the
+command line's output helpers (``fnn.cli.outputs``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import pytest
 import fnn
 
 PACKAGE = pathlib.Path(fnn.__file__).parent
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUTSIDE = (ROOT / "benchmarks", ROOT / "scripts")  # packages of the repository that use fnn, not installed with it
+NOT_FOR_OUTSIDE = {"fnn.cli.outputs"}  # the command line's: what they need of it is fnn.scale.throughput's
 
 LAYERS = {
     "core": 0,
@@ -32,8 +39,7 @@ LAYERS = {
     "optim": 2,
     "training": 3,
     "api": 4,  # fnn/__init__.py, __main__.py and the public namespaces at the top
-    "cli": 5, "sklearn": 5, "experiments": 5,
-    "bench": 6,
+    "cli": 5, "sklearn": 5,
 }
 PUBLIC_NAMESPACES = ("callbacks", "optimizers", "datasets", "diagnostics", "protocol")
 TOP_LEVEL = {"fnn", *(f"fnn.{n}" for n in PUBLIC_NAMESPACES)}
@@ -187,13 +193,12 @@ def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
 PUBLIC_ATTRIBUTES = [
     ("fnn.callbacks", ["Callback", "Checkpoint", "CSVLogger", "Diagnostics", "EarlyStopping", "Lambda",
                        "LevenbergMarquardtStop", "ProgressBar", "StopAt", "TerminateOnNaN"]),
-    ("fnn.optimizers", ["NAMES", "Objective", "get", "spec", "learning_rate", "mu", "levenberg_marquardt"]),
+    ("fnn.optimizers", ["NAMES", "Objective", "get", "spec", "levenberg_marquardt"]),
     ("fnn.data", ["prepare", "one_hot", "train_test_split", "StandardScaler", "Split"]),
     ("fnn.datasets", ["load", "NAMES", "Dataset", "load_csv"]),
     ("fnn.diagnostics", ["layer_stats", "update_ratio", "KEYS"]),
     ("fnn.protocol", ["Network", "output_delta", "loss_from_cache"]),
     ("fnn.sklearn", ["MLPClassifier", "MLPRegressor"]),
-    ("fnn.bench", ["benchmark", "save"]),
 ]
 
 
@@ -221,3 +226,68 @@ def test_every_name_of_fnn_all_is_there():
     assert sorted(fnn.__all__) == sorted(set(fnn.__all__))
     for name in fnn.__all__:
         assert getattr(fnn, name) is not None
+
+
+def private_jax_imports(root: pathlib.Path = PACKAGE) -> list[str]:
+    """Each import of ``jax._src`` (JAX's private modules, which change between releases), as ``module: name``."""
+    bad = []
+    for name, path in modules(root).items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:  # "from jax import _src" too
+                names = [f"{node.module}.{a.name}" for a in node.names] if node.module == "jax" else [node.module]
+            else:
+                continue
+            bad += [f"{name}: {n}" for n in names if n == "jax._src" or n.startswith("jax._src.")]
+    return bad
+
+
+def test_no_module_imports_private_jax(tmp_path):
+    assert private_jax_imports() == []
+    (tmp_path / "fnn").mkdir()
+    (tmp_path / "fnn" / "a.py").write_text("import jax._src.core\nfrom jax import _src, numpy\n"
+                                           "def f():\n    from jax._src.array import ArrayImpl\n")
+    found = private_jax_imports(tmp_path / "fnn")
+    assert sorted(found) == ["fnn.a: jax._src", "fnn.a: jax._src.array", "fnn.a: jax._src.core"]
+
+
+def private(name: str) -> bool:
+    """A dotted name with a part of a leading underscore (``fnn.sklearn._objective``; not ``fnn.__main__``)."""
+    return any(part.startswith("_") and not part.startswith("__") for part in name.split("."))
+
+
+def outside_imports(folders=OUTSIDE, known=None) -> list[str]:
+    """Each import by a file of ``folders`` of a private module or name of fnn, or of ``NOT_FOR_OUTSIDE``, as
+    ``folder/file.py: fnn.module`` (``fnn.module._name`` for a private name imported from a module)."""
+    known = modules() if known is None else known
+    bad = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known or private(a.name)
+                             else node.module for a in node.names]
+                else:
+                    continue
+                where = path.relative_to(folder.parent).as_posix()
+                bad += [f"{where}: {n}" for n in names
+                        if n.split(".")[0] == "fnn" and (private(n) or n in NOT_FOR_OUTSIDE)]
+    return bad
+
+
+def test_benchmarks_and_experiments_import_only_public_modules_of_fnn(tmp_path):
+    assert all(folder.is_dir() for folder in OUTSIDE)
+    assert outside_imports() == []
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "a.py").write_text(
+        "import fnn.sklearn._objective\nfrom fnn import optimizers\nfrom fnn.core import dispatch\n"
+        "from fnn.cli import outputs\nfrom benchmarks import _mine\n"
+        "def f():\n    from fnn.sklearn import _objective, MLPClassifier\n    from fnn.core.dispatch import _checked\n"
+        "    from fnn.cli.outputs import speed_summary\n")
+    found = outside_imports([tmp_path / "benchmarks"])
+    assert sorted(found) == sorted(f"benchmarks/a.py: {n}" for n in (
+        "fnn.sklearn._objective", "fnn.cli.outputs", "fnn.sklearn._objective", "fnn.core.dispatch._checked",
+        "fnn.cli.outputs"))

@@ -11,6 +11,7 @@ import pytest
 from helpers import PAIRS, worst_rel_error
 
 import fnn
+from fnn.check.analytical import SINGLE_UNIT
 from fnn.core import activations, losses
 
 Z = np.linspace(-5.3, 4.7, 41)
@@ -156,7 +157,7 @@ def test_init_is_deterministic_and_keeps_dtype(x64):
 
 
 def test_single_unit_analytical_backprop_autodiff_and_finite_differences_agree(x64):
-    net = fnn.check.analytical.SINGLE_UNIT
+    net = SINGLE_UNIT
     params = fnn.init(jax.random.key(3), net, scheme="normal", dtype=jnp.float64)
     x = jnp.array([0.5, -1.0, 2.0, 0.1], jnp.float64)
     t = jnp.array([1.0, 0.0, 1.0, 0.3], jnp.float64)

@@ -7,9 +7,11 @@ import optax
 import pytest
 
 import fnn
+from fnn.core.forward import predict_core
 from fnn.core.validation import prepare
-from fnn.optim import registry as optimizers
-from fnn.training import loop as train
+from fnn import optimizers
+from fnn.training.epoch import learning_rate
+from fnn.training.objective import MinibatchObjective
 
 
 def _regression_problem(n=64, seed=0):
@@ -42,7 +44,7 @@ def test_lm_jacobian_matches_jax_and_gives_the_gradient():
         x, y = prepare(net, params, x, y)
         e, J = jax.jit(optimizers.residuals_and_jacobian, static_argnums=0)(net, params, x, y)  # one compile
         flat, unravel = jax.flatten_util.ravel_pytree(params)
-        residual = lambda f: (fnn.core.forward.predict_core(net, unravel(f), x) - y).reshape(-1)
+        residual = lambda f: (predict_core(net, unravel(f), x) - y).reshape(-1)
         np.testing.assert_allclose(e, jax.jit(residual)(flat), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(J, jax.jit(jax.jacrev(residual))(flat), rtol=1e-4, atol=1e-5)
         _, grads = fnn.backprop(net, params, x, y)
@@ -70,7 +72,7 @@ def test_lm_mu_adapts_and_stops_at_mu_max():
     assert h.train_loss[2] < h.train_loss[1] < h.train_loss[0]
     tx = optimizers.levenberg_marquardt(mu=1e-3, mu_max=0.05)
     xx, yy = prepare(net, params, x, y)
-    obj = optimizers.Objective(net, xx, yy)
+    obj = MinibatchObjective(net, xx, yy)
     state = tx.init(params)
     # Claim a current loss of -1 that no step can beat: mu grows x10 past mu_max and the update is zero.
     upd, state = tx.update(None, state, params, value=jnp.asarray(-1.0), value_fn=obj)
@@ -107,7 +109,7 @@ def test_options_weight_decay_clipping_and_schedules():
     state = tx.init(params)
     for _ in range(5):
         _, state = tx.update({"w": jnp.ones(2)}, state, params)
-    assert float(optimizers.learning_rate(state)) == pytest.approx(0.6)  # the rate of the 5th step, schedule(4)
+    assert float(learning_rate(state)) == pytest.approx(0.6)  # the rate of the 5th step, schedule(4)
 
 
 @pytest.mark.parametrize("bad", [-1e-3, 0.0, float("nan")])
@@ -125,6 +127,6 @@ def test_custom_optax_transform_is_accepted():
     x, y = _regression_problem()
     net = fnn.MLP((3, 8, 2))
     params = fnn.init(jax.random.key(0), net)
-    trained, h = train.fit(net, params, (x, y), optimizer=optax.adamw(1e-2), epochs=5, batch_size=16,
+    trained, h = fnn.fit(net, params, (x, y), optimizer=optax.adamw(1e-2), epochs=5, batch_size=16,
                            key=jax.random.key(0))
     assert h.train_loss[-1] < h.train_loss[0]

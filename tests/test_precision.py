@@ -84,10 +84,7 @@ def test_unknown_precision_is_a_clear_error():
 
 
 def test_bf16_training_on_digits_keeps_float32_state_and_learns():
-    from fnn.data import datasets
-    from fnn.data import preparation as data
-
-    splits = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0, scale="standard")
+    splits = fnn.data.prepare(fnn.datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0, scale="standard")
     net = fnn.MLP((64, 64, 10), activation="relu", output="softmax", loss="cross_entropy")
     params = fnn.init(jax.random.key(0), net)
     params, history = fnn.fit(net, params, (splits.train.x, splits.train.y), epochs=8, batch_size=64,

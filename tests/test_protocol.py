@@ -20,12 +20,11 @@ import pytest
 
 import fnn
 from fnn.core import activations
-from fnn.core.protocol import Network
-from fnn.optim import registry as optimizers
+from fnn import optimizers
 
 
 @dataclasses.dataclass(frozen=True)
-class OneHidden(Network):
+class OneHidden(fnn.protocol.Network):
     """``x -> h = tanh(x W_h + b_h) -> yhat = f(h W_o + b_o)``, params ``{"hidden": ..., "out": ...}``.
 
     Backward: ``delta_o = dL/dz_o`` (given), ``dW_o = h^T delta_o``,
@@ -158,7 +157,7 @@ def test_mlps_own_per_example_backward_is_the_defaults():
     cache = net.forward(params, jnp.asarray(x))
     delta = jnp.broadcast_to(jnp.eye(2, dtype=jnp.float32)[None], (7, 2, 2))
     mlp = net.per_example_backward(params, cache, delta)
-    default = Network.per_example_backward(net, params, cache, delta)
+    default = fnn.protocol.Network.per_example_backward(net, params, cache, delta)
     for a, b in zip(jax.tree_util.tree_leaves(mlp), jax.tree_util.tree_leaves(default)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 

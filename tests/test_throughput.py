@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import pytest
 
 import fnn
+from benchmarks.xla_cost import compiled_cost
 from fnn.cli import main
 from fnn.core.backprop import compiled_backprop
 from fnn.scale import throughput
-from fnn.scale.xla_cost import compiled_cost
 
 
 def test_analytic_step_flops_match_xla_cost_analysis():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.scale import compile_cache, traced_cache
+from fnn.scale import traced_cache
 from fnn.sklearn import MLPClassifier
 
 
@@ -25,7 +25,7 @@ def cache_dir(tmp_path, monkeypatch):
     try:
         yield tmp_path
     finally:
-        compile_cache.disable_compile_cache()
+        fnn.disable_compile_cache()
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -89,7 +89,7 @@ def test_an_estimator_fits_the_same_bits_with_its_programs_kept_or_not(tmp_path,
         _same(fit("adam"), plain["adam"])
         assert traced_cache.counts() == {"exported": 3, "loaded": 2}
     finally:
-        compile_cache.disable_compile_cache()
+        fnn.disable_compile_cache()
 
 
 def test_the_key_changes_with_what_changes_the_trace():

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.data import datasets
-from fnn.training import checkpoint
-from fnn.training import loop as train
+from fnn.training import checkpoint, loop
 
 
 def _blobs(n=120, seed=0):
@@ -26,7 +24,7 @@ CLF = fnn.MLP((2, 16, 3), activation="tanh", output="softmax", loss="cross_entro
 
 
 def test_levenberg_marquardt_fits_sine():
-    ds = datasets.load("sine")
+    ds = fnn.datasets.load("sine")
     net = fnn.MLP((1, 10, 1), activation="tanh")
     params, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (ds.x, ds.y), optimizer="levenberg_marquardt",
                         epochs=100, key=jax.random.key(0))
@@ -38,7 +36,7 @@ def test_levenberg_marquardt_fits_sine():
 
 @pytest.mark.exact
 def test_xor_with_momentum():
-    ds = datasets.load("xor")
+    ds = fnn.datasets.load("xor")
     net = fnn.MLP((2, 2, 1), activation="sigmoid", output="sigmoid")
     params, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (ds.x, ds.y), optimizer="momentum",
                         learning_rate=0.5, epochs=2000, key=jax.random.key(0))
@@ -69,16 +67,16 @@ def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
                    batch_size=32, key=jax.random.key(0))
     h.to_csv(tmp_path / "h.csv")
     header, *rows = (tmp_path / "h.csv").read_text().splitlines()
-    assert header.split(",") == list(train.History.COLUMNS) + ["grad_norm_1", "grad_norm_2"]
+    assert header.split(",") == [*fnn.History.COLUMNS, *fnn.History.TIMES, "grad_norm_1", "grad_norm_2"]
     speed = [float(r.split(",")[header.split(",").index("samples_per_s")]) for r in rows]
     assert speed == pytest.approx(h.samples_per_s) and min(speed) > 0
     # a history saved before samples_per_s and tflops were recorded (one epoch), continued by one more epoch
     old = {k: v for k, v in h.to_dict().items() if k not in ("samples_per_s", "tflops")}
     old.update({k: v[:1] for k, v in old.items() if isinstance(v, list)})
-    resumed = train.History.from_dict(old)
+    resumed = fnn.History.from_dict(old)
     assert resumed.samples_per_s == [None] and resumed.tflops == [None]
-    resumed.append(train._record(2, {"train_loss": h.train_loss[1], "grad_norm": h.grad_norm[1]}, 0.1, 0.2,
-                                 {"samples_per_s": 5.0, "tflops": 1.0}))  # the next epoch, recorded as fit records it
+    resumed.append(loop._record(2, {"train_loss": h.train_loss[1], "grad_norm": h.grad_norm[1]}, 0.1, 0.2,
+                                {"samples_per_s": 5.0, "tflops": 1.0}))  # the next epoch, recorded as fit records it
     resumed.to_csv(tmp_path / "r.csv")
     first, second = [r.split(",") for r in (tmp_path / "r.csv").read_text().splitlines()[1:]]
     col = header.split(",").index("samples_per_s")
@@ -221,7 +219,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path):
         if rec["epoch"] == 2:
             raise KeyboardInterrupt
 
-    with pytest.raises(train.Interrupted) as info:
+    with pytest.raises(fnn.Interrupted) as info:
         fnn.fit(CLF, p0, (x, y), epochs=5, checkpoint=path, checkpoint_every=100, callback=interrupt, **kw)
     assert isinstance(info.value, KeyboardInterrupt)
     assert info.value.epoch == 2 and checkpoint.load(path).meta["epoch"] == 2

@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 import fnn
 from fnn.core.validation import prepare
 from fnn.optim import conjugate_gradient, gauss_newton, quasi_newton
-from fnn.optim import registry as optimizers
+from fnn import optimizers
 from fnn.scale import memory
 
 NEW = ("br", "scg", "cgf", "cgp", "cgb", "bfgs", "oss")
@@ -180,9 +180,10 @@ def test_br_records_gamma_alpha_beta_and_other_methods_do_not():
     net = fnn.MLP((1, 8, 1), activation="tanh")
     _, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), optimizer="br", epochs=5, key=jax.random.key(0))
     assert all(0 < g <= net.n_params for g in h.gamma) and all(a > 0 for a in h.alpha) and all(b > 0 for b in h.beta)
-    assert "gamma" in h.to_dict() and h.csv_header(2).split(",")[7:10] == ["gamma", "alpha", "beta"]
+    assert list(h.to_dict()["reports"]) == ["mu", "mu_max", "gamma", "alpha", "beta"]  # br's own, in its order
+    assert h.csv_header(2).split(",")[6:11] == ["mu", "mu_max", "gamma", "alpha", "beta"]  # after the generic ones
     _, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), optimizer="scg", epochs=2, key=jax.random.key(0))
-    assert np.isnan(h.gamma).all() and np.isnan(h.mu).all()
+    assert h.reports == {} and "gamma" not in h.csv_header(2).split(",")  # scg reports nothing
 
 
 def test_normal_equations_in_chunks_equal_the_whole_jacobians(x64):
@@ -267,17 +268,18 @@ def test_matlabs_comparison_runs_scg_with_exact_curvature_beside_matlabs_rows():
     """``scripts/training_functions.py``'s rows SCG-GN and SCG-H: ``fnn.optimizers.scg(curvature="gnvp"|"hvp")``,
     built once (every trial reuses the compiled epoch), reach SIN's goal like MATLAB's SCG; the named
     methods are still given to ``fnn.fit`` by name."""
-    from fnn.bench import training_functions as tf
+    from benchmarks import training_functions
 
-    assert list(tf.METHODS)[:9] == ["LM", "BFG", "RP", "SCG", "CGB", "CGF", "CGP", "OSS", "GDX"]
-    assert tf.optimizer("SCG") == "scg" and tf.optimizer("LM") == "levenberg_marquardt"
-    assert tf.optimizer("SCG-GN") is tf.optimizer("SCG-GN") and tf.optimizer("SCG-H") is not tf.optimizer("SCG-GN")
-    assert isinstance(tf.optimizer("SCG-H"), optax.GradientTransformationExtraArgs)
-    problem = tf.sin_problem()
+    assert list(training_functions.METHODS)[:9] == ["LM", "BFG", "RP", "SCG", "CGB", "CGF", "CGP", "OSS", "GDX"]
+    assert training_functions.optimizer("SCG") == "scg" and training_functions.optimizer("LM") == "levenberg_marquardt"
+    optimizer = training_functions.optimizer
+    assert optimizer("SCG-GN") is optimizer("SCG-GN") and optimizer("SCG-H") is not optimizer("SCG-GN")
+    assert isinstance(training_functions.optimizer("SCG-H"), optax.GradientTransformationExtraArgs)
+    problem = training_functions.sin_problem()
     params = fnn.init(jax.random.key(0), problem.network(), scheme="nguyen_widrow")
-    rows = [tf.trial(problem, m, params, 2000) for m in ("SCG", "SCG-GN", "SCG-H")]
+    rows = [training_functions.trial(problem, m, params, 2000) for m in ("SCG", "SCG-GN", "SCG-H")]
     for r in rows:
         assert r["reached"] and r["mse"] <= problem.goal and r["epochs"] < 2000, r
-    table = tf.table(tf.summary(rows), {"SIN": problem})
+    table = training_functions.table(training_functions.summary(rows), {"SIN": problem})
     assert "| SCG | `scg` |" in table
     assert "| SCG-GN | `scg(curvature='gnvp')` |" in table and "| SCG-H | `scg(curvature='hvp')` |" in table

@@ -2,7 +2,7 @@
 
 ``autodiff`` is ``jax.value_and_grad`` of the loss. (The other direction,
 the loss whose ``jax.grad`` runs fnn's backprop, is
-``fnn.core.manual_vjp.loss_with_manual_vjp``.)
+``fnn.loss_with_manual_vjp``.)
 """
 
 from __future__ import annotations

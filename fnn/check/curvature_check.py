@@ -29,6 +29,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.flatten_util import ravel_pytree
 
 from fnn.check.finite_differences import default_eps
@@ -100,8 +101,7 @@ def check_curvature(net: Network, params, x, y, *, v=None, dtype="float64", eps:
         xc, yc = validation.prepare(net, params, x, y)
         ref_hv, ref_gv = _autodiff_products(net, params, v, xc, yc, key)
         step = default_eps(dtype) if eps is None else eps
-        shifted = lambda s: backprop(net, jax.tree_util.tree_map(lambda p, t: p + s * t, params, v), x, y,  # noqa: E731
-                                     key=key)[1]
+        shifted = lambda s: backprop(net, optax.tree_utils.tree_add_scale(params, s, v), x, y, key=key)[1]  # noqa: E731
         difference = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * step), shifted(step), shifted(-step))
         tol = TOLERANCES[dtype]
         hv_rows = report_rows(net, hv, {"autodiff": ref_hv, "finite_differences": difference},

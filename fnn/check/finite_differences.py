@@ -88,12 +88,10 @@ def finite_differences(net: Network, params, x, y, eps: float | None = None,
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown finite-difference scheme {scheme!r}; expected one of {list(SCHEMES)}")
-    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0):
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    eps = validation.check_positive_number("eps", eps, allow_none=True)
+    chunk_size = validation.check_positive_int("chunk_size", chunk_size, allow_none=True)
     x, y = validation.prepare(net, params, x, y)
-    eps = default_eps(x.dtype, scheme) if eps is None else float(eps)
+    eps = default_eps(x.dtype, scheme) if eps is None else eps
     chunk = chunk_size or default_chunk(net, x.shape[0])
     key = None if key is None else validation.check_key(key)
     return compiled_finite_differences(net, params, x, y, eps, scheme, chunk, key)

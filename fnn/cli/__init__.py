@@ -1,4 +1,4 @@
-"""The ``fnn`` command line: ``fnn demo`` and ``fnn train``."""
+"""Internal: ``fnn demo`` and ``fnn train``. Public as the ``fnn`` command (``python -m fnn``)."""
 
 from __future__ import annotations
 

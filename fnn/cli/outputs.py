@@ -19,9 +19,9 @@ from fnn.cli import plots
 from fnn.cli.run import targets
 from fnn.core.mlp import MLP
 from fnn.optim import registry as optimizers
-from fnn.scale import throughput
+from fnn.scale.throughput import speed_summary
 from fnn.training import diagnostics
-from fnn.training import loop as train
+from fnn.training import loop
 
 
 def announce(plan) -> None:
@@ -35,7 +35,7 @@ def announce(plan) -> None:
           f"({plan.speed['device_kind']})", flush=True)
 
 
-def interrupted(plan, stop: train.Interrupted) -> int:
+def interrupted(plan, stop: loop.Interrupted) -> int:
     """The line for Ctrl-C (the checkpoint is saved, and how to continue); exit status 130."""
     print(f"fnn train: interrupted after epoch {stop.epoch}; checkpoint saved to {plan.checkpoint} "
           f"(continue with: fnn train --out {plan.out} --resume)", file=sys.stderr)
@@ -180,7 +180,7 @@ def _architecture(plan) -> dict:
 def _scores(plan, params) -> dict:
     """Loss and accuracy of ``params`` on the test, train and validation splits (``None`` where there are none)."""
     def ev(split):
-        return {} if split is None else train.evaluate(plan.net, params, *targets(plan.net, split))
+        return {} if split is None else loop.evaluate(plan.net, params, *targets(plan.net, split))
 
     splits = plan.splits
     tr, va, te = ev(splits.train), ev(splits.val), ev(splits.test)
@@ -209,25 +209,4 @@ def _course(plan, history, fit_time: float) -> dict:
         "n_val": _n(splits.val),
         "n_test": _n(splits.test),
         "device": jax.devices()[0].platform,
-    }
-
-
-def speed_summary(history, speed: dict, cfg) -> dict:
-    """Throughput for metrics.json: the epochs after the first (which includes compiling), if any."""
-    times = history.epoch_time_s[1:] or history.epoch_time_s
-    seconds = sum(times)
-    steps = speed["steps_per_epoch"] * len(times)
-    rates = throughput.rates(speed["flops_per_step"], steps, speed["batch"], seconds, speed["peak_tflops"])
-    return {
-        "precision": cfg.get("precision") or "fp32",
-        "devices": speed["devices"],
-        "device_kind": speed["device_kind"],
-        "samples_per_s": rates["samples_per_s"],
-        "tflops": rates["tflops"],
-        "mfu": rates["mfu"],
-        "peak_tflops": speed["peak_tflops"],
-        "peak_source": speed["peak_source"],
-        "flops_per_step": speed["flops_per_step"],
-        "flops_method": "analytic matmul FLOPs 6 B sum n_in n_out - 2 B n_0 n_1 (fnn.scale.throughput)",
-        "throughput_epochs": "all but the first (compile)" if len(history) > 1 else "the only epoch (with compile)",
     }

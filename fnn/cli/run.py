@@ -22,12 +22,13 @@ import numpy as np
 import optax
 
 import fnn
+from fnn.core import losses
 from fnn.data import datasets
 from fnn.data import preparation as data
 from fnn.optim import registry as optimizers
 from fnn.scale import compile_cache, distributed, throughput
 from fnn.training import callbacks as cbs
-from fnn.training import loop as train
+from fnn.training import loop
 
 
 @dataclasses.dataclass
@@ -175,7 +176,7 @@ def build_net(cfg, ds, base: dict):
             cfg[k] = base[k]
     n_in = ds.n_features
     n_out = ds.n_classes if task == "classification" else ds.y.shape[1]
-    if task == "classification" and cfg["loss"] == "bce" and n_out == 2:
+    if task == "classification" and losses.kind(cfg["loss"]) is losses.Kind.BINARY and n_out == 2:
         n_out = 1
     what = "classes" if task == "classification" else "target columns"
     if cfg.get("arch") is not None:
@@ -191,12 +192,13 @@ def build_net(cfg, ds, base: dict):
 
 def _check_loss(cfg, ds) -> None:
     """``ValueError`` for a loss that does not fit the data's task, or the optimizer."""
-    if ds.task == "classification" and cfg["loss"] not in ("cross_entropy", "bce"):
+    kind = losses.kind(cfg["loss"])
+    if ds.task == "classification" and not losses.classifies(cfg["loss"]):
         raise ValueError(f"{ds.name} is a classification dataset: use --loss cross_entropy (with --output softmax)")
-    if ds.task == "regression" and cfg["loss"] in ("cross_entropy",):
-        raise ValueError(f"{ds.name} is a regression dataset: cross_entropy needs class labels; use --loss mse")
-    if optimizers.spec(cfg["optimizer"]).needs_mse and cfg["loss"] != "mse":
-        raise ValueError(f"{cfg['optimizer']} needs --loss mse, got {cfg['loss']!r}")
+    if ds.task == "regression" and kind is losses.Kind.LABELS:
+        raise ValueError(f"{ds.name} is a regression dataset: {cfg['loss']} needs class labels; use --loss mse")
+    if optimizers.spec(cfg["optimizer"]).least_squares and not losses.least_squares(cfg["loss"]):
+        raise ValueError(f"{cfg['optimizer']} needs --loss mse (it minimises a sum of squares), got {cfg['loss']!r}")
 
 
 def _check_widths(flag: str, first, last, n_in: int, n_out: int, what: str) -> None:
@@ -253,8 +255,8 @@ def fit(plan: Plan) -> tuple:
     """Train: ``(params, history, seconds)``; ``fnn.training.loop.Interrupted`` on Ctrl-C, after saving the checkpoint."""
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # divergence is reported by fnn.cli.outputs, once
-        warnings.filterwarnings("ignore", message="the training loss became non-finite", category=RuntimeWarning)
-        params, history = train.fit(plan.net, plan.params, targets(plan.net, plan.splits.train), **fit_arguments(plan))
+        warnings.simplefilter("ignore", cbs.DivergenceWarning)
+        params, history = loop.fit(plan.net, plan.params, targets(plan.net, plan.splits.train), **fit_arguments(plan))
     return params, history, time.perf_counter() - t0
 
 
@@ -272,8 +274,8 @@ def fit_arguments(plan: Plan) -> dict:
 def make_callbacks(plan: Plan) -> list:
     """``fit``'s callbacks, in the order of their stop reasons' precedence (the first reason given is the run's).
 
-    ``fit`` adds ``TerminateOnNaN`` before them and ``LevenbergMarquardtStop``
-    after them, and, with validation data but no ``--patience``, an
+    ``fit`` adds ``TerminateOnNaN`` before them and the method's ``MethodStop``
+    (if it has a stopping rule) after them, and, with validation data but no ``--patience``, an
     ``EarlyStopping`` that records the best epoch without stopping.
     """
     cfg, settings = plan.cfg, plan.settings
@@ -286,7 +288,7 @@ def make_callbacks(plan: Plan) -> list:
         out.append(cbs.Diagnostics())
     if settings.progress and plan.writer:
         out.append(cbs.ProgressBar())
-    out.append(cbs.Checkpoint(plan.checkpoint, every=settings.checkpoint_every, every_s=train.CHECKPOINT_SECONDS))
+    out.append(cbs.Checkpoint(plan.checkpoint, every=settings.checkpoint_every, every_s=loop.CHECKPOINT_SECONDS))
     return out
 
 
@@ -298,7 +300,7 @@ def targets(net, split):
     if split is None:
         return None
     y = split.y
-    if net.loss == "bce" and y.ndim == 1:
+    if losses.kind(net.loss) is losses.Kind.BINARY and y.ndim == 1:
         y = y.astype(np.float32)[:, None]
     return (split.x, y)
 

@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import math
+from importlib import resources
 import os
 
 from fnn.cli import outputs as training_outputs
@@ -36,21 +37,17 @@ from fnn.core import graph
 from fnn.data import datasets
 from fnn.optim import registry as optimizers
 from fnn.scale import compile_cache
-from fnn.training import loop as train
+from fnn.core import losses
+from fnn.training import loop
 
 CHECKPOINT = "checkpoint.npz"  # in --out
 
-# Settings for each task, overridden by dataset presets and then by flags.
-CLASSIFICATION = dict(hidden=[128, 128], activation="relu", output="softmax", loss="cross_entropy",
-                      optimizer="adam", epochs=50, batch_size=64)
-REGRESSION = dict(hidden=[64, 64], activation="tanh", output="identity", loss="mse",
-                  optimizer="adam", epochs=200, batch_size=32)
-PRESETS = {  # regression datasets
-    "xor": dict(hidden=[2], activation="sigmoid", output="sigmoid", loss="mse", optimizer="momentum",
-                lr=0.5, epochs=2000, batch_size=None, test_size=0.0, val_size=0.0, scale="none"),
-    "sine": dict(hidden=[10], activation="tanh", output="identity", loss="mse",
-                 optimizer="levenberg_marquardt", epochs=100, batch_size=None, scale="none"),
-}
+# The presets are data (presets.json beside this file): the settings of each task, overridden by a dataset's
+# preset and then by the flags, and the named runs of --preset (mnist-large, the GPU workload), applied before
+# the flags.
+_PRESETS = json.loads(resources.files("fnn.cli").joinpath("presets.json").read_text())
+CLASSIFICATION, REGRESSION = _PRESETS["tasks"]["classification"], _PRESETS["tasks"]["regression"]
+PRESETS = _PRESETS["datasets"]  # regression datasets
 GENERAL = dict(lr=None, test_size=0.25, val_size=0.1, scale="standard", patience=None, seed=0,
                impute=None, clip_outliers=None, weight_decay=0.0, clip_norm=None, momentum=0.9,
                nesterov=False, schedule="constant", goal=None, min_grad=None, task=None)
@@ -58,15 +55,7 @@ KEYS = ("dataset", "csv", "target", "task", "data_dir", "download", "sizes", "ar
         "activation", "output", "loss", "optimizer", "lr", "epochs", "batch_size", "patience", "seed", "test_size",
         "val_size", "scale", "impute", "clip_outliers", "weight_decay", "clip_norm", "momentum", "nesterov",
         "schedule", "goal", "min_grad", "precision", "preset", "limit")
-# Named runs (--preset), applied before the flags. mnist-large is the GPU
-# workload: three 4096-wide layers in bf16 (about 37 M params, 0.9 TFLOP per
-# step of 4096 examples); without MNIST IDX files in --data-dir it trains on
-# synthetic data of MNIST's shape and says so.
-RUN_PRESETS = {
-    "mnist-large": dict(dataset="mnist", sizes=[784, 4096, 4096, 4096, 10], activation="relu", output="softmax",
-                        loss="cross_entropy", optimizer="adam", lr=1e-3, batch_size=4096, epochs=10,
-                        precision="bf16", test_size=0.0, val_size=0.0, synthetic_fallback=True),
-}
+RUN_PRESETS = _PRESETS["runs"]
 
 
 # --------------------------------------------------------------------------- the command
@@ -87,7 +76,7 @@ def run(args) -> int:
     training_outputs.announce(plan)
     try:
         params, history, fit_time = training_run.fit(plan)
-    except train.Interrupted as stop:
+    except loop.Interrupted as stop:
         return training_outputs.interrupted(plan, stop)
     return training_outputs.write(plan, params, history, fit_time)
 
@@ -150,9 +139,8 @@ def _network_arguments(p) -> None:
 def _training_arguments(p) -> None:
     """The flags of the optimizer, the epochs, the batches and the stops."""
     t = p.add_argument_group("training")
-    t.add_argument("--optimizer", help="gd, sgd, momentum, adaptive_lr, adaptive_momentum, adam (default), "
-                                       "rmsprop, rprop, lbfgs, levenberg_marquardt, MATLAB's br, scg, cgf, "
-                                       "cgp, cgb, bfgs, oss, and the second-order hessian_free and kfac")
+    t.add_argument("--optimizer", help=f"one of {', '.join(optimizers.OPTIMIZERS)} "
+                                       f"(default {optimizers.DEFAULT}; see fnn.optimizers)")
     t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     t.add_argument("--schedule", help="constant (default), cosine or exponential learning-rate schedule")
     t.add_argument("--momentum", type=float, help="momentum (default 0.9)")
@@ -314,15 +302,16 @@ def _dataset_name(given: dict) -> str:
 
 def _check(cfg: dict) -> None:
     """``ValueError`` for settings that are wrong whatever the data: optimizer, lr, counts, loss, schedule, dropout."""
-    optimizers.spec(cfg.get("optimizer", "adam"))  # unknown optimizer: ValueError before any work
+    optimizers.spec(cfg.get("optimizer") or optimizers.DEFAULT)  # unknown optimizer: ValueError before any work
     lr = cfg.get("lr")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr must be a positive number, got {lr}")
     for k in ("epochs", "batch_size", "patience"):
         if cfg.get(k) is not None and cfg[k] < 1:
             raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {cfg[k]}")
-    if optimizers.spec(cfg.get("optimizer", "adam")).needs_mse and cfg.get("loss") not in (None, "mse"):
-        raise ValueError(f"{cfg['optimizer']} needs --loss mse, got {cfg['loss']!r}")
+    method = optimizers.spec(cfg.get("optimizer") or optimizers.DEFAULT)
+    if method.least_squares and cfg.get("loss") is not None and not losses.least_squares(cfg["loss"]):
+        raise ValueError(f"{method.name} needs --loss mse (it minimises a sum of squares), got {cfg['loss']!r}")
     if cfg["schedule"] not in ("constant", "cosine", "exponential"):
         raise ValueError(f"unknown --schedule {cfg['schedule']!r}; expected constant, cosine or exponential")
     p = cfg.get("dropout")

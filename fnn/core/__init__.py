@@ -1,4 +1,6 @@
-"""The network math and its hand-written derivatives: the bottom of fnn.
+"""Internal: the network math and its hand-written derivatives. Public as ``fnn`` and ``fnn.protocol``.
+
+The bottom of fnn, module by module:
 
 ==================  ==========================================================
 ``activations``     each activation with its derivative, written by hand

@@ -41,10 +41,10 @@ import jax
 from fnn.core import validation
 from fnn.core.protocol import Network
 
-try:  # the concrete array type, for a check cheaper than isinstance(a, jax.Array)
-    from jax._src.array import ArrayImpl as _ARRAY
-except ImportError:  # pragma: no cover - another JAX layout: every call takes the general path
-    _ARRAY = None
+# The concrete type of JAX's device arrays (``jax.Array`` is abstract), for a check cheaper than
+# isinstance(a, jax.Array); JAX names it only in private modules, so ``call`` learns it from the first
+# device array that passes through it (until then every call takes the general path).
+_ARRAY = None
 
 _SHARED: dict = {}  # (core, net) -> program, so that equal networks share one
 _MAX_SHARED = 512
@@ -111,17 +111,28 @@ def call(core, net: Network, params, *data, key=None, tangent=None):
     extra = () if key is None else (validation.check_key(key),)
     first = (params,) if tangent is None else (params, tangent)
     try:
-        return fn(*first, *data, *extra)
+        result = fn(*first, *data, *extra)
     except TypeError:
         validation.check_params(net, params)  # a leaf JAX cannot take as an array: name it
         raise
+    if _ARRAY is None:
+        _learn_array_type(data[0])
+    return result
+
+
+def _learn_array_type(x) -> None:
+    """Keep the type of ``x`` as ``_ARRAY`` if it is a device array (not a tracer) that a program took."""
+    global _ARRAY
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        _ARRAY = type(x)
 
 
 def fast_path(core):
     """Decorate a public function ``(net, params, x[, y, key])`` that returns ``call(core, ...)``.
 
     The decorated function goes straight to the net's program when every
-    input is a device array and the program exists: one Python frame on top
+    input is a device array and the program exists (and ``call`` has seen a
+    device array, whose concrete type it keeps as ``_ARRAY``): one Python frame on top
     of JAX's own dispatch (a frame costs about 0.2 us, 3% of a call to the
     smallest networks' programs). Anything else takes the function itself.
     """

@@ -84,10 +84,6 @@ def loss_core(net, params, x, y, key=None) -> Array:
     return loss_from_cache(net, net.forward(params, x, key=key), y)
 
 
-compiled_predict = jax.jit(predict_core, static_argnums=0)  # for inputs already checked and converted
-compiled_loss = jax.jit(loss_core, static_argnums=0)
-
-
 @dispatch.fast_path(predict_core)
 def predict(net, params, x) -> Array:
     """The network's output ``yhat = a_L``, shape (batch, n_out) (dropout off: the trained network)."""

@@ -36,7 +36,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from fnn.core import activations, losses
+from fnn.core import activations, losses, validation
 from fnn.core.backprop import graph_adjoint, graph_backward, input_gradient
 from fnn.core.forward import INPUT, graph_forward, output
 from fnn.core.initializers import draw_layers
@@ -58,8 +58,7 @@ class Dense:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or self.name == INPUT:
             raise ValueError(f"a node's name must be a non-empty string other than {INPUT!r}, got {self.name!r}")
-        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
-            raise ValueError(f"node {self.name!r}: width must be a positive int, got {self.width!r}")
+        object.__setattr__(self, "width", validation.check_positive_int(f"node {self.name!r}: width", self.width))
         inputs = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
         if not inputs:
             raise ValueError(f"node {self.name!r} has an empty input list")
@@ -88,8 +87,7 @@ class Graph(Network):
     loss: str = "mse"
 
     def __post_init__(self):
-        if isinstance(self.n_in, bool) or not isinstance(self.n_in, int) or self.n_in < 1:
-            raise ValueError(f"n_in must be a positive int, got {self.n_in!r}")
+        object.__setattr__(self, "n_in", validation.check_positive_int("n_in", self.n_in))
         nodes = tuple(self.nodes) if isinstance(self.nodes, Sequence) else ()
         if not nodes or not all(isinstance(n, Dense) for n in nodes):
             raise ValueError("nodes must be a non-empty sequence of fnn.Dense")
@@ -128,8 +126,7 @@ class Graph(Network):
     @classmethod
     def residual(cls, n_in, width, depth, n_out, activation="relu", output="identity", loss="mse") -> "Graph":
         """``x -> h1``, then ``depth - 1`` blocks ``h_l = f(h_{l-1} W_l + b_l) + h_{l-1}``, then the output."""
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive int, got {depth!r}")
+        depth = validation.check_positive_int("depth", depth)
         nodes = [Dense("h1", width, activation, inputs=(INPUT,))]
         for l in range(2, depth + 1):
             nodes.append(Dense(f"h{l}", width, activation, inputs=(f"h{l - 1}",), residual=f"h{l - 1}"))

@@ -65,6 +65,7 @@ the activation's ``vjp_tangent``; for an elementwise ``f`` this is
 
 from __future__ import annotations
 
+import enum
 from typing import Callable, NamedTuple
 
 import jax
@@ -182,6 +183,38 @@ FUSED_HVP: dict[tuple[str, str], Callable[[Array, Array, Array], Array]] = {
 FUSED_ONLY = {"bce": "sigmoid", "cross_entropy": "softmax", "poisson": "exp"}
 
 LOSS_NAMES = (*LOSSES, *FUSED_ONLY)
+
+
+class Kind(enum.Enum):
+    """What a loss's targets are: the one place the rest of fnn asks it (accuracy, label checks, encodings)."""
+
+    LABELS = "labels"  # cross_entropy: one class of K per example, integer labels or one-hot rows
+    BINARY = "binary"  # bce: independent 0/1 targets, one per output unit
+    REGRESSION = "regression"  # mse, mae, huber: real-valued targets
+    COUNTS = "counts"  # poisson: counts or rates y >= 0
+
+
+KINDS = {"mse": Kind.REGRESSION, "mae": Kind.REGRESSION, "huber": Kind.REGRESSION, "bce": Kind.BINARY,
+         "cross_entropy": Kind.LABELS, "poisson": Kind.COUNTS}
+
+
+def kind(loss: str) -> Kind:
+    """The ``Kind`` of the loss named ``loss`` (``ValueError`` for an unknown name)."""
+    try:
+        return KINDS[loss]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSS_NAMES)}") from None
+
+
+def classifies(loss: str) -> bool:
+    """Whether the loss is a classifier's (labels or binary targets): it has an accuracy."""
+    return kind(loss) in (Kind.LABELS, Kind.BINARY)
+
+
+def least_squares(loss: str) -> bool:
+    """Whether the loss is a sum of squared residuals ``1/2 ||yhat - y||^2`` (``mse``): the Gauss-Newton
+    methods' objective, whose Jacobian of residuals they build."""
+    return loss == "mse"
 
 
 def check_pair(output: str, loss: str) -> None:

@@ -105,11 +105,6 @@ class MLP(Network):
         return len(self.sizes) - 1
 
     @property
-    def layer_activations(self) -> tuple[str, ...]:
-        """The activation of each weight layer, output layer last."""
-        return (*self.activation, self.output)
-
-    @property
     def n_params(self) -> int:
         return sum((n_in + 1) * n_out for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]))
 

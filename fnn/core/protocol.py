@@ -73,7 +73,7 @@ Provided here, overridable
   ``init``'s structure and shapes (``ValueError``/``TypeError``).
 * ``n_params``, ``n_units`` (activations held per example, for memory
   budgets), ``step_flops(batch)`` (model FLOPs of one training step, for
-  MFU), ``classifier``, ``fused``.
+  MFU).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from fnn.core import activations, losses
 
@@ -203,15 +204,6 @@ class Network:
         """Whether a key changes the forward pass (dropout); ``fit`` then passes one each step."""
         return False
 
-    @property
-    def classifier(self) -> bool:
-        return self.loss == "cross_entropy"
-
-    @property
-    def fused(self) -> bool:
-        """Whether (output, loss) is a canonical pair with delta ``(yhat - y)/B``."""
-        return losses.is_fused(self.output, self.loss)
-
     def __getstate__(self):
         # fnn.core.dispatch keeps the compiled programs of the public functions on the
         # net; they are a cache, not part of the description, and do not pickle.
@@ -246,6 +238,5 @@ def group_norms(net: Network, tree) -> Array:
 
 
 def norm(tree) -> Array:
-    """The Frobenius norm of all the leaves of ``tree`` together."""
-    squares = [jnp.sum(leaf ** 2) for leaf in jax.tree_util.tree_leaves(tree)]
-    return jnp.sqrt(functools.reduce(jnp.add, squares))
+    """The Frobenius norm of all the leaves of ``tree`` together (``optax.tree_utils.tree_norm``)."""
+    return optax.tree_utils.tree_norm(tree)

@@ -25,10 +25,13 @@ Nothing else is broadcast: any other shape is an error.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn.core import losses
 from fnn.core.protocol import Network
 
 
@@ -61,12 +64,30 @@ def check_tangent(net: Network, v, dtype) -> None:
         raise TypeError(f"v must have the params' dtype {jnp.dtype(dtype).name}, got {jnp.dtype(got).name}")
 
 
-def check_positive_int(name: str, v, allow_none: bool = False) -> None:
-    """``ValueError`` naming ``name`` unless ``v`` is a positive int (or ``None``, with ``allow_none``)."""
+def check_positive_int(name: str, v, allow_none: bool = False) -> int | None:
+    """``v`` as an int; ``ValueError`` naming ``name`` unless it is a positive int (or ``None``, with ``allow_none``)."""
     if v is None and allow_none:
-        return
+        return None
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return int(v)
+
+
+def check_number(name: str, v, ok, expected: str) -> float:
+    """``v`` as a float; ``ValueError`` naming ``name`` unless it is a real number, not a bool, for which
+    ``ok(v)`` holds. ``expected`` says what ``ok`` asks: ``"in [0, 1)"`` gives ``momentum must be in [0, 1), got 1.0``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not ok(v):
+        raise ValueError(f"{name} must be {expected}, got {v!r}")
+    return float(v)
+
+
+def check_positive_number(name: str, v, *, allow_none: bool = False, finite: bool = True) -> float | None:
+    """``v`` as a float; ``ValueError`` naming ``name`` unless it is a number ``> 0``, not a bool, and finite
+    (``finite=False``: ``inf`` too), or ``None`` with ``allow_none``. NaN is never positive."""
+    if v is None and allow_none:
+        return None
+    ok = (lambda u: u > 0 and math.isfinite(u)) if finite else (lambda u: u > 0)
+    return check_number(name, v, ok, "a positive number or None" if allow_none else "a positive number")
 
 
 def check_key(key):
@@ -97,7 +118,7 @@ def _shape(a, width: int) -> tuple:
 
 
 def _labels(net: Network, y) -> bool:
-    return net.loss == "cross_entropy" and jnp.issubdtype(y.dtype, jnp.integer)
+    return losses.kind(net.loss) is losses.Kind.LABELS and jnp.issubdtype(y.dtype, jnp.integer)
 
 
 def check_x(net: Network, x) -> None:
@@ -122,17 +143,17 @@ def _check_labels(net: Network, y, batch: int, read_device: bool) -> None:
 def check_y(net: Network, y, batch: int, read_device: bool = False) -> None:
     if _labels(net, y):
         return _check_labels(net, y, batch, read_device)
-    n_out = net.n_out
+    n_out, kind = net.n_out, losses.kind(net.loss)
     if _shape(y, n_out) != (batch, n_out):
-        hint = " or integer labels of shape (batch,)" if net.loss == "cross_entropy" else ""
+        hint = " or integer labels of shape (batch,)" if kind is losses.Kind.LABELS else ""
         raise ValueError(f"y must have shape ({batch}, {n_out}){hint}, got {tuple(y.shape)}")
-    if _readable(y, read_device) and y.size and net.loss in ("bce", "cross_entropy"):
+    if _readable(y, read_device) and y.size and losses.classifies(net.loss):
         v = np.asarray(y, dtype=np.float64).reshape(batch, n_out)
         if v.min() < 0 or v.max() > 1:
             raise ValueError(f"y for loss {net.loss!r} must lie in [0, 1], got values in [{v.min():.4g}, {v.max():.4g}]")
-        if net.loss == "cross_entropy" and not np.allclose(v.sum(axis=1), 1, atol=1e-5):
+        if kind is losses.Kind.LABELS and not np.allclose(v.sum(axis=1), 1, atol=1e-5):
             raise ValueError("y rows for cross_entropy must sum to 1 (one-hot or probabilities)")
-    if _readable(y, read_device) and y.size and net.loss == "poisson" and np.min(y) < 0:
+    if _readable(y, read_device) and y.size and kind is losses.Kind.COUNTS and np.min(y) < 0:
         raise ValueError(f"y for loss 'poisson' must be >= 0 (counts or rates), got a minimum of {np.min(y):.4g}")
 
 

@@ -1,4 +1,4 @@
-"""Datasets: scikit-learn's bundled sets, synthetic sets, CSV files, MNIST / Fashion-MNIST.
+"""Internal: datasets by name, public as ``fnn.datasets``: scikit-learn's, synthetic, CSV, MNIST / Fashion-MNIST.
 
 ==============  ==================================================  ================  ==========
 name            what                                                task              source

@@ -1,4 +1,4 @@
-"""Data preparation: splits, scaling, imputation, outlier clipping, one-hot encoding.
+"""Internal: data preparation, public as ``fnn.data``: splits, scaling, imputation, outlier clipping, one-hot.
 
 Everything here is NumPy and deterministic for a given seed. Scalers, imputers
 and clippers follow the fit-on-train rule: ``fit`` on the training split only,
@@ -19,6 +19,8 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
+
+from fnn.core import validation
 
 __all__ = ["Imputer", "MinMaxScaler", "OutlierClipper", "SCALERS", "Split", "Splits", "StandardScaler", "check_finite",
            "encode_labels", "one_hot", "prepare", "scaler", "split_indices", "train_test_split",
@@ -179,8 +181,7 @@ class OutlierClipper:
     hi: np.ndarray | None = None
 
     def __post_init__(self):
-        if not self.n_std > 0:
-            raise ValueError(f"n_std must be positive, got {self.n_std}")
+        validation.check_positive_number("n_std", self.n_std)
 
     def fit(self, x):
         x = _as_2d_float(x)

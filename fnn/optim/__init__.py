@@ -1,11 +1,18 @@
-"""The optimizers: the registry by name, and the methods fnn writes itself.
+"""Internal: the optimizers. Public as ``fnn.optimizers``.
+
+Each method is one module declaring its ``Method`` records; the registry collects them:
 
 =======================  =====================================================
-``registry``             every method by name, as optax transforms
-                         (public as ``fnn.optimizers``); ``Objective``
+``method``               ``Method``: a method's factory, defaults, reports and
+                         stopping rule
+``objective``            ``Objective``: what a method may ask of the loss
+``registry``             every method by name (public as ``fnn.optimizers``)
+``first_order``          optax's methods by name, and ``adaptive_lr``
 ``gauss_newton``         Levenberg-Marquardt and Bayesian regularisation
-``quasi_newton``         dense BFGS and the one-step secant
 ``conjugate_gradient``   scaled conjugate gradient and the ``cg*`` family
+``hessian_free``         Hessian-free, and the linear CG it solves with
+``kfac``                 K-FAC
+``quasi_newton``         dense BFGS and the one-step secant
 =======================  =====================================================
 
 Imports ``fnn.core`` and ``fnn.scale`` only.

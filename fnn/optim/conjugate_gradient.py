@@ -41,6 +41,9 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from fnn.core import validation
+from fnn.optim.method import Method
+
 RULES = ("fletcher_reeves", "polak_ribiere", "powell_beale")
 
 
@@ -105,7 +108,7 @@ def conjugate_direction(rule: str) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def conjugate_gradient(rule: str, *, max_linesearch_steps: int = 30) -> optax.GradientTransformationExtraArgs:
+def nonlinear_cg(rule: str, *, max_linesearch_steps: int = 30) -> optax.GradientTransformationExtraArgs:
     """``cgf``, ``cgp`` or ``cgb``: ``conjugate_direction(rule)`` and optax's zoom line search."""
     return optax.chain(
         conjugate_direction(rule),
@@ -162,8 +165,8 @@ def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7, *,
     it anyway); each iteration evaluates one more gradient (``s``) and one
     loss. Needs ``value`` and ``value_fn`` in ``update``.
     """
-    if not (sigma > 0 and lam > 0):
-        raise ValueError(f"sigma and lam must be positive, got sigma={sigma}, lam={lam}")
+    validation.check_positive_number("sigma", sigma)
+    validation.check_positive_number("lam", lam)
     if curvature not in CURVATURES:
         raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
 
@@ -213,3 +216,13 @@ def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7, *,
         return unravel(step), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+scg = scaled_conjugate_gradient  # MATLAB's name for it (trainscg), public as fnn.optimizers.scg
+
+METHODS = (
+    Method("scg", lambda lr, **_: scaled_conjugate_gradient(), None, full_batch=True, own_step=True),
+    Method("cgf", lambda lr, **_: nonlinear_cg("fletcher_reeves"), None, full_batch=True, own_step=True),
+    Method("cgp", lambda lr, **_: nonlinear_cg("polak_ribiere"), None, full_batch=True, own_step=True),
+    Method("cgb", lambda lr, **_: nonlinear_cg("powell_beale"), None, full_batch=True, own_step=True),
+)

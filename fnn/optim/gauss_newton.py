@@ -53,6 +53,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from fnn.core import activations
+from fnn.optim.method import Method, find_state
 from fnn.scale import memory
 from fnn.scale.memory import CHUNK_ROWS  # rows of J per chunk when P is smaller: the matmuls stay large
 
@@ -124,9 +125,9 @@ def _n_params(params) -> tuple[int, jnp.dtype]:
 
 def _check_update(method, value, value_fn):
     if not hasattr(value_fn, "normal_equations") or value is None:
-        raise ValueError(f"{method} needs value= and value_fn=fnn.optimizers.Objective(...) in update()")
-    if value_fn.net.loss != "mse":
-        raise ValueError(f"{method} needs the mse loss, got {value_fn.net.loss!r}")
+        raise ValueError(f"{method} needs value= and value_fn= (an fnn.optimizers.Objective) in update()")
+    if not value_fn.least_squares:
+        raise ValueError(f"{method} minimises a sum of squared residuals: it needs the mse loss")
 
 
 def _check_mu(mu, mu_max):
@@ -235,7 +236,7 @@ def bayesian_regularization(
         _check_update("br", value, value_fn)
         w, unravel = ravel_pytree(params)
         H, g, ed = value_fn.normal_equations(params)
-        n_errors, scale = value_fn.y.size, 2 * value_fn.y.shape[0]  # E_D = 2 B loss: fnn's mse is (1/B) sum 1/2 e^2
+        n_errors, scale = value_fn.n_residuals, 2 * value_fn.n_examples  # E_D = 2 B loss: mse is (1/B) sum 1/2 e^2
         fresh = _mackay(jnp.asarray(w.size, w.dtype), n_errors, w @ w, ed)  # the start: gamma = P
         alpha, beta = (jnp.where(state.count == 0, f, s) for f, s in zip(fresh, (state.alpha, state.beta)))
         lam, V = jnp.linalg.eigh(H)
@@ -259,3 +260,34 @@ def bayesian_regularization(
         return unravel(step), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# --------------------------------------------------------------------------- the records
+
+
+def _mu_report(state) -> dict:
+    """``mu`` and its ceiling, from either method's state."""
+    found = find_state(state, LevenbergMarquardtState) or find_state(state, BayesianRegularizationState)
+    return {"mu": found.mu, "mu_max": found.mu_max}
+
+
+def _bayesian_report(state) -> dict:
+    """``mu``, ``mu_max`` and MacKay's ``gamma``, ``alpha`` and ``beta`` at the end of the epoch."""
+    found = find_state(state, BayesianRegularizationState)
+    return {**_mu_report(state), "gamma": found.gamma, "alpha": found.alpha, "beta": found.beta}
+
+
+def _mu_stop(reports: dict) -> str | None:
+    """MATLAB's stop: ``mu`` passed ``mu_max`` without a step that lowered the loss."""
+    if reports["mu"] > reports["mu_max"]:
+        return f"mu exceeded {reports['mu_max']:g} without lowering the loss"
+    return None
+
+
+METHODS = (
+    Method("levenberg_marquardt", lambda lr, **_: levenberg_marquardt(), None, full_batch=True, own_step=True,
+           least_squares=True, matrices=memory.MATRICES["levenberg_marquardt"], report=_mu_report, stop=_mu_stop,
+           aliases=("lm",)),
+    Method("br", lambda lr, **_: bayesian_regularization(), None, full_batch=True, own_step=True,
+           least_squares=True, matrices=memory.MATRICES["br"], report=_bayesian_report, stop=_mu_stop),
+)

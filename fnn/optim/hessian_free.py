@@ -58,6 +58,9 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from fnn.core import validation
+from fnn.optim.method import Method, find_state
+
 CURVATURES = ("gnvp", "hvp")
 GROWTH = 1.3  # the iterates at ceil(1.3^j) are kept for backtracking
 
@@ -103,8 +106,8 @@ class _CG(NamedTuple):
     done: jax.Array
 
 
-def conjugate_gradient(matvec: Callable, b, x0, *, preconditioner=None, max_iterations: int = 250,
-                       tol: float = 1e-10, progress: float = 5e-4) -> CGResult:
+def linear_cg(matvec: Callable, b, x0, *, preconditioner=None, max_iterations: int = 250,
+              tol: float = 1e-10, progress: float = 5e-4) -> CGResult:
     """Preconditioned CG on ``A x = b`` (``A = matvec``, symmetric) from ``x0``, Martens' way.
 
     Minimises ``phi(x) = 1/2 x^T A x - b^T x``, kept for every iterate from
@@ -144,7 +147,7 @@ def conjugate_gradient(matvec: Callable, b, x0, *, preconditioner=None, max_iter
         stalled = (progress > 0) & (i > k) & (phi < 0) & ((phi - phis[jnp.maximum(i - k, 0)]) / phi < k * progress)
         done = bent | (rz <= stop_at) | stalled | (i >= max_iterations)
         new = _CG(i, x, r, z, z + (rz / s.rz) * s.d, rz, phis, saved, saved_phi, s.n_saved + keep, done)
-        return jax.tree_util.tree_map(lambda a, o: jnp.where(bent, o, a), new, s._replace(done=jnp.asarray(True)))
+        return optax.tree_utils.tree_where(bent, s._replace(done=jnp.asarray(True)), new)
 
     end = jax.lax.while_loop(lambda s: ~s.done, step, start)
     return CGResult(end.x, end.phis[end.i], end.saved, end.saved_phi, end.n_saved, end.i)
@@ -202,11 +205,6 @@ def adapt_damping(damping, rho):
     return jnp.where(~(rho >= 0.25), damping * 1.5, jnp.where(rho > 0.75, damping * (2 / 3), damping))
 
 
-def _check(name, value, ok, expected):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
 def hessian_free(
     damping: float = 1.0,
     *,
@@ -221,19 +219,19 @@ def hessian_free(
 ) -> optax.GradientTransformationExtraArgs:
     """Martens' Hessian-free optimiser as an optax transform (see the module docstring for the math).
 
-    Needs ``params``, ``value=`` and ``value_fn=`` (an ``fnn.optimizers.Objective``) in ``update``.
+    Needs ``params``, ``value=`` and ``value_fn=`` (an ``fnn.optimizers.Objective``) in ``update``; sees the
+    params as one flat vector or as the tree alike.
     """
     if curvature not in CURVATURES:
         raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}")
-    _check("damping", damping, lambda v: math.isfinite(v) and v > 0, "a positive number")
-    if isinstance(max_cg_iterations, bool) or not isinstance(max_cg_iterations, int) or max_cg_iterations < 1:
-        raise ValueError(f"max_cg_iterations must be a positive integer, got {max_cg_iterations!r}")
-    _check("cg_tol", cg_tol, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check("cg_progress", cg_progress, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check("warm_start", warm_start, lambda v: 0 <= v <= 1, "in [0, 1]")
-    _check("preconditioner_exponent", preconditioner_exponent, lambda v: 0 <= v <= 1, "in [0, 1]")
-    _check("armijo_c", armijo_c, lambda v: 0 < v < 1, "in (0, 1)")
-    _check("curvature_fraction", curvature_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
+    validation.check_positive_number("damping", damping)
+    max_cg_iterations = validation.check_positive_int("max_cg_iterations", max_cg_iterations)
+    validation.check_number("cg_tol", cg_tol, lambda v: 0 <= v < 1, "in [0, 1)")
+    validation.check_number("cg_progress", cg_progress, lambda v: 0 <= v < 1, "in [0, 1)")
+    validation.check_number("warm_start", warm_start, lambda v: 0 <= v <= 1, "in [0, 1]")
+    validation.check_number("preconditioner_exponent", preconditioner_exponent, lambda v: 0 <= v <= 1, "in [0, 1]")
+    validation.check_number("armijo_c", armijo_c, lambda v: 0 < v < 1, "in (0, 1)")
+    validation.check_number("curvature_fraction", curvature_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
 
     def init_fn(params):
         w = ravel_pytree(params)[0]
@@ -247,11 +245,11 @@ def hessian_free(
         w, unravel = ravel_pytree(params)
         g = ravel_pytree(grads)[0]
         lam = state.damping
-        rows = _rows(value_fn.x.shape[0], curvature_fraction, state.count)
+        rows = _rows(value_fn.n_examples, curvature_fraction, state.count)
         c, product = value_fn.curvature_product(params, curvature, rows)
         m = (ravel_pytree(c.empirical_fisher_diag())[0] + lam) ** preconditioner_exponent
-        cg = conjugate_gradient(lambda v: product(v) + lam * v, -g, warm_start * state.direction, preconditioner=m,
-                                max_iterations=max_cg_iterations, tol=cg_tol, progress=cg_progress)
+        cg = linear_cg(lambda v: product(v) + lam * v, -g, warm_start * state.direction, preconditioner=m,
+                       max_iterations=max_cg_iterations, tol=cg_tol, progress=cg_progress)
         loss = lambda v: value_fn(unravel(v))  # noqa: E731
         p, f_p, phi_p = backtrack(loss, w, cg)
         rho = (f_p - value) / phi_p
@@ -268,3 +266,13 @@ def _rows(batch: int, fraction: float, count):
     """``(start, size)`` of the curvature's examples this step (``None``: the whole batch)."""
     size = math.ceil(fraction * batch)
     return None if size >= batch else ((count * size) % batch, size)
+
+
+def _report(state) -> dict:
+    """The damping ``lambda``, the reduction ratio ``rho`` and the CG iterations of the epoch's last step."""
+    found = find_state(state, HessianFreeState)
+    return {"damping": found.damping, "rho": found.rho, "cg_iterations": found.cg_iterations}
+
+
+METHODS = (Method("hessian_free", lambda lr, **_: hessian_free(), None, full_batch=True, own_step=True,
+                  report=_report),)

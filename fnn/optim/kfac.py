@@ -74,7 +74,7 @@ with its default:
   between), lambda falling all the way in every run.
   **A floor, ``min_damping=1e-6``** (not in the paper): where the model fits
   each step well, ``rho`` stays near 1 and the rule lowers ``lambda`` without
-  end. On the deep autoencoder of digits (``fnn.experiments.deep_autoencoder``,
+  end. On the deep autoencoder of digits (``scripts/autoencoder.py``,
   batch 512) it fell below 1e-12 in 400 epochs, under float32's resolution of
   the factors' eigenvalues, and every run then climbed from its best error
   (0.03-0.08) back to the mean image's plateau or above (4-15). With the
@@ -117,10 +117,9 @@ the ``T1`` steps), one loss every ``T1`` steps and ``eigh`` of every factor
 every ``T3`` steps.
 
 ``update`` needs ``params`` and ``value_fn=`` (an ``fnn.optimizers.Objective``);
-``params`` and ``grads`` may be the network's params tree or one flat vector
-(``ravel_pytree``, which ``value_fn.to_tree`` maps back); the update comes
-back in the same form. ``init`` on a flat vector needs the network
-(``kfac(net=...)``) to know its blocks.
+``params`` and ``grads`` are the network's params tree, whose weight matrices
+are the blocks (its ``fnn.optimizers.Method`` record says ``flat=False``, so
+``fnn.fit`` hands it the tree).
 """
 
 from __future__ import annotations
@@ -131,10 +130,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
+from optax.tree_utils import tree_add_scale, tree_scale, tree_vdot
 
-from fnn.core import losses
+from fnn.core import losses, validation
 from fnn.core.curvature import output_hessian_eigen, sampled_deltas
+from fnn.optim.method import Method, find_state
 
 __all__ = ["ESTIMATORS", "KfacState", "adapt_damping", "block_update", "eigen", "kfac", "kronecker_factors",
            "model_step", "pi_correction"]
@@ -301,51 +301,28 @@ def kronecker_factors(c, key, estimator: str = "sampled") -> list[dict]:
 # --------------------------------------------------------------------------- the transform
 
 
-def _check(name, value, ok, expected):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _check_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _tree_dot(u, v) -> Array:
-    return sum(jnp.vdot(a, b) for a, b in zip(jax.tree_util.tree_leaves(u), jax.tree_util.tree_leaves(v)))
-
-
-def _axpy(alpha, x, y):
-    return jax.tree_util.tree_map(lambda a, b: alpha * a + b, x, y)
-
-
 def _check_options(damping, learning_rate, momentum, estimator, factor_decay, damping_every, inverse_every,
                    weight_decay, seed) -> None:
     """A ``ValueError`` naming the first bad option."""
-    _check("damping", damping, lambda v: math.isfinite(v) and v > 0, "a positive number")
-    if learning_rate is not None:
-        _check("learning_rate", learning_rate, lambda v: math.isfinite(v) and v > 0, "a positive number or None")
+    validation.check_positive_number("damping", damping)
+    validation.check_positive_number("learning_rate", learning_rate, allow_none=True)
     if momentum is not None:
-        _check("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1) or None")
+        validation.check_number("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1) or None")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    _check("factor_decay", factor_decay, lambda v: 0 <= v < 1, "in [0, 1)")
-    _check_int("damping_every", damping_every)
-    _check_int("inverse_every", inverse_every)
-    _check("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+    validation.check_number("factor_decay", factor_decay, lambda v: 0 <= v < 1, "in [0, 1)")
+    validation.check_positive_int("damping_every", damping_every)
+    validation.check_positive_int("inverse_every", inverse_every)
+    validation.check_number("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
 
 
-def _template(net, params):
-    """The network's params tree of zeros for ``init`` (``params`` itself unless it is one flat vector)."""
-    if not _is_flat(params):
-        return params
-    if net is None:
-        raise ValueError("kfac.init got one flat params vector: give the network, kfac(net=...), "
-                         "to know its weight matrices")
-    shapes = jax.eval_shape(lambda k: net.init(k), jax.random.key(0))
-    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, params.dtype), shapes)
+def _check_tree(params) -> None:
+    """K-FAC's blocks are the network's weight matrices: it takes the params tree, never one flat vector."""
+    if not isinstance(params, (dict, list, tuple)):
+        raise ValueError(f"kfac takes the network's params tree (a list or dict of {{'W', 'b'}}), got "
+                         f"{type(params).__name__}; as a Method it is declared flat=False")
 
 
 def _init_state(tree, damping, learning_rate, momentum, seed) -> KfacState:
@@ -384,9 +361,9 @@ def _proposal(net, grad, eigens, damping):
 def _model_terms(c, grad, directions, shift):
     """``(b, m)`` of the quadratic model along ``directions`` (Delta, dprev): ``b_i = grad^T d_i``,
     ``m_ij = d_i^T (G_GN + shift I) d_j`` with exact Gauss-Newton products."""
-    cv = [_axpy(shift, v, c.gnvp(v)) for v in directions]
-    b = jnp.stack([_tree_dot(grad, d) for d in directions])
-    m = jnp.array([[_tree_dot(d, v) for v in cv] for d in directions])
+    cv = [tree_add_scale(c.gnvp(v), shift, v) for v in directions]
+    b = jnp.stack([tree_vdot(grad, d) for d in directions])
+    m = jnp.array([[tree_vdot(d, v) for v in cv] for d in directions])
     dtype = jax.tree_util.tree_leaves(grad)[0].dtype
     return b.astype(dtype), m.astype(dtype)
 
@@ -395,9 +372,9 @@ def _reduction_ratio(value_fn, params, updates, theta, delta, h0, predicted, wei
     """``rho = (h(theta + delta) - h(theta)) / M(delta)``; ``-inf`` when not finite or no decrease was predicted."""
     h1 = value_fn(optax.apply_updates(params, updates))
     if weight_decay:
-        h0 = h0 + 0.5 * weight_decay * _tree_dot(theta, theta)
+        h0 = h0 + 0.5 * weight_decay * tree_vdot(theta, theta)
         moved = optax.apply_updates(theta, delta)
-        h1 = h1 + 0.5 * weight_decay * _tree_dot(moved, moved)
+        h1 = h1 + 0.5 * weight_decay * tree_vdot(moved, moved)
     rho = (h1 - h0) / predicted
     return jnp.where(jnp.isfinite(rho) & (predicted < 0), rho, -jnp.inf).astype(predicted.dtype)
 
@@ -414,7 +391,6 @@ def kfac(
     weight_decay: float = 0.0,
     min_damping: float = 1e-6,
     seed: int = 0,
-    net=None,
 ) -> optax.GradientTransformationExtraArgs:
     """K-FAC (Martens & Grosse 2015) as an optax transform; the math and every default in the module docstring.
 
@@ -428,22 +404,24 @@ def kfac(
       weight_decay: ``eta >= 0``, an L2 term ``eta/2 ||theta||^2`` in the loss.
       min_damping: the floor under the adapted ``lambda``, in ``[0, damping]``.
       seed: of the targets sampled for ``G``.
-      net: the network, needed only when ``init`` gets one flat vector.
     """
     _check_options(damping, learning_rate, momentum, estimator, factor_decay, damping_every, inverse_every,
                    weight_decay, seed)
-    _check("min_damping", min_damping, lambda v: math.isfinite(v) and 0 <= v <= damping, f"in [0, damping={damping}]")
+    validation.check_number("min_damping", min_damping, lambda v: math.isfinite(v) and 0 <= v <= damping,
+                            f"in [0, damping={damping}]")
     both_fixed = learning_rate is not None and momentum is not None
 
     def init_fn(params):
-        return _init_state(_template(net, params), damping, learning_rate, momentum, seed)
+        _check_tree(params)
+        return _init_state(params, damping, learning_rate, momentum, seed)
 
     def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
         del extra_args
         if params is None or value_fn is None:
             raise ValueError("kfac needs params and value_fn= in update()")
-        theta, grad = value_fn.to_tree(params), value_fn.to_tree(grads)
-        grad = _axpy(weight_decay, theta, grad) if weight_decay else grad
+        _check_tree(params)
+        theta, grad = params, grads
+        grad = tree_add_scale(grad, weight_decay, theta) if weight_decay else grad
         c = value_fn.curvature(params)
         factors, eigens = _refreshed(state, c, estimator, factor_decay, inverse_every)
         shift = state.damping + weight_decay
@@ -453,8 +431,8 @@ def kfac(
         b, m = (jnp.zeros(2, dtype), jnp.zeros((2, 2), dtype)) if both_fixed else _model_terms(c, grad, directions,
                                                                                                shift)
         alpha, mu = model_step(b, m, learning_rate, momentum)
-        delta = _axpy(alpha, proposal, jax.tree_util.tree_map(lambda p: mu * p, state.previous))
-        updates = ravel_pytree(delta)[0] if _is_flat(params) else delta
+        delta = tree_add_scale(tree_scale(mu, state.previous), alpha, proposal)
+        updates = delta
 
         def measure(_):  # the reduction ratio, every T1 steps
             bm = _model_terms(c, grad, directions, shift) if both_fixed else (b, m)
@@ -471,6 +449,11 @@ def kfac(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _is_flat(params) -> bool:
-    """Whether the params are one flat vector (a single array) rather than the network's tree."""
-    return not isinstance(params, (dict, list, tuple)) and getattr(params, "ndim", None) == 1
+def _report(state) -> dict:
+    """The damping ``lambda``, the reduction ratio ``rho`` last measured and the momentum ``mu`` of the epoch's
+    last step (its ``alpha`` is the state's ``learning_rate``, which ``fnn.fit`` records for every method)."""
+    found = find_state(state, KfacState)
+    return {"damping": found.damping, "rho": found.rho, "momentum": found.momentum}
+
+
+METHODS = (Method("kfac", lambda lr, **_: kfac(), None, batch_size=256, own_step=True, flat=False, report=_report),)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from fnn.optim.method import Method
 from fnn.scale import memory
 
 
@@ -85,3 +86,9 @@ def one_step_secant(*, max_linesearch_steps: int = 30) -> optax.GradientTransfor
     """Battiti's one-step secant method (MATLAB's ``trainoss``): L-BFGS of memory 1 from ``H = I``."""
     return optax.chain(optax.scale_by_lbfgs(memory_size=1, scale_init_precond=False), optax.scale(-1.0),
                        _linesearch(max_linesearch_steps))
+
+
+METHODS = (
+    Method("bfgs", lambda lr, **_: bfgs(), None, full_batch=True, own_step=True, matrices=memory.MATRICES["bfgs"]),
+    Method("oss", lambda lr, **_: one_step_secant(), None, full_batch=True, own_step=True),
+)

@@ -35,6 +35,8 @@ import warnings
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from fnn.core import validation
+
 ENV = "FNN_CACHE_DIR"
 SWITCH = "FNN_COMPILE_CACHE"
 SIZE = "FNN_CACHE_MAX_MB"
@@ -58,12 +60,9 @@ def size_limit_mb() -> float:
     if text is None:
         return MAX_MB
     try:
-        value = float(text)
+        return validation.check_positive_number(SIZE, float(text))
     except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError(f"{SIZE} must be a positive number of megabytes, got {text!r}")
-    return value
+        raise ValueError(f"{SIZE} must be a positive number of megabytes, got {text!r}") from None
 
 
 def enable_compile_cache(path: str | os.PathLike | None = None, max_size_mb: float | None = None) -> str:
@@ -75,9 +74,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None, max_size_mb: flo
     """
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a directory path, got {type(path).__name__}")
-    if max_size_mb is not None and (isinstance(max_size_mb, bool) or not isinstance(max_size_mb, (int, float))
-                                    or not max_size_mb > 0):
-        raise ValueError(f"max_size_mb must be a positive number, got {max_size_mb!r}")
+    max_size_mb = validation.check_positive_number("max_size_mb", max_size_mb, allow_none=True)
     size = int((max_size_mb if max_size_mb is not None else size_limit_mb()) * 2**20)
     path = os.path.abspath(os.fspath(path) if path is not None else default_dir())
     os.makedirs(path, exist_ok=True)

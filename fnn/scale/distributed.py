@@ -31,6 +31,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from fnn.core import validation
+
 AXIS = "data"
 
 
@@ -71,8 +73,7 @@ def select_devices(kind: str | None = None, count: int | None = None) -> list:
         raise ValueError(f"no {kind} device is available to JAX (backends: {_platforms()})")
     if count is None:
         return devices
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"devices must be a positive int, got {count!r}")
+    count = validation.check_positive_int("devices", count)
     if count > len(devices):
         raise ValueError(f"asked for {count} devices but this process has {len(devices)} {devices[0].platform} "
                          f"device(s); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N")

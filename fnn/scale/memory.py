@@ -39,19 +39,21 @@ MATRICES = {"levenberg_marquardt": 3, "br": 4, "bfgs": 3}
 CHUNK_ROWS = 2048
 
 
-def needed(method: str, n_params: int, dtype) -> int:
-    """Bytes of ``method``'s P x P matrices (and Jacobian chunk) in ``dtype``."""
+def needed(method: str, n_params: int, dtype, matrices: int | None = None) -> int:
+    """Bytes of ``method``'s P x P matrices (and Jacobian chunk) in ``dtype``; ``matrices``: how many a method
+    not in ``MATRICES`` holds (``fnn.optimizers.Method.matrices``)."""
     rows = max(n_params, CHUNK_ROWS) if method != "bfgs" else 0
-    return np.dtype(dtype).itemsize * n_params * (MATRICES[method] * n_params + rows)
+    count = MATRICES.get(method, matrices or 0)
+    return np.dtype(dtype).itemsize * n_params * (count * n_params + rows)
 
 
-def check(method: str, n_params: int, dtype, device=None) -> None:
+def check(method: str, n_params: int, dtype, device=None, matrices: int | None = None) -> None:
     """``ValueError`` naming the memory ``method`` would need when it exceeds ``FRACTION`` of the device's."""
-    need, have = needed(method, n_params, dtype), device_memory(device)
+    need, have = needed(method, n_params, dtype, matrices), device_memory(device)
     if need > FRACTION * have:
         gib = 2.0**30
         raise ValueError(
-            f"{method} holds {MATRICES[method]} P x P {np.dtype(dtype).name} matrices: at P = {n_params:,} "
+            f"{method} holds {MATRICES.get(method, matrices)} P x P {np.dtype(dtype).name} matrices: at P = {n_params:,} "
             f"parameters that is {need / gib:.1f} GiB, more than {FRACTION:.0%} of the device's {have / gib:.1f} GiB "
             f"({device or jax.local_devices()[0]}); use a smaller network, or scg, cgb, cgf, cgp, oss or "
             f"lbfgs, whose memory grows as P"

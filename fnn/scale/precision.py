@@ -1,15 +1,15 @@
 """Precision policies: which dtype each part of a training step computes in.
 
-A ``Policy`` names three dtypes and a matmul precision, in the manner of
+A ``Policy`` names two dtypes and a matmul precision, in the manner of
 mixed-precision libraries (jmp, Haiku):
 
-==========  ===============  ===========  ============  ====================
-name        compute_dtype    param_dtype  output_dtype  matmul_precision
-==========  ===============  ===========  ============  ====================
-fp32        (the params')    float32      (the params') highest
-tf32        (the params')    float32      (the params') tensorfloat32
-bf16        bfloat16         float32      float32       (JAX's default)
-==========  ===============  ===========  ============  ====================
+==========  ===============  ============  ====================
+name        compute_dtype    output_dtype  matmul_precision
+==========  ===============  ============  ====================
+fp32        (the params')    (the params') highest
+tf32        (the params')    (the params') tensorfloat32
+bf16        bfloat16         float32       (JAX's default)
+==========  ===============  ============  ====================
 
 * ``compute_dtype``: the hidden layers' matmuls, activations and deltas. Under
   ``bf16`` the params are copied to bfloat16 for the step (the float32 params
@@ -18,8 +18,8 @@ bf16        bfloat16         float32      float32       (JAX's default)
   the output activation, so softmax, its log-sum-exp, the loss and the output
   delta ``delta_L = (yhat - y)/B`` are float32 even under ``bf16``; the delta
   is then cast to the compute dtype for the recursion through the hidden layers.
-* ``param_dtype``: gradients are cast back to it before the optimizer, whose
-  state is therefore float32 as the params are.
+* The gradients are cast back to the params' own dtype (the master copy's)
+  before the optimizer, whose state is therefore float32 as the params are.
 * ``matmul_precision``: ``jax.default_matmul_precision`` while the step is
   traced. ``highest`` makes float32 matmuls exact float32 on GPUs, where XLA
   may otherwise use TF32; ``tensorfloat32`` asks for TF32 (10-bit mantissa
@@ -51,7 +51,6 @@ class Policy:
 
     name: str
     compute_dtype: str | None = None  # None: compute in the params' own dtype
-    param_dtype: str = "float32"
     output_dtype: str | None = None  # None: the output layer stays in the compute dtype
     matmul_precision: str | None = None  # for jax.default_matmul_precision; None: JAX's default
 

@@ -21,14 +21,21 @@ formula against XLA's ``cost_analysis`` of the compiled step.
 The peak is the vendor's dense (no sparsity) tensor-core figure for the
 precision in ``PEAKS_TFLOPS`` for known GPUs; for CPUs and unknown devices it
 is measured: the FLOP/s of a jitted square matmul on the device
-(``fnn.scale.xla_cost.matmul_peak``), i.e. what XLA's own dot reaches here.
+(``matmul_peak``), i.e. what XLA's own dot reaches here.
+
+``speed_summary`` is the throughput of a run as ``fnn train`` writes it to
+``metrics.json`` (and the GPU benchmark reports it).
 """
 
 from __future__ import annotations
 
 import functools
+import statistics
 
+import jax
 import jax.numpy as jnp
+
+from fnn.scale.timing import wall_time
 
 # Dense peak TFLOP/s by device kind substring and precision (vendor data sheets,
 # SXM parts; "fp32" is the plain float32 FMA rate without tensor cores).
@@ -65,10 +72,36 @@ def table_peak(device_kind: str, precision: str) -> float | None:
     return None
 
 
+def matmul_call(device, dtype, n: int):
+    """``(call, flops)``: a blocking zero-argument run of a compiled ``(n, n) @ (n, n)``."""
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.device_put(jax.random.normal(key_a, (n, n), dtype), device)
+    b = jax.device_put(jax.random.normal(key_b, (n, n), dtype), device)
+    matmul = jax.jit(jnp.matmul).lower(a, b).compile()
+    return (lambda: jax.block_until_ready(matmul(a, b))), 2.0 * n**3
+
+
+def matmul_peak(device, dtype, n: int, repeats: int = 7) -> dict:
+    """FLOP/s of a jitted ``(n, n) @ (n, n)`` in ``dtype`` on ``device``: ``2 n^3 / time``.
+
+    This is the practical peak XLA's own dot reaches on this machine right now,
+    the yardstick for a training run's (or a gradient's) achieved FLOP/s.
+    """
+    call, flops = matmul_call(device, dtype, n)
+    call()
+    times = [wall_time(call) for _ in range(repeats)]
+    return {
+        "n": n,
+        "dtype": jnp.dtype(dtype).name,
+        "flops": flops,
+        "median_flops_per_s": flops / statistics.median(times),
+        "best_flops_per_s": flops / min(times),
+        "repeats": repeats,
+    }
+
+
 @functools.lru_cache(maxsize=None)
 def _measured(device, dtype_name: str, n: int) -> float:
-    from fnn.scale.xla_cost import matmul_peak
-
     return matmul_peak(device, jnp.dtype(dtype_name), n, repeats=3)["best_flops_per_s"] / 1e12
 
 
@@ -88,3 +121,28 @@ def rates(flops_per_step: int, steps: int, batch: int, seconds: float, peak: flo
     tflops = flops_per_step * steps / seconds / 1e12
     return {"samples_per_s": steps * batch / seconds, "tflops": tflops,
             "mfu": tflops / peak if peak else None}
+
+
+def speed_summary(history, speed: dict, cfg) -> dict:
+    """Throughput for metrics.json: the epochs after the first (which includes compiling), if any.
+
+    ``history``: the run's ``fnn.History``; ``speed``: the run's constants (``steps_per_epoch``,
+    ``flops_per_step``, ``batch``, ``devices``, ``device_kind``, ``peak_tflops``, ``peak_source``);
+    ``cfg``: its settings (``precision``)."""
+    times = history.epoch_time_s[1:] or history.epoch_time_s
+    seconds = sum(times)
+    steps = speed["steps_per_epoch"] * len(times)
+    speeds = rates(speed["flops_per_step"], steps, speed["batch"], seconds, speed["peak_tflops"])
+    return {
+        "precision": cfg.get("precision") or "fp32",
+        "devices": speed["devices"],
+        "device_kind": speed["device_kind"],
+        "samples_per_s": speeds["samples_per_s"],
+        "tflops": speeds["tflops"],
+        "mfu": speeds["mfu"],
+        "peak_tflops": speed["peak_tflops"],
+        "peak_source": speed["peak_source"],
+        "flops_per_step": speed["flops_per_step"],
+        "flops_method": "analytic matmul FLOPs 6 B sum n_in n_out - 2 B n_0 n_1 (fnn.scale.throughput)",
+        "throughput_epochs": "all but the first (compile)" if len(history) > 1 else "the only epoch (with compile)",
+    }

@@ -1,4 +1,4 @@
-"""Wall-clock timing of compiled JAX functions: compile once, warm up, take medians."""
+"""Wall-clock timing of compiled JAX functions: interleaved rounds, medians, paired ratios."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import random
 import statistics
 import time
 from typing import Callable, Mapping, NamedTuple
-
-import jax
 
 
 class Timing(NamedTuple):
@@ -26,18 +24,6 @@ def paired_ratio(a: Timing, b: Timing) -> float:
     """
     pairs = [x / y for x, y in zip(a.samples, b.samples) if y > 0]
     return statistics.median(pairs) if pairs else float("nan")
-
-
-def time_call(fn: Callable, *args, repeats: int = 7, warmup: int = 1) -> Timing:
-    """Median wall time of ``fn(*args)``, waiting for the result with ``block_until_ready``."""
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return Timing(statistics.median(times), min(times), max(times), repeats, tuple(times))
 
 
 def wall_time(call: Callable[[], object]) -> float:

@@ -65,11 +65,11 @@ class BaseMLP(BaseEstimator):
 
     def _net(self):
         import fnn
-        from fnn.optim import registry as optimizers
+        from fnn import optimizers
 
         output, loss = OUTPUTS[self.out_activation_]
         solver = _params.fnn_solver(self.solver)
-        if solver is not None and optimizers.spec(solver).needs_mse:
+        if solver is not None and optimizers.spec(solver).least_squares:
             loss = "mse"  # Levenberg-Marquardt and Bayesian regularisation minimise a sum of squares
         sizes = (self.n_features_in_, *_params.hidden_layer_sizes(self.hidden_layer_sizes), self.n_outputs_)
         return fnn.MLP(sizes, activation=_params.fnn_activation(self.activation), output=output, loss=loss)

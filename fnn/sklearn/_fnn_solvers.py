@@ -25,9 +25,10 @@ def _checked(est, name, X, w):
         raise ValueError(f"solver={est.solver!r} needs dense X; sparse input trains with 'sgd', 'adam' or 'lbfgs'")
     if not np.all(w == 1):
         raise ValueError(f"sample_weight is supported by the solvers 'sgd', 'adam' and 'lbfgs', not {est.solver!r}")
-    from fnn.optim import registry as optimizers
+    from fnn import optimizers
 
-    if optimizers.spec(name).needs_mse and getattr(est, "loss", None) == "poisson":
+    # scikit-learn's loss="poisson" is the deviance, which a least-squares method would silently replace
+    if optimizers.spec(name).least_squares and getattr(est, "loss", None) == "poisson":
         raise ValueError(f"solver={est.solver!r} minimises a sum of squares; it does not take loss='poisson'")
 
 
@@ -61,7 +62,7 @@ def fit(est, net, params, X, y, w):
     import jax
 
     import fnn
-    from fnn.optim import registry as optimizers
+    from fnn import optimizers
 
     name = _params.fnn_solver(est.solver)
     _checked(est, name, X, w)
@@ -78,7 +79,7 @@ def fit(est, net, params, X, y, w):
     params, history = fnn.fit(
         net, params, (X, y), optimizer=name, epochs=int(est.max_iter), batch_size=batch,
         key=jax.random.key(int(est._random_state.randint(2**31 - 1))), validation=validation,
-        learning_rate=None if own_step or name == "lbfgs" else float(est.learning_rate_init),
+        learning_rate=None if own_step else float(est.learning_rate_init),
         momentum=float(min(est.momentum, 0.999)), nesterov=bool(est.nesterovs_momentum),
         weight_decay=0.0 if own_step else float(est.alpha) / batch,
         patience=None if validation is None else patience, min_delta=float(est.tol),
@@ -92,8 +93,7 @@ def fit(est, net, params, X, y, w):
     est.loss_ = float(history.train_loss[-1])
     if validation:
         est.best_validation_score_ = float(np.nanmax(est.validation_scores_)) if est.validation_scores_ else -np.inf
-    stopped = history.stop_reason.startswith(("early stopping", "callback")) or "mu exceeded" in history.stop_reason
-    if history.diverged or (len(history) >= est.max_iter and not stopped):
+    if history.diverged or (len(history) >= est.max_iter and not history.stop.converged):
         warnings.warn(f"{type(est).__name__}: maximum iterations ({est.max_iter}) reached and the optimization "
                       "hasn't converged yet.", ConvergenceWarning)
     return params

@@ -14,8 +14,6 @@ import numpy as np
 SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 SKLEARN_SOLVERS = ("lbfgs", "sgd", "adam")
 SCHEDULES = ("constant", "invscaling", "adaptive")
-# fnn's own training methods, by the names fnn.fit knows them, and their aliases here.
-SOLVER_ALIASES = {"lm": "levenberg_marquardt"}
 
 
 def _number(name, value, low, high=math.inf, *, closed="left", integral=False, allow_inf=False):
@@ -70,16 +68,16 @@ def fnn_activation(name) -> str:
 
 def fnn_solver(name) -> str | None:
     """``None`` for scikit-learn's solvers; fnn's optimizer name for the others."""
-    from fnn.optim import registry as optimizers
+    from fnn import optimizers
 
     if name in SKLEARN_SOLVERS:
         return None
-    fnn_name = SOLVER_ALIASES.get(name, name)
-    if not isinstance(fnn_name, str) or fnn_name not in optimizers.NAMES:
-        extra = [n for n in optimizers.NAMES if n not in SKLEARN_SOLVERS] + list(SOLVER_ALIASES)
+    try:
+        return optimizers.spec(name).name  # fnn's own methods, by their names or aliases
+    except ValueError:
+        extra = [n for n in optimizers.OPTIMIZERS if n not in SKLEARN_SOLVERS] + list(optimizers.ALIASES)
         raise ValueError(f"The 'solver' parameter must be one of {list(SKLEARN_SOLVERS)} or an fnn optimizer "
-                         f"{extra}, got {name!r}.")
-    return fnn_name
+                         f"{extra}, got {name!r}.") from None
 
 
 def check(est) -> None:

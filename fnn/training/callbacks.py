@@ -12,9 +12,10 @@ in order (Keras's ``Callback`` in spirit)::
 just completed), ``run.params``, ``run.opt_state``, ``run.history``,
 ``run.record`` (that epoch's dict, a row of the history), ``run.net``,
 ``run.stop_reason``, and ``run.stop(reason)``, which sets the reason unless an
-earlier callback set one, and returns True. Every callback sees every epoch;
-the first reason given is the run's. A callback that stops the run without a
-reason stops it "by callback". Callbacks read the run; what they may change is
+earlier callback set one, and returns True (``reason``: a sentence, which
+stops the run with kind ``StopKind.CALLBACK``, or an ``fnn.training.history.Stop``).
+Every callback sees every epoch; the first reason given is the run's. A
+callback that stops the run without a reason stops it "by callback". Callbacks read the run; what they may change is
 said where they do (``TerminateOnNaN`` undoes an epoch, ``EarlyStopping`` sets
 the params ``fit`` returns).
 
@@ -37,11 +38,12 @@ import numpy as np
 
 from fnn.core import validation
 from fnn.scale import distributed
-from fnn.training import checkpoint as ckpt_io
+from fnn.training import checkpoint
 from fnn.training import diagnostics
+from fnn.training.history import Stop, StopKind
 
-__all__ = ["Callback", "CSVLogger", "Checkpoint", "Diagnostics", "EarlyStopping", "Lambda",
-           "LevenbergMarquardtStop", "ProgressBar", "StopAt", "TerminateOnNaN", "postfix"]
+__all__ = ["Callback", "CSVLogger", "Checkpoint", "Diagnostics", "DivergenceWarning", "EarlyStopping", "Lambda",
+           "LevenbergMarquardtStop", "MethodStop", "ProgressBar", "StopAt", "TerminateOnNaN", "postfix"]
 
 
 class Callback:
@@ -71,6 +73,10 @@ class Lambda(Callback):
         return self.fn(run.record) is True
 
 
+class DivergenceWarning(RuntimeWarning):
+    """The training loss or the params became NaN/inf (``TerminateOnNaN``), so the run stopped."""
+
+
 class TerminateOnNaN(Callback):
     """Stop when the epoch's loss or params are NaN/inf, keeping the params of the last finite epoch.
 
@@ -88,8 +94,8 @@ class TerminateOnNaN(Callback):
         run.history.diverged = True
         reason = (f"the training loss became non-finite ({loss}) in epoch {run.epoch + 1}; "
                   f"kept the params of epoch {run.epoch}")
-        warnings.warn(reason, RuntimeWarning, stacklevel=4)
-        return run.stop(reason)
+        warnings.warn(reason, DivergenceWarning, stacklevel=4)
+        return run.stop(Stop(StopKind.DIVERGED, reason))
 
 
 class StopAt(Callback):
@@ -105,10 +111,10 @@ class StopAt(Callback):
     def on_epoch_end(self, run):
         loss = run.record["train_loss"]
         if self.goal is not None and loss <= self.goal:
-            return run.stop(f"reached the goal: train loss {loss:.3g} <= {self.goal:g}")
+            return run.stop(Stop(StopKind.GOAL, f"reached the goal: train loss {loss:.3g} <= {self.goal:g}"))
         grad_norm = float(np.sqrt(np.sum(np.square(run.stats["grad_norm"]))))
         if self.min_grad is not None and grad_norm <= self.min_grad:
-            return run.stop(f"gradient norm fell to <= min_grad {self.min_grad:g}")
+            return run.stop(Stop(StopKind.MIN_GRAD, f"gradient norm fell to <= min_grad {self.min_grad:g}"))
         return None
 
 
@@ -145,8 +151,8 @@ class EarlyStopping(Callback):
             self.bad += 1
         run.history.best_epoch = self.best_epoch
         if self.patience is not None and self.bad >= self.patience:
-            return run.stop(f"early stopping: no validation improvement for {self.patience} epochs "
-                            f"(best epoch {self.best_epoch})")
+            return run.stop(Stop(StopKind.EARLY_STOPPING, f"early stopping: no validation improvement for "
+                                 f"{self.patience} epochs (best epoch {self.best_epoch})"))
         return None
 
     def state(self) -> dict:
@@ -159,14 +165,24 @@ class EarlyStopping(Callback):
         self.best_epoch, self.bad = d.get("epoch"), d.get("bad", 0)
 
 
-class LevenbergMarquardtStop(Callback):
-    """Stop when Levenberg-Marquardt's (or Bayesian regularisation's) ``mu`` passed ``mu_max`` without lowering the loss."""
+class MethodStop(Callback):
+    """Stop when the run's method's own rule says so (``fnn.optimizers.Method.stop``, a function of the epoch's
+    reports): Levenberg-Marquardt's ``mu`` passing ``mu_max``, say. ``fit`` adds it for every method that has a
+    rule."""
 
     def on_epoch_end(self, run):
-        stats = run.stats
-        if "mu" in stats and float(stats["mu"]) > float(stats["mu_max"]):
-            return run.stop(f"{run.optimizer}: mu exceeded {float(stats['mu_max']):g} without lowering the loss")
-        return None
+        rule = run.method.stop if run.method is not None else None
+        reports = {name: run.record[name] for name in run.history.reports if name in run.record}
+        message = rule(reports) if rule is not None else None
+        return run.stop(Stop(StopKind.METHOD, f"{run.method.name}: {message}")) if message else None
+
+
+class LevenbergMarquardtStop(MethodStop):
+    """Deprecated: ``MethodStop``, which ``fit`` adds for every method with a stopping rule (this one included)."""
+
+    def __init__(self):
+        warnings.warn("LevenbergMarquardtStop is deprecated: fit applies each method's own stopping rule "
+                      "(fnn.callbacks.MethodStop)", DeprecationWarning, stacklevel=2)
 
 
 class Checkpoint(Callback):
@@ -183,9 +199,8 @@ class Checkpoint(Callback):
 
     def __init__(self, path, every: int | None = None, every_s: float = 30.0):
         validation.check_positive_int("checkpoint_every", every, allow_none=True)
-        if isinstance(every_s, bool) or not isinstance(every_s, (int, float)) or not every_s > 0:
-            raise ValueError(f"every_s must be a positive number of seconds, got {every_s!r}")
-        self.path, self.every, self.every_s = os.fspath(path), every, float(every_s)
+        every_s = validation.check_positive_number("every_s", every_s, finite=False)
+        self.path, self.every, self.every_s = os.fspath(path), every, every_s
         self._saved_epoch, self._saved_time = None, time.monotonic()
 
     def on_fit_start(self, run):
@@ -209,20 +224,20 @@ class Checkpoint(Callback):
         meta = {"net": run.net.describe(), "optimizer": run.optimizer, "config": run.config, "epoch": run.epoch,
                 "history": run.history.to_dict()}
         meta.update({cb.state_key: cb.state() for cb in run.callbacks if cb.state_key})
-        ckpt_io.save(self.path, trees=distributed.to_local(trees), key=run.key, meta=meta)
+        checkpoint.save(self.path, trees=distributed.to_local(trees), key=run.key, meta=meta)
 
     def restore(self, run) -> bool:
         """Continue ``run`` from the checkpoint, if there is one; whether there was."""
         if not os.path.exists(self.path):
             return False
-        saved = ckpt_io.load(self.path)
+        saved = checkpoint.load(self.path)
         _check_same_run(saved.meta, run)
-        run.params = ckpt_io.restore_tree(saved, "params", run.params)
-        run.opt_state = ckpt_io.restore_tree(saved, "opt_state", run.opt_state)
+        run.params = checkpoint.restore_tree(saved, "params", run.params)
+        run.opt_state = checkpoint.restore_tree(saved, "opt_state", run.opt_state)
         if "best_params" in saved.arrays:
-            run.best_params = ckpt_io.restore_tree(saved, "best_params", run.params)
+            run.best_params = checkpoint.restore_tree(saved, "best_params", run.params)
         run.history = type(run.history).from_dict(saved.meta["history"])
-        run.history.stop_reason = ""
+        run.history.stop = None
         run.key = saved.key if saved.key is not None else run.key
         run.epoch = run.start = int(saved.meta["epoch"])
         for cb in run.callbacks:

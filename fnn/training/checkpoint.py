@@ -28,7 +28,9 @@ from fnn.core import validation
 FORMAT = "fnn-checkpoint-1"
 
 
-class Checkpoint(NamedTuple):
+class SavedRun(NamedTuple):
+    """A checkpoint as ``load`` reads it (``fnn.callbacks.Checkpoint`` is the callback that writes it)."""
+
     arrays: dict  # tree name -> list of numpy arrays (leaf order)
     paths: dict  # tree name -> list of leaf paths
     key: jax.Array | None
@@ -73,7 +75,7 @@ def save(path, *, trees: dict[str, Any], key=None, meta: dict | None = None) -> 
         raise
 
 
-def load(path) -> Checkpoint:
+def load(path) -> SavedRun:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise OSError(f"no checkpoint at {path}")
@@ -93,10 +95,10 @@ def load(path) -> Checkpoint:
     arrays = {}
     for name, p in document["paths"].items():
         arrays[name] = [files[f"{name}/{i}"] for i in range(len(p))]
-    return Checkpoint(arrays, document["paths"], key, document["meta"])
+    return SavedRun(arrays, document["paths"], key, document["meta"])
 
 
-def restore_tree(ckpt: Checkpoint, name: str, template):
+def restore_tree(ckpt: SavedRun, name: str, template):
     """Rebuild tree ``name`` on ``template``'s structure, checking paths, shapes and dtypes."""
     if name not in ckpt.arrays:
         raise ValueError(f"checkpoint holds no {name!r}")

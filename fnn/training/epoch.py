@@ -24,15 +24,15 @@ from jax.flatten_util import ravel_pytree
 
 from fnn.core import protocol
 from fnn.core.protocol import loss_from_cache
-from fnn.optim import registry as optimizers
 from fnn.scale import distributed
-from fnn.scale import precision as precisions
+from fnn.scale import precision
 from fnn.training import metrics
+from fnn.training.objective import MinibatchObjective
 
 
 @functools.lru_cache(maxsize=32)  # same configuration, same compiled epoch: fits after the first skip compiling
 def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=None, feed: str = "device",
-               flat: bool = False):
+               flat: bool = False, report=None):
     """The jitted ``epoch(params, opt_state, order, x, y, xv, yv) -> (params, opt_state, stats)``.
 
     ``order``: the epoch's example indices, ``(steps, batch)`` int32, from
@@ -52,6 +52,8 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
     all P parameters instead of one per array; for transforms that act on
     each parameter alone (every built-in optimizer). ``opt_state`` is then the
     state of ``tx.init(ravel_pytree(params)[0])``.
+    ``report``: the method's ``state -> {name: scalar}`` (``fnn.optimizers.Method.report``), read from the
+    state at the end of the epoch into ``stats["reports"]``; ``None``: nothing reported.
     """
     steps = -(-n // batch)
     classify = metrics.has_accuracy(net)
@@ -73,13 +75,13 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
                 xb = jax.lax.with_sharding_constraint(xb, sharded)
                 yb = jax.lax.with_sharding_constraint(yb, sharded)
             # fnn's hand-written backprop, under the precision policy
-            loss, grads, cache = precisions.backprop_step(net, policy, to_tree(p), xb, yb, step_key)
+            loss, grads, cache = precision.backprop_step(net, policy, to_tree(p), xb, yb, step_key)
             out = {"loss": loss, "norms": protocol.group_norms(net, grads)}
             if classify:
                 out["correct"] = metrics.correct(net, net.output_of(cache)[1], yb)
             if flat:
                 grads = ravel_pytree(grads)[0]
-            objective = optimizers.Objective(net, xb, yb, to_tree if flat else None, step_key)
+            objective = MinibatchObjective(net, xb, yb, to_tree if flat else None, step_key)
             updates, opt_state = tx.update(grads, opt_state, p, value=loss, grad=grads, value_fn=objective)
             return (optax.apply_updates(p, updates), opt_state), out
 
@@ -98,21 +100,25 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
         if classify:
             stats["train_accuracy"] = jnp.sum(out["correct"]) / (steps * batch)
         if has_val:
-            cache = precisions.forward_step(net, policy, params, xv)
+            cache = precision.forward_step(net, policy, params, xv)
             stats["val_loss"] = loss_from_cache(net, cache, yv)
             if classify:
                 stats["val_accuracy"] = metrics.correct(net, net.output_of(cache)[1], yv) / xv.shape[0]
-        lr = optimizers.learning_rate(opt_state)
+        lr = learning_rate(opt_state)
         if lr is not None:
             stats["learning_rate"] = lr
-        lm = optimizers.mu(opt_state)
-        if lm is not None:
-            stats["mu"], stats["mu_max"] = lm
-        stats.update(optimizers.bayesian(opt_state) or {})
-        stats.update(optimizers.adapted(opt_state))
+        stats["reports"] = {} if report is None else dict(report(opt_state))
         return params, opt_state, stats
 
     return jax.jit(epoch_fn)
+
+
+def learning_rate(state):
+    """The learning rate of an optimizer state, as optax keeps it (``inject_hyperparams``), or ``None``."""
+    for _, v in optax.tree_utils.tree_get_all_with_path(state, "learning_rate"):
+        if hasattr(v, "shape") and v.shape == ():
+            return v
+    return None
 
 
 @functools.lru_cache(maxsize=32)

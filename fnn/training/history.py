@@ -1,10 +1,48 @@
-"""``History``: the per-epoch records of a training run, as lists, JSON and CSV."""
+"""``History``: the per-epoch records of a training run, as lists, JSON and CSV; ``Stop``: why it ended.
+
+A history has the columns every run records (``COLUMNS``, and ``grad_norm``
+per layer) and, in ``reports``, the quantities the run's method reports from
+its state each epoch, by the names its ``fnn.optimizers.Method`` record gives
+them (Levenberg-Marquardt's ``mu``, Hessian-free's ``damping``, ...). Both
+read as attributes: ``history.train_loss``, ``history.mu``.
+"""
 
 from __future__ import annotations
 
+import copy
+import csv
 import dataclasses
+import enum
 import math
 from typing import Any
+
+class StopKind(enum.Enum):
+    """Why a run ended: what code decides on (``Stop.kind``), where the message is for people."""
+
+    COMPLETED = "completed"  # all its epochs
+    GOAL = "goal"  # the train loss reached ``goal``
+    MIN_GRAD = "min_grad"  # the gradient norm fell to ``min_grad``
+    EARLY_STOPPING = "early_stopping"  # no validation improvement for ``patience`` epochs
+    METHOD = "method"  # the method's own stopping rule (``Method.stop``)
+    CALLBACK = "callback"  # a callback stopped it
+    DIVERGED = "diverged"  # the loss or the params became NaN/inf
+    INTERRUPTED = "interrupted"  # Ctrl-C
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """A stop reason: its ``kind`` and a sentence for people (``str(stop)``)."""
+
+    kind: StopKind
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def converged(self) -> bool:
+        """Whether a stopping rule ended the run (rather than the epoch budget, a divergence or Ctrl-C)."""
+        return self.kind not in (StopKind.COMPLETED, StopKind.DIVERGED, StopKind.INTERRUPTED)
 
 
 @dataclasses.dataclass
@@ -17,72 +55,134 @@ class History:
     val_loss: list = dataclasses.field(default_factory=list)  # at the end of the epoch
     val_accuracy: list = dataclasses.field(default_factory=list)
     learning_rate: list = dataclasses.field(default_factory=list)  # at the end of the epoch (NaN: none)
-    mu: list = dataclasses.field(default_factory=list)  # Levenberg-Marquardt's mu (NaN otherwise)
-    # Bayesian regularisation (optimizer "br"): the effective number of parameters and
-    # the precisions of the prior and of the noise at the end of the epoch (NaN otherwise)
-    gamma: list = dataclasses.field(default_factory=list)
-    alpha: list = dataclasses.field(default_factory=list)
-    beta: list = dataclasses.field(default_factory=list)
-    # second-order methods: Hessian-free's and K-FAC's damping lambda, HF's reduction ratio rho and CG
-    # iterations, K-FAC's momentum, in the last step of the epoch (NaN otherwise)
-    damping: list = dataclasses.field(default_factory=list)
-    rho: list = dataclasses.field(default_factory=list)
-    cg_iterations: list = dataclasses.field(default_factory=list)
-    momentum: list = dataclasses.field(default_factory=list)
     grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
     epoch_time_s: list = dataclasses.field(default_factory=list)  # since the previous epoch ended (first: + compile)
     wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
     samples_per_s: list = dataclasses.field(default_factory=list)  # training examples per second of the epoch
     tflops: list = dataclasses.field(default_factory=list)  # achieved TFLOP/s (fnn.scale.throughput.step_flops)
+    # what the method reports each epoch (Method.report), a column per name, in the order first reported
+    reports: dict = dataclasses.field(default_factory=dict)
     best_epoch: int | None = None  # epoch of the lowest validation loss
-    stop_reason: str = ""
+    stop: Stop | None = None  # why the run ended (None while it runs)
     diverged: bool = False
     # fit(..., diagnostics=True): per-epoch lists of per-layer values, keys fnn.diagnostics.KEYS
     diagnostics: dict = dataclasses.field(default_factory=dict)
     # the optimizer's state after the last epoch, for fit(..., opt_state=) to continue from (not in to_dict)
     opt_state: Any = dataclasses.field(default=None, repr=False, compare=False)
 
-    COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "mu",
-               "gamma", "alpha", "beta", "damping", "rho", "cg_iterations", "momentum",
-               "epoch_time_s", "wall_time_s", "samples_per_s", "tflops")
+    COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
+    TIMES = ("epoch_time_s", "wall_time_s", "samples_per_s", "tflops")
+    GENERIC = (*COLUMNS, *TIMES, "grad_norm")  # every run's
+
+    def __getattr__(self, name: str):
+        # a reported quantity reads as a column: history.mu is history.reports["mu"]
+        if name.startswith("_") or name == "reports":
+            raise AttributeError(name)
+        try:
+            return self.reports[name]
+        except KeyError:
+            raise AttributeError(f"History has no column {name!r}; reported: {list(self.reports)}") from None
 
     def __len__(self):
         return len(self.epoch)
 
+    @property
+    def stop_reason(self) -> str:
+        """The stop reason's message (``""`` while the run goes on)."""
+        return "" if self.stop is None else self.stop.message
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every per-epoch column but ``grad_norm``: the generic ones, the reports, the times."""
+        return (*self.COLUMNS, *self.reports, *self.TIMES)
+
     def to_dict(self) -> dict:
         """The records as plain lists and numbers (JSON-serialisable; without ``opt_state``)."""
-        d = dataclasses.asdict(dataclasses.replace(self, opt_state=None))
-        del d["opt_state"]
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
+             if f.name not in ("opt_state", "stop")}
+        d["stop_reason"] = self.stop_reason
+        d["stop_kind"] = None if self.stop is None else self.stop.kind.value
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        """The inverse of ``to_dict``. A column of ``COLUMNS`` that ``d`` lacks,
-        or holds fewer entries of (a checkpoint written before the column was
-        recorded), is filled with ``None`` at the front, so that the columns
-        stay aligned by epoch (``to_csv`` writes empty cells)."""
-        h = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
-        for name in cls.COLUMNS:
-            values = getattr(h, name)
-            if len(values) < len(h.epoch):
-                setattr(h, name, [None] * (len(h.epoch) - len(values)) + values)
+        """The inverse of ``to_dict``, for histories written before this one too.
+
+        A record written before methods reported their own quantities holds them
+        as top-level lists beside the generic columns, every method's, NaN where
+        the run's method did not adapt that quantity: each such list becomes a
+        report, unless it is NaN throughout (another method's). A column that ``d``
+        lacks, or holds fewer entries of (written before it was recorded), is
+        filled with ``None`` at the front, so that the columns stay aligned by
+        epoch (``to_csv`` writes empty cells)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a history must be a JSON object, got {type(d).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        names = fields - {"reports", "stop", "opt_state"}
+        h = cls(**{k: d[k] for k in names if k in d})
+        reports = dict(d.get("reports") or {})
+        for name, values in d.items():  # the layout of before method reports
+            if name not in fields and isinstance(values, list) and not _all_missing(values):
+                reports.setdefault(name, values)
+        h.reports = reports
+        kind = d.get("stop_kind")
+        if d.get("stop_reason"):
+            h.stop = Stop(StopKind(kind) if kind else StopKind.COMPLETED, d["stop_reason"])
+        for name in cls.GENERIC:
+            setattr(h, name, _aligned(getattr(h, name), len(h.epoch)))
+        h.reports = {name: _aligned(values, len(h.epoch)) for name, values in h.reports.items()}
         return h
 
+    @classmethod
+    def from_csv(cls, path) -> "History":
+        """A history read back from a ``history.csv`` (``to_csv``, ``fnn.callbacks.CSVLogger``), old or new:
+        every column that is neither generic nor ``grad_norm_<layer>`` is a report. Empty cells are ``None``."""
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            return cls()
+        header = list(rows[0])
+        if "epoch" not in header or "train_loss" not in header:
+            raise ValueError(f"{path}: not a history.csv (no epoch and train_loss columns), got {header}")
+        cell = lambda v: None if v in ("", None) else float(v)  # noqa: E731
+        column = lambda name: [cell(r[name]) for r in rows]  # noqa: E731
+        norms = [c for c in header if c.startswith("grad_norm_")]
+        h = cls(**{name: column(name) for name in (*cls.COLUMNS, *cls.TIMES) if name in header})
+        h.epoch = [int(e) for e in h.epoch]
+        h.grad_norm = [[cell(r[c]) for c in norms] for r in rows]
+        generic = {*cls.COLUMNS, *cls.TIMES, *norms}
+        h.reports = {c: column(c) for c in header if c not in generic and not _all_missing(column(c))}
+        return cls.from_dict({**h.to_dict(), "stop_reason": ""})
+
+    def expect(self, names) -> None:
+        """Give each reported quantity in ``names`` its column from the start (``None`` for the epochs before),
+        so that a CSV header written before the first epoch already names it."""
+        for name in names:
+            if name in self.GENERIC:
+                raise ValueError(f"a method cannot report {name!r}: it is one of every run's columns")
+            self.reports.setdefault(name, [None] * len(self.epoch))
+
     def append(self, record: dict) -> None:
-        """Add one epoch's record (a dict with a value for each of ``COLUMNS`` and ``grad_norm``)."""
-        for k in (*self.COLUMNS, "grad_norm"):
+        """Add one epoch's record: a value for each of ``COLUMNS``, ``TIMES`` and ``grad_norm``; every other
+        entry is a report (one first reported now gets ``None`` for the epochs before)."""
+        for k in self.GENERIC:
             getattr(self, k).append(record[k])
+        self.expect(name for name in record if name not in self.GENERIC)
+        for name, values in self.reports.items():
+            values.append(record.get(name))
 
     def drop_last(self) -> None:
         """Remove the last epoch's record (an epoch undone, see ``fnn.callbacks.TerminateOnNaN``)."""
-        for k in (*self.COLUMNS, "grad_norm"):
+        for k in self.GENERIC:
             del getattr(self, k)[-1:]
+        for values in self.reports.values():
+            del values[-1:]
 
     def csv_header(self, n_groups: int) -> str:
-        return ",".join([*self.COLUMNS, *(f"grad_norm_{l + 1}" for l in range(n_groups))])
+        return ",".join([*self.columns, *(f"grad_norm_{l + 1}" for l in range(n_groups))])
 
     def csv_row(self, i: int) -> str:
-        row = [getattr(self, c)[i] for c in self.COLUMNS] + list(self.grad_norm[i])
+        row = [getattr(self, c)[i] for c in self.columns] + list(self.grad_norm[i])
         return ",".join(_csv_cell(v) for v in row)
 
     def to_csv(self, path) -> None:
@@ -92,7 +192,21 @@ class History:
             f.write("\n".join(lines) + "\n")
 
 
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _all_missing(values) -> bool:
+    return all(_missing(v) for v in values)
+
+
+def _aligned(values: list, n: int) -> list:
+    """``values`` padded with ``None`` at the front to ``n`` entries (a column recorded from a later epoch on)."""
+    values = list(values)
+    return [None] * (n - len(values)) + values if len(values) < n else values
+
+
 def _csv_cell(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if _missing(v):
         return ""
     return repr(v) if isinstance(v, float) else str(v)

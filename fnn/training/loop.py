@@ -17,10 +17,16 @@ After each epoch ``fit`` hands the ``Run`` to its callbacks (``fnn.callbacks``),
 which record, write, show and decide when to stop: after ``epochs`` epochs;
 when the train loss is ``<= goal`` or the gradient norm ``<= min_grad``
 (``StopAt``); when the validation loss has not improved for ``patience``
-epochs (``EarlyStopping``, which restores the best params); when
-Levenberg-Marquardt's ``mu`` passes its maximum; or when the loss becomes
-NaN/inf (``TerminateOnNaN``: the params of the last finite epoch are kept,
-``history.diverged`` is set and a warning names the epoch).
+epochs (``EarlyStopping``, which restores the best params); when the
+method's own rule says so (``MethodStop``, e.g. Levenberg-Marquardt's ``mu``
+passing its maximum); or when the loss becomes NaN/inf (``TerminateOnNaN``:
+the params of the last finite epoch are kept, ``history.diverged`` is set and
+a warning names the epoch). ``history.stop`` says which, as a value
+(``fnn.training.history.Stop``: a ``StopKind`` and a message).
+
+The loop knows no method by name: it reads the method's record
+(``fnn.optimizers.Method``) for its defaults, whether it sees the params flat,
+what it reports each epoch (the extra columns of the history) and its stop rule.
 
 The network is anything that implements ``fnn.protocol.Network`` (an ``MLP``).
 """
@@ -37,16 +43,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fnn.core import validation as checks
+from fnn.core import losses
+from fnn.core.validation import check_finite, check_net, check_positive_int, match_tree, prepare
 from fnn.core.protocol import Network, loss_from_cache
-from fnn.optim import registry as optimizers
+from fnn.optim import registry
+from fnn.optim.method import Method
 from fnn.scale import compile_cache, distributed, memory
-from fnn.scale import precision as precisions
+import fnn.scale.precision  # by its full name: fit's argument is named precision
 from fnn.scale import throughput
-from fnn.training import callbacks as cbs
+from fnn.training.callbacks import Callback, Checkpoint, Diagnostics, EarlyStopping, Lambda, MethodStop, ProgressBar, StopAt, TerminateOnNaN
 from fnn.training import metrics
 from fnn.training.epoch import epoch_batches, epoch_indices, key_words, make_epoch, opt_init
-from fnn.training.history import History
+from fnn.training.history import History, Stop, StopKind
 
 __all__ = ["History", "Interrupted", "Run", "evaluate", "fit", "epoch_indices", "key_words", "make_epoch"]
 
@@ -83,15 +91,17 @@ class Run:
     stats: dict | None = None  # the last epoch's statistics as the compiled epoch returned them
     previous: tuple | None = None  # (params, opt_state) before the last epoch, during on_epoch_end
     best_params: Any = None  # set by EarlyStopping(restore_best=True): what fit returns
+    method: Method | None = None  # the method's record: its reports and stopping rule
 
     @property
     def stop_reason(self) -> str:
         return self.history.stop_reason
 
-    def stop(self, reason: str) -> bool:
-        """Stop after this epoch for ``reason``, unless a reason was given before; returns ``True``."""
-        if not self.history.stop_reason:
-            self.history.stop_reason = reason
+    def stop(self, reason: str | Stop) -> bool:
+        """Stop after this epoch for ``reason`` (a ``Stop``, or a sentence: a callback's), unless a reason was
+        given before; returns ``True``."""
+        if self.history.stop is None:
+            self.history.stop = reason if isinstance(reason, Stop) else Stop(StopKind.CALLBACK, str(reason))
         return True
 
     def complete(self, params, opt_state, stats: dict, record: dict) -> None:
@@ -111,7 +121,7 @@ class Run:
 class _Epochs:
     """The run's compiled epochs: the data and state placed on the devices, each epoch launched and read back."""
 
-    def __init__(self, run: Run, tx, batch: int, policy, mesh_devices: list, feed: str, flat: bool):
+    def __init__(self, run: Run, tx, batch: int, policy, mesh_devices: list, feed: str):
         x, y = run.train
         xv, yv = run.validation or (np.zeros((0,), x.dtype),) * 2
         self.n, self.batch, self.policy, self.feed = x.shape[0], batch, policy, feed
@@ -124,7 +134,8 @@ class _Epochs:
         self.val = distributed.put_global((xv, yv), self.everywhere)
         self.data = distributed.put_global((x, y), self.everywhere) if feed == "device" else (np.asarray(x), np.asarray(y))
         mesh = self.mesh if len(mesh_devices) > 1 else None
-        self.fn = make_epoch(run.net, tx, self.n, batch, run.validation is not None, policy, mesh, feed, flat)
+        self.fn = make_epoch(run.net, tx, self.n, batch, run.validation is not None, policy, mesh, feed,
+                             run.method.flat, run.method.report)
         self.flops = run.net.step_flops(batch)
         self.peak_tflops = run.peak_tflops
         self.t_start = self.t_last = time.perf_counter()
@@ -137,7 +148,7 @@ class _Epochs:
         # dropout: the epoch's key, from the run's key and e alone, so a resumed run draws the same masks
         dropout = (distributed.put_global(jax.random.key_data(jax.random.fold_in(self.key, e)), self.everywhere),
                    ) if self.stochastic else ()
-        with precisions.matmul_context(self.policy):
+        with fnn.scale.precision.matmul_context(self.policy):
             return self.fn(params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val,
                            *dropout)
 
@@ -152,16 +163,14 @@ class _Epochs:
 
 
 def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dict:
-    """One epoch's row of the history."""
+    """One epoch's row of the history: the generic columns, and the method's reports by their own names."""
     nan = float("nan")
-    value = lambda k: float(stats[k]) if k in stats else nan
+    value = lambda k: float(stats[k]) if k in stats else nan  # noqa: E731
     return {
         "epoch": epoch, "train_loss": float(stats["train_loss"]), "train_accuracy": value("train_accuracy"),
         "val_loss": value("val_loss"), "val_accuracy": value("val_accuracy"),
-        "learning_rate": value("learning_rate"), "mu": value("mu"),
-        "gamma": value("gamma"), "alpha": value("alpha"), "beta": value("beta"),
-        "damping": value("damping"), "rho": value("rho"), "cg_iterations": value("cg_iterations"),
-        "momentum": value("momentum"),
+        "learning_rate": value("learning_rate"),
+        **{name: float(v) for name, v in stats.get("reports", {}).items()},
         "grad_norm": [float(g) for g in stats["grad_norm"]], "epoch_time_s": dt, "wall_time_s": wall,
         "samples_per_s": speed["samples_per_s"], "tflops": speed["tflops"],
     }
@@ -174,7 +183,7 @@ def _epoch_end(run: Run, callbacks: list) -> bool:
         stop = (cb.on_epoch_end(run) is True) or stop
         if run.history.diverged:  # TerminateOnNaN undid the epoch: no later callback sees it
             return True
-    if stop and not run.stop_reason:
+    if stop and run.history.stop is None:
         run.stop("stopped by callback")
     run.previous = None  # needed while the callbacks see the epoch; then its memory is the device's again
     return stop
@@ -196,7 +205,7 @@ def evaluate(net: Network, params, x, y) -> dict:
     forward pass, the batch-mean loss and the count of correct predictions
     (``fnn.training.metrics.correct``). The values are read back, so device
     data are checked as host data are (labels in range included)."""
-    x, y = checks.prepare(net, params, x, y, read_device=True)
+    x, y = prepare(net, params, x, y, read_device=True)
     loss, correct = _scores(net, params, x, y)
     out = {"loss": float(loss)}
     if metrics.has_accuracy(net):
@@ -234,16 +243,14 @@ def _split_pair(name, data):
 
 
 def _optimizer(net, optimizer, learning_rate, **options):
-    """``(tx, name, default batch size)`` for an optimizer given by name or as an optax transform."""
-    if isinstance(optimizer, str):
-        spec = optimizers.spec(optimizer)
-        if spec.needs_mse and net.loss != "mse":
-            raise ValueError(f"{optimizer} minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
-        tx = optimizers.get(optimizer, learning_rate, **options, net=net)
-        return tx, optimizer, None if spec.full_batch else spec.batch_size
+    """``(tx, method)`` for an optimizer given by name, as a ``Method`` record or as an optax transform
+    (built as it is: the options are for the methods fit builds)."""
+    method = registry.resolve(optimizer)
+    if method.least_squares and not losses.least_squares(net.loss):
+        raise ValueError(f"{method.name} minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
     if isinstance(optimizer, optax.GradientTransformation):
-        return optax.with_extra_args_support(optimizer), getattr(optimizer, "__name__", type(optimizer).__name__), None
-    raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {type(optimizer).__name__}")
+        return optax.with_extra_args_support(optimizer), method
+    return registry.get(method, learning_rate, **options), method
 
 
 def _local_devices(devices) -> list:
@@ -263,15 +270,15 @@ def _prepare_data(net, params, train, validation):
         if data is None:
             out.append(None)
             continue
-        x, y = checks.prepare(net, params, *_split_pair(name, data), read_device=True)
-        checks.check_finite(**{f"{name}_x": x, f"{name}_y": y})
+        x, y = prepare(net, params, *_split_pair(name, data), read_device=True)
+        check_finite(**{f"{name}_x": x, f"{name}_y": y})
         out.append((x, y))
     return tuple(out)
 
 
 def _batch(batch_size, n: int) -> int:
     """Examples per step: ``batch_size`` (at most ``n``), or ``n`` when ``None`` (full batch)."""
-    checks.check_positive_int("batch_size", batch_size, allow_none=True)
+    check_positive_int("batch_size", batch_size, allow_none=True)
     return n if batch_size is None else min(int(batch_size), n)
 
 
@@ -286,43 +293,50 @@ def _feed(feed, train, device) -> str:
 
 
 def _check_callbacks(callbacks) -> list:
-    if isinstance(callbacks, cbs.Callback):
+    if isinstance(callbacks, Callback):
         callbacks = [callbacks]
     callbacks = list(callbacks or ())
     for cb in callbacks:
-        if not isinstance(cb, cbs.Callback):
+        if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be fnn.callbacks.Callback objects, got {type(cb).__name__}")
     return callbacks
 
 
-def _callbacks(given: list, has_val: bool, *, goal, min_grad, patience, min_delta, restore_best, checkpoint,
-               checkpoint_every, callback, progress, diagnostics) -> list:
+def _callbacks(given: list, has_val: bool, method: Method, *, goal, min_grad, patience, min_delta, restore_best,
+               checkpoint, checkpoint_every, callback, progress, diagnostics) -> list:
     """The run's callbacks: ``TerminateOnNaN`` first, then those the keywords stand for, then ``given``, then
-    ``LevenbergMarquardtStop``. Stop reasons take precedence in this order, which is the old loop's."""
+    ``MethodStop`` when the method has a stopping rule. Stop reasons take precedence in this order."""
     kinds = {type(cb) for cb in given}
-    for keyword, set_, kind in (("goal/min_grad", goal is not None or min_grad is not None, cbs.StopAt),
-                                ("patience", patience is not None, cbs.EarlyStopping),
-                                ("checkpoint", checkpoint is not None, cbs.Checkpoint),
-                                ("progress", progress, cbs.ProgressBar), ("diagnostics", diagnostics, cbs.Diagnostics)):
+    for keyword, set_, kind in (("goal/min_grad", goal is not None or min_grad is not None, StopAt),
+                                ("patience", patience is not None, EarlyStopping),
+                                ("checkpoint", checkpoint is not None, Checkpoint),
+                                ("progress", progress, ProgressBar), ("diagnostics", diagnostics, Diagnostics)):
         if set_ and kind in kinds:
             raise ValueError(f"give {keyword}= or a {kind.__name__} callback, not both")
-    first = [cb for cb in given if isinstance(cb, cbs.TerminateOnNaN)][:1] or [cbs.TerminateOnNaN()]
-    out = first + ([cbs.StopAt(goal, min_grad)] if goal is not None or min_grad is not None else [])
-    if has_val and cbs.EarlyStopping not in kinds:  # the best epoch is recorded whenever there is validation data
-        out.append(cbs.EarlyStopping(patience, min_delta, patience is not None if restore_best is None else restore_best))
-    out += [cbs.Lambda(callback)] if callback is not None else []
-    out += [cbs.Diagnostics()] if diagnostics else []
-    out += [cbs.ProgressBar()] if progress else []
+    first = [cb for cb in given if isinstance(cb, TerminateOnNaN)][:1] or [TerminateOnNaN()]
+    out = first + ([StopAt(goal, min_grad)] if goal is not None or min_grad is not None else [])
+    if has_val and EarlyStopping not in kinds:  # the best epoch is recorded whenever there is validation data
+        out.append(EarlyStopping(patience, min_delta, patience is not None if restore_best is None else restore_best))
+    out += [Lambda(callback)] if callback is not None else []
+    out += [Diagnostics()] if diagnostics else []
+    out += [ProgressBar()] if progress else []
     if checkpoint is not None:
-        out.append(cbs.Checkpoint(checkpoint, every=checkpoint_every, every_s=CHECKPOINT_SECONDS))
+        out.append(Checkpoint(checkpoint, every=checkpoint_every, every_s=CHECKPOINT_SECONDS))
     out += [cb for cb in given if cb not in first]
-    return out + ([] if cbs.LevenbergMarquardtStop in kinds else [cbs.LevenbergMarquardtStop()])
+    has_rule = method.stop is not None and not any(isinstance(cb, MethodStop) for cb in given)
+    return out + ([MethodStop()] if has_rule else [])
+
+
+def _reported(method: Method, opt_state) -> list[str]:
+    """The names ``method`` reports from its state, in the order its ``report`` gives them (it only reads the
+    state: nothing is computed)."""
+    return [] if method.report is None else list(method.report(opt_state))
 
 
 def _check_opt_state(given, fresh):
     """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
     flat = jax.tree_util.tree_flatten_with_path(given)[0]
-    return checks.match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
+    return match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
                                  "pass history.opt_state of an earlier fit with the same network and optimizer settings")
 
 
@@ -331,7 +345,7 @@ def fit(
     params,
     train,
     *,
-    optimizer: str | optax.GradientTransformation = "adam",
+    optimizer: str | Method | optax.GradientTransformation = registry.DEFAULT,
     epochs: int = 100,
     batch_size: int | None = None,
     key,
@@ -363,14 +377,19 @@ def fit(
     """Train ``net`` from ``params`` on ``train = (x, y)``; return ``(params, history)``.
 
     Args:
-      optimizer: a name from ``fnn.optimizers.NAMES`` (built with
-        ``learning_rate``, ``momentum``, ``nesterov``, ``weight_decay``,
-        ``clip_norm``, see ``fnn.optimizers.get``) or any optax transform, which
-        is called as ``update(grads, state, params, value=, grad=, value_fn=)``.
-        A named optimizer updates all parameters as one flat vector (one fused
-        pass; its state is shaped like ``ravel_pytree(params)[0]``); a
-        transform given as an object sees the params' own structure, so that
-        masks and per-layer transforms work.
+      optimizer: a name from ``fnn.optimizers.NAMES`` (or one added by
+        ``fnn.optimizers.register``), an ``fnn.optimizers.Method`` record
+        (either built with ``learning_rate``, ``momentum``, ``nesterov``,
+        ``weight_decay``, ``clip_norm``, see ``fnn.optimizers.get``), or any
+        optax transform, which is called as ``update(grads, state, params,
+        value=, grad=, value_fn=)`` (``value_fn``: an
+        ``fnn.optimizers.Objective``). The record's ``flat`` decides how the
+        method sees the params: as one flat vector (the built-in methods
+        acting per parameter: one fused pass; the state is shaped like
+        ``ravel_pytree(params)[0]``) or as the params' own tree (``kfac``, and
+        a transform given as an object, so that masks and per-layer transforms
+        work). Its ``report`` adds columns to the history, and its ``stop``
+        rule ends the run.
       epochs: the total number of epochs (a resumed run counts those already done).
       batch_size: examples per step; ``None`` is the whole training set
         (full-batch), the default of ``gd``, ``adaptive_*``, ``rprop``, ``lbfgs``
@@ -430,49 +449,53 @@ def fit(
     The keywords ``goal``/``min_grad``, ``patience``, ``checkpoint``,
     ``progress``, ``diagnostics`` and ``callback`` are shortcuts for the
     callbacks ``StopAt``, ``EarlyStopping``, ``Checkpoint``, ``ProgressBar``,
-    ``Diagnostics`` and ``Lambda``; ``TerminateOnNaN`` and
-    ``LevenbergMarquardtStop`` are always there. Give each either way, not both.
+    ``Diagnostics`` and ``Lambda``; ``TerminateOnNaN`` is always there, and
+    ``MethodStop`` for a method with a stopping rule. Give each either way,
+    not both.
 
     ``history.train_loss`` is the mean of the epoch's minibatch losses, each
     taken before its update (for full-batch methods: the loss at the start of
     the epoch). Ctrl-C raises ``fnn.training.loop.Interrupted`` (a ``KeyboardInterrupt``)
     after saving the checkpoint.
     """
-    checks.check_net(net)
+    check_net(net)
     for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every), ("patience", patience)):
-        checks.check_positive_int(name, value, allow_none=name != "epochs")
+        check_positive_int(name, value, allow_none=name != "epochs")
     train, validation = _prepare_data(net, params, train, validation)
     if patience is not None and validation is None:
         raise ValueError("patience (early stopping) needs validation data")
     key = _as_key(key)
     compile_cache.use_default_cache()  # a later run of the same fit loads its programs instead of compiling
-    tx, name, default_batch = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
-                                         weight_decay=weight_decay, clip_norm=clip_norm)
+    tx, method = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
+                            weight_decay=weight_decay, clip_norm=clip_norm)
+    default_batch = None if method.full_batch else method.batch_size
     batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
-    policy = precisions.get(precision)
+    policy = fnn.scale.precision.get(precision)
     local = _local_devices(devices)
-    if name in memory.MATRICES:  # P x P matrices: they must fit the device
-        memory.check(name, net.n_params, jax.tree_util.tree_leaves(params)[0].dtype, local[0])
+    if method.matrices:  # P x P matrices: they must fit the device
+        memory.check(method.name, net.n_params, jax.tree_util.tree_leaves(params)[0].dtype, local[0],
+                     method.matrices)
     mesh_devices = distributed.global_devices(local)
     if len(mesh_devices) > 1:
         distributed.check_batch(batch, len(mesh_devices))
     feed = _feed(feed, train, local[0])
-    flat = isinstance(optimizer, str)  # the built-in optimizers act per parameter: update one flat vector
-    fresh_state = opt_init(tx, flat)(params)
+    fresh_state = opt_init(tx, method.flat)(params)
     opt_state = fresh_state if opt_state is None else _check_opt_state(opt_state, fresh_state)
 
-    run = Run(net, params, opt_state, key, epochs, name, train, validation, config or {}, peak_tflops)
+    run = Run(net, params, opt_state, key, epochs, method.name, train, validation, config or {}, peak_tflops,
+              method=method)
     given = _check_callbacks(callbacks)
-    run.callbacks = _callbacks(given, validation is not None, goal=goal, min_grad=min_grad, patience=patience,
+    run.callbacks = _callbacks(given, validation is not None, method, goal=goal, min_grad=min_grad, patience=patience,
                                min_delta=min_delta, restore_best=restore_best, checkpoint=checkpoint,
                                checkpoint_every=checkpoint_every, callback=callback, progress=progress,
                                diagnostics=diagnostics)
-    saver = next((cb for cb in run.callbacks if isinstance(cb, cbs.Checkpoint)), None)
+    saver = next((cb for cb in run.callbacks if isinstance(cb, Checkpoint)), None)
     if resume:
         if saver is None:
             raise ValueError("resume needs the checkpoint path")
         saver.restore(run)
-    epochs_ = _Epochs(run, tx, batch, policy, mesh_devices, feed, flat)
+    run.history.expect(_reported(method, opt_state))
+    epochs_ = _Epochs(run, tx, batch, policy, mesh_devices, feed)
     for cb in run.callbacks:
         cb.on_fit_start(run)
     try:
@@ -490,9 +513,9 @@ def fit(
             if _epoch_end(run, run.callbacks) or run.epoch >= epochs:
                 break
             running = following if following is not None else epochs_.launch(run.epoch, run.params, run.opt_state)
-        run.stop(f"completed {epochs} epochs")
+        run.stop(Stop(StopKind.COMPLETED, f"completed {epochs} epochs"))
     except KeyboardInterrupt:
-        run.history.stop_reason = f"interrupted after epoch {run.epoch}"
+        run.history.stop = Stop(StopKind.INTERRUPTED, f"interrupted after epoch {run.epoch}")
         raise Interrupted(run.params, run.history, run.epoch, saver and saver.path) from None
     finally:
         _fit_end(run, run.callbacks)

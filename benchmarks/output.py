@@ -9,7 +9,7 @@ import math
 import os
 from pathlib import Path
 
-from fnn.bench.runner import ROW_FIELDS
+from benchmarks.runner import ROW_FIELDS
 
 
 def _clean(value):

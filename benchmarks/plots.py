@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fnn.bench.analysis import PEAK_TARGET, TIME_TOLERANCE, fit_slope, timed  # noqa: E402
+from benchmarks.analysis import PEAK_TARGET, TIME_TOLERANCE, fit_slope, timed  # noqa: E402
 
 STYLE = {
     "forward": ("black", "o"), "backprop": ("tab:red", "s"), "backprop_eager": ("tab:pink", "s"),

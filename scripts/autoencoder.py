@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnn
-from fnn.optim import registry as optimizers
+from fnn import optimizers
 from fnn.training.callbacks import Callback
 
 DIGITS_SIZES = (64, 256, 128, 64, 8)
@@ -221,7 +221,7 @@ def table(summaries: list[dict], target: float) -> str:
 
 def plot(curves: dict, path) -> None:
     """Training error against wall time and against gradient-equivalents; test error dashed (one line per init)."""
-    from fnn.experiments.common import pyplot
+    from scripts.common import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)

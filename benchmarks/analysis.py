@@ -198,7 +198,7 @@ def targets(table) -> list[dict]:
 
 
 def analyse(results: dict) -> dict:
-    """Add ``slopes``, ``ratios`` and ``targets`` to the results of ``fnn.bench.runner.run``."""
+    """Add ``slopes``, ``ratios`` and ``targets`` to the results of ``benchmarks.runner.run``."""
     rows = counted_flops(results["rows"])
     table = ratios(rows)
     return {**results, "rows": rows, "slopes": slopes(rows), "ratios": table, "targets": targets(table)}

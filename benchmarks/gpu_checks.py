@@ -1,4 +1,4 @@
-"""The checks ``fnn.bench.gpu`` runs: what only a GPU shows, each at a tiny and a real size.
+"""The checks ``benchmarks.gpu_suite`` runs: what only a GPU shows, each at a tiny and a real size.
 
 A check is ``check(ctx) -> dict``: it runs the existing benchmark code at the
 tiny size (``ctx.tiny``: the dry run, on the CPU, seconds) or the real one (a
@@ -12,7 +12,7 @@ spent; its summary then has ``"complete": False``.
   batch sweeps (P up to 1.3e8, batch up to 8192), float32 at JAX's default
   matmul precision (TF32 on the GPU, as the width sweep was measured) and at
   ``highest``;
-* ``calls``: ``fnn.bench.calls``, an eager public call against jitted plain JAX;
+* ``calls``: ``benchmarks.calls``, an eager public call against jitted plain JAX;
 * ``graphs``: the ``graphs`` grid, residual and cascade ``fnn.Graph`` nets;
 * ``lm_fp32``: Levenberg-Marquardt on ``sine`` at ``fp32``: does the test's
   ``loss <= 1e-5`` hold on the GPU?
@@ -20,10 +20,10 @@ spent; its summary then has ``"complete": False``.
   whether it fits): time per epoch, loss drop;
 * ``mfu``: ``fnn.fit`` of 784-4096-4096-4096-10 at batch 4096 in bf16, tf32
   and fp32: TFLOP/s and MFU (``fnn.scale.throughput``);
-* ``curvature``: ``fnn.bench.curvature``'s ``gpu`` grid, the hand-written
+* ``curvature``: ``benchmarks.curvature``'s ``gpu`` grid, the hand-written
   Hessian- and Gauss-Newton-vector products against JAX's and PyTorch's, in
   gradients, and the finite differences' error against eps;
-* ``second_order``: ``fnn.bench.steps`` on MNIST-shaped classifiers at batch
+* ``second_order``: ``benchmarks.steps`` on MNIST-shaped classifiers at batch
   4096: one compiled step of Hessian-free, K-FAC, SCG with exact curvature and
   L-BFGS beside Adam's, in gradients, with Hessian-free's CG iterations.
 """
@@ -39,14 +39,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import benchmarks.calls  # calls, curvature and steps by their full names (calls and curvature are checks here)
+import benchmarks.curvature
+import benchmarks.steps
 import fnn
-from fnn import bench
-from fnn.bench import analysis, calls as call_bench, curvature as curvature_bench, output, runner
-from fnn.bench import steps as steps_bench
-from fnn.bench.grids import batch_sweep, classifier, depth_sweep, grid
-from fnn.cli.outputs import speed_summary
+from benchmarks import analysis, output, runner
+from benchmarks.grids import batch_sweep, classifier, depth_sweep, grid
 from fnn.data import datasets
 from fnn.scale import memory, throughput
+from fnn.scale.throughput import speed_summary
 
 
 class Context(NamedTuple):
@@ -95,7 +96,7 @@ def _grid_run(ctx: Context, grid_name: str, cases, methods=None, precision: str 
     except OutOfTime as stop:
         results = stop.partial
     results = analysis.analyse(results)
-    files = bench.save(results, ctx.out)
+    files = benchmarks.save(results, ctx.out)
     paired = [r["paired_time_vs_jax_grad"] for r in results["ratios"] if math.isfinite(r["paired_time_vs_jax_grad"])]
     peaks = [r["peak_fraction"] for r in results["ratios"] if math.isfinite(r["peak_fraction"])]
     return {
@@ -139,12 +140,12 @@ def graphs(ctx: Context) -> dict:
 # ---------------------------------------------------------------------------- the per-call benchmark
 
 def calls(ctx: Context) -> dict:
-    """``fnn.bench.calls``: every case at 21 rounds (``--quick``'s), or three small cases at 1 round."""
+    """``benchmarks.calls``: every case at 21 rounds (``--quick``'s), or three small cases at 1 round."""
     if ctx.tiny:
-        results = call_bench.run(rounds=1, progress=False, which=call_bench.cases(quick=True)[:3])
+        results = benchmarks.calls.run(rounds=1, progress=False, which=benchmarks.calls.cases(quick=True)[:3])
     else:
-        results = call_bench.run(quick=False, rounds=21, progress=False)
-    files = call_bench.save(results, ctx.out)
+        results = benchmarks.calls.run(quick=False, rounds=21, progress=False)
+    files = benchmarks.calls.save(results, ctx.out)
     ratios = [r["ratio"] for r in results["rows"]]
     within = sum(r <= results["tolerance"] for r in ratios)
     return {"rows": len(ratios), "within_tolerance": within, "tolerance": results["tolerance"],
@@ -259,13 +260,13 @@ def _percent(v) -> str:
 # ---------------------------------------------------------------------------- curvature products
 
 def curvature(ctx: Context) -> dict:
-    """``fnn.bench.curvature``: its ``gpu`` grid (or ``tiny``), stopped between cases when the budget runs out
+    """``benchmarks.curvature``: its ``gpu`` grid (or ``tiny``), stopped between cases when the budget runs out
     (the finite differences' sweep over eps, which runs after the cases, is then left out)."""
     try:
-        results = curvature_bench.run("tiny" if ctx.tiny else "gpu", ctx.device, False, _stop_when_spent(ctx))
+        results = benchmarks.curvature.run("tiny" if ctx.tiny else "gpu", ctx.device, False, _stop_when_spent(ctx))
     except OutOfTime as stop:
-        results = curvature_bench.analyse(stop.partial)
-    files = curvature_bench.save(results, ctx.out)
+        results = benchmarks.curvature.analyse(stop.partial)
+    files = benchmarks.curvature.save(results, ctx.out)
     (ctx.out / output.PARTIAL).unlink(missing_ok=True)  # the whole run is written
     table = results["ratios"]
     hvp = [r["hvp_vs_fwd_over_rev"] for r in table if math.isfinite(r["hvp_vs_fwd_over_rev"])]
@@ -286,18 +287,18 @@ SECOND_ORDER = ("adam", "scg(gnvp)", "hessian_free", "kfac", "lbfgs")
 
 
 def second_order(ctx: Context) -> dict:
-    """One compiled step of each second-order method and Adam's, in gradients (``fnn.bench.steps``), on
+    """One compiled step of each second-order method and Adam's, in gradients (``benchmarks.steps``), on
     784-1024-1024-10 and 784-2048-2048-2048-10 at batch 4096 (tiny: 32-16-10 at 64); the second case only
     if the first left time for it."""
     if ctx.tiny:
-        case_list, repeats = [steps_bench.synthetic_case((16,), 64, n_in=32)], 3
+        case_list, repeats = [benchmarks.steps.synthetic_case((16,), 64, n_in=32)], 3
     else:
-        case_list, repeats = [steps_bench.synthetic_case((1024, 1024), 4096),
-                              steps_bench.synthetic_case((2048,) * 3, 4096)], 11
+        case_list, repeats = [benchmarks.steps.synthetic_case((1024, 1024), 4096),
+                              benchmarks.steps.synthetic_case((2048,) * 3, 4096)], 11
     start = ctx.left()
-    results = steps_bench.run(repeats, 2, tiny=ctx.tiny, methods=SECOND_ORDER, progress=None,
+    results = benchmarks.steps.run(repeats, 2, tiny=ctx.tiny, methods=SECOND_ORDER, progress=None,
                               case_list=case_list, stop=lambda rows: ctx.left() < 2 * (start - ctx.left()) / len(rows))
-    files = steps_bench.save(results, ctx.out / "steps.json")
+    files = benchmarks.steps.save(results, ctx.out / "steps.json")
     headline = "; ".join(
         f"{'-'.join(map(str, c['sizes']))}: " + ", ".join(f"{m} {r['gradients']:.1f}" for m, r in c["methods"].items())
         for c in results["cases"])

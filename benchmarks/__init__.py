@@ -1,17 +1,22 @@
 """Benchmarks of the gradient methods: backprop against jax.grad, forward mode,
 finite differences, the closed form and PyTorch, across network sizes.
 
-    results = fnn.bench.benchmark("quick", device="cpu", dtype="float32")
-    fnn.bench.save(results, Path("out"))   # results.csv, results.json, summary.md, PNGs
+    import benchmarks   # from the repository's root: the package is not installed with fnn
+    results = benchmarks.benchmark("quick", device="cpu", dtype="float32")
+    benchmarks.save(results, Path("out"))   # results.csv, results.json, summary.md, PNGs
 
 Modules: ``grids`` (which sizes), ``methods`` (the JAX methods), ``torch_peer``,
 ``runner`` (interleaved timing, rows), ``analysis`` (slopes, ratios, targets),
 ``output`` and ``plots``; ``calls`` (the cost of an eager call), ``curvature``
 (Hessian- and Gauss-Newton-vector products in gradients), ``steps`` (each
 training method's compiled step in gradients), ``estimators``
-(``fnn.sklearn`` against scikit-learn), ``training_functions`` (MATLAB's
-comparison) and ``gpu`` (every GPU check in one run). XLA's cost analysis, the
-matmul peak, timing and the machine's description are ``fnn.scale``'s.
+(``fnn.sklearn`` against scikit-learn), ``cold_start`` (a script's first fits
+in fresh processes), ``training_functions`` (MATLAB's comparison) and
+``gpu_suite`` with ``gpu_checks`` (every GPU check in one run); ``machine``
+(which device a run uses, the machine described) and ``xla_cost`` (XLA's cost
+analysis of a compiled program). The matmul peak is ``fnn.scale.throughput``'s
+and the timing ``fnn.scale.timing``'s. The files ``bench_*.py`` and ``gpu.py``
+beside them are the command-line entry points.
 """
 
 from __future__ import annotations
@@ -26,12 +31,11 @@ def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", 
     """Run a grid and analyse it. Raises ``DeviceUnavailable`` when ``device`` is absent.
 
     ``on_case``: called with the unanalysed results so far after each case
-    (see ``fnn.bench.runner.run``)."""
+    (see ``benchmarks.runner.run``)."""
     import jax
     import jax.numpy as jnp
 
-    from fnn.bench import analysis, runner
-    from fnn.scale import machine
+    from benchmarks import analysis, machine, runner
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; expected one of {list(DTYPES)}")
@@ -44,7 +48,7 @@ def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", 
 
 def save(results: dict, out: Path) -> list[Path]:
     """Write CSV, JSON, the markdown summary and the PNG plots under ``out``."""
-    from fnn.bench import output, plots
+    from benchmarks import output, plots
 
     out = Path(out)
     return output.write_all(results, out) + plots.plot_all(results, out)

@@ -13,8 +13,8 @@ import numpy as np
 
 from fnn.core.initializers import init
 from fnn.core.mlp import MLP
-from fnn.experiments.common import pyplot
 from fnn.training import diagnostics
+from scripts.common import pyplot
 
 SURVEY_INITS = ("normal", "small_uniform", "glorot_uniform", "he_normal", "lecun_normal")
 SURVEY_ACTIVATIONS = ("sigmoid", "tanh", "relu")

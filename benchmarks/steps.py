@@ -1,7 +1,7 @@
 """One compiled optimizer step of each training method, timed against one gradient.
 
-    results = fnn.bench.steps.run(repeats=15)
-    fnn.bench.steps.save(results, "benchmarks/results/steps_cpu/steps.json")   # and steps.md, steps.png
+    results = benchmarks.steps.run(repeats=15)
+    benchmarks.steps.save(results, "benchmarks/results/steps_cpu/steps.json")   # and steps.md, steps.png
 
 A step is what ``fnn.fit``'s compiled epoch does once per minibatch (here the
 whole training set, one full batch): the loss and gradient by the hand-written
@@ -77,7 +77,7 @@ class Case(NamedTuple):
 def transforms(net) -> dict[str, tuple[Callable, bool]]:
     """``{method: (build, named)}`` for ``net``: ``build()`` gives the optax transform; ``named``: chosen by
     name in ``fnn.fit`` (its params one flat vector) rather than given as an object (the params' tree).
-    ``kfac`` only once it is registered (it gets the net: its blocks follow the weight matrices)."""
+    ``kfac`` only once it is registered."""
     from fnn import optimizers
 
     made = {
@@ -88,7 +88,7 @@ def transforms(net) -> dict[str, tuple[Callable, bool]]:
         "hessian_free": (lambda: optimizers.get("hessian_free"), True),
     }
     if "kfac" in optimizers.NAMES:
-        made["kfac"] = (lambda: optimizers.get("kfac", net=net), True)
+        made["kfac"] = (lambda: optimizers.get("kfac"), True)
     made["lbfgs"] = (lambda: optimizers.get("lbfgs"), True)
     return made
 
@@ -111,9 +111,9 @@ def synthetic_case(hidden, batch: int, n_in: int = 784, n_classes: int = 10, see
 def cases(tiny: bool = False) -> list[Case]:
     """The digits classifier and the mse regression net (``tiny``: 64 examples, narrow nets, for the tests)."""
     import fnn
+    from fnn import data
     from fnn.core.validation import prepare
     from fnn.data import datasets
-    from fnn.data import preparation as data
 
     train = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0).train
     x, labels = np.asarray(train.x, np.float32), np.asarray(train.y)
@@ -138,7 +138,7 @@ def make_step(net, tx, unravel=None):
     """The jitted ``step(p, state, x, y) -> (p, state, loss)`` of ``fnn.fit``'s epoch: backprop, ``tx.update``
     with the Objective, ``optax.apply_updates``. ``unravel``: ``p`` is one flat vector (a named optimizer)."""
     from fnn.core.backprop import backprop_core
-    from fnn.optim import registry as optimizers
+    from fnn.training.objective import MinibatchObjective
 
     to_tree = unravel or (lambda p: p)
 
@@ -146,7 +146,7 @@ def make_step(net, tx, unravel=None):
         loss, grads = backprop_core(net, to_tree(p), x, y)
         if unravel is not None:
             grads = ravel_pytree(grads)[0]
-        objective = optimizers.Objective(net, x, y, unravel)
+        objective = MinibatchObjective(net, x, y, unravel)
         updates, state = tx.update(grads, state, p, value=loss, grad=grads, value_fn=objective)
         return optax.apply_updates(p, updates), state, loss
 
@@ -186,8 +186,8 @@ def _prepare(case: Case, build, named: bool) -> _Run:
 
 def run_case(case: Case, repeats: int, warmup: int = 2, seed: int = 0, methods=None) -> dict:
     """Every method's step and the gradient on one case, interleaved; the row of the results."""
+    from fnn import optimizers
     from fnn.core.backprop import backprop_core
-    from fnn.optim import registry as optimizers
     from fnn.scale.timing import paired_ratio, time_interleaved
 
     net = case.net
@@ -217,8 +217,8 @@ def run_case(case: Case, repeats: int, warmup: int = 2, seed: int = 0, methods=N
                "gradients": paired_ratio(t, g), "ratio_of_medians": t.median_s / g.median_s,
                "compile_s": r.compile_s, "params": "flat vector" if not isinstance(r.p, (list, dict)) else "tree",
                "loss_first": float(r.losses[0]), "loss_last": float(r.losses[-1])}
-        cg = [int(optimizers.adapted(s)["cg_iterations"]) for s in r.states
-              if "cg_iterations" in optimizers.adapted(s)]
+        found = [optimizers.find_state(s, optimizers.HessianFreeState) for s in r.states]
+        cg = [int(f.cg_iterations) for f in found if f is not None]
         if cg:  # the i-th measured step is the i-th round's: its time over that round's gradient, its own i
             per_step = [a / b for a, b in zip(t.samples, g.samples)]
             row["cg_iterations"] = cg
@@ -247,7 +247,7 @@ def run(repeats: int = 15, warmup: int = 2, seed: int = 0, tiny: bool = False, m
     """Every case (see the module docstring; ``case_list``: these instead); the JSON document. ``seed``: of the
     rounds' orders. ``stop(rows)``, after each case: true stops before the next (``"complete"``: whether
     every case ran)."""
-    from fnn.scale import machine
+    from benchmarks import machine
 
     load, start, rows = _load(), time.perf_counter(), []
     todo = cases(tiny) if case_list is None else list(case_list)

@@ -13,8 +13,8 @@ import jax
 
 from fnn.core.initializers import init
 from fnn.core.mlp import MLP
-from fnn.experiments.common import digits_batch, pyplot
 from fnn.training.loop import fit
+from scripts.common import digits_batch, pyplot
 
 
 def overfitting(n_train: int = 100, n_val: int = 500, epochs: int = 300, patience: int = 20,

@@ -16,9 +16,9 @@ import numpy as np
 
 from fnn.core.graph import Graph
 from fnn.core.initializers import init
-from fnn.experiments.common import pyplot
 from fnn.training import diagnostics
 from fnn.training.loop import evaluate, fit
+from scripts.common import pyplot
 
 DEPTHS = (8, 16, 32, 64)
 DEPTH_ACTIVATIONS = ("sigmoid", "tanh", "relu")

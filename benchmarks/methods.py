@@ -23,7 +23,7 @@ The O(P) methods are run, when a full gradient would take too long, on an
 evenly spaced sample of parameter indices; the time is then multiplied by
 ``P / evaluated`` and the row marked extrapolated. Their FLOPs come from
 XLA's count for one perturbation times ``P``, since XLA counts a loop body
-once (see ``fnn.scale.xla_cost``).
+once (see ``benchmarks.xla_cost``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import fnn
+from benchmarks.xla_cost import compiled_cost
 from fnn.check.analytical import single_unit_gradient
 from fnn.check.autodiff import compiled_autodiff
 from fnn.check.finite_differences import compiled_finite_differences, default_chunk, default_eps
@@ -46,7 +47,6 @@ from fnn.core import dispatch, initializers, validation
 from fnn.core.backprop import backprop_core, compiled_backprop
 from fnn.core.forward import loss_core
 from fnn.core.protocol import Network
-from fnn.scale.xla_cost import compiled_cost
 
 JAX_METHODS = ("forward", "backprop", "backprop_eager", "jax_grad", "forward_mode", "fd_central", "fd_naive_loop", "analytical")
 PER_PERTURBATION = ("forward_mode", "fd_central", "fd_naive_loop")

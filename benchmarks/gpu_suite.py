@@ -1,9 +1,9 @@
 """Every GPU check in one run, within a time budget: the first thing to run when a GPU is available.
 
-    device = fnn.bench.gpu.device(dry_run=False)          # DeviceUnavailable without a GPU
-    summary = fnn.bench.gpu.run_all(device, out, budget_s=540)
+    device = benchmarks.gpu_suite.device(dry_run=False)          # DeviceUnavailable without a GPU
+    summary = benchmarks.gpu_suite.run_all(device, out, budget_s=540)
 
-The checks (``fnn.bench.gpu_checks``) run in ``CHECKS``' order, which is their
+The checks (``benchmarks.gpu_checks``) run in ``CHECKS``' order, which is their
 priority. Before each, its estimate (seconds at the tiny or the real size) is
 set against the budget left: a check that would not fit is recorded as
 ``skipped`` with the reason ``budget``, and the next, cheaper one may still
@@ -28,32 +28,32 @@ from typing import Callable, NamedTuple
 
 import jax
 
-from fnn.bench import gpu_checks as C
-from fnn.bench.output import write_json
-from fnn.scale.machine import describe, select_device
+from benchmarks import gpu_checks
+from benchmarks.machine import describe, select_device
+from benchmarks.output import write_json
 
 
 class Check(NamedTuple):
     name: str
-    run: Callable[[C.Context], dict]
+    run: Callable[[gpu_checks.Context], dict]
     tiny_s: float  # estimated seconds at the tiny size (the dry run, on 2 CPU cores)
     real_s: float  # estimated seconds on one H100 or H200: guesses from the H200's earlier runs, not yet timed
     what: str
 
 
 CHECKS = (
-    Check("gradients_default", C.gradients_default, 4, 110,
+    Check("gradients_default", gpu_checks.gradients_default, 4, 110,
           "gradient grid `gpu`, depth and batch sweeps, float32 at JAX's default matmul precision (TF32)"),
-    Check("gradients_highest", C.gradients_highest, 4, 140,
+    Check("gradients_highest", gpu_checks.gradients_highest, 4, 140,
           "the same at `highest` matmul precision (float32 products)"),
-    Check("calls", C.calls, 3, 60, "per-call cost: eager public functions against jitted plain JAX"),
-    Check("graphs", C.graphs, 3, 140, "gradient grid `graphs`: residual and cascade fnn.Graph nets"),
-    Check("lm_fp32", C.lm_fp32, 2, 15, "Levenberg-Marquardt on sine at fp32 (the test's loss <= 1e-5)"),
-    Check("lm_large", C.lm_large, 2, 45, "Levenberg-Marquardt at P >= 20,000: time per epoch, loss drop"),
-    Check("mfu", C.mfu, 3, 30, "fnn.fit in bf16 (tf32, fp32 beside it): TFLOP/s and MFU"),
-    Check("curvature", C.curvature, 15, 120,
+    Check("calls", gpu_checks.calls, 3, 60, "per-call cost: eager public functions against jitted plain JAX"),
+    Check("graphs", gpu_checks.graphs, 3, 140, "gradient grid `graphs`: residual and cascade fnn.Graph nets"),
+    Check("lm_fp32", gpu_checks.lm_fp32, 2, 15, "Levenberg-Marquardt on sine at fp32 (the test's loss <= 1e-5)"),
+    Check("lm_large", gpu_checks.lm_large, 2, 45, "Levenberg-Marquardt at P >= 20,000: time per epoch, loss drop"),
+    Check("mfu", gpu_checks.mfu, 3, 30, "fnn.fit in bf16 (tf32, fp32 beside it): TFLOP/s and MFU"),
+    Check("curvature", gpu_checks.curvature, 15, 120,
           "Hessian- and Gauss-Newton-vector products: fnn.hvp and c.gnvp against JAX and torch.func, in gradients"),
-    Check("second_order", C.second_order, 8, 90,
+    Check("second_order", gpu_checks.second_order, 8, 90,
           "one compiled step of Hessian-free, K-FAC, SCG (exact curvature) and L-BFGS beside Adam's, in gradients"),
 )
 NAMES = tuple(c.name for c in CHECKS)
@@ -70,7 +70,7 @@ def slug(device_kind: str) -> str:
     return "gpu_" + re.sub(r"[^a-z0-9]+", "_", device_kind.lower()).strip("_")
 
 
-def run_check(check: Check, ctx: C.Context) -> dict:
+def run_check(check: Check, ctx: gpu_checks.Context) -> dict:
     """One check's record: ``status`` ``ok``, ``partial`` (stopped by the budget) or ``error``, with its seconds."""
     start = time.perf_counter()
     record = {"name": check.name, "what": check.what, "estimate_s": check.tiny_s if ctx.tiny else check.real_s}
@@ -111,7 +111,7 @@ def run_all(device, out: Path, budget_s: float = BUDGET_S, tiny: bool = False, c
             record = skipped(check, estimate, left())
         else:
             echo(f"[{i}/{len(checks)}] {check.name}: {check.what} (about {estimate:.0f} s, {left():.0f} s left)")
-            record = run_check(check, C.Context(device, out / check.name, tiny, left))
+            record = run_check(check, gpu_checks.Context(device, out / check.name, tiny, left))
         summary["checks"].append(record)
         echo(f"[{i}/{len(checks)}] {check.name}: {record['status']} in {record['seconds']:.1f} s"
              + (f": {record.get('error') or record.get('detail')}" if record["status"] in ("error", "skipped") else ""))

@@ -12,7 +12,7 @@ threads on a busy machine can lose more at a barrier than they gain), and
 idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``,
 unless set already), so they do not steal cores from the method timed next.
 
-``hvp_step`` is the peer of ``fnn.hvp`` (``fnn.bench.curvature``): the
+``hvp_step`` is the peer of ``fnn.hvp`` (``benchmarks.curvature``): the
 Hessian-vector product as ``torch.func`` writes it, forward over reverse.
 """
 
@@ -24,10 +24,10 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from benchmarks.machine import cpu_cores
 from fnn.core.graph import INPUT, Graph
 from fnn.core.mlp import MLP
 from fnn.core.protocol import Network
-from fnn.scale.machine import cpu_cores
 from fnn.scale.timing import wall_time
 
 

@@ -15,16 +15,16 @@ import time
 import jax
 import jax.numpy as jnp
 
+from benchmarks import torch_peer
+from benchmarks.analysis import matmul_flops
+from benchmarks.grids import GRAPH_GRIDS, Case, grid
+from benchmarks.machine import describe
+from benchmarks.methods import JAX_METHODS, PREPARE, Prepared, make_inputs
 from fnn.check.analytical import SINGLE_UNIT
-from fnn.bench import methods as M
-from fnn.bench import torch_peer
-from fnn.bench.analysis import matmul_flops
-from fnn.bench.grids import GRAPH_GRIDS, Case, grid
-from fnn.scale.machine import describe
-from fnn.scale.xla_cost import matmul_call, matmul_peak
+from fnn.scale.throughput import matmul_call, matmul_peak
 from fnn.scale.timing import paired_ratio, time_interleaved, wall_time
 
-ALL_METHODS = (*M.JAX_METHODS, "torch")
+ALL_METHODS = (*JAX_METHODS, "torch")
 # The graph grids judge the step time against jax.grad and PyTorch: the O(P) methods are the MLP grids' story.
 GRAPH_METHODS = ("forward", "backprop", "backprop_eager", "jax_grad", "torch")
 
@@ -108,9 +108,9 @@ def prepare_methods(case: Case, params, x, y, budget: Budget, methods, device_ki
                 continue
             threads = torch_peer.fastest_threads(call) if device_kind == "cpu" else None
             note = f"eager autograd, {threads} thread(s)" if threads else "eager autograd"
-            prepared[name] = M.Prepared(call, math.nan, net.n_params, math.nan, math.nan, note)
+            prepared[name] = Prepared(call, math.nan, net.n_params, math.nan, math.nan, note)
             continue
-        prepared[name] = M.PREPARE[name](net, params, x, y, budget_flops=budget.sample_flops,
+        prepared[name] = PREPARE[name](net, params, x, y, budget_flops=budget.sample_flops,
                                          sample=budget.naive_sample, targets=targets)
     return prepared, skipped
 
@@ -123,7 +123,7 @@ def run_case(case: Case, device, dtype, budget: Budget, machine: dict, methods=A
     same interleaved rounds, so ``peak_fraction`` compares FLOP/s taken under the
     same load of the machine."""
     dtype_name = jnp.dtype(dtype).name
-    params, x, y, targets = M.make_inputs(case.net, case.batch, device, dtype)
+    params, x, y, targets = make_inputs(case.net, case.batch, device, dtype)
     prepared, skipped = prepare_methods(case, params, x, y, budget, methods, machine["device"], dtype_name, targets)
     calls = {name: p.call for name, p in prepared.items()}
     if peak is not None:

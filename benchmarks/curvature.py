@@ -1,7 +1,7 @@
 """Curvature products timed: fnn's hand-written R-operator against JAX's and PyTorch's autodiff.
 
-    results = fnn.bench.curvature.run("quick")
-    fnn.bench.curvature.save(results, "out")   # results.csv, results.json, summary.md, PNGs
+    results = benchmarks.curvature.run("quick")
+    benchmarks.curvature.save(results, "out")   # results.csv, results.json, summary.md, PNGs
 
 Every contender multiplies the same matrix by the same direction ``v``, at the
 same parameters and data (float32, one-hot targets for the JAX losses), and is
@@ -52,14 +52,14 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import fnn
-from fnn.bench import torch_peer
-from fnn.bench.grids import Case, cascade_sweep, classifier, residual_sweep
-from fnn.bench.methods import Prepared, compile_timed
+from benchmarks import torch_peer
+from benchmarks.grids import Case, cascade_sweep, classifier, residual_sweep
+from benchmarks.machine import describe, select_device
+from benchmarks.methods import Prepared, compile_timed
+from benchmarks.xla_cost import compiled_cost
 from fnn.core import activations, losses
 from fnn.core.forward import loss_core
-from fnn.scale.machine import describe, select_device
 from fnn.scale.timing import paired_ratio, time_interleaved, wall_time
-from fnn.scale.xla_cost import compiled_cost
 
 HESSIAN = ("hvp", "fwd_over_rev", "rev_over_rev", "fd_central", "torch", "hvp_cached")
 GAUSS_NEWTON = ("gnvp_cached", "gnvp_linearized")
@@ -448,7 +448,7 @@ def run(grid_name: str = "quick", device="cpu", progress: bool = True, on_case=N
     """Every case of the grid (or ``cases``, with the grid's budget) on ``device`` (a kind or a
     ``jax.Device``), then the finite differences at every eps. ``on_case(partial)`` is called after
     each case with the results so far (``"complete": False``); it may raise to stop the run."""
-    from fnn.bench.runner import _progress
+    from benchmarks.runner import _progress
 
     device = select_device(device) if isinstance(device, str) else device
     budget, cases = BUDGETS[grid_name], grid(grid_name) if cases is None else list(cases)
@@ -486,7 +486,7 @@ def save(results: dict, out) -> list[Path]:
     """``results.csv``, ``results.json``, ``summary.md`` and the figures in ``out``; the paths."""
     import csv
 
-    from fnn.bench.output import write_json
+    from benchmarks.output import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ import numpy as np
 from fnn.core.forward import predict_core
 from fnn.core.initializers import init
 from fnn.core.mlp import MLP
-from fnn.experiments.common import pyplot
 from fnn.training.loop import fit
+from scripts.common import pyplot
 
 
 def noisy_sine(n: int = 41, noise: float = 0.1, seed: int = 0):

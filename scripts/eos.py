@@ -47,7 +47,7 @@ from fnn.core.backprop import backprop
 from fnn.core.curvature import curvature
 from fnn.core.initializers import init
 from fnn.core.mlp import MLP
-from fnn.experiments.common import digits_batch, pyplot
+from scripts.common import digits_batch, pyplot
 
 Array = jax.Array
 

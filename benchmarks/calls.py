@@ -46,8 +46,8 @@ import time
 import jax
 
 import fnn
-from fnn.bench.grids import classifier
-from fnn.bench.curvature import direction, linearized_gnvp, logits_of
+from benchmarks.curvature import direction, linearized_gnvp, logits_of
+from benchmarks.grids import classifier
 from fnn.core.forward import loss_core, predict_core
 from fnn.core.mlp import MLP
 from fnn.scale.timing import Timing, paired_ratio, wall_time
@@ -193,9 +193,8 @@ SMALL = 10_000  # parameters below which a case gets three times the rounds
 
 def run(quick: bool = False, rounds: int = 61, progress: bool = True, which=None) -> dict:
     """Every case of ``cases(quick)`` (or of ``which``); the results with the machine and the worst ratio per function."""
-    from fnn.scale.machine import describe
-
-    from fnn.bench.runner import _progress
+    from benchmarks.machine import describe
+    from benchmarks.runner import _progress
 
     start = time.perf_counter()
     todo = _progress(cases(quick) if which is None else which, progress)
@@ -215,7 +214,7 @@ def save(results: dict, out) -> list:
     import csv
     from pathlib import Path
 
-    from fnn.bench.output import write_json
+    from benchmarks.output import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

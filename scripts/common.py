@@ -11,7 +11,7 @@ import sys
 import jax
 import numpy as np
 
-from fnn.scale.machine import describe
+from benchmarks.machine import describe
 
 
 def digits_batch(n: int = 256, seed: int = 0):

@@ -18,7 +18,7 @@ import numpy as np
 from fnn.core.backprop import backprop_core
 from fnn.core.forward import predict_core
 from fnn.core.mlp import MLP
-from fnn.experiments.common import pyplot
+from scripts.common import pyplot
 
 
 def xor_problem():
