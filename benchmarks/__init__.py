@@ -26,8 +26,14 @@ from pathlib import Path
 DTYPES = ("float32", "bfloat16", "float64")
 
 
-def benchmark(grid: str = "quick", device: str = "cpu", dtype: str = "float32", methods=None,
-              progress: bool = True, on_case=None) -> dict:
+def benchmark(
+    grid: str = "quick",
+    device: str = "cpu",
+    dtype: str = "float32",
+    methods=None,
+    progress: bool = True,
+    on_case=None,
+) -> dict:
     """Run a grid and analyse it. Raises ``DeviceUnavailable`` when ``device`` is absent.
 
     ``on_case``: called with the unanalysed results so far after each case

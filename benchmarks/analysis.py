@@ -38,8 +38,12 @@ def fit_slope(p, t) -> float:
 # first layer's input gradient, 2 B n_0 n_1. Here for a chain's sizes (the
 # rows of runs made before the ``matmul_flops`` column); ``matmul_flops`` below
 # counts any network, a graph per matrix ``W_j[i]``.
-MATMUL_FLOPS = {"forward": throughput.forward_flops, "backprop": throughput.step_flops, "backprop_eager": throughput.step_flops,
-                "jax_grad": throughput.step_flops}
+MATMUL_FLOPS = {
+    "forward": throughput.forward_flops,
+    "backprop": throughput.step_flops,
+    "backprop_eager": throughput.step_flops,
+    "jax_grad": throughput.step_flops,
+}
 
 
 def matmul_flops(method: str, net, batch: int) -> float:
@@ -78,8 +82,15 @@ def counted_flops(rows) -> list[dict]:
             out.append({**r, "flops_source": "xla"})
             continue
         per_s = need / r["time_median_s"]
-        out.append({**r, "flops": need, "flops_source": "analytic", "flops_per_s": per_s,
-                    "peak_fraction": per_s / r["peak_flops_per_s"]})
+        out.append(
+            {
+                **r,
+                "flops": need,
+                "flops_source": "analytic",
+                "flops_per_s": per_s,
+                "peak_fraction": per_s / r["peak_flops_per_s"],
+            }
+        )
     return out
 
 
@@ -100,7 +111,9 @@ def slopes(rows) -> dict:
             out.setdefault(sweep, {})[method] = {
                 "time": fit_slope(ps, [r["time_median_s"] for r in rs]),
                 "rel_forward": fit_slope(ps, [r["rel_forward"] for r in rs]),
-                "P_min": min(ps), "P_max": max(ps), "points": len(rs),
+                "P_min": min(ps),
+                "P_max": max(ps),
+                "points": len(rs),
             }
     return out
 
@@ -131,27 +144,39 @@ def ratios(rows) -> list[dict]:
         if bp is None:
             continue
         ad, th, ea = m.get("jax_grad", {}), m.get("torch", {}), m.get("backprop_eager", {})
-        out.append({
-            "case": case, "sweep": bp["sweep"], "P": bp["P"], "batch": bp["batch"],
-            "backprop_s": bp["time_median_s"], "jax_grad_s": ad.get("time_median_s", math.nan),
-            "torch_s": th.get("time_median_s", math.nan), "eager_s": ea.get("time_median_s", math.nan),
-            # the public call against the compiled one it dispatches, and against jax.grad's executable
-            "eager_vs_backprop": _ratio(ea.get("time_median_s", math.nan), bp["time_median_s"]),
-            "paired_eager_vs_jax_grad": ea.get("paired_vs_jax_grad", math.nan),
-            "eager_vs_torch": _ratio(ea.get("time_median_s", math.nan), th.get("time_median_s")),
-            "time_vs_jax_grad": _ratio(bp["time_median_s"], ad.get("time_median_s")),
-            "min_time_vs_jax_grad": _ratio(bp["time_min_s"], ad.get("time_min_s")),
-            "paired_time_vs_jax_grad": bp.get("paired_vs_jax_grad", math.nan),
-            "time_vs_torch": _ratio(bp["time_median_s"], th.get("time_median_s")),
-            # FLOPs compared only as XLA counted them in both: analytic counts are equal by construction
-            "flops": bp["flops"], "flops_vs_jax_grad": (_ratio(bp["flops"], ad.get("flops"))
-                                                        if bp["flops_source"] == ad.get("flops_source") == "xla"
-                                                        else math.nan),
-            "temp_bytes": bp["temp_bytes"], "jax_grad_temp_bytes": ad.get("temp_bytes", math.nan),
-            "temp_vs_jax_grad": _memory_ratio(bp["temp_bytes"], ad.get("temp_bytes", math.nan)),
-            "flops_per_s": bp["flops_per_s"], "peak_flops_per_s": bp["peak_flops_per_s"],
-            "peak_fraction": bp["peak_fraction"],
-        })
+        out.append(
+            {
+                "case": case,
+                "sweep": bp["sweep"],
+                "P": bp["P"],
+                "batch": bp["batch"],
+                "backprop_s": bp["time_median_s"],
+                "jax_grad_s": ad.get("time_median_s", math.nan),
+                "torch_s": th.get("time_median_s", math.nan),
+                "eager_s": ea.get("time_median_s", math.nan),
+                # the public call against the compiled one it dispatches, and against jax.grad's executable
+                "eager_vs_backprop": _ratio(ea.get("time_median_s", math.nan), bp["time_median_s"]),
+                "paired_eager_vs_jax_grad": ea.get("paired_vs_jax_grad", math.nan),
+                "eager_vs_torch": _ratio(ea.get("time_median_s", math.nan), th.get("time_median_s")),
+                "time_vs_jax_grad": _ratio(bp["time_median_s"], ad.get("time_median_s")),
+                "min_time_vs_jax_grad": _ratio(bp["time_min_s"], ad.get("time_min_s")),
+                "paired_time_vs_jax_grad": bp.get("paired_vs_jax_grad", math.nan),
+                "time_vs_torch": _ratio(bp["time_median_s"], th.get("time_median_s")),
+                # FLOPs compared only as XLA counted them in both: analytic counts are equal by construction
+                "flops": bp["flops"],
+                "flops_vs_jax_grad": (
+                    _ratio(bp["flops"], ad.get("flops"))
+                    if bp["flops_source"] == ad.get("flops_source") == "xla"
+                    else math.nan
+                ),
+                "temp_bytes": bp["temp_bytes"],
+                "jax_grad_temp_bytes": ad.get("temp_bytes", math.nan),
+                "temp_vs_jax_grad": _memory_ratio(bp["temp_bytes"], ad.get("temp_bytes", math.nan)),
+                "flops_per_s": bp["flops_per_s"],
+                "peak_flops_per_s": bp["peak_flops_per_s"],
+                "peak_fraction": bp["peak_fraction"],
+            }
+        )
     return sorted(out, key=lambda r: (r["sweep"], r["P"], r["batch"]))
 
 
@@ -174,26 +199,57 @@ def targets(table) -> list[dict]:
             return {"target": name, "met": None, "worst": math.nan, "where": "", "detail": "not measured"}
         case, worst = worst_of(values, key=lambda cv: cv[1])
         missed = [f"{c}: {fmt(v)}" for c, v in values if not ok(v)]
-        return {"target": name, "met": not missed, "worst": worst, "where": case,
-                "detail": "; ".join(missed) if missed else f"worst {fmt(worst)} at {case}"}
+        return {
+            "target": name,
+            "met": not missed,
+            "worst": worst,
+            "where": case,
+            "detail": "; ".join(missed) if missed else f"worst {fmt(worst)} at {case}",
+        }
 
     x = lambda v: f"{v:.3f}x"
     return [
         # judged on the median of paired ratios (fnn.scale.timing.paired_ratio), which a
         # shared machine's slow spells do not skew as they skew a ratio of medians
-        check(f"time <= jax.grad (paired ratio <= {TIME_TOLERANCE})", [(r, r["paired_time_vs_jax_grad"]) for r in table],
-              lambda v: v <= TIME_TOLERANCE, max, x),
+        check(
+            f"time <= jax.grad (paired ratio <= {TIME_TOLERANCE})",
+            [(r, r["paired_time_vs_jax_grad"]) for r in table],
+            lambda v: v <= TIME_TOLERANCE,
+            max,
+            x,
+        ),
         check("FLOPs <= jax.grad", [(r, r["flops_vs_jax_grad"]) for r in table], lambda v: v <= 1.0, max, x),
-        check("temporary memory <= jax.grad", [(r, r["temp_vs_jax_grad"]) for r in table],
-              lambda v: v <= 1.0, max, x),
-        check(f"FLOP/s >= {PEAK_TARGET:.0%} of matmul peak (large sizes)",
-              [(r, r["peak_fraction"]) for r in large_cases(table)], lambda v: v >= PEAK_TARGET, min,
-              lambda v: f"{v:.0%}"),
-        check("faster than PyTorch eager", [(r, r["time_vs_torch"]) for r in table], lambda v: v < 1.0, max, x),
-        check(f"eager fnn.backprop <= jax.grad (paired ratio <= {TIME_TOLERANCE})",
-              [(r, r["paired_eager_vs_jax_grad"]) for r in table], lambda v: v <= TIME_TOLERANCE, max, x),
-        check("eager fnn.backprop faster than PyTorch eager", [(r, r["eager_vs_torch"]) for r in table],
-              lambda v: v < 1.0, max, x),
+        check(
+            "temporary memory <= jax.grad",
+            [(r, r["temp_vs_jax_grad"]) for r in table],
+            lambda v: v <= 1.0,
+            max,
+            x,
+        ),
+        check(
+            f"FLOP/s >= {PEAK_TARGET:.0%} of matmul peak (large sizes)",
+            [(r, r["peak_fraction"]) for r in large_cases(table)],
+            lambda v: v >= PEAK_TARGET,
+            min,
+            lambda v: f"{v:.0%}",
+        ),
+        check(
+            "faster than PyTorch eager", [(r, r["time_vs_torch"]) for r in table], lambda v: v < 1.0, max, x
+        ),
+        check(
+            f"eager fnn.backprop <= jax.grad (paired ratio <= {TIME_TOLERANCE})",
+            [(r, r["paired_eager_vs_jax_grad"]) for r in table],
+            lambda v: v <= TIME_TOLERANCE,
+            max,
+            x,
+        ),
+        check(
+            "eager fnn.backprop faster than PyTorch eager",
+            [(r, r["eager_vs_torch"]) for r in table],
+            lambda v: v < 1.0,
+            max,
+            x,
+        ),
     ]
 
 

@@ -23,9 +23,13 @@ from benchmarks import calls  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-results/calls"), help="output folder (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-results/calls"), help="output folder (default: %(default)s)"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer cases and rounds (about a minute)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per case (default 61; 21 quick)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds per case (default 61; 21 quick)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     rounds = args.rounds or (21 if args.quick else 61)

@@ -25,10 +25,18 @@ def main(argv=None) -> int:
     from benchmarks.machine import DEVICE_KINDS, DeviceUnavailable
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-results/curvature"),
-                        help="output folder (default: %(default)s)")
-    parser.add_argument("--grid", choices=curvature.GRIDS, default=None,
-                        help="sizes (default: full; --quick is --grid quick; tiny: the smoke test's)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results/curvature"),
+        help="output folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--grid",
+        choices=curvature.GRIDS,
+        default=None,
+        help="sizes (default: full; --quick is --grid quick; tiny: the smoke test's)",
+    )
     parser.add_argument("--quick", action="store_true", help="four cases, about a minute on 2 CPU cores")
     parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu", help="default: %(default)s")
     parser.add_argument("--no-progress", action="store_true")
@@ -36,8 +44,9 @@ def main(argv=None) -> int:
     if args.quick and args.grid not in (None, "quick"):
         parser.error("--quick is --grid quick")
     try:
-        results = curvature.run(args.grid or ("quick" if args.quick else "full"), args.device,
-                                progress=not args.no_progress)
+        results = curvature.run(
+            args.grid or ("quick" if args.quick else "full"), args.device, progress=not args.no_progress
+        )
     except DeviceUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

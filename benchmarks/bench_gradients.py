@@ -40,21 +40,39 @@ def _methods(text: str) -> tuple[str, ...]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small grid (under 2 minutes on 2 CPU cores)")
-    parser.add_argument("--grid", choices=GRIDS, help="size grid (default: full on cpu, gpu on gpu; "
-                        "--quick means quick; graphs: residual and cascade fnn.Graph nets; "
-                        "tiny and graphs_tiny are for tests)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default: %(default)s)")
-    parser.add_argument("--device", choices=DEVICE_KINDS, default="cpu",
-                        help="cpu (default), gpu, or auto: a GPU when JAX sees one")
+    parser.add_argument(
+        "--quick", action="store_true", help="the small grid (under 2 minutes on 2 CPU cores)"
+    )
+    parser.add_argument(
+        "--grid",
+        choices=GRIDS,
+        help="size grid (default: full on cpu, gpu on gpu; "
+        "--quick means quick; graphs: residual and cascade fnn.Graph nets; "
+        "tiny and graphs_tiny are for tests)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-results"), help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICE_KINDS,
+        default="cpu",
+        help="cpu (default), gpu, or auto: a GPU when JAX sees one",
+    )
     parser.add_argument("--dtype", choices=benchmarks.DTYPES, default="float32")
-    parser.add_argument("--methods", type=_methods,
-                        help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all; "
-                             f"{','.join(GRAPH_METHODS)} on the graph grids)")
+    parser.add_argument(
+        "--methods",
+        type=_methods,
+        help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all; "
+        f"{','.join(GRAPH_METHODS)} on the graph grids)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--plot-only", action="store_true",
-                        help="run nothing: re-analyse and redraw from --out's results.partial.json (the cases "
-                             "a stopped run finished) or else its results.json")
+    parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="run nothing: re-analyse and redraw from --out's results.partial.json (the cases "
+        "a stopped run finished) or else its results.json",
+    )
     args = parser.parse_args(argv)
     args.device = resolve_kind(args.device)
     if args.quick and args.grid not in (None, "quick"):
@@ -73,8 +91,10 @@ def replot(out: Path) -> int:
         return 2
     results = analysis.analyse(output.read_json(source))
     paths = benchmarks.save(results, out)
-    print(f"wrote {len(paths)} files to {out} from {source.name}"
-          + ("" if results.get("complete", True) else f" ({results['cases_done']} of {results['cases']} cases)"))
+    print(
+        f"wrote {len(paths)} files to {out} from {source.name}"
+        + ("" if results.get("complete", True) else f" ({results['cases_done']} of {results['cases']} cases)")
+    )
     return 0
 
 
@@ -88,11 +108,16 @@ def main(argv=None) -> int:
     def keep(partial):  # a long grid stopped early keeps the cases it finished
         output.write_json(partial, args.out / output.PARTIAL)
         if args.no_progress:
-            print(f"case {partial['cases_done']}/{partial['cases']}: {partial['rows'][-1]['case']} "
-                  f"({partial['wall_s']:.0f} s)", flush=True)
+            print(
+                f"case {partial['cases_done']}/{partial['cases']}: {partial['rows'][-1]['case']} "
+                f"({partial['wall_s']:.0f} s)",
+                flush=True,
+            )
 
     try:
-        results = benchmarks.benchmark(args.grid, args.device, args.dtype, args.methods, not args.no_progress, keep)
+        results = benchmarks.benchmark(
+            args.grid, args.device, args.dtype, args.methods, not args.no_progress, keep
+        )
     except DeviceUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

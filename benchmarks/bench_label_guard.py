@@ -41,7 +41,10 @@ CORES = {"backprop": backprop_core, "loss": loss_core, "loss_with_manual_vjp": m
 
 def programs(core, net):
     """``(guarded, unguarded)``: jitted ``(params, x, y) -> core``, to be traced with and without the guard."""
-    return (jax.jit(dispatch._checked(core, net, keyed=False)), jax.jit(dispatch._checked(core, net, keyed=False)))
+    return (
+        jax.jit(dispatch._checked(core, net, keyed=False)),
+        jax.jit(dispatch._checked(core, net, keyed=False)),
+    )
 
 
 def case(core, sizes, batch, rounds):
@@ -51,11 +54,18 @@ def case(core, sizes, batch, rounds):
     y = jax.random.randint(jax.random.key(2), (batch,), 0, sizes[-1])
     guarded, unguarded = programs(core, net)
     jax.block_until_ready(guarded(params, x, y))
-    with mock.patch.object(validation, "device_labels", lambda net, y: False), \
-            mock.patch.object(validation, "_one_hot", lambda y, n, dtype: jax.nn.one_hot(y, n, dtype=dtype)):
+    with (
+        mock.patch.object(validation, "device_labels", lambda net, y: False),
+        mock.patch.object(validation, "_one_hot", lambda y, n, dtype: jax.nn.one_hot(y, n, dtype=dtype)),
+    ):
         jax.block_until_ready(unguarded(params, x, y))  # traced (and compiled) here as before the guard
-    t = time_interleaved({"guarded": lambda: jax.block_until_ready(guarded(params, x, y)),
-                          "unguarded": lambda: jax.block_until_ready(unguarded(params, x, y))}, rounds)
+    t = time_interleaved(
+        {
+            "guarded": lambda: jax.block_until_ready(guarded(params, x, y)),
+            "unguarded": lambda: jax.block_until_ready(unguarded(params, x, y)),
+        },
+        rounds,
+    )
     return t["guarded"].median_s, t["unguarded"].median_s, paired_ratio(t["guarded"], t["unguarded"])
 
 

@@ -88,7 +88,6 @@ import warnings
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -114,8 +113,16 @@ NET = fnn.MLP(**NET_ARGS)
 def run_fnn(train, test, seed):
     fnn.training.loop.make_epoch.cache_clear()  # fits of one configuration share a compiled epoch: compile afresh
     t0 = time.perf_counter()
-    params, h = fnn.fit(NET, fnn.init(jax.random.key(seed), NET), train, optimizer="adam", learning_rate=LR,
-                        epochs=EPOCHS, batch_size=BATCH, key=jax.random.key(seed + 100))
+    params, h = fnn.fit(
+        NET,
+        fnn.init(jax.random.key(seed), NET),
+        train,
+        optimizer="adam",
+        learning_rate=LR,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        key=jax.random.key(seed + 100),
+    )
     jax.block_until_ready(params)
     whole = time.perf_counter() - t0
     acc = float(np.mean(np.argmax(np.asarray(fnn.predict(NET, params, test.x)), 1) == test.y))
@@ -143,9 +150,9 @@ def run_plain(train, test, seed):
         e0 = time.perf_counter()
         perm = rng.permutation(n)
         for i in range(0, n, BATCH):
-            idx = perm[i:i + BATCH]
+            idx = perm[i : i + BATCH]
             if len(idx) < BATCH:  # keep one shape (no recompile): fill up like fnn.fit does
-                idx = np.concatenate([idx, perm[:BATCH - len(idx)]])
+                idx = np.concatenate([idx, perm[: BATCH - len(idx)]])
             params, state, loss = step(params, state, x[idx], y[idx])
         jax.block_until_ready(params)
         times.append(time.perf_counter() - e0)
@@ -157,8 +164,19 @@ def run_plain(train, test, seed):
 def run_sklearn(train, test, seed):
     from sklearn.neural_network import MLPClassifier
 
-    clf = MLPClassifier((128, 128), activation="relu", solver="adam", learning_rate_init=LR, batch_size=BATCH,
-                        max_iter=EPOCHS, alpha=0.0, tol=0.0, n_iter_no_change=10**9, shuffle=True, random_state=seed)
+    clf = MLPClassifier(
+        (128, 128),
+        activation="relu",
+        solver="adam",
+        learning_rate_init=LR,
+        batch_size=BATCH,
+        max_iter=EPOCHS,
+        alpha=0.0,
+        tol=0.0,
+        n_iter_no_change=10**9,
+        shuffle=True,
+        random_state=seed,
+    )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "did not converge" after max_iter
@@ -209,9 +227,13 @@ def fit_in_checkout(root: str, seed: int) -> dict:
     ``root`` goes first on PYTHONPATH and is the working directory (``python -c`` puts the working
     directory ahead of PYTHONPATH, and the venv's editable install maps ``fnn`` to this checkout).
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, root, str(seed)], cwd=root, env=env,
-                          capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, root, str(seed)], cwd=root, env=env, capture_output=True, text=True
+    )
     if proc.returncode:
         raise RuntimeError(f"the fit in {root} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.split("RESULT", 1)[1])
@@ -219,6 +241,7 @@ def fit_in_checkout(root: str, seed: int) -> dict:
 
 def checkout(root: str, dirty: bool = False) -> dict:
     """The checkout's path and commit; with ``dirty``, whether its working tree has changes."""
+
     def git(*cmd):
         return subprocess.run(["git", "-C", root, *cmd], capture_output=True, text=True, check=True).stdout
 
@@ -234,8 +257,10 @@ def compare_baseline(args) -> dict:
     Every measurement is a fresh process; the two contenders run in a fresh random order in every
     repeat, on the same training seed. Writes and returns the JSON document.
     """
-    roots = {"current": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-             "baseline": os.path.abspath(args.baseline)}
+    roots = {
+        "current": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        "baseline": os.path.abspath(args.baseline),
+    }
     seed = int(time.time()) if args.seed is None else args.seed
     rng = np.random.default_rng(seed)
     checkouts = {k: checkout(root, dirty=k == "current") for k, root in roots.items()}  # as measured: before
@@ -246,18 +271,28 @@ def compare_baseline(args) -> dict:
         orders.append(order)
         for name in order:
             runs[name].append(fit_in_checkout(roots[name], rep))
-        print(f"repeat {rep + 1}/{args.repeats} ({' then '.join(order)}): " + ", ".join(
-            f"{k} {1e3 * v[-1]['epoch_s']:.3f} ms/epoch, {v[-1]['whole_fit_s']:.2f} s" for k, v in runs.items()),
-            flush=True)
+        print(
+            f"repeat {rep + 1}/{args.repeats} ({' then '.join(order)}): "
+            + ", ".join(
+                f"{k} {1e3 * v[-1]['epoch_s']:.3f} ms/epoch, {v[-1]['whole_fit_s']:.2f} s"
+                for k, v in runs.items()
+            ),
+            flush=True,
+        )
     ratios = [c["epoch_s"] / b["epoch_s"] for c, b in zip(runs["current"], runs["baseline"])]
     whole_ratios = [c["whole_fit_s"] / b["whole_fit_s"] for c, b in zip(runs["current"], runs["baseline"])]
-    contenders = {k: {"checkout": checkouts[k],
-                      **{m: statistics.median(r[m] for r in v) for m in ("epoch_s", "whole_fit_s", "test_accuracy")},
-                      "runs": v} for k, v in runs.items()}
+    contenders = {
+        k: {
+            "checkout": checkouts[k],
+            **{m: statistics.median(r[m] for r in v) for m in ("epoch_s", "whole_fit_s", "test_accuracy")},
+            "runs": v,
+        }
+        for k, v in runs.items()
+    }
     doc = {
         "benchmark": "fnn.fit steady epoch, current vs baseline checkout: digits 64,128,128,10 relu/softmax, "
-                     "adam lr 1e-3, batch 64, 50 epochs; epoch_s = median of epoch_time_s[1:]; "
-                     "one fresh process per measurement",
+        "adam lr 1e-3, batch 64, 50 epochs; epoch_s = median of epoch_time_s[1:]; "
+        "one fresh process per measurement",
         "command": [sys.executable, *sys.argv],
         "machine": machine.describe(jax.devices()[0]),
         "load_average_1_5_15_min": {"before": load_before, "after": os.getloadavg()},
@@ -275,10 +310,14 @@ def compare_baseline(args) -> dict:
     with open(args.out, "w") as fh:
         json.dump(doc, fh, indent=2)
     for k, v in contenders.items():
-        print(f"{k:<9} steady epoch {1e3 * v['epoch_s']:8.3f} ms   whole fit {v['whole_fit_s']:7.3f} s"
-              f"   test accuracy {100 * v['test_accuracy']:.2f}%   {v['checkout']['commit'][:10]}")
-    print(f"current/baseline steady epoch, paired: {doc['paired_epoch_current_over_baseline']:.3f}x"
-          f" (repeats: min {min(ratios):.3f}x, max {max(ratios):.3f}x)")
+        print(
+            f"{k:<9} steady epoch {1e3 * v['epoch_s']:8.3f} ms   whole fit {v['whole_fit_s']:7.3f} s"
+            f"   test accuracy {100 * v['test_accuracy']:.2f}%   {v['checkout']['commit'][:10]}"
+        )
+    print(
+        f"current/baseline steady epoch, paired: {doc['paired_epoch_current_over_baseline']:.3f}x"
+        f" (repeats: min {min(ratios):.3f}x, max {max(ratios):.3f}x)"
+    )
     print(f"wrote {args.out}")
     return doc
 
@@ -295,7 +334,10 @@ def compare_estimators(args) -> dict:
         "method": estimators.__doc__.strip(),
         "machine": machine.describe(jax.devices()[0]),
         "load_average_before_after": [load_before, os.getloadavg()],
-        "command": " ".join(sys.argv), "seed": seed, "repeats": args.repeats, "results": results,
+        "command": " ".join(sys.argv),
+        "seed": seed,
+        "repeats": args.repeats,
+        "results": results,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
@@ -312,8 +354,12 @@ def compare_steps(args) -> dict:
     """One compiled step of each optimizer against one gradient (``benchmarks.steps``), written to ``args.out``."""
     from benchmarks import steps
 
-    results = steps.run(args.repeats, seed=0 if args.seed is None else args.seed, tiny=args.tiny,
-                        progress=lambda line: print(line, flush=True))
+    results = steps.run(
+        args.repeats,
+        seed=0 if args.seed is None else args.seed,
+        tiny=args.tiny,
+        progress=lambda line: print(line, flush=True),
+    )
     results["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
     for path in steps.save(results, args.out):
         print(f"wrote {path}")
@@ -353,25 +399,48 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-process series")
-    ap.add_argument("--out", help="results file (default: results/training_<backend>.json, the figure beside it; "
-                                   "with --baseline: results/loop_<backend>/loop.json; with --steps: "
-                                   "results/steps_<backend>/steps.json)")
-    ap.add_argument("--plot-only", action="store_true", help="redraw the figure from the JSON at --out, run nothing")
-    ap.add_argument("--baseline", metavar="DIR",
-                    help="run only the steady-epoch comparison of fnn.fit against the fnn of checkout DIR")
-    ap.add_argument("--seed", type=int, help="--baseline, --estimators, --steps: seed of the contenders' random "
-                                             "order (default: the time; --steps: 0)")
-    ap.add_argument("--estimators", action="store_true",
-                    help="run only fnn.sklearn's MLPClassifier against scikit-learn's, side by side")
-    ap.add_argument("--steps", action="store_true",
-                    help="run only the comparison of one compiled optimizer step per method, in gradients")
+    ap.add_argument(
+        "--out",
+        help="results file (default: results/training_<backend>.json, the figure beside it; "
+        "with --baseline: results/loop_<backend>/loop.json; with --steps: "
+        "results/steps_<backend>/steps.json)",
+    )
+    ap.add_argument(
+        "--plot-only", action="store_true", help="redraw the figure from the JSON at --out, run nothing"
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="run only the steady-epoch comparison of fnn.fit against the fnn of checkout DIR",
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        help="--baseline, --estimators, --steps: seed of the contenders' random "
+        "order (default: the time; --steps: 0)",
+    )
+    ap.add_argument(
+        "--estimators",
+        action="store_true",
+        help="run only fnn.sklearn's MLPClassifier against scikit-learn's, side by side",
+    )
+    ap.add_argument(
+        "--steps",
+        action="store_true",
+        help="run only the comparison of one compiled optimizer step per method, in gradients",
+    )
     ap.add_argument("--tiny", action="store_true", help="--steps: tiny nets on 64 examples (a smoke test)")
-    ap.add_argument("--cold-start", action="store_true",
-                    help="run only the cold-start comparison with scikit-learn, each contender in a fresh process")
+    ap.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="run only the cold-start comparison with scikit-learn, each contender in a fresh process",
+    )
     args = ap.parse_args(argv)
     results_dir = os.path.join(os.path.dirname(__file__), "results")
     if args.cold_start:
-        args.out = args.out or os.path.join(results_dir, f"cold_start_{jax.default_backend()}", "cold_start.json")
+        args.out = args.out or os.path.join(
+            results_dir, f"cold_start_{jax.default_backend()}", "cold_start.json"
+        )
         compare_cold_start(args)
         return
     if args.steps:
@@ -379,7 +448,9 @@ def main(argv=None):
         compare_steps(args)
         return
     if args.estimators:
-        args.out = args.out or os.path.join(results_dir, f"estimators_{jax.default_backend()}", "estimators.json")
+        args.out = args.out or os.path.join(
+            results_dir, f"estimators_{jax.default_backend()}", "estimators.json"
+        )
         compare_estimators(args)
         return
     if args.baseline:
@@ -412,12 +483,20 @@ def main(argv=None):
         compile_cache.disable_compile_cache()
         record("jax.grad + optax loop", run_plain(tr, te, seed))
         record("sklearn MLPClassifier", run_sklearn(tr, te, seed))
-        print(f"repeat {seed + 1}/{args.repeats}: " + ", ".join(
-            f"{k} {v[-1]['whole_fit_s']:.3f} s / {1e3 * v[-1]['epoch_s']:.2f} ms" for k, v in runs.items()), flush=True)
+        print(
+            f"repeat {seed + 1}/{args.repeats}: "
+            + ", ".join(
+                f"{k} {v[-1]['whole_fit_s']:.3f} s / {1e3 * v[-1]['epoch_s']:.2f} ms" for k, v in runs.items()
+            ),
+            flush=True,
+        )
     results = {k: _summary(v) for k, v in runs.items()}
     for name, r in results.items():
-        print(f"{name:<24} whole fit {r['whole_fit_s']:8.3f} s   epoch {1e3 * r['epoch_s']:9.3f} ms"
-              f"   test accuracy {100 * r['test_accuracy']:.2f}%", flush=True)
+        print(
+            f"{name:<24} whole fit {r['whole_fit_s']:8.3f} s   epoch {1e3 * r['epoch_s']:9.3f} ms"
+            f"   test accuracy {100 * r['test_accuracy']:.2f}%",
+            flush=True,
+        )
     cold, warm, p, s = (results[k] for k in runs)
     ratios = {
         "sklearn_epoch_over_fnn_epoch": s["epoch_s"] / cold["epoch_s"],
@@ -426,9 +505,12 @@ def main(argv=None):
         "sklearn_whole_over_fnn_whole_warm": s["whole_fit_s"] / warm["whole_fit_s"],
         "plain_whole_over_fnn_whole_cold": p["whole_fit_s"] / cold["whole_fit_s"],
         # the same repeat's runs side by side, then the median over repeats: steadier under changing load
-        "paired_sklearn_epoch_over_fnn_epoch": _paired(runs["sklearn MLPClassifier"], runs["fnn.fit cold"], "epoch_s"),
-        "paired_sklearn_whole_over_fnn_whole_cold": _paired(runs["sklearn MLPClassifier"], runs["fnn.fit cold"],
-                                                            "whole_fit_s"),
+        "paired_sklearn_epoch_over_fnn_epoch": _paired(
+            runs["sklearn MLPClassifier"], runs["fnn.fit cold"], "epoch_s"
+        ),
+        "paired_sklearn_whole_over_fnn_whole_cold": _paired(
+            runs["sklearn MLPClassifier"], runs["fnn.fit cold"], "whole_fit_s"
+        ),
     }
     fresh = None
     if not args.no_fresh:

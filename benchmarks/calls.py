@@ -64,18 +64,28 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"{'-'.join(map(str, self.net.sizes))} {self.net.activation[0] if self.net.activation else ''}" \
-               f"@{self.batch} {self.targets}"
+        return (
+            f"{'-'.join(map(str, self.net.sizes))} {self.net.activation[0] if self.net.activation else ''}"
+            f"@{self.batch} {self.targets}"
+        )
 
 
 def cases(quick: bool = False) -> list[Case]:
     """The 1-1-1 net, small regression nets, and classifiers up to MNIST's size, with labels and one-hot."""
-    out = [Case(MLP((1, 1, 1), "sigmoid", "sigmoid", "mse"), 64, "real"),
-           Case(MLP((20, 40, 1), "tanh"), 64, "real")]
-    classifiers = [(classifier((16,), "tanh", n_in=8, n_out=3), 32), (classifier((128, 128), "relu", n_in=64), 64),
-                   (classifier((256, 256), "relu"), 128)]
+    out = [
+        Case(MLP((1, 1, 1), "sigmoid", "sigmoid", "mse"), 64, "real"),
+        Case(MLP((20, 40, 1), "tanh"), 64, "real"),
+    ]
+    classifiers = [
+        (classifier((16,), "tanh", n_in=8, n_out=3), 32),
+        (classifier((128, 128), "relu", n_in=64), 64),
+        (classifier((256, 256), "relu"), 128),
+    ]
     if not quick:
-        classifiers += [(classifier((512, 512), "gelu"), 256), (classifier((500, 500, 500), "tanh", n_in=300), 384)]
+        classifiers += [
+            (classifier((512, 512), "gelu"), 256),
+            (classifier((500, 500, 500), "tanh", n_in=300), 384),
+        ]
     for net, batch in classifiers:
         out += [Case(net, batch, "labels"), Case(net, batch, "one-hot")]
     return out
@@ -97,6 +107,7 @@ def inputs(case: Case, seed: int = 0):
 
 def plain_functions(net: MLP) -> dict:
     """The jitted plain-JAX equivalent of each public function, as a user writes it."""
+
     def loss(params, x, y):
         if y.ndim == 1:
             y = jax.nn.one_hot(y, net.sizes[-1], dtype=x.dtype)
@@ -112,8 +123,14 @@ def plain_functions(net: MLP) -> dict:
 
     predict = jax.jit(lambda params, x: predict_core(net, params, x))
     loss_jit = jax.jit(loss)
-    return {"backprop": jax.jit(jax.value_and_grad(loss)), "loss": loss_jit, "loss_with_manual_vjp": loss_jit,
-            "predict": predict, "hvp": jax.jit(hvp), "gnvp": jax.jit(gnvp)}
+    return {
+        "backprop": jax.jit(jax.value_and_grad(loss)),
+        "loss": loss_jit,
+        "loss_with_manual_vjp": loss_jit,
+        "predict": predict,
+        "hvp": jax.jit(hvp),
+        "gnvp": jax.jit(gnvp),
+    }
 
 
 MODES = ("pipelined", "blocking")
@@ -124,14 +141,17 @@ def _sample(fn, args, calls: int, mode: str):
     the last waited for (a loop's steady state: JAX dispatches asynchronously); ``blocking``,
     each waited for (what a loop that reads every result pays, wake-ups included)."""
     if mode == "pipelined":
+
         def run():
             for _ in range(calls - 1):
                 fn(*args)
             jax.block_until_ready(fn(*args))
     else:
+
         def run():
             for _ in range(calls):
                 jax.block_until_ready(fn(*args))
+
     return run
 
 
@@ -150,7 +170,9 @@ def time_pairs(calls: dict, pairs, rounds: int, seed: int) -> dict:
     return {k: Timing(statistics.median(v), min(v), max(v), len(v), tuple(v)) for k, v in samples.items()}
 
 
-def measure(case: Case, functions=FUNCTIONS, rounds: int = 61, sample_s: float = 5e-3, seed: int = 0) -> list[dict]:
+def measure(
+    case: Case, functions=FUNCTIONS, rounds: int = 61, sample_s: float = 5e-3, seed: int = 0
+) -> list[dict]:
     """One row per function: medians of both contenders and their paired ratio."""
     params, x, y = inputs(case)
     v = jax.block_until_ready(direction(params, jax.random.key(seed + 1)))
@@ -178,12 +200,24 @@ def measure(case: Case, functions=FUNCTIONS, rounds: int = 61, sample_s: float =
     for name in functions:
         for mode in MODES:
             f, p, n = timings[(name, "fnn", mode)], timings[(name, "plain", mode)], per_sample[name]
-            rows.append({"function": name, "mode": mode, "case": case.name,
-                         "sizes": "-".join(map(str, case.net.sizes)),
-                         "activation": case.net.activation[0] if case.net.activation else "", "batch": case.batch,
-                         "targets": case.targets, "P": case.net.n_params, "fnn_us": 1e6 * f.median_s / n,
-                         "plain_us": 1e6 * p.median_s / n, "ratio": paired_ratio(f, p),
-                         "ratio_of_medians": f.median_s / p.median_s, "rounds": rounds, "calls_per_sample": n})
+            rows.append(
+                {
+                    "function": name,
+                    "mode": mode,
+                    "case": case.name,
+                    "sizes": "-".join(map(str, case.net.sizes)),
+                    "activation": case.net.activation[0] if case.net.activation else "",
+                    "batch": case.batch,
+                    "targets": case.targets,
+                    "P": case.net.n_params,
+                    "fnn_us": 1e6 * f.median_s / n,
+                    "plain_us": 1e6 * p.median_s / n,
+                    "ratio": paired_ratio(f, p),
+                    "ratio_of_medians": f.median_s / p.median_s,
+                    "rounds": rounds,
+                    "calls_per_sample": n,
+                }
+            )
     return rows
 
 
@@ -200,13 +234,27 @@ def run(quick: bool = False, rounds: int = 61, progress: bool = True, which=None
     todo = _progress(cases(quick) if which is None else which, progress)
     # The smallest networks' calls take a few microseconds, where the machine's noise is
     # largest relative to the call: they get three times the rounds.
-    rows = [row for i, case in enumerate(todo)
-            for row in measure(case, rounds=3 * rounds if case.net.n_params < SMALL else rounds, seed=i)]
-    worst = {f"{name}, {mode}": max((r for r in rows if r["function"] == name and r["mode"] == mode),
-                                    key=lambda r: r["ratio"]) for name in FUNCTIONS for mode in MODES}
-    return {"machine": describe(jax.devices()[0]), "rounds": rounds, "tolerance": TOLERANCE, "rows": rows,
-            "worst": {k: {"case": r["case"], "ratio": r["ratio"]} for k, r in worst.items()},
-            "met": all(r["ratio"] <= TOLERANCE for r in rows), "wall_s": time.perf_counter() - start}
+    rows = [
+        row
+        for i, case in enumerate(todo)
+        for row in measure(case, rounds=3 * rounds if case.net.n_params < SMALL else rounds, seed=i)
+    ]
+    worst = {
+        f"{name}, {mode}": max(
+            (r for r in rows if r["function"] == name and r["mode"] == mode), key=lambda r: r["ratio"]
+        )
+        for name in FUNCTIONS
+        for mode in MODES
+    }
+    return {
+        "machine": describe(jax.devices()[0]),
+        "rounds": rounds,
+        "tolerance": TOLERANCE,
+        "rows": rows,
+        "worst": {k: {"case": r["case"], "ratio": r["ratio"]} for k, r in worst.items()},
+        "met": all(r["ratio"] <= TOLERANCE for r in rows),
+        "wall_s": time.perf_counter() - start,
+    }
 
 
 def save(results: dict, out) -> list:
@@ -231,16 +279,22 @@ def save(results: dict, out) -> list:
 
 def summary_markdown(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; device `{m['device']}` ({m['device_kind']}); "
-             f"jax {m['jax_version']}; float32; {results['rounds']} interleaved rounds per case "
-             f"({3 * results['rounds']} below P = {SMALL:,}), {results['wall_s']:.0f} s.",
-             "", "Per call, as a user's loop makes it (device arrays, result blocked on): fnn's public function "
-             "against the jitted plain-JAX equivalent; ratio = median over rounds of each round's fnn / plain.", "",
-             "| function | network @ batch, targets | P | mode | fnn | plain JAX, jitted | ratio |",
-             "|---|---|---:|---|---:|---:|---:|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; device `{m['device']}` ({m['device_kind']}); "
+        f"jax {m['jax_version']}; float32; {results['rounds']} interleaved rounds per case "
+        f"({3 * results['rounds']} below P = {SMALL:,}), {results['wall_s']:.0f} s.",
+        "",
+        "Per call, as a user's loop makes it (device arrays, result blocked on): fnn's public function "
+        "against the jitted plain-JAX equivalent; ratio = median over rounds of each round's fnn / plain.",
+        "",
+        "| function | network @ batch, targets | P | mode | fnn | plain JAX, jitted | ratio |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
     for r in results["rows"]:
-        lines.append(f"| `{r['function']}` | {r['case']} | {r['P']:,} | {r['mode']} | {r['fnn_us']:.1f} us | "
-                     f"{r['plain_us']:.1f} us | {r['ratio']:.3f} |")
+        lines.append(
+            f"| `{r['function']}` | {r['case']} | {r['P']:,} | {r['mode']} | {r['fnn_us']:.1f} us | "
+            f"{r['plain_us']:.1f} us | {r['ratio']:.3f} |"
+        )
     lines += ["", f"Worst ratio per function (target <= {results['tolerance']}):", ""]
     lines += [f"* `{k}`: {w['ratio']:.3f} ({w['case']})" for k, w in results["worst"].items()]
     return "\n".join(lines) + "\n"
@@ -248,6 +302,7 @@ def summary_markdown(results: dict) -> str:
 
 def plot(results: dict, path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -263,7 +318,9 @@ def plot(results: dict, path) -> None:
             xs = [i + (k - (len(FUNCTIONS) - 1) / 2) * width for i in range(len(names))]
             ax.bar(xs, [by_case.get(n, math.nan) for n in names], width, label=f"fnn.{fn}")
         ax.axhline(1.0, color="black", lw=0.8)
-        ax.axhline(results["tolerance"], color="grey", lw=0.8, ls="--", label=f"{results['tolerance']} target")
+        ax.axhline(
+            results["tolerance"], color="grey", lw=0.8, ls="--", label=f"{results['tolerance']} target"
+        )
         ax.set_xticks(range(len(names)), names, fontsize=6, rotation=35, ha="right")
         ax.set(ylim=(lo, hi), title=f"{mode} calls")
         ax.grid(True, axis="y", alpha=0.3)

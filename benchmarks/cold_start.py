@@ -33,15 +33,35 @@ import warnings
 
 SETTINGS = [
     {"solver": "sgd", "learning_rate": "constant", "momentum": 0, "learning_rate_init": 0.2},
-    {"solver": "sgd", "learning_rate": "constant", "momentum": 0.9, "nesterovs_momentum": False,
-     "learning_rate_init": 0.2},
-    {"solver": "sgd", "learning_rate": "constant", "momentum": 0.9, "nesterovs_momentum": True,
-     "learning_rate_init": 0.2},
+    {
+        "solver": "sgd",
+        "learning_rate": "constant",
+        "momentum": 0.9,
+        "nesterovs_momentum": False,
+        "learning_rate_init": 0.2,
+    },
+    {
+        "solver": "sgd",
+        "learning_rate": "constant",
+        "momentum": 0.9,
+        "nesterovs_momentum": True,
+        "learning_rate_init": 0.2,
+    },
     {"solver": "sgd", "learning_rate": "invscaling", "momentum": 0, "learning_rate_init": 0.2},
-    {"solver": "sgd", "learning_rate": "invscaling", "momentum": 0.9, "nesterovs_momentum": True,
-     "learning_rate_init": 0.2},
-    {"solver": "sgd", "learning_rate": "invscaling", "momentum": 0.9, "nesterovs_momentum": False,
-     "learning_rate_init": 0.2},
+    {
+        "solver": "sgd",
+        "learning_rate": "invscaling",
+        "momentum": 0.9,
+        "nesterovs_momentum": True,
+        "learning_rate_init": 0.2,
+    },
+    {
+        "solver": "sgd",
+        "learning_rate": "invscaling",
+        "momentum": 0.9,
+        "nesterovs_momentum": False,
+        "learning_rate_init": 0.2,
+    },
     {"solver": "adam", "learning_rate_init": 0.01},
 ]
 
@@ -62,16 +82,21 @@ def workload(library: str) -> list[float]:
 
     classifier = estimator(library)
     iris, digits = datasets.load_iris(), datasets.load_digits()
-    sets = [("iris", iris.data, iris.target), ("digits", digits.data, digits.target),
-            ("circles", *datasets.make_circles(noise=0.2, factor=0.5, random_state=1)),
-            ("moons", *datasets.make_moons(noise=0.3, random_state=0))]
+    sets = [
+        ("iris", iris.data, iris.target),
+        ("digits", digits.data, digits.target),
+        ("circles", *datasets.make_circles(noise=0.2, factor=0.5, random_state=1)),
+        ("moons", *datasets.make_moons(noise=0.3, random_state=0)),
+    ]
     scores = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some settings do not converge, as in the example
         for name, x, y in sets:
             x = MinMaxScaler().fit_transform(x)
             for setting in SETTINGS:
-                model = classifier(random_state=0, max_iter=15 if name == "digits" else 400, **setting).fit(x, y)
+                model = classifier(random_state=0, max_iter=15 if name == "digits" else 400, **setting).fit(
+                    x, y
+                )
                 scores.append(float(model.score(x, y)))
     return scores
 
@@ -135,8 +160,12 @@ def phases(case: str) -> dict:
             t = time.perf_counter()
             jax.block_until_ready(compiled(*args[2:]))
             calls.append(time.perf_counter() - t)
-    return {"trace": lap - start, "lower": lowered_at - lap, "compile": done - lowered_at,
-            "epoch": statistics.median(calls) / int(args[10])}
+    return {
+        "trace": lap - start,
+        "lower": lowered_at - lap,
+        "compile": done - lowered_at,
+        "epoch": statistics.median(calls) / int(args[10]),
+    }
 
 
 def measure_phases(rounds: int = 3, seed: int = 0) -> dict:
@@ -166,18 +195,21 @@ def run_child(what: str, arg: str, cache: str | None) -> tuple[float, object]:
         env["FNN_CACHE_DIR"] = cache
     command = [sys.executable, __file__]  # this file alone: the process imports no more than its contender
     if what == "import":  # nothing imported before the module timed
-        command = [sys.executable, "-c", "import sys, time, json; t = time.perf_counter(); __import__(sys.argv[2]); "
-                   "print(json.dumps(time.perf_counter() - t))"]
+        command = [
+            sys.executable,
+            "-c",
+            "import sys, time, json; t = time.perf_counter(); __import__(sys.argv[2]); "
+            "print(json.dumps(time.perf_counter() - t))",
+        ]
     start = time.perf_counter()
-    out = subprocess.run([*command, what, arg], capture_output=True, text=True, env=env,
-                         check=True)
+    out = subprocess.run([*command, what, arg], capture_output=True, text=True, env=env, check=True)
     return time.perf_counter() - start, json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def contenders(root: str) -> dict:
     """Each contender: ``(what, arg, cache directory factory)``; ``root`` holds the caches."""
     warm = os.path.join(root, "warm")
-    fresh = lambda: tempfile.mkdtemp(dir=root)  # noqa: E731
+    fresh = lambda: tempfile.mkdtemp(dir=root)
     return {
         "workload sklearn": ("workload", "sklearn", lambda: None),
         "workload fnn first run": ("workload", "fnn", fresh),
@@ -208,37 +240,53 @@ def measure(rounds: int = 5, seed: int = 0, progress=print) -> dict:
                 times[name].append(wall if what == "workload" else value)
                 values[name] = value
             progress(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {times[n][-1]:.2f}" for n in table))
-    return {"seconds": times, "median": {n: statistics.median(t) for n, t in times.items()},
-            "scores": {n: v for n, v in values.items() if n.startswith("workload")}, "rounds": rounds}
+    return {
+        "seconds": times,
+        "median": {n: statistics.median(t) for n, t in times.items()},
+        "scores": {n: v for n, v in values.items() if n.startswith("workload")},
+        "rounds": rounds,
+    }
 
 
 def ratios(result: dict) -> dict:
     """Paired ratios (median over rounds of each round's own ratio) and the import difference."""
     s = result["seconds"]
-    paired = lambda a, b: statistics.median(x / y for x, y in zip(s[a], s[b]))  # noqa: E731
+    paired = lambda a, b: statistics.median(x / y for x, y in zip(s[a], s[b]))
     return {
         "workload first run / sklearn": paired("workload fnn first run", "workload sklearn"),
         "workload second run / sklearn": paired("workload fnn second run", "workload sklearn"),
         "first fit, first run / sklearn": paired("first fit fnn first run", "first fit sklearn"),
         "first fit, second run / sklearn": paired("first fit fnn second run", "first fit sklearn"),
-        "import fnn - import jax (s)": statistics.median(a - b for a, b in zip(s["import fnn"], s["import jax"])),
+        "import fnn - import jax (s)": statistics.median(
+            a - b for a, b in zip(s["import fnn"], s["import jax"])
+        ),
     }
 
 
 def markdown(result: dict, machine: dict) -> str:
-    machine = f"{machine.get('cpu', machine.get('device_kind'))} ({machine.get('cores', '?')} cores), " \
-              f"jax {machine.get('jax_version')}"
+    machine = (
+        f"{machine.get('cpu', machine.get('device_kind'))} ({machine.get('cores', '?')} cores), "
+        f"jax {machine.get('jax_version')}"
+    )
     rows = ["| contender | median (s) |", "|---|---|"]
     rows += [f"| {name} | {t:.3f} |" for name, t in result["median"].items()]
     rows += ["", "| ratio | value |", "|---|---|"]
     rows += [f"| {name} | {value:.3f} |" for name, value in result["ratios"].items()]
     if "phases" in result:
-        rows += ["", "| small network's chunk of epochs | trace (s) | lower (s) | XLA compile (s) | steady epoch (us) |",
-                 "|---|---|---|---|---|"]
-        rows += [f"| {case} | {p['trace']:.3f} | {p['lower']:.3f} | {p['compile']:.3f} | {p['epoch'] * 1e6:.1f} |"
-                 for case, p in sorted(result["phases"].items())]
-    return f"Cold start on {machine}, {result['rounds']} rounds, medians (workload: wall time of the process).\n\n" \
-        + "\n".join(rows) + "\n"
+        rows += [
+            "",
+            "| small network's chunk of epochs | trace (s) | lower (s) | XLA compile (s) | steady epoch (us) |",
+            "|---|---|---|---|---|",
+        ]
+        rows += [
+            f"| {case} | {p['trace']:.3f} | {p['lower']:.3f} | {p['compile']:.3f} | {p['epoch'] * 1e6:.1f} |"
+            for case, p in sorted(result["phases"].items())
+        ]
+    return (
+        f"Cold start on {machine}, {result['rounds']} rounds, medians (workload: wall time of the process).\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -35,16 +35,23 @@ def dataset(case: str, dtype):
         X, y = load_digits(return_X_y=True)
         X = X / 16.0
     else:
-        X, y = make_classification(n_samples=50_000, n_features=100, n_informative=60, n_classes=10,
-                                   random_state=0)
+        X, y = make_classification(
+            n_samples=50_000, n_features=100, n_informative=60, n_classes=10, random_state=0
+        )
     X_tr, X_te, y_tr, y_te = train_test_split(X.astype(dtype), y, test_size=0.25, random_state=0, stratify=y)
     return X_tr, y_tr, X_te, y_te
 
 
 def settings(case: str, seed: int) -> dict:
     c = CASES[case]
-    return dict(hidden_layer_sizes=c["hidden"], solver="adam", max_iter=c["epochs"], tol=0.0,
-                n_iter_no_change=np.inf, random_state=seed)
+    return dict(
+        hidden_layer_sizes=c["hidden"],
+        solver="adam",
+        max_iter=c["epochs"],
+        tol=0.0,
+        n_iter_no_change=np.inf,
+        random_state=seed,
+    )
 
 
 def timed_fit(cls, kwargs, data) -> tuple[float, float]:
@@ -76,7 +83,12 @@ def one_round(case: str, dtype, data, seed: int, rng: random.Random) -> dict:
             jax.clear_caches()
             cold, _ = timed_fit(FnnMLP, kwargs, data)
             warm, acc = timed_fit(FnnMLP, kwargs, data)
-            out[who] = {"whole_fit_s": warm, "cold_fit_s": cold, "epoch_s": warm / epochs, "test_accuracy": acc}
+            out[who] = {
+                "whole_fit_s": warm,
+                "cold_fit_s": cold,
+                "epoch_s": warm / epochs,
+                "test_accuracy": acc,
+            }
     return {"order": order, **out}
 
 
@@ -91,9 +103,13 @@ def _paired(rounds, key_sk, key_fnn):
 def summarise(rounds: list[dict]) -> dict:
     """Medians of each contender, and scikit-learn's time over fnn's, paired by round."""
     return {
-        "scikit-learn": {k: _median(rounds, "scikit-learn", k) for k in ("whole_fit_s", "epoch_s", "test_accuracy")},
-        "fnn.sklearn": {k: _median(rounds, "fnn.sklearn", k)
-                        for k in ("whole_fit_s", "cold_fit_s", "epoch_s", "test_accuracy")},
+        "scikit-learn": {
+            k: _median(rounds, "scikit-learn", k) for k in ("whole_fit_s", "epoch_s", "test_accuracy")
+        },
+        "fnn.sklearn": {
+            k: _median(rounds, "fnn.sklearn", k)
+            for k in ("whole_fit_s", "cold_fit_s", "epoch_s", "test_accuracy")
+        },
         "sklearn_over_fnn_epoch": _paired(rounds, "epoch_s", "epoch_s"),
         "sklearn_over_fnn_whole_cold": _paired(rounds, "whole_fit_s", "cold_fit_s"),
     }
@@ -109,24 +125,35 @@ def run(rounds: int, seed: int, progress=print) -> dict:
             per_round = []
             for r in range(rounds):
                 per_round.append(one_round(case, dtype, data, r, rng))
-                progress(f"{case} {np.dtype(dtype).name} round {r + 1}/{rounds}: " + ", ".join(
-                    f"{who} {per_round[-1][who]['whole_fit_s']:.2f} s" for who in per_round[-1]["order"]))
+                progress(
+                    f"{case} {np.dtype(dtype).name} round {r + 1}/{rounds}: "
+                    + ", ".join(
+                        f"{who} {per_round[-1][who]['whole_fit_s']:.2f} s" for who in per_round[-1]["order"]
+                    )
+                )
             results[f"{case}, {np.dtype(dtype).name}"] = {
                 "settings": {**settings(case, 0), "random_state": "round index", "n_iter_no_change": "inf"},
-                "summary": summarise(per_round), "rounds": per_round}
+                "summary": summarise(per_round),
+                "rounds": per_round,
+            }
     return results
 
 
 def table(results: dict) -> str:
     """The results as a markdown table."""
-    lines = ["| case | scikit-learn epoch | fnn epoch | sklearn/fnn (epoch) | scikit-learn fit | fnn fit, cold | "
-             "sklearn/fnn (fit, cold) | test accuracy sklearn / fnn |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| case | scikit-learn epoch | fnn epoch | sklearn/fnn (epoch) | scikit-learn fit | fnn fit, cold | "
+        "sklearn/fnn (fit, cold) | test accuracy sklearn / fnn |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for case, r in results.items():
         s, f = r["summary"]["scikit-learn"], r["summary"]["fnn.sklearn"]
-        lines.append(f"| {case} | {1e3 * s['epoch_s']:.1f} ms | {1e3 * f['epoch_s']:.1f} ms | "
-                     f"{r['summary']['sklearn_over_fnn_epoch']:.2f}x | {s['whole_fit_s']:.2f} s | "
-                     f"{f['cold_fit_s']:.2f} s | {r['summary']['sklearn_over_fnn_whole_cold']:.2f}x | "
-                     f"{s['test_accuracy']:.4f} / {f['test_accuracy']:.4f} |")
+        lines.append(
+            f"| {case} | {1e3 * s['epoch_s']:.1f} ms | {1e3 * f['epoch_s']:.1f} ms | "
+            f"{r['summary']['sklearn_over_fnn_epoch']:.2f}x | {s['whole_fit_s']:.2f} s | "
+            f"{f['cold_fit_s']:.2f} s | {r['summary']['sklearn_over_fnn_whole_cold']:.2f}x | "
+            f"{s['test_accuracy']:.4f} / {f['test_accuracy']:.4f} |"
+        )
     return "\n".join(lines)
 
 

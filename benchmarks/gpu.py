@@ -28,13 +28,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     from benchmarks import gpu_suite
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=gpu_suite.BUDGET_S,
-                        help="seconds for all checks (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="output folder (default: benchmarks/results/gpu_<device>/; "
-                                                 "a temporary folder for --dry-run)")
-    parser.add_argument("--checks", default=",".join(gpu_suite.NAMES),
-                        help="comma-separated checks to run, in priority order (default: all: %(default)s)")
-    parser.add_argument("--dry-run", action="store_true", help="tiny sizes on JAX's CPU device, well under a minute")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=gpu_suite.BUDGET_S,
+        help="seconds for all checks (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: benchmarks/results/gpu_<device>/; a temporary folder for --dry-run)",
+    )
+    parser.add_argument(
+        "--checks",
+        default=",".join(gpu_suite.NAMES),
+        help="comma-separated checks to run, in priority order (default: all: %(default)s)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="tiny sizes on JAX's CPU device, well under a minute"
+    )
     args = parser.parse_args(argv)
     args.checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     unknown = sorted(set(args.checks) - set(gpu_suite.NAMES))
@@ -56,11 +68,17 @@ def main(argv=None) -> int:
     try:
         device = gpu_suite.device(args.dry_run)
     except DeviceUnavailable as err:
-        print(f"error: no GPU is visible to JAX ({err}); run with --dry-run to try the checks on the CPU at "
-              "tiny sizes", file=sys.stderr)
+        print(
+            f"error: no GPU is visible to JAX ({err}); run with --dry-run to try the checks on the CPU at "
+            "tiny sizes",
+            file=sys.stderr,
+        )
         return 2
-    out = args.out or (Path(tempfile.mkdtemp(prefix="fnn-gpu-dry-run-")) if args.dry_run
-                       else RESULTS / gpu_suite.slug(device.device_kind))
+    out = args.out or (
+        Path(tempfile.mkdtemp(prefix="fnn-gpu-dry-run-"))
+        if args.dry_run
+        else RESULTS / gpu_suite.slug(device.device_kind)
+    )
     checks = [c for c in gpu_suite.CHECKS if c.name in args.checks]
     command = " ".join(["python benchmarks/gpu.py", *(sys.argv[1:] if argv is None else argv)])
     summary = gpu_suite.run_all(device, out, args.budget, args.dry_run, checks, command)

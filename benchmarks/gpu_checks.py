@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -88,7 +89,9 @@ def _stop_when_spent(ctx: Context):
     return on_case
 
 
-def _grid_run(ctx: Context, grid_name: str, cases, methods=None, precision: str = runner.MATMUL_PRECISION) -> dict:
+def _grid_run(
+    ctx: Context, grid_name: str, cases, methods=None, precision: str = runner.MATMUL_PRECISION
+) -> dict:
     """``runner.run``, stopped between cases when the budget runs out (``_stop_when_spent``); analysed and saved."""
     on_case = _stop_when_spent(ctx)
     try:
@@ -97,16 +100,23 @@ def _grid_run(ctx: Context, grid_name: str, cases, methods=None, precision: str 
         results = stop.partial
     results = analysis.analyse(results)
     files = benchmarks.save(results, ctx.out)
-    paired = [r["paired_time_vs_jax_grad"] for r in results["ratios"] if math.isfinite(r["paired_time_vs_jax_grad"])]
+    paired = [
+        r["paired_time_vs_jax_grad"] for r in results["ratios"] if math.isfinite(r["paired_time_vs_jax_grad"])
+    ]
     peaks = [r["peak_fraction"] for r in results["ratios"] if math.isfinite(r["peak_fraction"])]
     return {
-        "grid": grid_name, "matmul_precision": precision, "cases": results["cases"],
-        "cases_done": results["cases_done"], "complete": results["complete"],
+        "grid": grid_name,
+        "matmul_precision": precision,
+        "cases": results["cases"],
+        "cases_done": results["cases_done"],
+        "complete": results["complete"],
         "matmul_peak_tflops": results["matmul_peak"]["used"]["median_flops_per_s"] / 1e12,
         "targets": [{k: t[k] for k in ("target", "met", "detail")} for t in results["targets"]],
         "files": [p.name for p in files],
-        "headline": (f"{results['cases_done']}/{results['cases']} cases; backprop/jax.grad paired "
-                     f"{_span(paired)}; backprop at up to {max(peaks, default=math.nan):.0%} of the matmul peak"),
+        "headline": (
+            f"{results['cases_done']}/{results['cases']} cases; backprop/jax.grad paired "
+            f"{_span(paired)}; backprop at up to {max(peaks, default=math.nan):.0%} of the matmul peak"
+        ),
     }
 
 
@@ -139,6 +149,7 @@ def graphs(ctx: Context) -> dict:
 
 # ---------------------------------------------------------------------------- the per-call benchmark
 
+
 def calls(ctx: Context) -> dict:
     """``benchmarks.calls``: every case at 21 rounds (``--quick``'s), or three small cases at 1 round."""
     if ctx.tiny:
@@ -148,13 +159,19 @@ def calls(ctx: Context) -> dict:
     files = benchmarks.calls.save(results, ctx.out)
     ratios = [r["ratio"] for r in results["rows"]]
     within = sum(r <= results["tolerance"] for r in ratios)
-    return {"rows": len(ratios), "within_tolerance": within, "tolerance": results["tolerance"],
-            "worst": results["worst"], "files": [p.name for p in files],
-            "headline": f"fnn/plain per call {_span(ratios)}; {within} of {len(ratios)} rows "
-                        f"<= {results['tolerance']}x"}
+    return {
+        "rows": len(ratios),
+        "within_tolerance": within,
+        "tolerance": results["tolerance"],
+        "worst": results["worst"],
+        "files": [p.name for p in files],
+        "headline": f"fnn/plain per call {_span(ratios)}; {within} of {len(ratios)} rows "
+        f"<= {results['tolerance']}x",
+    }
 
 
 # ---------------------------------------------------------------------------- training
+
 
 class _Deadline:
     """``fnn.fit``'s ``callback``: stop after the epoch during which the budget ran out, and remember it."""
@@ -180,14 +197,30 @@ def lm_fp32(ctx: Context) -> dict:
     The test's problem is small enough for the dry run too: both sizes are the test's."""
     ds, net, key = datasets.load("sine"), fnn.MLP((1, 10, 1), activation="tanh"), jax.random.key(0)
     epochs, deadline = 100, _Deadline(ctx)
-    params, h = fnn.fit(net, fnn.init(key, net), (ds.x, ds.y), optimizer="levenberg_marquardt", epochs=epochs,
-                        key=key, precision="fp32", devices=[ctx.device], callback=deadline)
+    params, h = fnn.fit(
+        net,
+        fnn.init(key, net),
+        (ds.x, ds.y),
+        optimizer="levenberg_marquardt",
+        epochs=epochs,
+        key=key,
+        precision="fp32",
+        devices=[ctx.device],
+        callback=deadline,
+    )
     final = float(fnn.loss(net, params, ds.x, ds.y))
     h.to_csv(ctx.out / "history.csv")
-    return {"epochs": len(h), "final_loss": final, "goal": SINE_GOAL, "met": final <= SINE_GOAL,
-            "epoch_s": _epoch_s(h), "stop_reason": h.stop_reason, "complete": not deadline.stopped,
-            "headline": f"loss {final:.2e} after {len(h)} epochs (test's bound {SINE_GOAL:g}: "
-                        f"{'met' if final <= SINE_GOAL else 'MISSED'}); {1e3 * _epoch_s(h):.2f} ms/epoch"}
+    return {
+        "epochs": len(h),
+        "final_loss": final,
+        "goal": SINE_GOAL,
+        "met": final <= SINE_GOAL,
+        "epoch_s": _epoch_s(h),
+        "stop_reason": h.stop_reason,
+        "complete": not deadline.stopped,
+        "headline": f"loss {final:.2e} after {len(h)} epochs (test's bound {SINE_GOAL:g}: "
+        f"{'met' if final <= SINE_GOAL else 'MISSED'}); {1e3 * _epoch_s(h):.2f} ms/epoch",
+    }
 
 
 def _regression(n: int, n_in: int, seed: int = 0):
@@ -201,21 +234,42 @@ def lm_large(ctx: Context) -> dict:
     """Levenberg-Marquardt at P >= 20,000 (8-140-140-1, 8192 examples): time per epoch and loss drop."""
     sizes, n, epochs = ((8, 12, 12, 1), 256, 3) if ctx.tiny else ((8, 140, 140, 1), 8192, 5)
     net, key = fnn.MLP(sizes, activation="tanh"), jax.random.key(0)
-    need, have = memory.needed("levenberg_marquardt", net.n_params, np.float32), memory.device_memory(ctx.device)
+    need, have = (
+        memory.needed("levenberg_marquardt", net.n_params, np.float32),
+        memory.device_memory(ctx.device),
+    )
     memory.check("levenberg_marquardt", net.n_params, np.float32, ctx.device)  # ValueError naming the sizes
     x, y = _regression(n, sizes[0])
     params, deadline = fnn.init(key, net), _Deadline(ctx)
     start = float(fnn.loss(net, params, x, y))
-    params, h = fnn.fit(net, params, (x, y), optimizer="levenberg_marquardt", epochs=epochs, key=key,
-                        devices=[ctx.device], callback=deadline)
+    params, h = fnn.fit(
+        net,
+        params,
+        (x, y),
+        optimizer="levenberg_marquardt",
+        epochs=epochs,
+        key=key,
+        devices=[ctx.device],
+        callback=deadline,
+    )
     final = float(fnn.loss(net, params, x, y))
     h.to_csv(ctx.out / "history.csv")
-    return {"sizes": list(sizes), "P": net.n_params, "examples": n, "epochs": len(h), "epoch_s": _epoch_s(h),
-            "loss_start": start, "loss_end": final, "mu": list(h.mu),
-            "memory_needed_bytes": need, "device_memory_bytes": have, "stop_reason": h.stop_reason,
-            "complete": not deadline.stopped,
-            "headline": f"P = {net.n_params:,}: {_epoch_s(h):.3g} s/epoch; loss {start:.3g} -> {final:.3g} "
-                        f"in {len(h)} epochs; P x P matrices {need / 2**30:.2f} of {have / 2**30:.0f} GiB"}
+    return {
+        "sizes": list(sizes),
+        "P": net.n_params,
+        "examples": n,
+        "epochs": len(h),
+        "epoch_s": _epoch_s(h),
+        "loss_start": start,
+        "loss_end": final,
+        "mu": list(h.mu),
+        "memory_needed_bytes": need,
+        "device_memory_bytes": have,
+        "stop_reason": h.stop_reason,
+        "complete": not deadline.stopped,
+        "headline": f"P = {net.n_params:,}: {_epoch_s(h):.3g} s/epoch; loss {start:.3g} -> {final:.3g} "
+        f"in {len(h)} epochs; P x P matrices {need / 2**30:.2f} of {have / 2**30:.0f} GiB",
+    }
 
 
 PRECISIONS = ("bf16", "tf32", "fp32")
@@ -231,26 +285,56 @@ def mfu(ctx: Context) -> dict:
     y = rng.integers(0, net.sizes[-1], size=batch * steps).astype(np.int32)
     runs, deadline = {}, _Deadline(ctx)
     for precision in PRECISIONS:
-        runs[precision] = (_speed(ctx, net, (x, y), batch, epochs, precision, deadline)
-                           if not runs or ctx.left() > 0 else {"skipped": "budget"})
+        runs[precision] = (
+            _speed(ctx, net, (x, y), batch, epochs, precision, deadline)
+            if not runs or ctx.left() > 0
+            else {"skipped": "budget"}
+        )
     done = {p: r for p, r in runs.items() if "mfu" in r}
-    return {"sizes": list(net.sizes), "batch": batch, "runs": runs,
-            "complete": len(done) == len(PRECISIONS) and not deadline.stopped,
-            "headline": "; ".join(f"{p} {r['tflops']:.3g} TFLOP/s, MFU {_percent(r['mfu'])}" for p, r in done.items())}
+    return {
+        "sizes": list(net.sizes),
+        "batch": batch,
+        "runs": runs,
+        "complete": len(done) == len(PRECISIONS) and not deadline.stopped,
+        "headline": "; ".join(
+            f"{p} {r['tflops']:.3g} TFLOP/s, MFU {_percent(r['mfu'])}" for p, r in done.items()
+        ),
+    }
 
 
 def _speed(ctx: Context, net, train, batch: int, epochs: int, precision: str, deadline: _Deadline) -> dict:
     """One fit's throughput, as ``fnn train`` writes it to ``metrics.json`` (``speed_summary``)."""
     key = jax.random.key(0)
-    _, h = fnn.fit(net, fnn.init(key, net), train, optimizer="adam", learning_rate=1e-3, epochs=epochs,
-                   batch_size=batch, key=key, precision=precision, devices=[ctx.device], callback=deadline)
+    _, h = fnn.fit(
+        net,
+        fnn.init(key, net),
+        train,
+        optimizer="adam",
+        learning_rate=1e-3,
+        epochs=epochs,
+        batch_size=batch,
+        key=key,
+        precision=precision,
+        devices=[ctx.device],
+        callback=deadline,
+    )
     h.to_csv(ctx.out / f"history_{precision}.csv")
     peak, source = throughput.peak_tflops(ctx.device, precision, n=256 if ctx.tiny else 1024)
-    speed = {"peak_tflops": peak, "peak_source": source, "flops_per_step": net.step_flops(batch),
-             "steps_per_epoch": -(-len(train[0]) // batch), "batch": batch, "devices": str(ctx.device),
-             "device_kind": ctx.device.device_kind}
-    return {**speed_summary(h, speed, {"precision": precision}), "epochs": len(h), "epoch_s": _epoch_s(h),
-            "train_loss": list(h.train_loss)}
+    speed = {
+        "peak_tflops": peak,
+        "peak_source": source,
+        "flops_per_step": net.step_flops(batch),
+        "steps_per_epoch": -(-len(train[0]) // batch),
+        "batch": batch,
+        "devices": str(ctx.device),
+        "device_kind": ctx.device.device_kind,
+    }
+    return {
+        **speed_summary(h, speed, {"precision": precision}),
+        "epochs": len(h),
+        "epoch_s": _epoch_s(h),
+        "train_loss": list(h.train_loss),
+    }
 
 
 def _percent(v) -> str:
@@ -259,11 +343,14 @@ def _percent(v) -> str:
 
 # ---------------------------------------------------------------------------- curvature products
 
+
 def curvature(ctx: Context) -> dict:
     """``benchmarks.curvature``: its ``gpu`` grid (or ``tiny``), stopped between cases when the budget runs out
     (the finite differences' sweep over eps, which runs after the cases, is then left out)."""
     try:
-        results = benchmarks.curvature.run("tiny" if ctx.tiny else "gpu", ctx.device, False, _stop_when_spent(ctx))
+        results = benchmarks.curvature.run(
+            "tiny" if ctx.tiny else "gpu", ctx.device, False, _stop_when_spent(ctx)
+        )
     except OutOfTime as stop:
         results = benchmarks.curvature.analyse(stop.partial)
     files = benchmarks.curvature.save(results, ctx.out)
@@ -273,12 +360,18 @@ def curvature(ctx: Context) -> dict:
     grads = [r["gradients"]["hvp"] for r in table if math.isfinite(r["gradients"]["hvp"])]
     gn = [r["gnvp_vs_linearized"] for r in table if math.isfinite(r["gnvp_vs_linearized"])]
     met = [t for t in results["targets"] if t["met"]]
-    return {"cases": results["cases"], "cases_done": results["cases_done"], "complete": results["complete"],
-            "targets": [{k: t[k] for k in ("target", "met", "detail")} for t in results["targets"]],
-            "files": [p.name for p in files],
-            "headline": (f"{results['cases_done']}/{results['cases']} cases; hvp/fwd-over-rev {_span(hvp)}, "
-                         f"hvp {_span(grads, '{:.2f}')} gradients; gnvp(cached)/linearized {_span(gn)}; "
-                         f"{len(met)} of {len(results['targets'])} targets met")}
+    return {
+        "cases": results["cases"],
+        "cases_done": results["cases_done"],
+        "complete": results["complete"],
+        "targets": [{k: t[k] for k in ("target", "met", "detail")} for t in results["targets"]],
+        "files": [p.name for p in files],
+        "headline": (
+            f"{results['cases_done']}/{results['cases']} cases; hvp/fwd-over-rev {_span(hvp)}, "
+            f"hvp {_span(grads, '{:.2f}')} gradients; gnvp(cached)/linearized {_span(gn)}; "
+            f"{len(met)} of {len(results['targets'])} targets met"
+        ),
+    }
 
 
 # ---------------------------------------------------------------------------- second-order training
@@ -293,16 +386,36 @@ def second_order(ctx: Context) -> dict:
     if ctx.tiny:
         case_list, repeats = [benchmarks.steps.synthetic_case((16,), 64, n_in=32)], 3
     else:
-        case_list, repeats = [benchmarks.steps.synthetic_case((1024, 1024), 4096),
-                              benchmarks.steps.synthetic_case((2048,) * 3, 4096)], 11
+        case_list, repeats = (
+            [
+                benchmarks.steps.synthetic_case((1024, 1024), 4096),
+                benchmarks.steps.synthetic_case((2048,) * 3, 4096),
+            ],
+            11,
+        )
     start = ctx.left()
-    results = benchmarks.steps.run(repeats, 2, tiny=ctx.tiny, methods=SECOND_ORDER, progress=None,
-                              case_list=case_list, stop=lambda rows: ctx.left() < 2 * (start - ctx.left()) / len(rows))
+    results = benchmarks.steps.run(
+        repeats,
+        2,
+        tiny=ctx.tiny,
+        methods=SECOND_ORDER,
+        progress=None,
+        case_list=case_list,
+        stop=lambda rows: ctx.left() < 2 * (start - ctx.left()) / len(rows),
+    )
     files = benchmarks.steps.save(results, ctx.out / "steps.json")
     headline = "; ".join(
-        f"{'-'.join(map(str, c['sizes']))}: " + ", ".join(f"{m} {r['gradients']:.1f}" for m, r in c["methods"].items())
-        for c in results["cases"])
-    return {"cases": len(case_list), "cases_done": len(results["cases"]), "complete": results["complete"],
-            "steps_in_gradients": {c["case"]: {m: r["gradients"] for m, r in c["methods"].items()}
-                                   for c in results["cases"]},
-            "files": [Path(p).name for p in files], "headline": f"steps in gradients: {headline}"}
+        f"{'-'.join(map(str, c['sizes']))}: "
+        + ", ".join(f"{m} {r['gradients']:.1f}" for m, r in c["methods"].items())
+        for c in results["cases"]
+    )
+    return {
+        "cases": len(case_list),
+        "cases_done": len(results["cases"]),
+        "complete": results["complete"],
+        "steps_in_gradients": {
+            c["case"]: {m: r["gradients"] for m, r in c["methods"].items()} for c in results["cases"]
+        },
+        "files": [Path(p).name for p in files],
+        "headline": f"steps in gradients: {headline}",
+    }

@@ -102,16 +102,22 @@ def iso_work_sweep(widths, work: int) -> list[Case]:
     return [Case("iso_work", mlp(w), max(1, round(work / mlp(w).n_params))) for w in widths]
 
 
-def residual_sweep(depths, width: int, batches, n_in: int = 64, n_out: int = 10,
-                   activation: str = "relu") -> list[Case]:
+def residual_sweep(
+    depths, width: int, batches, n_in: int = 64, n_out: int = 10, activation: str = "relu"
+) -> list[Case]:
     """``Graph.residual`` classifiers of ``depths`` nodes of ``width`` units (relu unless told), at each batch."""
-    return [Case("residual", Graph.residual(n_in, width, d, n_out, activation, "softmax", "cross_entropy"), b)
-            for d in depths for b in batches]
+    return [
+        Case("residual", Graph.residual(n_in, width, d, n_out, activation, "softmax", "cross_entropy"), b)
+        for d in depths
+        for b in batches
+    ]
 
 
 def cascade_sweep(nets, batches, output: str = "identity", loss: str = "mse") -> list[Case]:
     """``Graph.cascade`` nets of the given sizes (tanh layers; identity outputs and mse unless told), at each batch."""
-    return [Case("cascade", Graph.cascade(sizes, ACTIVATION, output, loss), b) for sizes in nets for b in batches]
+    return [
+        Case("cascade", Graph.cascade(sizes, ACTIVATION, output, loss), b) for sizes in nets for b in batches
+    ]
 
 
 def grid(name: str) -> list[Case]:
@@ -122,26 +128,46 @@ def grid(name: str) -> list[Case]:
     if name == "tiny":
         return iso_work_sweep((4, 8, 16, 32), work=2**15)
     if name == "graphs_tiny":
-        return residual_sweep((3,), width=8, batches=(16,), n_in=6, n_out=3) + cascade_sweep([(6, 8, 8, 2)], (16,))
+        return residual_sweep((3,), width=8, batches=(16,), n_in=6, n_out=3) + cascade_sweep(
+            [(6, 8, 8, 2)], (16,)
+        )
     if name == "graphs":
-        return (residual_sweep((4, 8, 16), width=256, batches=(64, 256))
-                + cascade_sweep([(64, 128, 128, 128, 10), (64, *(256,) * 6, 10)], batches=(64, 256)))
+        return residual_sweep((4, 8, 16), width=256, batches=(64, 256)) + cascade_sweep(
+            [(64, 128, 128, 128, 10), (64, *(256,) * 6, 10)], batches=(64, 256)
+        )
     if name == "quick":
-        return (single_unit(64) + width_sweep((2, 8, 32, 64, 128, 256), batch=128)
-                + depth_sweep((1, 4), width=128, batch=128) + batch_sweep((512,), width=256)
-                + trained_sweep([((128,), "relu", 64), ((256, 256), "gelu", 128)]))
+        return (
+            single_unit(64)
+            + width_sweep((2, 8, 32, 64, 128, 256), batch=128)
+            + depth_sweep((1, 4), width=128, batch=128)
+            + batch_sweep((512,), width=256)
+            + trained_sweep([((128,), "relu", 64), ((256, 256), "gelu", 128)])
+        )
     if name == "full":
-        return (single_unit(64) + width_sweep((2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), batch=128)
-                + depth_sweep((1, 4, 8, 16), width=256, batch=128)
-                + batch_sweep((1, 16, 512, 2048), width=1024)
-                + trained_sweep([((128,), "relu", 64), ((256, 256), "relu", 128), ((512, 512), "gelu", 256),
-                                 ((1024, 1024), "relu", 512)]))
+        return (
+            single_unit(64)
+            + width_sweep((2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), batch=128)
+            + depth_sweep((1, 4, 8, 16), width=256, batch=128)
+            + batch_sweep((1, 16, 512, 2048), width=1024)
+            + trained_sweep(
+                [
+                    ((128,), "relu", 64),
+                    ((256, 256), "relu", 128),
+                    ((512, 512), "gelu", 256),
+                    ((1024, 1024), "relu", 512),
+                ]
+            )
+        )
     if name == "gpu":
-        return (single_unit(64) + width_sweep((2, 8, 32, 128, 512, 1024, 2048, 4096, 8192), batch=1024)
-                + depth_sweep((1, 4, 16, 32), width=2048, batch=1024)
-                + batch_sweep((64, 1024, 8192), width=8192)
-                + trained_sweep([((128,), "relu", 64), ((1024, 1024), "gelu", 1024),
-                                 ((4096, 4096, 4096), "relu", 4096)]))
+        return (
+            single_unit(64)
+            + width_sweep((2, 8, 32, 128, 512, 1024, 2048, 4096, 8192), batch=1024)
+            + depth_sweep((1, 4, 16, 32), width=2048, batch=1024)
+            + batch_sweep((64, 1024, 8192), width=8192)
+            + trained_sweep(
+                [((128,), "relu", 64), ((1024, 1024), "gelu", 1024), ((4096, 4096, 4096), "relu", 4096)]
+            )
+        )
     raise ValueError(f"unknown grid {name!r}; expected one of {list(GRIDS)}")
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,16 @@ from fnn.core.backprop import backprop_core, compiled_backprop
 from fnn.core.forward import loss_core
 from fnn.core.protocol import Network
 
-JAX_METHODS = ("forward", "backprop", "backprop_eager", "jax_grad", "forward_mode", "fd_central", "fd_naive_loop", "analytical")
+JAX_METHODS = (
+    "forward",
+    "backprop",
+    "backprop_eager",
+    "jax_grad",
+    "forward_mode",
+    "fd_central",
+    "fd_naive_loop",
+    "analytical",
+)
 PER_PERTURBATION = ("forward_mode", "fd_central", "fd_naive_loop")
 
 
@@ -119,13 +128,17 @@ _loss = jax.jit(loss_core, static_argnums=0)
 def forward(net, params, x, y, **_) -> Prepared:
     compiled, seconds = compile_timed(_loss, net, params, x, y)
     cost = compiled_cost(compiled)
-    return Prepared(_blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"])
+    return Prepared(
+        _blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"]
+    )
 
 
 def backprop(net, params, x, y, **_) -> Prepared:
     compiled, seconds = compile_timed(compiled_backprop, net, params, x, y)
     cost = compiled_cost(compiled)
-    return Prepared(_blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"])
+    return Prepared(
+        _blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"]
+    )
 
 
 def backprop_eager(net, params, x, y, targets=None, **_) -> Prepared:
@@ -135,14 +148,21 @@ def backprop_eager(net, params, x, y, targets=None, **_) -> Prepared:
     jax.block_until_ready(fnn.backprop(net, params, x, targets))  # checks, traces and compiles
     seconds = time.perf_counter() - start
     cost = compiled_cost(dispatch.program(backprop_core, net).lower(params, x, targets).compile())
-    return Prepared(lambda: jax.block_until_ready(fnn.backprop(net, params, x, targets)), seconds, net.n_params,
-                    cost["flops"], cost["temp_bytes"])
+    return Prepared(
+        lambda: jax.block_until_ready(fnn.backprop(net, params, x, targets)),
+        seconds,
+        net.n_params,
+        cost["flops"],
+        cost["temp_bytes"],
+    )
 
 
 def jax_grad(net, params, x, y, **_) -> Prepared:
     compiled, seconds = compile_timed(compiled_autodiff, net, params, x, y)
     cost = compiled_cost(compiled)
-    return Prepared(_blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"])
+    return Prepared(
+        _blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"]
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
@@ -180,8 +200,13 @@ def _sample(partials, extra_args, net, params, x, y, budget_flops) -> tuple[floa
 def _per_perturbation(partials, extra_args, net, params, x, y, unit_flops, indices) -> Prepared:
     chunk = min(default_chunk(net, x.shape[0]), int(indices.size))
     compiled, seconds = compile_timed(partials, net, params, x, y, indices, *extra_args, chunk)
-    return Prepared(_blocking(compiled, params, x, y, indices, *extra_args), seconds, int(indices.size),
-                    unit_flops * net.n_params, compiled_cost(compiled)["temp_bytes"])
+    return Prepared(
+        _blocking(compiled, params, x, y, indices, *extra_args),
+        seconds,
+        int(indices.size),
+        unit_flops * net.n_params,
+        compiled_cost(compiled)["temp_bytes"],
+    )
 
 
 def forward_mode(net, params, x, y, budget_flops=float("inf"), **_) -> Prepared:
@@ -197,8 +222,13 @@ def fd_central(net, params, x, y, budget_flops=float("inf"), **_) -> Prepared:
     # All P fit the budget: time the library function itself.
     chunk = default_chunk(net, x.shape[0])
     compiled, seconds = compile_timed(compiled_finite_differences, net, params, x, y, eps, "central", chunk)
-    return Prepared(_blocking(compiled, params, x, y, eps), seconds, net.n_params, unit_flops * net.n_params,
-                    compiled_cost(compiled)["temp_bytes"])
+    return Prepared(
+        _blocking(compiled, params, x, y, eps),
+        seconds,
+        net.n_params,
+        unit_flops * net.n_params,
+        compiled_cost(compiled)["temp_bytes"],
+    )
 
 
 def fd_naive_loop(net, params, x, y, sample=300, **_) -> Prepared:
@@ -212,17 +242,26 @@ def fd_naive_loop(net, params, x, y, sample=300, **_) -> Prepared:
     steps = [eps * max(1.0, abs(float(v))) for v in np.asarray(theta[np.asarray(indices)], dtype=np.float64)]
 
     def loop():
-        return [float(compiled(theta.at[i].add(h), x, y) - compiled(theta.at[i].add(-h), x, y)) / (2 * h)
-                for i, h in zip(indices, steps)]
+        return [
+            float(compiled(theta.at[i].add(h), x, y) - compiled(theta.at[i].add(-h), x, y)) / (2 * h)
+            for i, h in zip(indices, steps)
+        ]
 
-    return Prepared(loop, seconds, len(indices), 2 * net.n_params * compiled_cost(compiled)["flops"],
-                    compiled_cost(compiled)["temp_bytes"])
+    return Prepared(
+        loop,
+        seconds,
+        len(indices),
+        2 * net.n_params * compiled_cost(compiled)["flops"],
+        compiled_cost(compiled)["temp_bytes"],
+    )
 
 
 def analytical(net, params, x, y, **_) -> Prepared:
     compiled, seconds = compile_timed(jax.jit(single_unit_gradient), params, x, y)
     cost = compiled_cost(compiled)
-    return Prepared(_blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"])
+    return Prepared(
+        _blocking(compiled, params, x, y), seconds, net.n_params, cost["flops"], cost["temp_bytes"]
+    )
 
 
 PREPARE = {

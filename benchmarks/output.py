@@ -54,8 +54,10 @@ def read_json(path: Path) -> dict:
     """Results written by ``write_json``, with the rows' nulls back as NaN (for re-analysis); a
     column that results from an older version lack is NaN too."""
     results = json.loads(Path(path).read_text())
-    results["rows"] = [{**dict.fromkeys(ROW_FIELDS, math.nan),
-                        **{k: math.nan if v is None else v for k, v in row.items()}} for row in results["rows"]]
+    results["rows"] = [
+        {**dict.fromkeys(ROW_FIELDS, math.nan), **{k: math.nan if v is None else v for k, v in row.items()}}
+        for row in results["rows"]
+    ]
     return results
 
 
@@ -78,8 +80,14 @@ def summary_markdown(results: dict) -> str:
         f"(matmul precision {results.get('matmul_precision', 'JAX default')}); "
         f"grid `{results['grid']}`, {results['wall_s']:.0f} s.",
         "",
-        *([f"**Stopped early: {results['cases_done']} of the grid's {results['cases']} cases were run.**", ""]
-          if not results.get("complete", True) else []),
+        *(
+            [
+                f"**Stopped early: {results['cases_done']} of the grid's {results['cases']} cases were run.**",
+                "",
+            ]
+            if not results.get("complete", True)
+            else []
+        ),
         f"Matmul peak ({peak['n']}x{peak['n']} @ {peak['n']}x{peak['n']}, {peak['dtype']}): "
         f"{peak['median_flops_per_s'] / 1e9:.1f} GFLOP/s median, {peak['best_flops_per_s'] / 1e9:.1f} best, "
         "timed alone at the start or end of the run; `% peak` below uses the same matmul timed "
@@ -103,14 +111,22 @@ def summary_markdown(results: dict) -> str:
             f"{_x(r['time_vs_torch'])} | {_x(r.get('eager_vs_torch', math.nan))} | "
             f"{_x(r['flops_vs_jax_grad'], 4)} | {_x(r['temp_vs_jax_grad'])} | "
             f"{_x(r['flops_per_s'] / 1e9, 1)} | {_x(r['peak_flops_per_s'] / 1e9, 1)} | "
-            f"{_x(100 * r['peak_fraction'], 0)} |")
+            f"{_x(100 * r['peak_fraction'], 0)} |"
+        )
     if results["slopes"]:  # none in the graphs grid, which has no sweep along P
-        lines += ["", "Fitted slopes k of time ~ P^k and of cost in forward passes ~ P^k:", "",
-                  "| sweep | method | k (time) | k (forward passes) | P range |", "|---|---|---:|---:|---|"]
+        lines += [
+            "",
+            "Fitted slopes k of time ~ P^k and of cost in forward passes ~ P^k:",
+            "",
+            "| sweep | method | k (time) | k (forward passes) | P range |",
+            "|---|---|---:|---:|---|",
+        ]
     for sweep, by_method in results["slopes"].items():
         for method, s in by_method.items():
-            lines.append(f"| {sweep} | {method} | {_x(s['time'])} | {_x(s['rel_forward'])} | "
-                         f"{s['P_min']:,} to {s['P_max']:,} |")
+            lines.append(
+                f"| {sweep} | {method} | {_x(s['time'])} | {_x(s['rel_forward'])} | "
+                f"{s['P_min']:,} to {s['P_max']:,} |"
+            )
     lines += ["", "| target | met | detail |", "|---|---|---|"]
     for t in results["targets"]:
         met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]

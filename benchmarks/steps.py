@@ -56,15 +56,23 @@ import math
 import os
 import statistics
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-METHODS = ("adam", "levenberg_marquardt", "scg(finite_difference)", "scg(gnvp)", "hessian_free", "kfac", "lbfgs")
+METHODS = (
+    "adam",
+    "levenberg_marquardt",
+    "scg(finite_difference)",
+    "scg(gnvp)",
+    "hessian_free",
+    "kfac",
+    "lbfgs",
+)
 
 
 class Case(NamedTuple):
@@ -123,13 +131,18 @@ def cases(tiny: bool = False) -> list[Case]:
     total = x.sum(axis=1, keepdims=True)
     target = ((total - total.mean()) / total.std()).astype(np.float32)
     out = []
-    for net, y in ((fnn.MLP((64, *hidden_c, 10), activation="relu", output="softmax", loss="cross_entropy"), labels),
-                   (fnn.MLP((64, *hidden_r, 1), activation="tanh", output="identity", loss="mse"), target)):
+    for net, y in (
+        (fnn.MLP((64, *hidden_c, 10), activation="relu", output="softmax", loss="cross_entropy"), labels),
+        (fnn.MLP((64, *hidden_r, 1), activation="tanh", output="identity", loss="mse"), target),
+    ):
         params = fnn.init(jax.random.key(0), net)
         xc, yc = prepare(net, params, x, y)
         sizes = "-".join(map(str, net.sizes))
-        what = (f"digits {sizes} relu/softmax, cross-entropy" if net.loss == "cross_entropy"
-                else f"digits pixel sums {sizes} tanh/identity, mse")
+        what = (
+            f"digits {sizes} relu/softmax, cross-entropy"
+            if net.loss == "cross_entropy"
+            else f"digits pixel sums {sizes} tanh/identity, mse"
+        )
         out.append(Case(f"{what}, full batch {x.shape[0]}", net, xc, yc))
     return out
 
@@ -162,8 +175,11 @@ class _Run:
         self.p = flat_params if flat else params
         self.state = jax.jit(tx.init)(self.p)
         start = time.perf_counter()
-        self.step = make_step(case.net, tx, unravel if flat else None).lower(self.p, self.state, case.x,
-                                                                             case.y).compile()
+        self.step = (
+            make_step(case.net, tx, unravel if flat else None)
+            .lower(self.p, self.state, case.x, case.y)
+            .compile()
+        )
         self.compile_s = time.perf_counter() - start
         self.x, self.y, self.states, self.losses = case.x, case.y, [], []
 
@@ -180,7 +196,7 @@ def _prepare(case: Case, build, named: bool) -> _Run:
         return _Run(case, build(), False)
     try:
         return _Run(case, build(), True)
-    except Exception:  # noqa: BLE001 - e.g. a method that needs the network's structure
+    except Exception:
         return _Run(case, build(), False)
 
 
@@ -193,7 +209,11 @@ def run_case(case: Case, repeats: int, warmup: int = 2, seed: int = 0, methods=N
     net = case.net
     params = net.init(jax.random.key(0))
     gradient = jax.jit(functools.partial(backprop_core, net)).lower(params, case.x, case.y).compile()
-    calls, runs, skipped = {"gradient": lambda: jax.block_until_ready(gradient(params, case.x, case.y))}, {}, {}
+    calls, runs, skipped = (
+        {"gradient": lambda: jax.block_until_ready(gradient(params, case.x, case.y))},
+        {},
+        {},
+    )
     for name, (build, named) in transforms(net).items():
         if methods is not None and name not in methods:
             continue
@@ -213,10 +233,18 @@ def run_case(case: Case, repeats: int, warmup: int = 2, seed: int = 0, methods=N
     out = {}
     for name, r in runs.items():
         t = timings[name]
-        row = {"median_s": t.median_s, "min_s": t.min_s, "max_s": t.max_s, "samples_s": list(t.samples),
-               "gradients": paired_ratio(t, g), "ratio_of_medians": t.median_s / g.median_s,
-               "compile_s": r.compile_s, "params": "flat vector" if not isinstance(r.p, (list, dict)) else "tree",
-               "loss_first": float(r.losses[0]), "loss_last": float(r.losses[-1])}
+        row = {
+            "median_s": t.median_s,
+            "min_s": t.min_s,
+            "max_s": t.max_s,
+            "samples_s": list(t.samples),
+            "gradients": paired_ratio(t, g),
+            "ratio_of_medians": t.median_s / g.median_s,
+            "compile_s": r.compile_s,
+            "params": "flat vector" if not isinstance(r.p, (list, dict)) else "tree",
+            "loss_first": float(r.losses[0]),
+            "loss_last": float(r.losses[-1]),
+        }
         found = [optimizers.find_state(s, optimizers.HessianFreeState) for s in r.states]
         cg = [int(f.cg_iterations) for f in found if f is not None]
         if cg:  # the i-th measured step is the i-th round's: its time over that round's gradient, its own i
@@ -228,22 +256,44 @@ def run_case(case: Case, repeats: int, warmup: int = 2, seed: int = 0, methods=N
             # what one CG iteration (one product, ~2 gradients) costs with the step's fixed work spread over
             # 1 + i: the median over the measured steps of (step / gradient) / (1 + i)
             row["gradients_per_cg_iteration"] = statistics.median(r / (1 + i) for r, i in zip(per_step, cg))
-            if max(cg) >= 2 * max(min(cg), 1):  # spread enough to split a step's cost into fixed + per iteration
+            if max(cg) >= 2 * max(
+                min(cg), 1
+            ):  # spread enough to split a step's cost into fixed + per iteration
                 slope, fixed = np.polyfit(np.asarray(cg, float), np.asarray(per_step), 1)
                 row["cg_fit_gradients"] = {"fixed": float(fixed), "per_iteration": float(slope)}
         out[name] = row
-    return {"case": case.name, "sizes": list(net.sizes), "loss": net.loss, "n_examples": int(case.x.shape[0]),
-            "P": int(net.n_params), "gradient_s": g.median_s,
-            "gradient": {"median_s": g.median_s, "min_s": g.min_s, "max_s": g.max_s, "samples_s": list(g.samples)},
-            "methods": out, "skipped": skipped}
+    return {
+        "case": case.name,
+        "sizes": list(net.sizes),
+        "loss": net.loss,
+        "n_examples": int(case.x.shape[0]),
+        "P": int(net.n_params),
+        "gradient_s": g.median_s,
+        "gradient": {
+            "median_s": g.median_s,
+            "min_s": g.min_s,
+            "max_s": g.max_s,
+            "samples_s": list(g.samples),
+        },
+        "methods": out,
+        "skipped": skipped,
+    }
 
 
 def _load() -> list[float]:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else []
 
 
-def run(repeats: int = 15, warmup: int = 2, seed: int = 0, tiny: bool = False, methods=None,
-        progress=print, case_list=None, stop=None) -> dict:
+def run(
+    repeats: int = 15,
+    warmup: int = 2,
+    seed: int = 0,
+    tiny: bool = False,
+    methods=None,
+    progress=print,
+    case_list=None,
+    stop=None,
+) -> dict:
     """Every case (see the module docstring; ``case_list``: these instead); the JSON document. ``seed``: of the
     rounds' orders. ``stop(rows)``, after each case: true stops before the next (``"complete"``: whether
     every case ran)."""
@@ -256,13 +306,23 @@ def run(repeats: int = 15, warmup: int = 2, seed: int = 0, tiny: bool = False, m
             break
         rows.append(run_case(case, repeats, warmup, seed + i, methods))
         if progress:
-            progress(f"{case.name}: gradient {1e3 * rows[-1]['gradient_s']:.3f} ms; " + ", ".join(
-                f"{m} {r['gradients']:.1f}x" for m, r in rows[-1]["methods"].items()))
-    return {"benchmark": "one compiled optimizer step per method, in gradients",
-            "method": __doc__.strip(), "machine": machine.describe(jax.devices()[0]),
-            "load_average_1_5_15_min": {"before": load, "after": _load()}, "dtype": "float32",
-            "repeats": repeats, "warmup": warmup, "seed": seed, "wall_s": time.perf_counter() - start,
-            "cases": rows, "complete": len(rows) == len(todo)}
+            progress(
+                f"{case.name}: gradient {1e3 * rows[-1]['gradient_s']:.3f} ms; "
+                + ", ".join(f"{m} {r['gradients']:.1f}x" for m, r in rows[-1]["methods"].items())
+            )
+    return {
+        "benchmark": "one compiled optimizer step per method, in gradients",
+        "method": __doc__.strip(),
+        "machine": machine.describe(jax.devices()[0]),
+        "load_average_1_5_15_min": {"before": load, "after": _load()},
+        "dtype": "float32",
+        "repeats": repeats,
+        "warmup": warmup,
+        "seed": seed,
+        "wall_s": time.perf_counter() - start,
+        "cases": rows,
+        "complete": len(rows) == len(todo),
+    }
 
 
 def _x(v, digits: int = 1) -> str:
@@ -272,19 +332,24 @@ def _x(v, digits: int = 1) -> str:
 def table(results: dict) -> str:
     """The results as markdown: the machine, then one line per case and method."""
     m = results["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, device `{m['device']}`; jax {m['jax_version']}; "
-             f"{results['dtype']}; {results['repeats']} interleaved rounds after {results['warmup']} warm-up steps; "
-             f"load average before {_load_text(results, 'before')}, after {_load_text(results, 'after')}.", "",
-             "| case | P | method | step (median) | gradient (median) | step in gradients (paired) | "
-             "CG iterations: mean (range) | step in gradients / (1 + CG iterations), median | "
-             "fit: fixed + per CG iteration, in gradients |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, device `{m['device']}`; jax {m['jax_version']}; "
+        f"{results['dtype']}; {results['repeats']} interleaved rounds after {results['warmup']} warm-up steps; "
+        f"load average before {_load_text(results, 'before')}, after {_load_text(results, 'after')}.",
+        "",
+        "| case | P | method | step (median) | gradient (median) | step in gradients (paired) | "
+        "CG iterations: mean (range) | step in gradients / (1 + CG iterations), median | "
+        "fit: fixed + per CG iteration, in gradients |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in results["cases"]:
         for name, r in c["methods"].items():
-            lines.append(f"| {c['case']} | {c['P']:,} | {name} | {1e3 * r['median_s']:.3f} ms | "
-                         f"{1e3 * c['gradient_s']:.3f} ms | {_x(r['gradients'])} | "
-                         f"{_cg(r)} | "
-                         f"{_x(r.get('gradients_per_cg_iteration', math.nan), 2)} | {_fit(r)} |")
+            lines.append(
+                f"| {c['case']} | {c['P']:,} | {name} | {1e3 * r['median_s']:.3f} ms | "
+                f"{1e3 * c['gradient_s']:.3f} ms | {_x(r['gradients'])} | "
+                f"{_cg(r)} | "
+                f"{_x(r.get('gradients_per_cg_iteration', math.nan), 2)} | {_fit(r)} |"
+            )
         for name, why in c["skipped"].items():
             lines.append(f"| {c['case']} | {c['P']:,} | {name} | not run: {why} | | | | | |")
     return "\n".join(lines) + "\n"
@@ -322,15 +387,26 @@ def draw(results: dict, path) -> None:
         ys = [c["methods"].get(name, {}).get("gradients", math.nan) for c in results["cases"]]
         ax.bar(xs, ys, width, label=name)
     ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xticks(range(len(results["cases"])), [c["case"].replace(", full", "\nfull") for c in results["cases"]],
-                  fontsize=8)
-    ax.set(yscale="log", ylabel="one step / one gradient (paired median)",
-           title="One compiled optimizer step, in gradients")
+    ax.set_xticks(
+        range(len(results["cases"])),
+        [c["case"].replace(", full", "\nfull") for c in results["cases"]],
+        fontsize=8,
+    )
+    ax.set(
+        yscale="log",
+        ylabel="one step / one gradient (paired median)",
+        title="One compiled optimizer step, in gradients",
+    )
     ax.legend(fontsize=7, ncol=2)
     ax.grid(True, axis="y", which="both", alpha=0.3)
     m = results["machine"]
-    fig.text(0.01, 0.005, f"{m['cpu']}, {m['cores']} cores, {m['device_kind']}; jax {m['jax_version']}; float32",
-             fontsize=6, color="grey")
+    fig.text(
+        0.01,
+        0.005,
+        f"{m['cpu']}, {m['cores']} cores, {m['device_kind']}; jax {m['jax_version']}; float32",
+        fontsize=6,
+        color="grey",
+    )
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

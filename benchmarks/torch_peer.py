@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import statistics
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,8 +47,16 @@ def _torch():
 
 def _activation(torch, name: str):
     F = torch.nn.functional
-    table = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z,
-             "gelu": F.gelu, "softplus": F.softplus, "elu": F.elu, "leaky_relu": F.leaky_relu}  # fnn's forms
+    table = {
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "relu": torch.relu,
+        "identity": lambda z: z,
+        "gelu": F.gelu,
+        "softplus": F.softplus,
+        "elu": F.elu,
+        "leaky_relu": F.leaky_relu,
+    }  # fnn's forms
     if name not in table:
         raise Unsupported(f"no PyTorch peer for activation {name!r}")
     return table[name]
@@ -114,17 +123,23 @@ def _setup(net: Network, params, x, y, device_kind: str, dtype_name: str) -> _Se
         raise Unsupported("torch has no CUDA device here; PyTorch peer skipped")
     device = "cuda" if device_kind == "gpu" else "cpu"
     dtype = getattr(torch, dtype_name)
-    names = [n.activation for n in graph.nodes[:-1]] + ["identity" if graph.loss == "cross_entropy" else graph.output]
+    names = [n.activation for n in graph.nodes[:-1]] + [
+        "identity" if graph.loss == "cross_entropy" else graph.output
+    ]
     acts = [_activation(torch, name) for name in names]
     xt = _tensor(torch, x, dtype, device)
-    yt = (torch.from_numpy(np.asarray(y, np.int64)).to(device) if graph.loss == "cross_entropy"
-          else _tensor(torch, y, dtype, device))
+    yt = (
+        torch.from_numpy(np.asarray(y, np.int64)).to(device)
+        if graph.loss == "cross_entropy"
+        else _tensor(torch, y, dtype, device)
+    )
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return _Setup(torch, graph, params, loss_fn, acts, xt, yt, device, dtype, sync)
 
 
 def _leaves(s: _Setup, graph_params: dict, requires_grad: bool = False) -> dict:
     """``{node: ({input: W}, b)}`` as torch tensors on the case's device and dtype."""
+
     def leaf(a):
         t = _tensor(s.torch, a, s.dtype, s.device)
         return t.requires_grad_() if requires_grad else t
@@ -180,7 +195,7 @@ def hvp_step(net: Network, params, v, x, y, device_kind: str = "cpu", dtype_name
 def as_arrays(tree: dict) -> dict:
     """A torch tree ``{node: ({input: W}, b)}`` as fnn's graph params ``{node: {"W": {input: W}, "b": b}}``
     of float64 NumPy arrays."""
-    host = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
+    host = lambda t: t.detach().cpu().double().numpy()
     return {n: {"W": {i: host(w) for i, w in W.items()}, "b": host(b)} for n, (W, b) in tree.items()}
 
 

@@ -54,7 +54,6 @@ import time
 import numpy as np
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Factory:
     """An optimizer built by a factory of ``fnn.optimizers`` with keywords, e.g.
@@ -75,7 +74,7 @@ class Factory:
         return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.kwargs) + ")"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _built(factory: Factory):
     import fnn
 
@@ -85,9 +84,19 @@ def _built(factory: Factory):
 # MATLAB's acronym -> an fnn optimizer's name, or a Factory (fnn's own rows beside MATLAB's: SCG with the
 # curvature along its direction exact, Gauss-Newton's (SCG-GN) or the Hessian's (SCG-H), instead of MATLAB's
 # finite difference of gradients)
-METHODS = {"LM": "levenberg_marquardt", "BFG": "bfgs", "RP": "rprop", "SCG": "scg", "CGB": "cgb",
-           "CGF": "cgf", "CGP": "cgp", "OSS": "oss", "GDX": "adaptive_momentum",
-           "SCG-GN": Factory("scg", curvature="gnvp"), "SCG-H": Factory("scg", curvature="hvp")}
+METHODS = {
+    "LM": "levenberg_marquardt",
+    "BFG": "bfgs",
+    "RP": "rprop",
+    "SCG": "scg",
+    "CGB": "cgb",
+    "CGF": "cgf",
+    "CGP": "cgp",
+    "OSS": "oss",
+    "GDX": "adaptive_momentum",
+    "SCG-GN": Factory("scg", curvature="gnvp"),
+    "SCG-H": Factory("scg", curvature="hvp"),
+}
 # MATLAB's defaults where fnn's differ: trainrp's first step delta0 = 0.07 (fnn's rprop: 0.01);
 # traingdx's lr 0.01, momentum 0.9 and rate factors 1.05 / 0.7 / 1.04 are fnn's adaptive_momentum's
 LEARNING_RATES = {"RP": 0.07}
@@ -122,14 +131,23 @@ def minmax(x: np.ndarray) -> np.ndarray:
 
 def sin_problem() -> Problem:
     x = np.linspace(-1, 1, 41)[:, None]
-    return Problem("SIN", (1, 5, 1), "identity", 0.002, x.astype(np.float32), np.sin(np.pi * x).astype(np.float32),
-                   "sin(pi x) at 41 points of [-1, 1]")
+    return Problem(
+        "SIN",
+        (1, 5, 1),
+        "identity",
+        0.002,
+        x.astype(np.float32),
+        np.sin(np.pi * x).astype(np.float32),
+        "sin(pi x) at 41 points of [-1, 1]",
+    )
 
 
 def parity_problem() -> Problem:
     bits = np.array([[(i >> k) & 1 for k in range(3)] for i in range(8)], np.float32)
     odd = bits.sum(axis=1, keepdims=True) % 2
-    return Problem("PARITY", (3, 10, 10, 1), "tanh", 0.001, 2 * bits - 1, 2 * odd - 1, "3-bit parity, {-1, 1}")
+    return Problem(
+        "PARITY", (3, 10, 10, 1), "tanh", 0.001, 2 * bits - 1, 2 * odd - 1, "3-bit parity, {-1, 1}"
+    )
 
 
 def cancer_problem() -> Problem:
@@ -137,8 +155,15 @@ def cancer_problem() -> Problem:
 
     x, y = load_breast_cancer(return_X_y=True)
     onehot = np.eye(2, dtype=np.float32)[y]
-    return Problem("CANCER", (30, 5, 5, 2), "tanh", 0.012, minmax(x).astype(np.float32), onehot,
-                   "breast cancer (scikit-learn), 569 x 30")
+    return Problem(
+        "CANCER",
+        (30, 5, 5, 2),
+        "tanh",
+        0.012,
+        minmax(x).astype(np.float32),
+        onehot,
+        "breast cancer (scikit-learn), 569 x 30",
+    )
 
 
 PROBLEMS = {"SIN": sin_problem, "PARITY": parity_problem, "CANCER": cancer_problem}
@@ -163,16 +188,36 @@ def trial(problem: Problem, method: str, params, max_epochs: int) -> dict:
 
     net = problem.network()
     t0 = time.perf_counter()
-    trained, history = fnn.fit(net, params, (problem.x, problem.y), optimizer=optimizer(method), epochs=max_epochs,
-                               learning_rate=LEARNING_RATES.get(method), goal=problem.fnn_goal, key=jax.random.key(0))
+    trained, history = fnn.fit(
+        net,
+        params,
+        (problem.x, problem.y),
+        optimizer=optimizer(method),
+        epochs=max_epochs,
+        learning_rate=LEARNING_RATES.get(method),
+        goal=problem.fnn_goal,
+        key=jax.random.key(0),
+    )
     seconds = time.perf_counter() - t0
     mse = float(fnn.loss(net, trained, problem.x, problem.y)) * 2 / problem.sizes[-1]
-    return {"problem": problem.name, "method": method, "time_s": seconds, "epochs": len(history),
-            "mse": mse, "reached": bool(history.stop_reason.startswith("reached the goal"))}
+    return {
+        "problem": problem.name,
+        "method": method,
+        "time_s": seconds,
+        "epochs": len(history),
+        "mse": mse,
+        "reached": bool(history.stop_reason.startswith("reached the goal")),
+    }
 
 
-def run(problems, methods=tuple(METHODS), trials: int = 30, max_epochs: int = 2000, seed: int = 0,
-        progress: bool = True) -> list[dict]:
+def run(
+    problems,
+    methods=tuple(METHODS),
+    trials: int = 30,
+    max_epochs: int = 2000,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict]:
     """Every method on every problem, ``trials`` times; one row per trial (see the module docstring)."""
     import jax
 
@@ -185,8 +230,15 @@ def run(problems, methods=tuple(METHODS), trials: int = 30, max_epochs: int = 20
         net = problem.network()
         warm = fnn.init(jax.random.key(10**6), net, scheme="nguyen_widrow")
         for m in methods:  # compile every method's epoch before timing
-            fnn.fit(net, warm, (problem.x, problem.y), optimizer=optimizer(m), epochs=2,
-                    learning_rate=LEARNING_RATES.get(m), key=jax.random.key(0))
+            fnn.fit(
+                net,
+                warm,
+                (problem.x, problem.y),
+                optimizer=optimizer(m),
+                epochs=2,
+                learning_rate=LEARNING_RATES.get(m),
+                key=jax.random.key(0),
+            )
         for t in range(trials):
             params = fnn.init(jax.random.key(seed + t), net, scheme="nguyen_widrow")
             order = list(methods)
@@ -213,11 +265,21 @@ def summary(rows: list[dict]) -> list[dict]:
         for method in dict.fromkeys(r["method"] for r in rows if r["problem"] == problem):
             rs = [r for r in rows if r["problem"] == problem and r["method"] == method]
             times, epochs = [r["time_s"] for r in rs], [r["epochs"] for r in rs]
-            cells.append({"problem": problem, "method": method, "trials": len(rs),
-                          "reached": sum(r["reached"] for r in rs),
-                          "time_mean": statistics.fmean(times), "time_min": min(times), "time_max": max(times),
-                          "epochs_mean": statistics.fmean(epochs), "epochs_min": min(epochs),
-                          "epochs_max": max(epochs), "mse_median": statistics.median(r["mse"] for r in rs)})
+            cells.append(
+                {
+                    "problem": problem,
+                    "method": method,
+                    "trials": len(rs),
+                    "reached": sum(r["reached"] for r in rs),
+                    "time_mean": statistics.fmean(times),
+                    "time_min": min(times),
+                    "time_max": max(times),
+                    "epochs_mean": statistics.fmean(epochs),
+                    "epochs_min": min(epochs),
+                    "epochs_max": max(epochs),
+                    "mse_median": statistics.median(r["mse"] for r in rs),
+                }
+            )
         cells.sort(key=lambda c: c["time_mean"])
         for c in cells:
             c["ratio"] = c["time_mean"] / cells[0]["time_mean"]
@@ -230,15 +292,20 @@ def table(summary_rows: list[dict], problems: dict) -> str:
     lines = []
     for name in dict.fromkeys(s["problem"] for s in summary_rows):
         p = problems[name]
-        lines += [f"**{name}**: {'-'.join(map(str, p.sizes))}, {p.data}, goal mse {p.goal} "
-                  f"(fnn loss {p.fnn_goal:g})", "",
-                  "| method | fnn optimizer | mean time (s) | ratio | min time | max time | mean epochs "
-                  "| min epochs | max epochs | reached goal | median final mse |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"**{name}**: {'-'.join(map(str, p.sizes))}, {p.data}, goal mse {p.goal} "
+            f"(fnn loss {p.fnn_goal:g})",
+            "",
+            "| method | fnn optimizer | mean time (s) | ratio | min time | max time | mean epochs "
+            "| min epochs | max epochs | reached goal | median final mse |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for s in (s for s in summary_rows if s["problem"] == name):
-            lines.append(f"| {s['method']} | `{label(s['method'])}` | {s['time_mean']:.3f} | {s['ratio']:.2f} | "
-                         f"{s['time_min']:.3f} | {s['time_max']:.3f} | {s['epochs_mean']:.0f} | {s['epochs_min']} | "
-                         f"{s['epochs_max']} | {s['reached']}/{s['trials']} | {s['mse_median']:.2e} |")
+            lines.append(
+                f"| {s['method']} | `{label(s['method'])}` | {s['time_mean']:.3f} | {s['ratio']:.2f} | "
+                f"{s['time_min']:.3f} | {s['time_max']:.3f} | {s['epochs_mean']:.0f} | {s['epochs_min']} | "
+                f"{s['epochs_max']} | {s['reached']}/{s['trials']} | {s['mse_median']:.2e} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -256,20 +323,27 @@ def plot(summary_rows: list[dict], path) -> None:
     for ax, name in zip(axes[0], names):
         cells = [s for s in summary_rows if s["problem"] == name][::-1]
         mean = np.array([c["time_mean"] for c in cells])
-        err = np.array([[c["time_mean"] - c["time_min"] for c in cells], [c["time_max"] - c["time_mean"] for c in cells]])
+        err = np.array(
+            [[c["time_mean"] - c["time_min"] for c in cells], [c["time_max"] - c["time_mean"] for c in cells]]
+        )
         colors = ["tab:blue" if c["reached"] == c["trials"] else "tab:orange" for c in cells]
         ax.barh(range(len(cells)), mean, xerr=err, color=colors, capsize=3)
         ax.set_yticks(range(len(cells)), [c["method"] for c in cells])
         for i, c in enumerate(cells):
-            ax.annotate(f" {c['reached']}/{c['trials']}, {c['epochs_mean']:.0f} ep", (c["time_max"], i),
-                        va="center", fontsize=8)
+            ax.annotate(
+                f" {c['reached']}/{c['trials']}, {c['epochs_mean']:.0f} ep",
+                (c["time_max"], i),
+                va="center",
+                fontsize=8,
+            )
         ax.set_xscale("log")
         ax.set_xlim(right=4 * max(c["time_max"] for c in cells))  # room for the labels
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("seconds to the goal (mean, min-max)")
         ax.set_title(name)
-    fig.suptitle("MATLAB's training-function comparison on fnn (orange: not every trial reached the goal)",
-                 fontsize=10)
+    fig.suptitle(
+        "MATLAB's training-function comparison on fnn (orange: not every trial reached the goal)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,11 +1,17 @@
 """fnn: feed-forward networks as pure JAX functions, with hand-written backprop.
 
-    net = fnn.MLP((4, 16, 3), activation="tanh", output="softmax", loss="cross_entropy")
-    params = fnn.init(jax.random.key(0), net)
-    loss, grads = fnn.backprop(net, params, x, y)
+net = fnn.MLP((4, 16, 3), activation="tanh", output="softmax", loss="cross_entropy")
+params = fnn.init(jax.random.key(0), net)
+loss, grads = fnn.backprop(net, params, x, y)
 """
 
 # the network math and its hand-written derivatives
+# what backprop is proven against
+from fnn.check.analytical import single_unit_gradient
+from fnn.check.autodiff import autodiff
+from fnn.check.curvature_check import CurvatureReport, check_curvature
+from fnn.check.finite_differences import finite_differences
+from fnn.check.gradcheck import GradientReport, check_gradients
 from fnn.core.activations import register_activation
 from fnn.core.backprop import backprop
 from fnn.core.curvature import Curvature, curvature, gnvp, hvp
@@ -15,16 +21,12 @@ from fnn.core.initializers import init
 from fnn.core.manual_vjp import loss_with_manual_vjp
 from fnn.core.mlp import MLP
 from fnn.core.validation import check_inputs
-# what backprop is proven against
-from fnn.check.analytical import single_unit_gradient
-from fnn.check.autodiff import autodiff
-from fnn.check.curvature_check import CurvatureReport, check_curvature
-from fnn.check.finite_differences import finite_differences
-from fnn.check.gradcheck import GradientReport, check_gradients
+
 # training, its precision policies, and the compile cache it keeps
 from fnn.scale.compile_cache import disable_compile_cache, enable_compile_cache
 from fnn.scale.precision import Policy
 from fnn.training.loop import History, Interrupted, Run, evaluate, fit
+
 # the public namespaces: fnn.callbacks.Checkpoint, fnn.optimizers.get, fnn.data.prepare, fnn.datasets.load, ...
 from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # isort: skip
 

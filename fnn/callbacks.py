@@ -6,8 +6,8 @@ documentation lives.
 """
 
 from fnn.training.callbacks import Callback as Callback
-from fnn.training.callbacks import CSVLogger as CSVLogger
 from fnn.training.callbacks import Checkpoint as Checkpoint
+from fnn.training.callbacks import CSVLogger as CSVLogger
 from fnn.training.callbacks import Diagnostics as Diagnostics
 from fnn.training.callbacks import DivergenceWarning as DivergenceWarning
 from fnn.training.callbacks import EarlyStopping as EarlyStopping

@@ -5,12 +5,12 @@ A public namespace: its names are defined in ``fnn.data.datasets``, where their
 documentation lives.
 """
 
-from fnn.data.datasets import Dataset as Dataset
 from fnn.data.datasets import IDX as IDX
 from fnn.data.datasets import IDX_SOURCES as IDX_SOURCES
 from fnn.data.datasets import NAMES as NAMES
 from fnn.data.datasets import SKLEARN as SKLEARN
 from fnn.data.datasets import SYNTHETIC as SYNTHETIC
+from fnn.data.datasets import Dataset as Dataset
 from fnn.data.datasets import download_idx as download_idx
 from fnn.data.datasets import load as load
 from fnn.data.datasets import load_csv as load_csv

@@ -30,7 +30,29 @@ from fnn.optim.registry import get as get
 from fnn.optim.registry import register as register
 from fnn.optim.registry import spec as spec
 
-__all__ = ["ALIASES", "AdaptiveLRState", "BayesianRegularizationState", "HessianFreeState", "KfacState",
-           "LevenbergMarquardtState", "DEFAULT", "Method", "NAMES", "OPTIMIZERS", "Objective", "Spec", "adaptive_lr",
-           "bayesian_regularization", "default_batch", "find_state", "get", "hessian_free", "kfac",
-           "levenberg_marquardt", "register", "residuals_and_jacobian", "scg", "spec"]
+__all__ = [
+    "ALIASES",
+    "AdaptiveLRState",
+    "BayesianRegularizationState",
+    "HessianFreeState",
+    "KfacState",
+    "LevenbergMarquardtState",
+    "DEFAULT",
+    "Method",
+    "NAMES",
+    "OPTIMIZERS",
+    "Objective",
+    "Spec",
+    "adaptive_lr",
+    "bayesian_regularization",
+    "default_batch",
+    "find_state",
+    "get",
+    "hessian_free",
+    "kfac",
+    "levenberg_marquardt",
+    "register",
+    "residuals_and_jacobian",
+    "scg",
+    "spec",
+]

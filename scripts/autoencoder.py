@@ -121,8 +121,11 @@ def measure_costs(net, params, x, repeats: int = 7) -> dict:
     loss, each in gradients of the same batch: medians, the three interleaved in a fresh order each round."""
     c = fnn.curvature(net, params, x, x)
     v = jax.tree_util.tree_map(jnp.ones_like, params)
-    calls = {"gradient": jax.jit(lambda p: fnn.backprop(net, p, x, x)), "product": lambda p: c.gnvp(v),
-             "loss": jax.jit(lambda p: fnn.loss(net, p, x, x))}
+    calls = {
+        "gradient": jax.jit(lambda p: fnn.backprop(net, p, x, x)),
+        "product": lambda p: c.gnvp(v),
+        "loss": jax.jit(lambda p: fnn.loss(net, p, x, x)),
+    }
     times = {k: [] for k in calls}
     rng = np.random.default_rng(0)
     for name in calls:
@@ -164,22 +167,37 @@ class _Errors(Callback):
     def on_epoch_end(self, run):
         rec = run.record
         self.spent += self.steps * step_cost(self.method, self.costs, self.share, rec)
-        self.rows.append({"epoch": rec["epoch"], "wall_s": rec["wall_time_s"], "gradients": self.spent,
-                          "train": reconstruction_error(run.net, run.params, self.problem.x),
-                          "test": reconstruction_error(run.net, run.params, self.problem.x_test)})
+        self.rows.append(
+            {
+                "epoch": rec["epoch"],
+                "wall_s": rec["wall_time_s"],
+                "gradients": self.spent,
+                "train": reconstruction_error(run.net, run.params, self.problem.x),
+                "test": reconstruction_error(run.net, run.params, self.problem.x_test),
+            }
+        )
         if rec["wall_time_s"] >= self.budget_s:
             return run.stop(f"wall-time budget {self.budget_s:g} s")
         return None
 
 
-def run_method(problem: Problem, method: Method, seed: int, costs: dict, budget_s: float,
-               max_epochs: int = 100_000) -> list[dict]:
+def run_method(
+    problem: Problem, method: Method, seed: int, costs: dict, budget_s: float, max_epochs: int = 100_000
+) -> list[dict]:
     """One training run from ``fnn.init(key(seed))``: its per-epoch rows (see ``_Errors``)."""
     params = fnn.init(jax.random.key(seed), problem.net)
     errors = _Errors(problem, method, costs, budget_s)
-    fnn.fit(problem.net, params, (problem.x, problem.x), optimizer=method.optimizer, epochs=max_epochs,
-            batch_size=method.batch_size, learning_rate=method.learning_rate, key=jax.random.key(seed + 1000),
-            callbacks=[errors])
+    fnn.fit(
+        problem.net,
+        params,
+        (problem.x, problem.x),
+        optimizer=method.optimizer,
+        epochs=max_epochs,
+        batch_size=method.batch_size,
+        learning_rate=method.learning_rate,
+        key=jax.random.key(seed + 1000),
+        callbacks=[errors],
+    )
     return errors.rows
 
 
@@ -197,25 +215,35 @@ def summarise(label: str, runs: list[list[dict]], target: float | None) -> dict:
     finals = [r[-1] for r in runs]
     reach = [next((row for row in r if row["train"] <= target), None) for r in runs] if target else []
     hit = [row for row in reach if row is not None]
-    med = lambda k: float(np.median([f[k] for f in finals]))  # noqa: E731
-    return {"method": label, "train": med("train"), "test": med("test"),
-            "train_range": [min(f["train"] for f in finals), max(f["train"] for f in finals)],
-            "epochs": med("epoch"), "gradients": med("gradients"), "wall_s": med("wall_s"),
-            "reached": f"{len(hit)}/{len(runs)}",
-            "epochs_to_target": float(np.median([row["epoch"] for row in hit])) if hit else None,
-            "gradients_to_target": float(np.median([row["gradients"] for row in hit])) if hit else None}
+    med = lambda k: float(np.median([f[k] for f in finals]))
+    return {
+        "method": label,
+        "train": med("train"),
+        "test": med("test"),
+        "train_range": [min(f["train"] for f in finals), max(f["train"] for f in finals)],
+        "epochs": med("epoch"),
+        "gradients": med("gradients"),
+        "wall_s": med("wall_s"),
+        "reached": f"{len(hit)}/{len(runs)}",
+        "epochs_to_target": float(np.median([row["epoch"] for row in hit])) if hit else None,
+        "gradients_to_target": float(np.median([row["gradients"] for row in hit])) if hit else None,
+    }
 
 
 def table(summaries: list[dict], target: float) -> str:
-    lines = ["| method | train error | (range over inits) | test error | epochs | gradient-equivalents | "
-             f"wall s | reached {target:.2f} | epochs to it | gradients to it |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | train error | (range over inits) | test error | epochs | gradient-equivalents | "
+        f"wall s | reached {target:.2f} | epochs to it | gradients to it |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summaries:
         lo, hi = s["train_range"]
-        to = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
-        lines.append(f"| {s['method']} | {s['train']:.3f} | {lo:.3f}-{hi:.3f} | {s['test']:.3f} | {s['epochs']:.0f} | "
-                     f"{s['gradients']:.0f} | {s['wall_s']:.1f} | {s['reached']} | {to(s['epochs_to_target'])} | "
-                     f"{to(s['gradients_to_target'])} |")
+        to = lambda v: "-" if v is None else f"{v:.0f}"
+        lines.append(
+            f"| {s['method']} | {s['train']:.3f} | {lo:.3f}-{hi:.3f} | {s['test']:.3f} | {s['epochs']:.0f} | "
+            f"{s['gradients']:.0f} | {s['wall_s']:.1f} | {s['reached']} | {to(s['epochs_to_target'])} | "
+            f"{to(s['gradients_to_target'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -239,7 +267,9 @@ def plot(curves: dict, path) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("reconstruction error (squared error per image)")
     axes[1].legend(fontsize=8)
-    fig.suptitle("deep autoencoder: training error (solid) and test error (dashed), from the same initialisations")
+    fig.suptitle(
+        "deep autoencoder: training error (solid) and test error (dashed), from the same initialisations"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -25,8 +25,9 @@ def noisy_sine(n: int = 41, noise: float = 0.1, seed: int = 0):
     return x.astype(np.float32), y.astype(np.float32)
 
 
-def bayesian_regularisation(hidden: int = 20, n: int = 41, noise: float = 0.1, epochs: int = 500,
-                            seed: int = 0) -> dict:
+def bayesian_regularisation(
+    hidden: int = 20, n: int = 41, noise: float = 0.1, epochs: int = 500, seed: int = 0
+) -> dict:
     """1-``hidden``-1 (tanh; 3 * hidden + 1 parameters, more than ``n``) trained on ``noisy_sine``
     by ``levenberg_marquardt`` and by ``br`` from the same Nguyen-Widrow weights.
 
@@ -43,9 +44,12 @@ def bayesian_regularisation(hidden: int = 20, n: int = 41, noise: float = 0.1, e
     for name in ("levenberg_marquardt", "br"):
         trained, history = fit(net, params, (x, y), optimizer=name, epochs=epochs, key=jax.random.key(seed))
         fitted = np.asarray(predict_core(net, trained, jnp.asarray(grid)))
-        out["runs"][name] = {"fit": fitted, "test_mse": float(np.mean((fitted - truth) ** 2)),
-                             "train_mse": float(np.mean((np.asarray(predict_core(net, trained, jnp.asarray(x))) - y) ** 2)),
-                             "history": history}
+        out["runs"][name] = {
+            "fit": fitted,
+            "test_mse": float(np.mean((fitted - truth) ** 2)),
+            "train_mse": float(np.mean((np.asarray(predict_core(net, trained, jnp.asarray(x))) - y) ** 2)),
+            "history": history,
+        }
     return out
 
 
@@ -53,11 +57,24 @@ def bayesian_summary(result: dict) -> dict:
     """The numbers of ``bayesian_regularisation``: each method's mse, epochs, stop, and br's last gamma."""
     runs = result["runs"]
     br = runs["br"]["history"]
-    return {"n_params": result["n_params"], "n_examples": len(result["x"]), "noise": result["noise"],
-            **{f"{k}_{m}": v for m, r in runs.items()
-               for k, v in (("test_mse", r["test_mse"]), ("train_mse", r["train_mse"]),
-                            ("epochs", len(r["history"])), ("stop", r["history"].stop_reason))},
-            "br_gamma": br.gamma[-1], "br_alpha": br.alpha[-1], "br_beta": br.beta[-1]}
+    return {
+        "n_params": result["n_params"],
+        "n_examples": len(result["x"]),
+        "noise": result["noise"],
+        **{
+            f"{k}_{m}": v
+            for m, r in runs.items()
+            for k, v in (
+                ("test_mse", r["test_mse"]),
+                ("train_mse", r["train_mse"]),
+                ("epochs", len(r["history"])),
+                ("stop", r["history"].stop_reason),
+            )
+        },
+        "br_gamma": br.gamma[-1],
+        "br_alpha": br.alpha[-1],
+        "br_beta": br.beta[-1],
+    }
 
 
 def plot_bayesian(result: dict, path) -> None:
@@ -70,7 +87,9 @@ def plot_bayesian(result: dict, path) -> None:
         r = result["runs"][name]
         ax.plot(result["grid"], r["fit"], color=color, label=f"{name}: test mse {r['test_mse']:.4f}")
     ax.set_ylim(-1.6, 1.6)
-    ax.set_title(f"1-{(result['n_params'] - 1) // 3}-1 tanh ({result['n_params']} parameters) on noisy samples")
+    ax.set_title(
+        f"1-{(result['n_params'] - 1) // 3}-1 tanh ({result['n_params']} parameters) on noisy samples"
+    )
     ax.legend(fontsize=8, loc="lower left")
     h = result["runs"]["br"]["history"]
     ax_g.plot(h.epoch, h.gamma, color="tab:blue")

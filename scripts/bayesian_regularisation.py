@@ -34,7 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--hidden", type=int, default=20)
     p.add_argument("--noise", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=500)
-    p.add_argument("--seeds", type=int, default=10, help="noise draws and initial weights, each run with both methods")
+    p.add_argument(
+        "--seeds", type=int, default=10, help="noise draws and initial weights, each run with both methods"
+    )
     p.add_argument("--out", default="docs/figures", help="output directory")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -45,15 +47,21 @@ def main(argv=None) -> int:
         if seed == 0:
             bayes.plot_bayesian(result, os.path.join(args.out, "bayesian_regularisation.png"))
         runs.append({"seed": seed, **bayes.bayesian_summary(result)})
-        print(f"seed {seed}: test mse levenberg_marquardt {runs[-1]['test_mse_levenberg_marquardt']:.5f}, "
-              f"br {runs[-1]['test_mse_br']:.5f} (gamma {runs[-1]['br_gamma']:.1f} of {runs[-1]['n_params']})")
+        print(
+            f"seed {seed}: test mse levenberg_marquardt {runs[-1]['test_mse_levenberg_marquardt']:.5f}, "
+            f"br {runs[-1]['test_mse_br']:.5f} (gamma {runs[-1]['br_gamma']:.1f} of {runs[-1]['n_params']})"
+        )
     better = sum(r["test_mse_br"] < r["test_mse_levenberg_marquardt"] for r in runs)
     medians = {m: statistics.median(r[f"test_mse_{m}"] for r in runs) for m in ("levenberg_marquardt", "br")}
-    print(f"br's test mse is below levenberg_marquardt's for {better} of {len(runs)} seeds; medians "
-          f"{medians['br']:.5f} vs {medians['levenberg_marquardt']:.5f}")
+    print(
+        f"br's test mse is below levenberg_marquardt's for {better} of {len(runs)} seeds; medians "
+        f"{medians['br']:.5f} vs {medians['levenberg_marquardt']:.5f}"
+    )
     path = os.path.join(args.out, "bayesian_regularisation.json")
-    common.write_json(path, {"seconds": time.perf_counter() - t0, "br_better": better,
-                                  "median_test_mse": medians, "runs": runs})
+    common.write_json(
+        path,
+        {"seconds": time.perf_counter() - t0, "br_better": better, "median_test_mse": medians, "runs": runs},
+    )
     print(f"wrote {path} and the .png beside it in {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -63,8 +63,12 @@ def uniform_init(key, net: MLP, scale: float = 0.3) -> list[dict]:
     out = []
     for k, n_in, n_out in zip(keys, net.sizes[:-1], net.sizes[1:]):
         kw, kb = jax.random.split(k)
-        out.append({"W": jax.random.uniform(kw, (n_in, n_out), jnp.float32, -scale, scale),
-                    "b": jax.random.uniform(kb, (n_out,), jnp.float32, -scale, scale)})
+        out.append(
+            {
+                "W": jax.random.uniform(kw, (n_in, n_out), jnp.float32, -scale, scale),
+                "b": jax.random.uniform(kb, (n_out,), jnp.float32, -scale, scale),
+            }
+        )
     return out
 
 
@@ -111,18 +115,29 @@ def run_classic(problem: Problem, seeds: int = 20, max_sweeps: int = 5000, tol: 
     sweeps, done = np.asarray(sweeps), np.asarray(done)
     ok = sweeps[done]
     return {
-        "name": problem.name, "lr": problem.lr, "momentum": problem.momentum, "seeds": seeds,
-        "max_sweeps": max_sweeps, "sweeps": [int(s) for s in ok], "failures": int((~done).sum()),
+        "name": problem.name,
+        "lr": problem.lr,
+        "momentum": problem.momentum,
+        "seeds": seeds,
+        "max_sweeps": max_sweeps,
+        "sweeps": [int(s) for s in ok],
+        "failures": int((~done).sum()),
         "median": float(np.median(ok)) if ok.size else math.nan,
-        "min": int(ok.min()) if ok.size else None, "max": int(ok.max()) if ok.size else None,
+        "min": int(ok.min()) if ok.size else None,
+        "max": int(ok.max()) if ok.size else None,
     }
 
 
 def classic_table(results: list[dict]) -> str:
-    head = ("| problem | eps | alpha | seeds | solved | median sweeps | min | max |\n"
-            "|---|---|---|---|---|---|---|---|")
-    cells = [f"| {r['name']} | {r['lr']} | {r['momentum']} | {r['seeds']} | {r['seeds'] - r['failures']} "
-             f"| {r['median']:.0f} | {r['min']} | {r['max']} |" for r in results]
+    head = (
+        "| problem | eps | alpha | seeds | solved | median sweeps | min | max |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    cells = [
+        f"| {r['name']} | {r['lr']} | {r['momentum']} | {r['seeds']} | {r['seeds'] - r['failures']} "
+        f"| {r['median']:.0f} | {r['min']} | {r['max']} |"
+        for r in results
+    ]
     return "\n".join([head, *cells]) + "\n"
 
 
@@ -135,8 +150,10 @@ def plot_classic(results: list[dict], path) -> None:
     for i, s in enumerate(data, start=1):
         jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(s))
         ax.plot(i + jitter, s, "o", color=f"C{i - 1}", alpha=0.6, markersize=4)
-    ax.set_xticks(range(1, len(results) + 1),
-                  [f"{r['name']}\n{r['seeds'] - r['failures']}/{r['seeds']} solved" for r in results])
+    ax.set_xticks(
+        range(1, len(results) + 1),
+        [f"{r['name']}\n{r['seeds'] - r['failures']}/{r['seeds']} solved" for r in results],
+    )
     if any(r["sweeps"] for r in results):
         ax.set_yscale("log")
     ax.set_ylabel("sweeps until every output is within 0.1")

@@ -29,7 +29,9 @@ from scripts import classic  # noqa: E402
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="10 seeds and at most 5000 sweeps (default 50 and 20000)")
+    p.add_argument(
+        "--quick", action="store_true", help="10 seeds and at most 5000 sweeps (default 50 and 20000)"
+    )
     p.add_argument("--seeds", type=int, help="initialisations per problem")
     p.add_argument("--max-sweeps", type=int, help="give up after this many sweeps")
     p.add_argument("--out", default="results/classic_experiments", help="output directory")
@@ -38,7 +40,9 @@ def main(argv=None) -> int:
     max_sweeps = args.max_sweeps or (5000 if args.quick else 20000)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    results = [classic.run_classic(pr, seeds=seeds, max_sweeps=max_sweeps) for pr in classic.classic_problems()]
+    results = [
+        classic.run_classic(pr, seeds=seeds, max_sweeps=max_sweeps) for pr in classic.classic_problems()
+    ]
     table = classic.classic_table(results)
     with open(os.path.join(args.out, "classic_experiments.json"), "w") as f:
         json.dump(results, f, indent=2)

@@ -43,29 +43,52 @@ def main(argv=None) -> int:
     if args.budget <= 0 or args.inits < 1:
         p.error("--budget must be positive and --inits at least 1")
     budget = 1.0 if args.quick else args.budget
-    problem = autoencoder.quick_problem() if args.quick else (
-        autoencoder.mnist_problem(args.data_dir) if args.data_dir else autoencoder.digits_problem())
+    problem = (
+        autoencoder.quick_problem()
+        if args.quick
+        else (autoencoder.mnist_problem(args.data_dir) if args.data_dir else autoencoder.digits_problem())
+    )
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     params = fnn.init(jax.random.key(0), problem.net)
     costs = autoencoder.measure_costs(problem.net, params, problem.x)
     adam_lr, adam_grid = autoencoder.tune(problem, "adam", autoencoder.ADAM_GRID, costs, budget)
-    momentum_lr, momentum_grid = autoencoder.tune(problem, "momentum", autoencoder.MOMENTUM_GRID, costs, budget)
+    momentum_lr, momentum_grid = autoencoder.tune(
+        problem, "momentum", autoencoder.MOMENTUM_GRID, costs, budget
+    )
     curves = {}
     for method in autoencoder.methods(adam_lr, momentum_lr):
-        curves[method.label] = [autoencoder.run_method(problem, method, seed, costs, budget)
-                                for seed in range(args.inits)]
-        print(f"{method.label}: train error {curves[method.label][0][-1]['train']:.3f} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        curves[method.label] = [
+            autoencoder.run_method(problem, method, seed, costs, budget) for seed in range(args.inits)
+        ]
+        print(
+            f"{method.label}: train error {curves[method.label][0][-1]['train']:.3f} "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     sgd = next(label for label in curves if label.startswith("SGD"))
-    target = float(sorted(r[-1]["train"] for r in curves[sgd])[len(curves[sgd]) // 2])  # momentum's median end
+    target = float(
+        sorted(r[-1]["train"] for r in curves[sgd])[len(curves[sgd]) // 2]
+    )  # momentum's median end
     summaries = [autoencoder.summarise(label, runs, target) for label, runs in curves.items()]
     table = autoencoder.table(summaries, target)
     out = os.path.join(args.out, "deep_autoencoder")
-    common.write_json(out + ".json", {"problem": problem.name, "sizes": list(problem.net.sizes), "budget_s": budget,
-                                      "inits": args.inits, "costs": costs, "adam_grid": adam_grid,
-                                      "momentum_grid": momentum_grid, "target": target, "summary": summaries,
-                                      "curves": curves, "seconds": time.perf_counter() - t0})
+    common.write_json(
+        out + ".json",
+        {
+            "problem": problem.name,
+            "sizes": list(problem.net.sizes),
+            "budget_s": budget,
+            "inits": args.inits,
+            "costs": costs,
+            "adam_grid": adam_grid,
+            "momentum_grid": momentum_grid,
+            "target": target,
+            "summary": summaries,
+            "curves": curves,
+            "seconds": time.perf_counter() - t0,
+        },
+    )
     with open(out + ".md", "w") as f:
         f.write(table)
     autoencoder.plot(curves, out + ".png")

@@ -46,7 +46,9 @@ class Budget:
     optimizer: str = "adam"
 
 
-def depth_net(kind: str, activation: str, depth: int, width: int = 64, n_in: int = 64, n_out: int = 10) -> Graph:
+def depth_net(
+    kind: str, activation: str, depth: int, width: int = 64, n_in: int = 64, n_out: int = 10
+) -> Graph:
     """``depth`` hidden layers of ``width`` units, softmax and cross-entropy: a plain chain or ``Graph.residual``.
 
     Both have the same weight shapes (``n_in -> width``, ``depth - 1`` times
@@ -74,24 +76,57 @@ def hidden_gradient_ratio(net: Graph, params, x, y) -> dict:
     return {"grad_first": first, "grad_last": last, "grad_ratio": first / last if last > 0 else math.nan}
 
 
-def depth_run(kind: str, activation: str, depth: int, splits, *, width: int = 64, seed: int = 0,
-              budget: Budget = Budget()) -> dict:
+def depth_run(
+    kind: str,
+    activation: str,
+    depth: int,
+    splits,
+    *,
+    width: int = 64,
+    seed: int = 0,
+    budget: Budget = Budget(),
+) -> dict:
     """One net of ``depth_net``: its gradient ratio at initialisation (on the probe batch), then its test
     loss and accuracy after training for ``budget`` from ``jax.random.key(seed)`` (init and shuffling)."""
     net = depth_net(kind, activation, depth, width, splits.train.x.shape[1], int(splits.train.y.max()) + 1)
     params = init(jax.random.key(seed), net)
-    row = {"kind": kind, "activation": activation, "depth": depth, "width": width, "seed": seed,
-           **hidden_gradient_ratio(net, params, *diagnostics.probe_batch(splits.train.x, splits.train.y))}
-    params, history = fit(net, params, (splits.train.x, splits.train.y), optimizer=budget.optimizer,
-                          learning_rate=budget.learning_rate, epochs=budget.epochs, batch_size=budget.batch_size,
-                          key=jax.random.key(seed))
+    row = {
+        "kind": kind,
+        "activation": activation,
+        "depth": depth,
+        "width": width,
+        "seed": seed,
+        **hidden_gradient_ratio(net, params, *diagnostics.probe_batch(splits.train.x, splits.train.y)),
+    }
+    params, history = fit(
+        net,
+        params,
+        (splits.train.x, splits.train.y),
+        optimizer=budget.optimizer,
+        learning_rate=budget.learning_rate,
+        epochs=budget.epochs,
+        batch_size=budget.batch_size,
+        key=jax.random.key(seed),
+    )
     test = evaluate(net, params, splits.test.x, splits.test.y)
-    return {**row, "train_loss": history.train_loss[-1], "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"]}
+    return {
+        **row,
+        "train_loss": history.train_loss[-1],
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+    }
 
 
-def residual_depth(splits, *, activations=DEPTH_ACTIVATIONS, depths=DEPTHS, width: int = 64, seeds: int = 3,
-                   budget: Budget = Budget(), progress=None) -> list[dict]:
+def residual_depth(
+    splits,
+    *,
+    activations=DEPTH_ACTIVATIONS,
+    depths=DEPTHS,
+    width: int = 64,
+    seeds: int = 3,
+    budget: Budget = Budget(),
+    progress=None,
+) -> list[dict]:
     """``depth_run`` for every activation x depth x kind x seed (seeds ``0 .. seeds - 1``): one row each.
 
     ``splits`` is ``fnn.data.prepare``'s; ``progress``, if given, is called
@@ -131,14 +166,18 @@ def depth_summary(rows: list[dict]) -> list[dict]:
 def depth_table(summary: list[dict]) -> str:
     """The summary as a markdown table: a row per activation x depth, plain and residual side by side."""
     by = {(s["activation"], s["depth"], s["kind"]): s for s in summary}
-    head = ("| activation | depth | plain test acc. | residual test acc. | plain train loss | residual train loss "
-            "| plain grad ratio | residual grad ratio |\n|---|---|---|---|---|---|---|---|")
+    head = (
+        "| activation | depth | plain test acc. | residual test acc. | plain train loss | residual train loss "
+        "| plain grad ratio | residual grad ratio |\n|---|---|---|---|---|---|---|---|"
+    )
     cells = []
     for act, depth in dict.fromkeys((s["activation"], s["depth"]) for s in summary):
         p, r = by[act, depth, "plain"], by[act, depth, "residual"]
-        cells.append(f"| {act} | {depth} | {_accuracy_cell(p)} | {_accuracy_cell(r)} "
-                     f"| {p['train_loss_mean']:.2g} | {r['train_loss_mean']:.2g} "
-                     f"| {_ratio_cell(p['grad_ratio_mean'])} | {_ratio_cell(r['grad_ratio_mean'])} |")
+        cells.append(
+            f"| {act} | {depth} | {_accuracy_cell(p)} | {_accuracy_cell(r)} "
+            f"| {p['train_loss_mean']:.2g} | {r['train_loss_mean']:.2g} "
+            f"| {_ratio_cell(p['grad_ratio_mean'])} | {_ratio_cell(r['grad_ratio_mean'])} |"
+        )
     return "\n".join([head, *cells]) + "\n"
 
 
@@ -151,9 +190,11 @@ def _ratio_cell(v: float) -> str:
     return "0 (underflow)" if v == 0 else f"{v:.1e}"
 
 
-_DEPTH_PANELS = (("test_accuracy", "test accuracy after training", "linear"),
-                 ("train_loss", "training loss, last epoch", "log"),
-                 ("grad_ratio", "||grad first hidden|| / ||grad last hidden||\nat initialisation", "log"))
+_DEPTH_PANELS = (
+    ("test_accuracy", "test accuracy after training", "linear"),
+    ("train_loss", "training loss, last epoch", "log"),
+    ("grad_ratio", "||grad first hidden|| / ||grad last hidden||\nat initialisation", "log"),
+)
 
 
 def plot_depth(summary: list[dict], path) -> None:
@@ -166,12 +207,21 @@ def plot_depth(summary: list[dict], path) -> None:
     for (m, label, scale), row in zip(_DEPTH_PANELS, axes):
         for ax, act in zip(row, acts):
             for i, kind in enumerate(KINDS):
-                ss = sorted((s for s in summary if s["activation"] == act and s["kind"] == kind),
-                            key=lambda s: s["depth"])
+                ss = sorted(
+                    (s for s in summary if s["activation"] == act and s["kind"] == kind),
+                    key=lambda s: s["depth"],
+                )
                 d = [s["depth"] for s in ss]
                 mean, lo, hi = ([max(s[f"{m}_{k}"], RATIO_FLOOR) for s in ss] for k in ("mean", "min", "max"))
-                ax.plot(d, mean, color=f"C{i}", linestyle="--" if kind == "plain" else "-", marker="o",
-                        markersize=4, label=kind)
+                ax.plot(
+                    d,
+                    mean,
+                    color=f"C{i}",
+                    linestyle="--" if kind == "plain" else "-",
+                    marker="o",
+                    markersize=4,
+                    label=kind,
+                )
                 ax.fill_between(d, lo, hi, color=f"C{i}", alpha=0.15)
             ax.set_yscale(scale)
             ax.grid(True, alpha=0.3)
@@ -185,8 +235,11 @@ def plot_depth(summary: list[dict], path) -> None:
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.set_xlabel("hidden layers (depth)")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Plain (dashed) vs residual (solid) nets on digits, width 64, the same budget "
-                 f"(ratios below {RATIO_FLOOR:.0e}: underflow)", fontsize=10)
+    fig.suptitle(
+        "Plain (dashed) vs residual (solid) nets on digits, width 64, the same budget "
+        f"(ratios below {RATIO_FLOOR:.0e}: underflow)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -42,14 +42,28 @@ def main(argv=None) -> int:
     runs = {}
     for plan in eos.plans(args.quick):
         runs[plan.problem.name] = eos.edge_of_stability(
-            plan.problem, plan.etas, plan.steps, every=args.every, seed=args.seed,
-            progress=lambda r: print(_progress(r, time.perf_counter() - t0), flush=True))
+            plan.problem,
+            plan.etas,
+            plan.steps,
+            every=args.every,
+            seed=args.seed,
+            progress=lambda r: print(_progress(r, time.perf_counter() - t0), flush=True),
+        )
     summaries = [eos.summarise(r) for rs in runs.values() for r in rs]
     table = eos.summary_table(summaries)
     out = os.path.join(args.out, "edge_of_stability")
     curves = [eos.curves(r) for rs in runs.values() for r in rs]
-    common.write_json(out + ".json", {"seconds": time.perf_counter() - t0, "band": eos.BAND, "reached": eos.REACHED,
-                                      "residual_tol": eos.RESIDUAL_TOL, "summary": summaries, "curves": curves})
+    common.write_json(
+        out + ".json",
+        {
+            "seconds": time.perf_counter() - t0,
+            "band": eos.BAND,
+            "reached": eos.REACHED,
+            "residual_tol": eos.RESIDUAL_TOL,
+            "summary": summaries,
+            "curves": curves,
+        },
+    )
     with open(out + ".md", "w") as f:
         f.write(table)
     eos.plot_edge_of_stability(runs, out + ".png")
@@ -60,9 +74,11 @@ def main(argv=None) -> int:
 
 def _progress(r: dict, elapsed: float) -> str:
     """One finished run as a line of the progress printout."""
-    return (f"{elapsed:6.0f} s  {r['problem'].split(' (')[0]:20s} eta {r['eta']:.4g} (2/eta {2 / r['eta']:.3g}): "
-            f"sharpness {r['sharpness'][0]:.2f} -> max {max(r['sharpness']):.2f}, "
-            f"loss {r['loss'][0]:.3g} -> {r['loss'][-1]:.3g}")
+    return (
+        f"{elapsed:6.0f} s  {r['problem'].split(' (')[0]:20s} eta {r['eta']:.4g} (2/eta {2 / r['eta']:.3g}): "
+        f"sharpness {r['sharpness'][0]:.2f} -> max {max(r['sharpness']):.2f}, "
+        f"loss {r['loss'][0]:.3g} -> {r['loss'][-1]:.3g}"
+    )
 
 
 if __name__ == "__main__":

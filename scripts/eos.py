@@ -71,16 +71,24 @@ def digits_problem(n: int = 1000, hidden=(64, 64), seed: int = 0) -> Problem:
     """``n`` standardised digits, one-hot targets, a tanh ``64-hidden-10`` with mse (identity output)."""
     x, labels = digits_batch(n, seed)
     net = MLP((64, *hidden, 10), activation="tanh", output="identity", loss="mse")
-    return Problem(f"digits ({n} examples), tanh 64-{'-'.join(map(str, hidden))}-10, mse on one-hot", net,
-                   jnp.asarray(x), jax.nn.one_hot(labels, 10, dtype=jnp.float32))
+    return Problem(
+        f"digits ({n} examples), tanh 64-{'-'.join(map(str, hidden))}-10, mse on one-hot",
+        net,
+        jnp.asarray(x),
+        jax.nn.one_hot(labels, 10, dtype=jnp.float32),
+    )
 
 
 def sine_problem(n: int = 200, hidden=(64, 64)) -> Problem:
     """``y = sin(2x) + cos(5x) / 2`` at ``n`` evenly spaced ``x`` in ``[-3, 3]``, a tanh ``1-hidden-1`` with mse."""
     x = jnp.linspace(-3.0, 3.0, n, dtype=jnp.float32)[:, None]
     net = MLP((1, *hidden, 1), activation="tanh", output="identity", loss="mse")
-    return Problem(f"sin(2x) + cos(5x)/2 ({n} points), tanh 1-{'-'.join(map(str, hidden))}-1, mse", net,
-                   x, jnp.sin(2 * x) + 0.5 * jnp.cos(5 * x))
+    return Problem(
+        f"sin(2x) + cos(5x)/2 ({n} points), tanh 1-{'-'.join(map(str, hidden))}-1, mse",
+        net,
+        x,
+        jnp.sin(2 * x) + 0.5 * jnp.cos(5 * x),
+    )
 
 
 class Plan(NamedTuple):
@@ -107,10 +115,14 @@ def plans(quick: bool = False) -> list[Plan]:
     ``quick``: small nets and a thousand steps at most, for the tests.
     """
     if quick:
-        return [Plan(digits_problem(100, (16, 16)), (10.0, 20.0), 100),
-                Plan(sine_problem(100, (16, 16)), (10.0, 40.0), 1000)]
-    return [Plan(digits_problem(1000, (64, 64)), (13.0, 15.0, 16.0, 20.0), 12000),
-            Plan(sine_problem(200, (64, 64)), (20.0, 30.0, 45.0, 80.0), 10000)]
+        return [
+            Plan(digits_problem(100, (16, 16)), (10.0, 20.0), 100),
+            Plan(sine_problem(100, (16, 16)), (10.0, 40.0), 1000),
+        ]
+    return [
+        Plan(digits_problem(1000, (64, 64)), (13.0, 15.0, 16.0, 20.0), 12000),
+        Plan(sine_problem(200, (64, 64)), (20.0, 30.0, 45.0, 80.0), 10000),
+    ]
 
 
 # --------------------------------------------------------------------------- the top eigenvalue
@@ -148,8 +160,9 @@ def lanczos(matvec, v0: Array, steps: int = LANCZOS_STEPS):
     return theta[-1], u, jnp.linalg.norm(matvec(u) - theta[-1] * u)
 
 
-def top_eigenvalue(matvec, v0: Array, steps: int = LANCZOS_STEPS, tol: float = RESIDUAL_TOL,
-                   restarts: int = MAX_RESTARTS):
+def top_eigenvalue(
+    matvec, v0: Array, steps: int = LANCZOS_STEPS, tol: float = RESIDUAL_TOL, restarts: int = MAX_RESTARTS
+):
     """``(theta, u, relative residual)``: ``lanczos`` from ``v0``, restarted from its Ritz vector (at most
     ``restarts`` more times) until ``||H u - theta u|| <= tol |theta|``. Jittable; ``v0`` the warm start."""
 
@@ -193,8 +206,15 @@ def _segment(net, params, x, y, eta, v, every: int, lanczos_steps: int):
 _compiled_segment = jax.jit(_segment, static_argnames=("net", "every", "lanczos_steps"))
 
 
-def gradient_descent(problem: Problem, eta: float, steps: int, *, every: int = 20, seed: int = 0,
-                     lanczos_steps: int = LANCZOS_STEPS) -> dict:
+def gradient_descent(
+    problem: Problem,
+    eta: float,
+    steps: int,
+    *,
+    every: int = 20,
+    seed: int = 0,
+    lanczos_steps: int = LANCZOS_STEPS,
+) -> dict:
     """Full-batch GD at step size ``eta`` for ``steps`` steps from ``fnn.init(jax.random.key(seed))``.
 
     Returns plain lists: ``loss`` (``L(w_t)``, ``t = 0 .. steps - 1``), and at
@@ -208,19 +228,30 @@ def gradient_descent(problem: Problem, eta: float, steps: int, *, every: int = 2
     v = jax.random.normal(jax.random.key(seed + 1), ravel_pytree(params)[0].shape, jnp.float32)
     loss, at, lam, res = [], [], [], []
     for start in range(0, steps, every):
-        params, v, s, r, losses = _compiled_segment(net, params, x, y, jnp.float32(eta), v, every, lanczos_steps)
+        params, v, s, r, losses = _compiled_segment(
+            net, params, x, y, jnp.float32(eta), v, every, lanczos_steps
+        )
         at.append(start)
         lam.append(float(s))
         res.append(float(r))
         loss.extend(np.asarray(losses, np.float64).tolist())
         if not np.all(np.isfinite(losses)):
             break
-    return {"problem": problem.name, "eta": eta, "steps": len(loss), "every": every, "loss": loss,
-            "sharpness_step": at, "sharpness": lam, "residual": res}
+    return {
+        "problem": problem.name,
+        "eta": eta,
+        "steps": len(loss),
+        "every": every,
+        "loss": loss,
+        "sharpness_step": at,
+        "sharpness": lam,
+        "residual": res,
+    }
 
 
-def edge_of_stability(problem: Problem, etas, steps: int, *, every: int = 20, seed: int = 0,
-                      progress=None) -> list[dict]:
+def edge_of_stability(
+    problem: Problem, etas, steps: int, *, every: int = 20, seed: int = 0, progress=None
+) -> list[dict]:
     """``gradient_descent`` at each of ``etas`` from the same init; ``progress(run)`` after each if given."""
     runs = []
     for eta in etas:
@@ -247,54 +278,91 @@ def summarise(run: dict, band: float = BAND, reached: float = REACHED) -> dict:
     edge = 2.0 / run["eta"]
     lam, at, loss = np.asarray(run["sharpness"]), np.asarray(run["sharpness_step"]), np.asarray(run["loss"])
     below = np.flatnonzero(lam < reached * edge)
-    first_below = int(below[0]) if len(below) else len(lam)  # a sharpness that starts above 2/eta comes down first
+    first_below = (
+        int(below[0]) if len(below) else len(lam)
+    )  # a sharpness that starts above 2/eta comes down first
     hit = first_below + np.flatnonzero(lam[first_below:] >= reached * edge)
-    out = {"problem": run["problem"], "eta": run["eta"], "two_over_eta": edge, "steps": run["steps"],
-           "sharpness_init": float(lam[0]), "sharpness_final": float(lam[-1]), "loss_init": float(loss[0]),
-           "loss_final": float(loss[-1]), "max_residual": float(np.max(run["residual"])),
-           "diverged": not bool(np.all(np.isfinite(loss)))}
+    out = {
+        "problem": run["problem"],
+        "eta": run["eta"],
+        "two_over_eta": edge,
+        "steps": run["steps"],
+        "sharpness_init": float(lam[0]),
+        "sharpness_final": float(lam[-1]),
+        "loss_init": float(loss[0]),
+        "loss_final": float(loss[-1]),
+        "max_residual": float(np.max(run["residual"])),
+        "diverged": not bool(np.all(np.isfinite(loss))),
+    }
     if len(hit) == 0:
-        return {**out, "reached_step": None, "max_before": float(lam.max()), "max_after": None,
-                "max_before_ratio": float(lam.max() / edge), "max_after_ratio": None, "frac_in_band": None,
-                "loss_fell": None, "loss_rises": None}
+        return {
+            **out,
+            "reached_step": None,
+            "max_before": float(lam.max()),
+            "max_after": None,
+            "max_before_ratio": float(lam.max() / edge),
+            "max_after_ratio": None,
+            "frac_in_band": None,
+            "loss_fell": None,
+            "loss_rises": None,
+        }
     i = int(hit[0])
     step = int(at[i])
     after = lam[i:]
     tail = loss[step:]
     before = float(lam[:i].max())  # i > 0: lam[first_below] is below
-    return {**out, "reached_step": step, "max_before": before, "max_before_ratio": before / edge,
-            "max_after": float(after.max()),
-            "max_after_ratio": float(after.max() / edge),
-            "frac_in_band": float(np.mean(np.abs(after / edge - 1) <= band)),
-            "loss_fell": bool(tail[-1] < tail[0]), "loss_rises": int(np.sum(np.diff(tail) > 0))}
+    return {
+        **out,
+        "reached_step": step,
+        "max_before": before,
+        "max_before_ratio": before / edge,
+        "max_after": float(after.max()),
+        "max_after_ratio": float(after.max() / edge),
+        "frac_in_band": float(np.mean(np.abs(after / edge - 1) <= band)),
+        "loss_fell": bool(tail[-1] < tail[0]),
+        "loss_rises": int(np.sum(np.diff(tail) > 0)),
+    }
 
 
 def curves(run: dict, digits: int = 5) -> dict:
     """``run`` at its sharpness measurements only, to ``digits`` significant digits: the loss there, not at
     every step, and the largest Lanczos residual; a results file's share of it."""
-    keep = lambda v: float(f"{v:.{digits}g}")  # noqa: E731
-    return {"problem": run["problem"], "eta": run["eta"], "steps": run["steps"], "every": run["every"],
-            "step": run["sharpness_step"], "sharpness": [keep(v) for v in run["sharpness"]],
-            "loss": [keep(run["loss"][t]) for t in run["sharpness_step"]], "max_residual": max(run["residual"])}
+    keep = lambda v: float(f"{v:.{digits}g}")
+    return {
+        "problem": run["problem"],
+        "eta": run["eta"],
+        "steps": run["steps"],
+        "every": run["every"],
+        "step": run["sharpness_step"],
+        "sharpness": [keep(v) for v in run["sharpness"]],
+        "loss": [keep(run["loss"][t]) for t in run["sharpness_step"]],
+        "max_residual": max(run["residual"]),
+    }
 
 
 def summary_table(summaries: list[dict], band: float = BAND) -> str:
     """The summaries as a markdown table, a row per problem and ``eta``."""
-    head = (f"| problem | eta | 2/eta | sharpness at init | max before reaching 2/eta | reached at step "
-            f"| max after (x 2/eta) | after: within +-{band:.0%} of 2/eta | loss: init -> end "
-            f"| loss fell after reaching | steps the loss rose after reaching |\n" + "|---" * 11 + "|")
+    head = (
+        f"| problem | eta | 2/eta | sharpness at init | max before reaching 2/eta | reached at step "
+        f"| max after (x 2/eta) | after: within +-{band:.0%} of 2/eta | loss: init -> end "
+        f"| loss fell after reaching | steps the loss rose after reaching |\n" + "|---" * 11 + "|"
+    )
     rows = []
     for s in summaries:
         name = s["problem"].split(" (")[0]
         if s["reached_step"] is None:
             rest = f"{s['max_before']:.2f} | never ({s['steps']} steps) | - | - "
         else:
-            rest = (f"{s['max_before']:.2f} | {s['reached_step']} | {s['max_after']:.2f} ({s['max_after_ratio']:.2f}) "
-                    f"| {s['frac_in_band']:.0%} ")
+            rest = (
+                f"{s['max_before']:.2f} | {s['reached_step']} | {s['max_after']:.2f} ({s['max_after_ratio']:.2f}) "
+                f"| {s['frac_in_band']:.0%} "
+            )
         fell = "-" if s["loss_fell"] is None else ("yes" if s["loss_fell"] else "no")
         rises = "-" if s["loss_rises"] is None else f"{s['loss_rises']}"
-        rows.append(f"| {name} | {s['eta']:.4g} | {s['two_over_eta']:.3g} | {s['sharpness_init']:.2f} | {rest}"
-                    f"| {s['loss_init']:.3g} -> {s['loss_final']:.3g} | {fell} | {rises} |")
+        rows.append(
+            f"| {name} | {s['eta']:.4g} | {s['two_over_eta']:.3g} | {s['sharpness_init']:.2f} | {rest}"
+            f"| {s['loss_init']:.3g} -> {s['loss_final']:.3g} | {fell} | {rises} |"
+        )
     return "\n".join([head, *rows]) + "\n"
 
 
@@ -303,7 +371,9 @@ def plot_edge_of_stability(runs_by_problem: dict, path) -> None:
     the training loss vs step on a log axis (bottom)."""
     plt = pyplot()
     names = list(runs_by_problem)
-    fig, axes = plt.subplots(2, len(names), figsize=(6 * len(names), 7.5), dpi=90, sharex="col", squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(names), figsize=(6 * len(names), 7.5), dpi=90, sharex="col", squeeze=False
+    )
     for col, name in enumerate(names):
         top, bottom = axes[0][col], axes[1][col]
         for i, run in enumerate(runs_by_problem[name]):
@@ -322,8 +392,11 @@ def plot_edge_of_stability(runs_by_problem: dict, path) -> None:
         bottom.set_xlabel("step of full-batch gradient descent")
         for ax in (top, bottom):
             ax.grid(True, alpha=0.3)
-    fig.suptitle("Full-batch gradient descent at several step sizes eta: the sharpness, with 2/eta dashed, "
-                 "and the training loss", fontsize=11)
+    fig.suptitle(
+        "Full-batch gradient descent at several step sizes eta: the sharpness, with 2/eta dashed, "
+        "and the training loss",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

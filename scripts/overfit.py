@@ -17,8 +17,15 @@ from fnn.training.loop import fit
 from scripts.common import digits_batch, pyplot
 
 
-def overfitting(n_train: int = 100, n_val: int = 500, epochs: int = 300, patience: int = 20,
-                hidden=(256, 256), seed: int = 0, dropout: float = 0.0) -> dict:
+def overfitting(
+    n_train: int = 100,
+    n_val: int = 500,
+    epochs: int = 300,
+    patience: int = 20,
+    hidden=(256, 256),
+    seed: int = 0,
+    dropout: float = 0.0,
+) -> dict:
     """A big relu network on ``n_train`` digits: the history, the best epoch and where early stopping stops.
 
     Trained for all ``epochs`` without stopping so both curves are seen in
@@ -31,11 +38,26 @@ def overfitting(n_train: int = 100, n_val: int = 500, epochs: int = 300, patienc
     x, y = digits_batch(n_train + n_val, seed)
     net = MLP((64, *hidden, 10), activation="relu", output="softmax", loss="cross_entropy", dropout=dropout)
     params = init(jax.random.key(seed), net)
-    _, history = fit(net, params, (x[:n_train], y[:n_train]), optimizer="adam", learning_rate=1e-3, epochs=epochs,
-                     batch_size=32, key=jax.random.key(seed), validation=(x[n_train:], y[n_train:]))
-    return {"history": history, "best_epoch": history.best_epoch,
-            "stop_epoch": early_stopping_epoch(history.val_loss, patience), "patience": patience,
-            "n_train": n_train, "n_val": n_val, "dropout": dropout}
+    _, history = fit(
+        net,
+        params,
+        (x[:n_train], y[:n_train]),
+        optimizer="adam",
+        learning_rate=1e-3,
+        epochs=epochs,
+        batch_size=32,
+        key=jax.random.key(seed),
+        validation=(x[n_train:], y[n_train:]),
+    )
+    return {
+        "history": history,
+        "best_epoch": history.best_epoch,
+        "stop_epoch": early_stopping_epoch(history.val_loss, patience),
+        "patience": patience,
+        "n_train": n_train,
+        "n_val": n_val,
+        "dropout": dropout,
+    }
 
 
 def dropout_comparison(rate: float = 0.5, **kwargs) -> list[dict]:
@@ -46,10 +68,17 @@ def dropout_comparison(rate: float = 0.5, **kwargs) -> list[dict]:
 def best_validation(result: dict) -> dict:
     """The headline numbers of one ``overfitting`` run: its best validation epoch, loss and accuracy, its end."""
     h, b = result["history"], result["best_epoch"]
-    return {"dropout": result["dropout"], "best_epoch": b, "best_val_loss": h.val_loss[b - 1],
-            "best_val_accuracy": h.val_accuracy[b - 1], "stop_epoch": result["stop_epoch"], "epochs": len(h),
-            "final_train_loss": h.train_loss[-1], "final_val_loss": h.val_loss[-1],
-            "final_val_accuracy": h.val_accuracy[-1]}
+    return {
+        "dropout": result["dropout"],
+        "best_epoch": b,
+        "best_val_loss": h.val_loss[b - 1],
+        "best_val_accuracy": h.val_accuracy[b - 1],
+        "stop_epoch": result["stop_epoch"],
+        "epochs": len(h),
+        "final_train_loss": h.train_loss[-1],
+        "final_val_loss": h.val_loss[-1],
+        "final_val_accuracy": h.val_accuracy[-1],
+    }
 
 
 def curves_rows(results: list[dict]) -> list[dict]:
@@ -80,8 +109,9 @@ def plot_dropout(results: list[dict], path) -> None:
         a.grid(True, alpha=0.3)
         a.legend(fontsize=7)
     r = results[0]
-    fig.suptitle(f"Dropout on the hidden layers: 64-256-256-10 on {r['n_train']} digits, "
-                 f"validated on {r['n_val']}")
+    fig.suptitle(
+        f"Dropout on the hidden layers: 64-256-256-10 on {r['n_train']} digits, validated on {r['n_val']}"
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -120,8 +150,13 @@ def plot_overfitting(result: dict, path) -> None:
     b, s = result["best_epoch"], result["stop_epoch"]
     for a in (ax, ax2):
         a.axvline(b, color="C2", linestyle="--", linewidth=1, label=f"best validation loss (epoch {b})")
-        a.axvline(s, color="C3", linestyle=":", linewidth=1.2,
-                  label=f"early stopping, patience {result['patience']} (epoch {s})")
+        a.axvline(
+            s,
+            color="C3",
+            linestyle=":",
+            linewidth=1.2,
+            label=f"early stopping, patience {result['patience']} (epoch {s})",
+        )
         a.set_xlabel("epoch")
         a.grid(True, alpha=0.3)
     ax.legend(fontsize=7)

@@ -42,8 +42,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     epochs = args.epochs or (100 if args.quick else 300)
     kwargs = dict(epochs=epochs, patience=args.patience)
-    results = (overfit.dropout_comparison(args.dropout, **kwargs) if args.dropout
-               else [overfit.overfitting(**kwargs)])
+    results = (
+        overfit.dropout_comparison(args.dropout, **kwargs)
+        if args.dropout
+        else [overfit.overfitting(**kwargs)]
+    )
     out = os.path.join(args.out, "overfitting")
     overfit.plot_overfitting(results[0], out + ".png")
     best = [overfit.best_validation(r) for r in results]
@@ -53,18 +56,22 @@ def main(argv=None) -> int:
     common.write_json(out + ".json", {"seconds": time.perf_counter() - t0, "runs": best})
     if len(results) > 1:
         overfit.plot_dropout(results, out + "_dropout.png")
-    print(f"wrote {out}.png{', _dropout.png' if len(results) > 1 else ''}, .csv, .json "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {out}.png{', _dropout.png' if len(results) > 1 else ''}, .csv, .json "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 
 def _line(b: dict, patience: int) -> str:
     """One run's ``best_validation`` as a sentence."""
-    return (f"{overfit.dropout_label(b['dropout'])}: best validation loss {b['best_val_loss']:.4f} "
-            f"at epoch {b['best_epoch']} (val accuracy {b['best_val_accuracy']:.3f}); "
-            f"early stopping (patience {patience}) stops at epoch {b['stop_epoch']}; "
-            f"after {b['epochs']} epochs: train loss {b['final_train_loss']:.2e}, "
-            f"val loss {b['final_val_loss']:.4f} (val accuracy {b['final_val_accuracy']:.3f})")
+    return (
+        f"{overfit.dropout_label(b['dropout'])}: best validation loss {b['best_val_loss']:.4f} "
+        f"at epoch {b['best_epoch']} (val accuracy {b['best_val_accuracy']:.3f}); "
+        f"early stopping (patience {patience}) stops at epoch {b['stop_epoch']}; "
+        f"after {b['epochs']} epochs: train loss {b['final_train_loss']:.2e}, "
+        f"val loss {b['final_val_loss']:.4f} (val accuracy {b['final_val_accuracy']:.3f})"
+    )
 
 
 if __name__ == "__main__":

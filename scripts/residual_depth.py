@@ -45,22 +45,38 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=64, help="hidden width (default 64)")
     p.add_argument("--out", default="results/residual_depth", help="output directory")
     args = p.parse_args(argv)
-    depths = tuple(map(int, args.depths.split(","))) if args.depths else (2, 4) if args.quick else depth.DEPTHS
+    depths = (
+        tuple(map(int, args.depths.split(","))) if args.depths else (2, 4) if args.quick else depth.DEPTHS
+    )
     acts = tuple(args.activations.split(",")) if args.activations else depth.DEPTH_ACTIVATIONS
     seeds = args.seeds or (1 if args.quick else 3)
     budget = dataclasses.replace(depth.Budget(), epochs=args.epochs or (2 if args.quick else 30))
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
     splits = data.prepare(datasets.load("digits"), test_size=0.25, val_size=0.1, seed=0, scale="standard")
-    rows = depth.residual_depth(splits, activations=acts, depths=depths, width=args.width, seeds=seeds,
-                                      budget=budget,
-                                      progress=lambda r: print(_progress(r, time.perf_counter() - t0), flush=True))
+    rows = depth.residual_depth(
+        splits,
+        activations=acts,
+        depths=depths,
+        width=args.width,
+        seeds=seeds,
+        budget=budget,
+        progress=lambda r: print(_progress(r, time.perf_counter() - t0), flush=True),
+    )
     summary = depth.depth_summary(rows)
     table = depth.depth_table(summary)
     out = os.path.join(args.out, "residual_depth")
     common.write_csv(rows, out + ".csv")
-    common.write_json(out + ".json", {"budget": dataclasses.asdict(budget), "width": args.width,
-                                           "seconds": time.perf_counter() - t0, "summary": summary, "runs": rows})
+    common.write_json(
+        out + ".json",
+        {
+            "budget": dataclasses.asdict(budget),
+            "width": args.width,
+            "seconds": time.perf_counter() - t0,
+            "summary": summary,
+            "runs": rows,
+        },
+    )
     with open(out + ".md", "w") as f:
         f.write(table)
     depth.plot_depth(summary, out + ".png")
@@ -71,8 +87,10 @@ def main(argv=None) -> int:
 
 def _progress(r: dict, elapsed: float) -> str:
     """One finished net as a line of the progress printout."""
-    return (f"{elapsed:6.0f} s  {r['activation']:7s} depth {r['depth']:2d} {r['kind']:8s} seed {r['seed']}: "
-            f"grad ratio {r['grad_ratio']:.1e}, test accuracy {r['test_accuracy']:.3f}")
+    return (
+        f"{elapsed:6.0f} s  {r['activation']:7s} depth {r['depth']:2d} {r['kind']:8s} seed {r['seed']}: "
+        f"grad ratio {r['grad_ratio']:.1e}, test accuracy {r['test_accuracy']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,16 @@ SURVEY_INITS = ("normal", "small_uniform", "glorot_uniform", "he_normal", "lecun
 SURVEY_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 
 
-
-
-def gradient_survey(x, y, *, depth: int = 10, width: int = 32, inits=SURVEY_INITS,
-                    activations=SURVEY_ACTIVATIONS, seeds: int = 3) -> list[dict]:
+def gradient_survey(
+    x,
+    y,
+    *,
+    depth: int = 10,
+    width: int = 32,
+    inits=SURVEY_INITS,
+    activations=SURVEY_ACTIVATIONS,
+    seeds: int = 3,
+) -> list[dict]:
     """Per-layer statistics at initialisation of a ``depth``-layer network for each init x activation.
 
     The network is ``n_in -> width x (depth - 1) -> n_classes``, softmax and
@@ -37,31 +43,47 @@ def gradient_survey(x, y, *, depth: int = 10, width: int = 32, inits=SURVEY_INIT
     n_classes = int(np.max(y)) + 1
     rows = []
     for act in activations:
-        net = MLP((x.shape[1], *[width] * (depth - 1), n_classes), activation=act, output="softmax",
-                  loss="cross_entropy")
+        net = MLP(
+            (x.shape[1], *[width] * (depth - 1), n_classes),
+            activation=act,
+            output="softmax",
+            loss="cross_entropy",
+        )
         for scheme in inits:
-            stats = [diagnostics.layer_stats(net, init(jax.random.key(s), net, scheme), x, y) for s in range(seeds)]
+            stats = [
+                diagnostics.layer_stats(net, init(jax.random.key(s), net, scheme), x, y) for s in range(seeds)
+            ]
             g = np.exp(np.mean([np.log(np.maximum(s["grad_norm"], 1e-300)) for s in stats], axis=0))
             sat = np.mean([s["saturation"][:-1] for s in stats])
             dead = np.mean([s["dead_relu"][:-1] for s in stats])
-            rows.append({
-                "init": scheme, "activation": act, "grad_norm": [float(v) for v in g],
-                "first_over_last": float(g[0] / g[-1]), "max_over_min": float(g.max() / g.min()),
-                "saturation": float(sat), "dead_relu": float(dead),
-            })
+            rows.append(
+                {
+                    "init": scheme,
+                    "activation": act,
+                    "grad_norm": [float(v) for v in g],
+                    "first_over_last": float(g[0] / g[-1]),
+                    "max_over_min": float(g.max() / g.min()),
+                    "saturation": float(sat),
+                    "dead_relu": float(dead),
+                }
+            )
     return rows
 
 
 def survey_table(rows: list[dict]) -> str:
     """The survey as a markdown table."""
-    head = ("| init | activation | grad norm layer 1 | grad norm layer L | layer 1 / layer L | max / min "
-            "| saturated (hidden) | dead relu (hidden) |\n|---|---|---|---|---|---|---|---|")
+    head = (
+        "| init | activation | grad norm layer 1 | grad norm layer L | layer 1 / layer L | max / min "
+        "| saturated (hidden) | dead relu (hidden) |\n|---|---|---|---|---|---|---|---|"
+    )
     cells = []
     for r in rows:
-        pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.0f}%"  # noqa: E731
-        cells.append(f"| {r['init']} | {r['activation']} | {r['grad_norm'][0]:.2e} | {r['grad_norm'][-1]:.2e} "
-                     f"| {r['first_over_last']:.1e} | {r['max_over_min']:.1e} | {pct(r['saturation'])} "
-                     f"| {pct(r['dead_relu'])} |")
+        pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.0f}%"
+        cells.append(
+            f"| {r['init']} | {r['activation']} | {r['grad_norm'][0]:.2e} | {r['grad_norm'][-1]:.2e} "
+            f"| {r['first_over_last']:.1e} | {r['max_over_min']:.1e} | {pct(r['saturation'])} "
+            f"| {pct(r['dead_relu'])} |"
+        )
     return "\n".join([head, *cells]) + "\n"
 
 
@@ -72,7 +94,11 @@ def survey_csv(rows: list[dict], path) -> None:
     with open(path, "w") as f:
         f.write(",".join(header) + "\n")
         for r in rows:
-            vals = [r["init"], r["activation"]] + [repr(r[k]) for k in header[2:6]] + [repr(v) for v in r["grad_norm"]]
+            vals = (
+                [r["init"], r["activation"]]
+                + [repr(r[k]) for k in header[2:6]]
+                + [repr(v) for v in r["grad_norm"]]
+            )
             f.write(",".join(vals) + "\n")
 
 

@@ -64,7 +64,10 @@ def leaf_norm_error(got, ref) -> float:
 
 
 def worst_norm_error(grads, refs) -> float:
-    return max(leaf_norm_error(g, r) for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(refs)))
+    return max(
+        leaf_norm_error(g, r)
+        for g, r in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(refs))
+    )
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -97,8 +100,10 @@ def chain_params(rng, net, scale):
     def std(n_in, n_out):
         return {"glorot": np.sqrt(2 / (n_in + n_out)), "unit": 1.0, "small": 0.05}[scale]
 
-    return [{"W": rng.normal(0, std(i, o), (i, o)), "b": rng.normal(0, 0.1, o)}
-            for i, o in zip(net.sizes[:-1], net.sizes[1:])]
+    return [
+        {"W": rng.normal(0, std(i, o), (i, o)), "b": rng.normal(0, 0.1, o)}
+        for i, o in zip(net.sizes[:-1], net.sizes[1:])
+    ]
 
 
 @st.composite
@@ -108,11 +113,21 @@ def graphs(draw):
     widths, nodes = {"x": n_in}, []
     for j in range(draw(st.integers(0, 4))):
         earlier = list(widths)
-        inputs = tuple(draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=len(earlier), unique=True)))
+        inputs = tuple(
+            draw(st.lists(st.sampled_from(earlier), min_size=1, max_size=len(earlier), unique=True))
+        )
         residual = draw(st.one_of(st.none(), st.sampled_from(earlier)))
         width = widths[residual] if residual is not None else draw(st.integers(1, 5))
-        nodes.append(fnn.Dense(f"h{j}", width, draw(st.sampled_from(HIDDEN)), inputs=inputs, residual=residual,
-                               dropout=draw(st.sampled_from([0.0, 0.0, 0.4]))))
+        nodes.append(
+            fnn.Dense(
+                f"h{j}",
+                width,
+                draw(st.sampled_from(HIDDEN)),
+                inputs=inputs,
+                residual=residual,
+                dropout=draw(st.sampled_from([0.0, 0.0, 0.4])),
+            )
+        )
         widths[f"h{j}"] = width
     output, loss = draw(st.sampled_from(PAIRS))
     n_out = draw(st.integers(2 if output == "softmax" else 1, 4))

@@ -10,8 +10,8 @@ import pytest
 from helpers import worst_rel_error
 
 import fnn
-from fnn.core import activations, dispatch
 from fnn.check.finite_differences import default_eps
+from fnn.core import activations, dispatch
 from fnn.core.backprop import backprop_core
 from fnn.core.forward import loss_core
 
@@ -51,7 +51,9 @@ def test_second_call_with_the_same_shapes_does_not_retrace():
     fnn.backprop(net, params, x, y)
     assert compiled._cache_size() == before + 1
     params2, x2, y2 = _problem(net, batch=11, seed=1, dtype=jnp.float32)
-    fnn.backprop(fnn.MLP((5, 7, 3), "gelu", "softmax", "cross_entropy"), params2, x2, y2)  # equal net, new data
+    fnn.backprop(
+        fnn.MLP((5, 7, 3), "gelu", "softmax", "cross_entropy"), params2, x2, y2
+    )  # equal net, new data
     assert compiled._cache_size() == before + 1
 
 
@@ -89,7 +91,12 @@ def test_custom_vjp_gradient_is_backprop_under_jit(x64):
 
 
 def test_custom_vjp_input_and_target_gradients_match_autodiff(x64):
-    for output, loss in [("identity", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"), ("tanh", "huber")]:
+    for output, loss in [
+        ("identity", "mse"),
+        ("sigmoid", "bce"),
+        ("softmax", "cross_entropy"),
+        ("tanh", "huber"),
+    ]:
         net = fnn.MLP((3, 5, 2), "sigmoid", output, loss)
         params, x, _ = _problem(net)
         y = jax.nn.softmax(jax.random.normal(jax.random.key(9), (6, 2), jnp.float64))  # valid for every loss
@@ -106,7 +113,7 @@ def test_custom_vjp_gives_per_example_gradients_under_vmap(x64):
     grads = jax.jit(per_example, static_argnums=0)(net, params, x[:, None], y[:, None])
     assert grads[0]["W"].shape == (4, 3, 5)
     for n in range(4):
-        loss_n, g_n = fnn.backprop(net, params, x[n:n + 1], y[n:n + 1])
+        loss_n, g_n = fnn.backprop(net, params, x[n : n + 1], y[n : n + 1])
         assert worst_rel_error(jax.tree_util.tree_map(lambda g: g[n], grads), g_n, loss_n) <= 1e-15
     mean = jax.tree_util.tree_map(lambda g: g.mean(0), grads)
     assert worst_rel_error(mean, fnn.backprop(net, params, x, y)[1], 1.0) <= 1e-14
@@ -144,8 +151,11 @@ def registry():
 
 
 def test_registered_activation_is_used_and_differentiated(registry, x64):
-    fnn.register_activation("swish", lambda z: z * jax.nn.sigmoid(z),
-                            lambda z: jax.nn.sigmoid(z) * (1 + z * (1 - jax.nn.sigmoid(z))))
+    fnn.register_activation(
+        "swish",
+        lambda z: z * jax.nn.sigmoid(z),
+        lambda z: jax.nn.sigmoid(z) * (1 + z * (1 - jax.nn.sigmoid(z))),
+    )
     net = fnn.MLP((3, 6, 2), "swish", "swish", "huber")
     params, x, y = _problem(net)
     report = fnn.check_gradients(net, params, x, y)

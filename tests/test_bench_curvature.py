@@ -9,13 +9,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import load_script, worst_norm_error
 
 import fnn
 from benchmarks import curvature
 from fnn.core.forward import loss_core
-from helpers import load_script, worst_norm_error
 
-FILES = ("results.csv", "results.json", "summary.md", "cost_in_gradients.png", "ratios.png", "fd_error_vs_eps.png")
+FILES = (
+    "results.csv",
+    "results.json",
+    "summary.md",
+    "cost_in_gradients.png",
+    "ratios.png",
+    "fd_error_vs_eps.png",
+)
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
@@ -48,7 +55,10 @@ def test_it_writes_every_file_and_a_row_per_contender_and_case(tiny_run):
     assert all(t["met"] in (True, False) for t in results["targets"])
     detail = {t["key"]: t["detail"] for t in results["targets"]}
     hvp_flops = [r["flops_gradients"]["hvp"] for r in results["ratios"]]
-    assert f"XLA counts {min(hvp_flops):.2f}-{max(hvp_flops):.2f} gradients of arithmetic" in detail["hvp_gradients"]
+    assert (
+        f"XLA counts {min(hvp_flops):.2f}-{max(hvp_flops):.2f} gradients of arithmetic"
+        in detail["hvp_gradients"]
+    )
     assert "FLOPs of fnn.hvp / JAX's program: " in detail["hvp_vs_fwd_over_rev"]
     assert "FLOPs of c.gnvp / JAX's program: " in detail["gnvp_vs_linearized"]
     summary = (out / "summary.md").read_text()
@@ -61,7 +71,7 @@ def test_hvp_equals_forward_over_reverse_at_the_benchmarked_point(tiny_run):
     device = jax.devices("cpu")[0]
     for case in curvature.grid("tiny"):
         params, x, y, _, v = curvature.point(case, device)
-        loss = lambda w: loss_core(case.net, w, x, y)  # noqa: E731
+        loss = lambda w: loss_core(case.net, w, x, y)
 
         @jax.jit  # one program for both: compiling is most of this test's time
         def both(w, v):
@@ -73,7 +83,9 @@ def test_hvp_equals_forward_over_reverse_at_the_benchmarked_point(tiny_run):
         assert worst_norm_error(hv, hv_ref) < 1e-5, case.name
         assert float(value) == pytest.approx(float(value_ref), rel=1e-6)
         recorded = {r["method"]: r for r in rows if r["case"] == case.name}
-        assert float(recorded["fwd_over_rev"]["rel_diff"]) < 1e-5  # the same, from the compiled programs timed
+        assert (
+            float(recorded["fwd_over_rev"]["rel_diff"]) < 1e-5
+        )  # the same, from the compiled programs timed
         assert float(recorded["rev_over_rev"]["rel_diff"]) < 1e-5
         assert float(recorded["gnvp_linearized"]["rel_diff"]) < 1e-5
         assert 1e-7 < float(recorded["fd_central"]["rel_diff"]) < 1e-2  # an approximation, and a close one

@@ -16,12 +16,11 @@ import math
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from benchmarks.analysis import fit_slope
 from benchmarks.methods import sample_indices, sample_size
 from benchmarks.runner import ALL_METHODS, GRAPH_METHODS, ROW_FIELDS
-from helpers import load_script
-
 
 
 def _script(name="bench_gradients"):
@@ -53,8 +52,13 @@ def test_csv_schema(tiny_run):
     assert results["machine"]["cores"] >= 1 and results["matmul_peak"]["used"]["median_flops_per_s"] > 0
     assert results["matmul_precision"] == "highest" and results["complete"] and results["cases_done"] == 4
     assert {r["flops_source"] for r in rows if r["method"] in ("forward", "backprop", "jax_grad")} == {"xla"}
-    for name in ("summary.md", "time_vs_params.png", "cost_in_forward_passes.png",
-                 "backprop_vs_autodiff.png", "flops_per_s.png"):
+    for name in (
+        "summary.md",
+        "time_vs_params.png",
+        "cost_in_forward_passes.png",
+        "backprop_vs_autodiff.png",
+        "flops_per_s.png",
+    ):
         assert (out / name).stat().st_size > 0
     assert not (out / "results.partial.json").exists()  # kept during the run, removed once all is written
     assert "matmul precision highest" in (out / "summary.md").read_text()
@@ -76,7 +80,9 @@ def test_each_finished_case_is_handed_on_and_the_figures_follow_the_methods(tmp_
             partial.mkdir()
             output.write_json(p, partial / output.PARTIAL)
 
-    results = runner.run("tiny", jax.devices("cpu")[0], jnp.float32, ("forward",), progress=False, on_case=on_case)
+    results = runner.run(
+        "tiny", jax.devices("cpu")[0], jnp.float32, ("forward",), progress=False, on_case=on_case
+    )
     assert seen == [(i, 4, i, False) for i in (1, 2, 3, 4)]
     drawn = tmp_path / "drawn"
     drawn.mkdir()
@@ -96,15 +102,27 @@ def test_flops_below_the_matmul_count_are_replaced_by_it():
     from fnn.scale import throughput
 
     need = throughput.step_flops([4, 8, 1], 16)
-    base = {"status": "measured", "sizes": "4-8-1", "batch": 16, "time_median_s": 1e-3, "peak_flops_per_s": 1e9}
-    rows = [{**base, "method": "backprop", "flops": need / 100, "flops_source": "xla"},
-            {**base, "method": "jax_grad", "flops": 1.5 * need, "flops_source": "xla"},
-            {**base, "method": "fd_central", "flops": 1.0, "flops_source": "xla"}]
+    base = {
+        "status": "measured",
+        "sizes": "4-8-1",
+        "batch": 16,
+        "time_median_s": 1e-3,
+        "peak_flops_per_s": 1e9,
+    }
+    rows = [
+        {**base, "method": "backprop", "flops": need / 100, "flops_source": "xla"},
+        {**base, "method": "jax_grad", "flops": 1.5 * need, "flops_source": "xla"},
+        {**base, "method": "fd_central", "flops": 1.0, "flops_source": "xla"},
+    ]
     bp, ad, fd = analysis.counted_flops(rows)
     assert (bp["flops"], bp["flops_source"], bp["flops_per_s"]) == (need, "analytic", need / 1e-3)
     assert bp["peak_fraction"] == pytest.approx(need / 1e-3 / 1e9)
     assert (ad["flops"], ad["flops_source"]) == (1.5 * need, "xla") and fd == rows[2]
-    assert analysis.counted_flops([bp, ad, fd]) == [bp, ad, fd]  # --plot-only re-analyses saved rows: no change
+    assert analysis.counted_flops([bp, ad, fd]) == [
+        bp,
+        ad,
+        fd,
+    ]  # --plot-only re-analyses saved rows: no change
 
 
 def test_backprop_flops_not_above_autodiff(tiny_run):
@@ -181,8 +199,12 @@ def test_training_figure_is_drawn_from_the_json(tmp_path):
         "benchmark": "digits 64,128,128,10 relu/softmax, adam lr 1e-3, batch 64, 50 epochs",
         "machine": machine.describe(jax.devices()[0]),
         "dtype": "float32",
-        "results": {"fnn.fit cold": result(0.8, 0.003), "fnn.fit warm": result(0.3, 0.003),
-                    "jax.grad + optax loop": result(1.4, 0.017), "sklearn MLPClassifier": result(0.6, 0.012)},
+        "results": {
+            "fnn.fit cold": result(0.8, 0.003),
+            "fnn.fit warm": result(0.3, 0.003),
+            "jax.grad + optax loop": result(1.4, 0.017),
+            "sklearn MLPClassifier": result(0.6, 0.012),
+        },
         "fresh_process": None,
     }
     path = tmp_path / "training.json"
@@ -204,14 +226,22 @@ def test_a_classifier_case_runs_every_method_on_integer_labels():
 
     case = grids.Case("trained", grids.classifier((8,), "relu", n_in=12, n_out=4), 16)
     device = jax.devices("cpu")[0]
-    rows = runner.run_case(case, device, jnp.float32, runner.BUDGETS["tiny"], describe(device),
-                           methods=tuple(m for m in ALL_METHODS if m != "analytical"))
+    rows = runner.run_case(
+        case,
+        device,
+        jnp.float32,
+        runner.BUDGETS["tiny"],
+        describe(device),
+        methods=tuple(m for m in ALL_METHODS if m != "analytical"),
+    )
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == set(ALL_METHODS) - {"analytical"}
     timed = [r for r in rows if r["status"] != "skipped"]
     assert all(r["time_median_s"] > 0 for r in timed)
     core, eager = by_method["backprop"]["flops"], by_method["backprop_eager"]["flops"]
-    assert 0 < core < eager <= core + 2 * case.batch * case.net.sizes[-1] * 16  # a few FLOPs per one-hot entry
+    assert (
+        0 < core < eager <= core + 2 * case.batch * case.net.sizes[-1] * 16
+    )  # a few FLOPs per one-hot entry
     assert math.isfinite(by_method["backprop_eager"]["paired_vs_jax_grad"])
 
 
@@ -231,7 +261,9 @@ def test_graph_grid_times_backprop_jax_grad_and_torch_on_residual_and_cascade_ne
     out, rows = graphs_run
     cases = grid("graphs_tiny")
     assert {r["sweep"] for r in rows} == {"residual", "cascade"}
-    assert sorted((r["case"], r["method"]) for r in rows) == sorted((c.name, m) for c in cases for m in GRAPH_METHODS)
+    assert sorted((r["case"], r["method"]) for r in rows) == sorted(
+        (c.name, m) for c in cases for m in GRAPH_METHODS
+    )
     params = {c.name: c.net.n_params for c in cases}
     has_torch = importlib.util.find_spec("torch") is not None
     for r in rows:
@@ -244,7 +276,9 @@ def test_graph_grid_times_backprop_jax_grad_and_torch_on_residual_and_cascade_ne
             assert r["note"].startswith("eager autograd") and r["flops"] == ""
         else:
             assert float(r["flops"]) >= float(r["matmul_flops"]) > 0 and r["flops_source"] == "xla"
-    assert all(math.isfinite(float(r["paired_vs_jax_grad"])) for r in rows if r["method"].startswith("backprop"))
+    assert all(
+        math.isfinite(float(r["paired_vs_jax_grad"])) for r in rows if r["method"].startswith("backprop")
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["grid"] == "graphs_tiny" and results["complete"] and results["slopes"] == {}
     assert {r["case"] for r in results["ratios"]} == set(params)
@@ -267,11 +301,15 @@ def test_the_torch_peer_computes_fnns_loss_and_gradients_on_any_network():
     import fnn
     from benchmarks import grids, methods, runner, torch_peer
 
-    mixed = fnn.Graph(6, nodes=[
-        fnn.Dense("h1", 8, "gelu"),
-        fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
-        fnn.Dense("out", 3, "softmax", inputs=("h2", "h1")),
-    ], loss="cross_entropy")
+    mixed = fnn.Graph(
+        6,
+        nodes=[
+            fnn.Dense("h1", 8, "gelu"),
+            fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
+            fnn.Dense("out", 3, "softmax", inputs=("h2", "h1")),
+        ],
+        loss="cross_entropy",
+    )
     cases = [*grids.grid("graphs_tiny"), grids.Case("graph", mixed, 16), grids.grid("tiny")[0]]
     for case in cases:
         net = case.net
@@ -285,7 +323,9 @@ def test_the_torch_peer_computes_fnns_loss_and_gradients_on_any_network():
             W, b = leaves[node.name]
             assert set(W) == set(node.inputs)
             for i, w in W.items():
-                assert w.grad.numpy() == pytest.approx(np.asarray(grads[node.name]["W"][i]), rel=1e-4, abs=1e-6)
+                assert w.grad.numpy() == pytest.approx(
+                    np.asarray(grads[node.name]["W"][i]), rel=1e-4, abs=1e-6
+                )
             assert b.grad.numpy() == pytest.approx(np.asarray(grads[node.name]["b"]), rel=1e-4, abs=1e-6)
 
 
@@ -295,11 +335,18 @@ def test_bench_calls_measures_and_writes_every_function(tmp_path):
 
     case = calls.cases(quick=True)[0]
     rows = calls.measure(case, rounds=3, sample_s=2e-4)
-    assert {(r["function"], r["mode"]) for r in rows} == {(f, m) for f in calls.FUNCTIONS for m in calls.MODES}
+    assert {(r["function"], r["mode"]) for r in rows} == {
+        (f, m) for f in calls.FUNCTIONS for m in calls.MODES
+    }
     assert all(r["fnn_us"] > 0 and r["plain_us"] > 0 and math.isfinite(r["ratio"]) for r in rows)
-    results = {"machine": {"cpu": "test", "cores": 1, "device": "cpu", "device_kind": "cpu", "jax_version": "x"},
-               "rounds": 3, "tolerance": calls.TOLERANCE, "rows": rows, "wall_s": 1.0,
-               "worst": {"backprop, pipelined": {"case": case.name, "ratio": rows[0]["ratio"]}}}
+    results = {
+        "machine": {"cpu": "test", "cores": 1, "device": "cpu", "device_kind": "cpu", "jax_version": "x"},
+        "rounds": 3,
+        "tolerance": calls.TOLERANCE,
+        "rows": rows,
+        "wall_s": 1.0,
+        "worst": {"backprop, pipelined": {"case": case.name, "ratio": rows[0]["ratio"]}},
+    }
     paths = calls.save(results, tmp_path)
     assert [p.name for p in paths] == ["results.json", "results.csv", "summary.md", "calls.png"]
     assert all(p.stat().st_size > 0 for p in paths)
@@ -337,8 +384,8 @@ def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
     """``bench_training.py --steps --tiny``: every method's compiled step on both nets, in gradients (one
     round each, after one warm-up step: the schema and the ratios, not the figures). Slow (``pytest -m slow
     -k steps``): 13 programs to compile, about 25 s on two cores."""
-    from fnn import optimizers
     from benchmarks import steps
+    from fnn import optimizers
 
     out = tmp_path / "steps.json"
     _script("bench_training").main(["--steps", "--tiny", "--repeats", "1", "--out", str(out)])
@@ -359,7 +406,9 @@ def test_bench_training_steps_times_every_method_against_a_gradient(tmp_path):
         assert len(hf["cg_iterations"]) == 1 and hf["cg_iterations_mean"] >= 1
         assert hf["gradients_per_cg_iteration"] > 0 and "cg_iterations" not in case["methods"]["adam"]
     table = (tmp_path / "steps.md").read_text()
-    assert table.startswith("Machine: ") and "| hessian_free |" in table and "not run: needs loss='mse'" in table
+    assert (
+        table.startswith("Machine: ") and "| hessian_free |" in table and "not run: needs loss='mse'" in table
+    )
     assert (tmp_path / "steps.png").stat().st_size > 0
 
 
@@ -368,13 +417,24 @@ def test_steps_stop_between_cases_and_say_so():
     every case ran (the GPU script's ``second_order`` check stops so when its budget runs out)."""
     from benchmarks import steps
 
-    two = [steps.synthetic_case((4,), 8, n_in=6, n_classes=3), steps.synthetic_case((5,), 8, n_in=6, n_classes=3)]
+    two = [
+        steps.synthetic_case((4,), 8, n_in=6, n_classes=3),
+        steps.synthetic_case((5,), 8, n_in=6, n_classes=3),
+    ]
     asked = []
-    doc = steps.run(1, 1, methods=("adam",), progress=None, case_list=two,
-                    stop=lambda rows: asked.append(len(rows)) or True)
+    doc = steps.run(
+        1,
+        1,
+        methods=("adam",),
+        progress=None,
+        case_list=two,
+        stop=lambda rows: asked.append(len(rows)) or True,
+    )
     assert asked == [1] and len(doc["cases"]) == 1 and doc["complete"] is False
     assert doc["cases"][0]["sizes"] == [6, 4, 3] and doc["cases"][0]["methods"]["adam"]["gradients"] > 0
-    assert steps.run(1, 1, methods=("adam",), progress=None, case_list=two, stop=lambda rows: False)["complete"]
+    assert steps.run(1, 1, methods=("adam",), progress=None, case_list=two, stop=lambda rows: False)[
+        "complete"
+    ]
 
 
 def test_cold_start_ratios_are_paired_and_its_children_report(tmp_path):

@@ -42,6 +42,7 @@ def assert_close(got, want, rtol=1e-12):
 
 # --- no wait on the device -------------------------------------------------------------------
 
+
 @jax.jit
 def _slow(a, rounds):
     """Seconds of matrix products, returning a zero that depends on all of them."""
@@ -61,12 +62,22 @@ def _rounds_for(seconds: float, a) -> int:
     return max(8, int(8 * seconds / (time.perf_counter() - t)))
 
 
-PENDING = [("backprop", True), ("backprop", False), ("loss", True), ("loss", False),
-           ("loss_with_manual_vjp", True), ("loss_with_manual_vjp", False), ("predict", None)]
+PENDING = [
+    ("backprop", True),
+    ("backprop", False),
+    ("loss", True),
+    ("loss", False),
+    ("loss_with_manual_vjp", True),
+    ("loss_with_manual_vjp", False),
+    ("predict", None),
+]
 
 
-@pytest.mark.parametrize("name,labels", PENDING, ids=[f"{n}-{'labels' if l else 'one-hot' if l is False else 'x'}"
-                                                       for n, l in PENDING])
+@pytest.mark.parametrize(
+    "name,labels",
+    PENDING,
+    ids=[f"{n}-{'labels' if l else 'one-hot' if l is False else 'x'}" for n, l in PENDING],
+)
 def test_a_call_returns_before_the_work_that_makes_its_input_ends(name, labels):
     """Queue about a second of device work that produces ``y`` (``x`` for predict),
     call, and find that input still pending when the call has returned: the call
@@ -86,13 +97,16 @@ def test_a_call_returns_before_the_work_that_makes_its_input_ends(name, labels):
     still_pending = not pending[-1].is_ready()
     jax.block_until_ready(got)
     done = time.perf_counter()
-    print(f"{name}: queued in {1e3 * (queued - start):.2f} ms, the call returned after "
-          f"{1e3 * (returned - queued):.2f} ms, the work ended {done - start:.2f} s after it was queued")
+    print(
+        f"{name}: queued in {1e3 * (queued - start):.2f} ms, the call returned after "
+        f"{1e3 * (returned - queued):.2f} ms, the work ended {done - start:.2f} s after it was queued"
+    )
     assert still_pending, f"{name} returned only after its input was ready"
     assert_close(got, want, rtol=1e-6)
 
 
 # --- checks once per signature ---------------------------------------------------------------
+
 
 def test_the_checks_run_once_per_signature(monkeypatch):
     _, x, y = data(CLF)
@@ -121,7 +135,9 @@ def test_the_program_behind_a_call_is_the_core_alone(labels):
     encode = (lambda y: validation._one_hot(y, CLF.sizes[-1], x.dtype)) if labels else (lambda y: y)
     guard = validation.guard if labels else (lambda result: result)
     core = jax.make_jaxpr(lambda p, x, y: guard(backprop_core(CLF, p, x, encode(y))))(params, x, y)
-    assert (" = ne " in str(core)) == labels  # isnan(loss) as loss != loss: the guard is there with labels, only then
+    assert (
+        " = ne " in str(core)
+    ) == labels  # isnan(loss) as loss != loss: the guard is there with labels, only then
     assert str(program.jaxpr.eqns[0].params["jaxpr"]) == str(core)
 
 
@@ -179,8 +195,12 @@ def test_under_vmap_with_data_as_arguments_and_closed_over(case, x64):
             got = jax.vmap(lambda p: fn(net, p, xs, ys))(stacked)
             assert_close(got, jnp.stack([fnn.loss(net, p, x, y) for p in ensemble]))
         got = jax.vmap(lambda p: fnn.backprop(net, p, xs, ys))(stacked)
-        assert_close(got[1], jax.tree_util.tree_map(lambda *a: jnp.stack(a),
-                                                    *[fnn.backprop(net, p, x, y)[1] for p in ensemble]))
+        assert_close(
+            got[1],
+            jax.tree_util.tree_map(
+                lambda *a: jnp.stack(a), *[fnn.backprop(net, p, x, y)[1] for p in ensemble]
+            ),
+        )
 
 
 def test_shape_errors_are_raised_inside_the_users_trace_too():

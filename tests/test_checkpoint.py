@@ -17,7 +17,9 @@ def test_round_trip_without_pickle(tmp_path):
     state = tx.init(params)
     key = jax.random.key(42)
     path = tmp_path / "c.npz"
-    checkpoint.save(path, trees={"params": params, "opt_state": state}, key=key, meta={"epoch": 7, "x": [1, 2]})
+    checkpoint.save(
+        path, trees={"params": params, "opt_state": state}, key=key, meta={"epoch": 7, "x": [1, 2]}
+    )
     with np.load(path, allow_pickle=False) as z:  # readable with pickle disabled
         assert "__meta__" in z.files
     c = checkpoint.load(path)

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from fnn import cli
-from fnn.training import checkpoint
-from fnn.training import loop
+from fnn.training import checkpoint, loop
 
 
 def _run(capsys, *argv):
@@ -31,21 +30,32 @@ def _one_line_error(capsys, *argv, match):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
-    (["--optimizer", "adamax"], "unknown optimizer 'adamax'"),
-    (["--dataset", "iris", "--sizes", "5,8,3"], "--sizes starts with 5 inputs but the data has 4 features"),
-    (["--dataset", "iris", "--sizes", "4,8,10"], "--sizes ends with 10 outputs but the data has 3 classes"),
-    (["--lr", "-0.01"], "--lr must be a positive number"),
-    (["--dataset", "iris", "--optimizer", "levenberg_marquardt", "--loss", "cross_entropy"],
-     "levenberg_marquardt needs --loss mse"),
-    (["--dataset", "iris", "--optimizer", "levenberg_marquardt"], "levenberg_marquardt needs --loss mse"),
-    (["--dataset", "iris", "--optimizer", "br"], "br needs --loss mse"),
-    (["--csv", "/nonexistent/data.csv", "--target", "y"], "CSV file not found"),
-    (["--epochs", "0"], "--epochs must be a positive integer"),
-    (["--lr", "abc"], "invalid float value"),
-    (["--sizes", "64,x,10"], "--sizes must be comma-separated integers"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+        (["--optimizer", "adamax"], "unknown optimizer 'adamax'"),
+        (
+            ["--dataset", "iris", "--sizes", "5,8,3"],
+            "--sizes starts with 5 inputs but the data has 4 features",
+        ),
+        (
+            ["--dataset", "iris", "--sizes", "4,8,10"],
+            "--sizes ends with 10 outputs but the data has 3 classes",
+        ),
+        (["--lr", "-0.01"], "--lr must be a positive number"),
+        (
+            ["--dataset", "iris", "--optimizer", "levenberg_marquardt", "--loss", "cross_entropy"],
+            "levenberg_marquardt needs --loss mse",
+        ),
+        (["--dataset", "iris", "--optimizer", "levenberg_marquardt"], "levenberg_marquardt needs --loss mse"),
+        (["--dataset", "iris", "--optimizer", "br"], "br needs --loss mse"),
+        (["--csv", "/nonexistent/data.csv", "--target", "y"], "CSV file not found"),
+        (["--epochs", "0"], "--epochs must be a positive integer"),
+        (["--lr", "abc"], "invalid float value"),
+        (["--sizes", "64,x,10"], "--sizes must be comma-separated integers"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, tmp_path, argv, match):
     _one_line_error(capsys, *argv, "--out", str(tmp_path), match=match)
 
@@ -53,16 +63,27 @@ def test_bad_input_is_one_line(capsys, tmp_path, argv, match):
 def test_bad_csv(capsys, tmp_path):
     p = tmp_path / "d.csv"
     p.write_text("a,b,y\n1,2,0\n3,oops,1\n")
-    _one_line_error(capsys, "--csv", str(p), "--target", "y", "--out", str(tmp_path),
-                    match="column 'b': non-numeric value 'oops'")
-    _one_line_error(capsys, "--csv", str(p), "--target", "label", "--out", str(tmp_path), match="no column 'label'")
+    _one_line_error(
+        capsys,
+        "--csv",
+        str(p),
+        "--target",
+        "y",
+        "--out",
+        str(tmp_path),
+        match="column 'b': non-numeric value 'oops'",
+    )
+    _one_line_error(
+        capsys, "--csv", str(p), "--target", "label", "--out", str(tmp_path), match="no column 'label'"
+    )
     _one_line_error(capsys, "--out", str(tmp_path), "--resume", match="no checkpoint")
 
 
 def test_a_run_writes_metrics_history_plot_and_checkpoint(capsys, tmp_path):
     out = tmp_path / "run"
-    code, stdout, err = _run(capsys, "--dataset", "iris", "--epochs", "5", "--batch-size", "16", "--out", str(out),
-                             "--quiet")
+    code, stdout, err = _run(
+        capsys, "--dataset", "iris", "--epochs", "5", "--batch-size", "16", "--out", str(out), "--quiet"
+    )
     assert code == 0, err
     assert "test accuracy" in stdout
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "history.csv", "loss_curve.png", "metrics.json"]
@@ -79,14 +100,17 @@ def test_a_run_writes_metrics_history_plot_and_checkpoint(capsys, tmp_path):
 @pytest.mark.parametrize("optimizer", ["br"])  # the others are names on the same path
 def test_matlabs_training_functions_from_the_command_line(capsys, tmp_path, optimizer):
     out = tmp_path / optimizer
-    code, stdout, err = _run(capsys, "--dataset", "sine", "--optimizer", optimizer, "--epochs", "20",
-                             "--out", str(out), "--quiet")
+    code, stdout, err = _run(
+        capsys, "--dataset", "sine", "--optimizer", optimizer, "--epochs", "20", "--out", str(out), "--quiet"
+    )
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
     assert m["optimizer"] == optimizer and m["test_loss"] < 0.05
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
-    reported = {"br": ["mu", "mu_max", "gamma", "alpha", "beta"]}.get(optimizer, [])  # the method's own columns
-    assert header[6:6 + len(reported)] == reported and header[6 + len(reported)] == "epoch_time_s"
+    reported = {"br": ["mu", "mu_max", "gamma", "alpha", "beta"]}.get(
+        optimizer, []
+    )  # the method's own columns
+    assert header[6 : 6 + len(reported)] == reported and header[6 + len(reported)] == "epoch_time_s"
 
 
 @pytest.mark.exact
@@ -111,6 +135,7 @@ def test_ctrl_c_saves_and_exits_130(capsys, tmp_path, monkeypatch):
         def interrupt(rec):
             if rec["epoch"] == 2:
                 raise KeyboardInterrupt
+
         return real_fit(*args, **dict(kwargs, callback=interrupt))
 
     monkeypatch.setattr(loop, "fit", fit_then_interrupt)  # fnn train calls loop.fit
@@ -124,28 +149,57 @@ def test_divergence_is_reported_and_the_checkpoint_kept(capsys, tmp_path):
     p = tmp_path / "d.csv"
     xs = np.linspace(-1, 1, 40)
     p.write_text("x,y\n" + "".join(f"{x},{1e4 * x}\n" for x in xs))
-    code, _, err = _run(capsys, "--csv", str(p), "--target", "y", "--optimizer", "gd", "--lr", "50",
-                        "--activation", "relu", "--epochs", "50", "--out", str(tmp_path / "r"), "--quiet")
+    code, _, err = _run(
+        capsys,
+        "--csv",
+        str(p),
+        "--target",
+        "y",
+        "--optimizer",
+        "gd",
+        "--lr",
+        "50",
+        "--activation",
+        "relu",
+        "--epochs",
+        "50",
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+    )
     assert code == 1
     assert "non-finite" in err and "last good checkpoint" in err
     assert os.path.exists(tmp_path / "r" / "checkpoint.npz")
 
 
-ARCH = {"nodes": [
-    {"name": "h1", "width": 8, "activation": "tanh"},
-    {"name": "h2", "width": 8, "activation": "relu", "inputs": ["h1", "x"], "residual": "h1", "dropout": 0.1},
-    {"name": "out", "width": 3, "activation": "softmax", "inputs": ["h2", "h1"]},
-]}
+ARCH = {
+    "nodes": [
+        {"name": "h1", "width": 8, "activation": "tanh"},
+        {
+            "name": "h2",
+            "width": 8,
+            "activation": "relu",
+            "inputs": ["h1", "x"],
+            "residual": "h1",
+            "dropout": 0.1,
+        },
+        {"name": "out", "width": 3, "activation": "softmax", "inputs": ["h2", "h1"]},
+    ]
+}
 FAST = ["--dataset", "iris", "--epochs", "2", "--quiet"]
 
 
-@pytest.mark.parametrize("connect,line", [
-    ("residual", "network residual 4,8,8,3 relu/relu/softmax cross_entropy dropout 0.2, adam"),
-    ("cascade", "network cascade 4,8,8,3 relu/relu/softmax cross_entropy dropout 0.2, adam"),
-])
+@pytest.mark.parametrize(
+    "connect,line",
+    [
+        ("residual", "network residual 4,8,8,3 relu/relu/softmax cross_entropy dropout 0.2, adam"),
+        ("cascade", "network cascade 4,8,8,3 relu/relu/softmax cross_entropy dropout 0.2, adam"),
+    ],
+)
 def test_connect_trains_a_graph_and_reports_it(capsys, tmp_path, connect, line):
-    code, stdout, err = _run(capsys, *FAST, "--sizes", "4,8,8,3", "--connect", connect, "--dropout", "0.2",
-                             "--out", str(tmp_path))
+    code, stdout, err = _run(
+        capsys, *FAST, "--sizes", "4,8,8,3", "--connect", connect, "--dropout", "0.2", "--out", str(tmp_path)
+    )
     assert code == 0, err
     assert line in stdout.splitlines()[0]
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -165,8 +219,10 @@ def test_arch_file_trains_and_resumes_without_the_file(capsys, tmp_path):
     out = tmp_path / "run"
     code, stdout, err = _run(capsys, *FAST, "--arch", str(arch), "--out", str(out))
     assert code == 0, err
-    assert ("network graph 4 -> h1(8 tanh) -> h2(8 relu from h1+x residual h1 dropout 0.1) -> "
-            "out(3 softmax from h2+h1) cross_entropy, adam") in stdout.splitlines()[0]
+    assert (
+        "network graph 4 -> h1(8 tanh) -> h2(8 relu from h1+x residual h1 dropout 0.1) -> "
+        "out(3 softmax from h2+h1) cross_entropy, adam"
+    ) in stdout.splitlines()[0]
     m = json.loads((out / "metrics.json").read_text())
     assert m["connect"] == "graph" and m["graph"]["n_in"] == 4 and m["graph"]["nodes"][1]["dropout"] == 0.1
     assert m["activation"] == ["tanh", "relu", "softmax"] and m["loss"] == "cross_entropy"
@@ -186,42 +242,72 @@ def test_dropout_on_the_chain(capsys, tmp_path):
     assert checkpoint.load(tmp_path / "checkpoint.npz").meta["net"]["dropout"] == [0.5]
 
 
-@pytest.mark.parametrize("arch,extra,match", [
-    (None, [], "No such file or directory"),
-    ('{"nodes": [', [], "is not JSON"),
-    ("[1, 2]", [], 'must hold a JSON object with a non-empty list "nodes"'),
-    ({"nodes": [{"name": "h", "width": 4, "size": 2}, ARCH["nodes"][-1]]}, [], 'node 0 must be an object with "name"'),
-    ({"nodes": [{"name": "h", "width": 4, "inputs": ["q"]}, ARCH["nodes"][-1]]}, [],
-     "--arch: node 'h' takes 'q', which is not 'x' or an earlier node"),
-    ({**ARCH, "n_in": 5}, [], "--arch starts with 5 inputs but the data has 4 features"),
-    ({"nodes": [{"name": "out", "width": 4, "activation": "softmax"}]}, [],
-     "--arch ends with 4 outputs but the data has 3 classes"),
-    ({**ARCH, "loss": "mse"}, [], "iris is a classification dataset"),  # the file's loss, unless --loss
-    (ARCH, ["--connect", "cascade"], "--arch describes the whole network, so it does not go with --connect"),
-    (ARCH, ["--dropout", "0.1"], "does not go with --dropout"),
-])
+@pytest.mark.parametrize(
+    "arch,extra,match",
+    [
+        (None, [], "No such file or directory"),
+        ('{"nodes": [', [], "is not JSON"),
+        ("[1, 2]", [], 'must hold a JSON object with a non-empty list "nodes"'),
+        (
+            {"nodes": [{"name": "h", "width": 4, "size": 2}, ARCH["nodes"][-1]]},
+            [],
+            'node 0 must be an object with "name"',
+        ),
+        (
+            {"nodes": [{"name": "h", "width": 4, "inputs": ["q"]}, ARCH["nodes"][-1]]},
+            [],
+            "--arch: node 'h' takes 'q', which is not 'x' or an earlier node",
+        ),
+        ({**ARCH, "n_in": 5}, [], "--arch starts with 5 inputs but the data has 4 features"),
+        (
+            {"nodes": [{"name": "out", "width": 4, "activation": "softmax"}]},
+            [],
+            "--arch ends with 4 outputs but the data has 3 classes",
+        ),
+        ({**ARCH, "loss": "mse"}, [], "iris is a classification dataset"),  # the file's loss, unless --loss
+        (
+            ARCH,
+            ["--connect", "cascade"],
+            "--arch describes the whole network, so it does not go with --connect",
+        ),
+        (ARCH, ["--dropout", "0.1"], "does not go with --dropout"),
+    ],
+)
 def test_bad_arch_is_one_line(capsys, tmp_path, arch, extra, match):
     path = tmp_path / "net.json"
     if arch is not None:
         path.write_text(arch if isinstance(arch, str) else json.dumps(arch))
-    _one_line_error(capsys, "--dataset", "iris", "--arch", str(path), *extra, "--out", str(tmp_path), match=match)
+    _one_line_error(
+        capsys, "--dataset", "iris", "--arch", str(path), *extra, "--out", str(tmp_path), match=match
+    )
     assert _run(capsys, "--dataset", "iris", "--arch", str(path), *extra, "--out", str(tmp_path))[0] == 2
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--connect", "residual", "--sizes", "4,8,16,3"], "--connect residual needs hidden layers of one width"),
-    (["--connect", "residual", "--sizes", "4,3"], "--connect residual needs hidden layers of one width"),
-    (["--connect", "cascade", "--sizes", "4,8,10"], "--sizes ends with 10 outputs but the data has 3 classes"),
-    (["--connect", "ring"], "invalid choice: 'ring'"),
-    (["--dropout", "1"], "--dropout must lie in [0, 1), got 1.0"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (
+            ["--connect", "residual", "--sizes", "4,8,16,3"],
+            "--connect residual needs hidden layers of one width",
+        ),
+        (["--connect", "residual", "--sizes", "4,3"], "--connect residual needs hidden layers of one width"),
+        (
+            ["--connect", "cascade", "--sizes", "4,8,10"],
+            "--sizes ends with 10 outputs but the data has 3 classes",
+        ),
+        (["--connect", "ring"], "invalid choice: 'ring'"),
+        (["--dropout", "1"], "--dropout must lie in [0, 1), got 1.0"),
+    ],
+)
 def test_bad_connect_or_dropout_is_one_line(capsys, tmp_path, argv, match):
     _one_line_error(capsys, "--dataset", "iris", *argv, "--out", str(tmp_path), match=match)
     assert _run(capsys, "--dataset", "iris", *argv, "--out", str(tmp_path))[0] == 2
 
 
 def test_console_entry_point_as_module():
-    r = subprocess.run([sys.executable, "-m", "fnn", "train", "--dataset", "nope"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "fnn", "train", "--dataset", "nope"], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "unknown dataset 'nope'" in r.stderr
 

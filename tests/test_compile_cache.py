@@ -34,8 +34,13 @@ def _environment(**values) -> dict:
 
 def _train(tmp_path, cache, *extra):
     env = _environment(FNN_CACHE_DIR=str(cache))
-    r = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "run"), *extra], capture_output=True, text=True,
-                       env=env, timeout=240)
+    r = subprocess.run(
+        [sys.executable, "-c", RUN, str(tmp_path / "run"), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 
@@ -60,8 +65,25 @@ def test_an_unusable_cache_directory_is_a_note_not_a_failure(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     env = _environment(FNN_CACHE_DIR=str(blocker / "xla"))
-    r = subprocess.run([sys.executable, "-m", "fnn", "train", "--dataset", "xor", "--epochs", "2", "--quiet",
-                        "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=240)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fnn",
+            "train",
+            "--dataset",
+            "xor",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fnn train: no compile cache" in r.stderr and os.path.exists(tmp_path / "run" / "metrics.json")
 
@@ -75,7 +97,14 @@ def test_enable_in_python_fills_the_given_directory(tmp_path, monkeypatch):
         assert path == str(tmp_path / "mine") and jax.config.jax_compilation_cache_dir == path
         net = fnn.MLP((3, 5, 2), activation="tanh", output="identity", loss="mse")  # not compiled elsewhere
         x = np.linspace(-1, 1, 33 * 3, dtype=np.float32).reshape(33, 3)
-        fnn.fit(net, fnn.init(jax.random.key(0), net), (x, x[:, :2]), epochs=2, batch_size=11, key=jax.random.key(1))
+        fnn.fit(
+            net,
+            fnn.init(jax.random.key(0), net),
+            (x, x[:, :2]),
+            epochs=2,
+            batch_size=11,
+            key=jax.random.key(1),
+        )
         assert any((tmp_path / "mine").iterdir())
     finally:
         fnn.disable_compile_cache()
@@ -107,8 +136,9 @@ print("traced programs:", traced_cache.counts())
 
 
 def _script(**env):
-    r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=_environment(**env),
-                       timeout=240)
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=_environment(**env), timeout=240
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout + r.stderr
 

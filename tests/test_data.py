@@ -63,12 +63,19 @@ def test_one_hot():
         fnn.data.one_hot(np.array([3]), 3)
 
 
-@pytest.mark.parametrize("name,shape,task,n_out", [
-    ("digits", (1797, 64), "classification", 10), ("iris", (150, 4), "classification", 3),
-    ("wine", (178, 13), "classification", 3), ("breast_cancer", (569, 30), "classification", 2),
-    ("diabetes", (442, 10), "regression", 1), ("xor", (4, 2), "regression", 1),
-    ("sine", (200, 1), "regression", 1), ("spirals", (400, 2), "classification", 2),
-])
+@pytest.mark.parametrize(
+    "name,shape,task,n_out",
+    [
+        ("digits", (1797, 64), "classification", 10),
+        ("iris", (150, 4), "classification", 3),
+        ("wine", (178, 13), "classification", 3),
+        ("breast_cancer", (569, 30), "classification", 2),
+        ("diabetes", (442, 10), "regression", 1),
+        ("xor", (4, 2), "regression", 1),
+        ("sine", (200, 1), "regression", 1),
+        ("spirals", (400, 2), "classification", 2),
+    ],
+)
 def test_datasets(name, shape, task, n_out):
     ds = fnn.datasets.load(name)
     assert ds.x.shape == shape and ds.task == task and ds.n_outputs == n_out
@@ -109,10 +116,13 @@ def _write_mnist(directory, n_train=12, n_test=5, gz=True):
     rng = np.random.default_rng(0)
     ext = ".gz" if gz else ""
     for part, n in (("train", n_train), ("t10k", n_test)):
-        fnn.datasets.write_idx(os.path.join(directory, f"{part}-images-idx3-ubyte{ext}"),
-                               rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8))
-        fnn.datasets.write_idx(os.path.join(directory, f"{part}-labels-idx1-ubyte{ext}"),
-                               (np.arange(n) % 10).astype(np.uint8))
+        fnn.datasets.write_idx(
+            os.path.join(directory, f"{part}-images-idx3-ubyte{ext}"),
+            rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8),
+        )
+        fnn.datasets.write_idx(
+            os.path.join(directory, f"{part}-labels-idx1-ubyte{ext}"), (np.arange(n) % 10).astype(np.uint8)
+        )
 
 
 @pytest.mark.parametrize("gz", [True, False])

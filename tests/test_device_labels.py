@@ -19,8 +19,11 @@ import pytest
 import fnn
 
 NET = fnn.MLP((4, 5, 3), activation="relu", output="softmax", loss="cross_entropy")
-GRAPH = fnn.Graph(n_in=4, nodes=(fnn.Dense("h", 5, "tanh"), fnn.Dense("out", 3, "softmax", inputs=("h", "x"))),
-                  loss="cross_entropy")
+GRAPH = fnn.Graph(
+    n_in=4,
+    nodes=(fnn.Dense("h", 5, "tanh"), fnn.Dense("out", 3, "softmax", inputs=("h", "x"))),
+    loss="cross_entropy",
+)
 X = jax.random.normal(jax.random.key(1), (8, 4))
 BAD = [3, -1, 1000, -7]  # n_out, negative, far out
 
@@ -48,15 +51,20 @@ def _loss(net, params, x, y):
 
 
 @pytest.mark.parametrize("net", [NET, GRAPH], ids=["mlp", "graph"])
-@pytest.mark.parametrize("fn", [fnn.backprop, fnn.autodiff, _manual_vjp, _grad_of_loss, _loss],
-                         ids=["backprop", "autodiff", "loss_with_manual_vjp", "grad_of_loss", "loss"])
+@pytest.mark.parametrize(
+    "fn",
+    [fnn.backprop, fnn.autodiff, _manual_vjp, _grad_of_loss, _loss],
+    ids=["backprop", "autodiff", "loss_with_manual_vjp", "grad_of_loss", "loss"],
+)
 @pytest.mark.parametrize("bad", BAD)
 def test_a_device_label_out_of_range_makes_the_loss_and_every_gradient_nan(net, fn, bad):
     """NET's relu layer has units dead on the bad example, which a NaN row alone would not reach."""
     params = fnn.init(jax.random.key(0), net)
     good_loss, good_grads = fn(net, params, X, _labels(1))  # the same program with labels in range
     assert np.isfinite(float(good_loss))
-    assert good_grads is None or not any(bool(jnp.isnan(g).any()) for g in jax.tree_util.tree_leaves(good_grads))
+    assert good_grads is None or not any(
+        bool(jnp.isnan(g).any()) for g in jax.tree_util.tree_leaves(good_grads)
+    )
     loss, grads = fn(net, params, X, _labels(bad))
     assert np.isnan(float(loss))
     assert grads is None or _all_nan(grads)
@@ -81,5 +89,7 @@ def test_host_labels_and_fit_and_check_inputs_raise(bad):
         fnn.backprop(NET, params, np.asarray(X), np.asarray(_labels(bad)))
     with pytest.raises(ValueError, match=message):
         fnn.check_inputs(NET, params, X, _labels(bad))
-    with pytest.raises(ValueError, match=message):  # fit reads its device data's values once, before any epoch
+    with pytest.raises(
+        ValueError, match=message
+    ):  # fit reads its device data's values once, before any epoch
         fnn.fit(NET, params, (X, _labels(bad)), epochs=1, key=jax.random.key(0))

@@ -55,8 +55,17 @@ def test_dead_relu_units_are_counted():
 def test_fit_records_diagnostics_and_plots(tmp_path):
     net = fnn.MLP((8, 16, 16, 1), activation="tanh", output="sigmoid", loss="bce")
     x, y = _data(100)
-    _, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), optimizer="adam", learning_rate=1e-2, epochs=3,
-                   batch_size=32, key=jax.random.key(0), diagnostics=True)
+    _, h = fnn.fit(
+        net,
+        fnn.init(jax.random.key(0), net),
+        (x, y),
+        optimizer="adam",
+        learning_rate=1e-2,
+        epochs=3,
+        batch_size=32,
+        key=jax.random.key(0),
+        diagnostics=True,
+    )
     assert set(h.diagnostics) == set(fnn.diagnostics.KEYS)
     for k in fnn.diagnostics.KEYS:
         assert len(h.diagnostics[k]) == 3 and all(len(v) == net.n_layers for v in h.diagnostics[k]), k

@@ -75,8 +75,13 @@ def _env(**extra):
 
 
 def test_four_devices_give_the_loss_curve_of_one(tmp_path):
-    r = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(tmp_path)], capture_output=True, text=True,
-                       timeout=240, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    r = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.split("RESULT", 1)[1])
     one = np.array(out["1-None"]["loss"])
@@ -103,13 +108,42 @@ def _free_port() -> int:
 
 
 def test_two_processes_on_localhost_match_one_process(tmp_path, capsys):
-    args = ["--dataset", "digits", "--sizes", "64,32,10", "--epochs", "2", "--batch-size", "64", "--quiet",
-            "--device", "cpu"]
+    args = [
+        "--dataset",
+        "digits",
+        "--sizes",
+        "64,32,10",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     port = _free_port()
     procs = [
-        subprocess.Popen([sys.executable, "-m", "fnn", "train", *args, "--out", str(tmp_path / f"p{i}"),
-                          "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fnn",
+                "train",
+                *args,
+                "--out",
+                str(tmp_path / f"p{i}"),
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(),
+        )
         for i in range(2)
     ]
     try:

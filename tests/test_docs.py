@@ -33,8 +33,16 @@ DOCS = ROOT / "docs"
 KATEX = ROOT / "node_modules" / "katex" / "dist" / "katex.min.js"
 
 # The public namespaces whose every name in __all__ must have an entry in the API reference.
-PUBLIC_MODULES = ("fnn", "fnn.callbacks", "fnn.optimizers", "fnn.data", "fnn.datasets",
-                  "fnn.diagnostics", "fnn.protocol", "fnn.sklearn")
+PUBLIC_MODULES = (
+    "fnn",
+    "fnn.callbacks",
+    "fnn.optimizers",
+    "fnn.data",
+    "fnn.datasets",
+    "fnn.diagnostics",
+    "fnn.protocol",
+    "fnn.sklearn",
+)
 
 # A fenced block right after this comment is not run: <!-- skip: the reason -->
 SKIP = re.compile(r"<!--\s*skip:\s*(?P<reason>[^>]+?)\s*-->\s*$")
@@ -42,6 +50,7 @@ FENCE = re.compile(r"^```python[^\n]*\n(?P<code>.*?)^```", re.M | re.S)
 
 
 # ---------------------------------------------------------------------------- the build
+
 
 def _shared_tmp(tmp_path_factory) -> Path:
     """A folder every xdist worker of this run sees (the base temp folder without xdist)."""
@@ -57,13 +66,25 @@ def site(tmp_path_factory) -> Path:
     shared = _shared_tmp(tmp_path_factory)
     out = shared / "docs-site"
     with open(shared / "docs-site.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)   # one worker builds, the others wait and reuse it
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker builds, the others wait and reuse it
         if not (out / "index.html").is_file():
             build = subprocess.run(
-                [sys.executable, "-m", "mkdocs", "build", "--strict",
-                 "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
-                cwd=ROOT, capture_output=True, text=True,
-                env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+                [
+                    sys.executable,
+                    "-m",
+                    "mkdocs",
+                    "build",
+                    "--strict",
+                    "-f",
+                    str(ROOT / "mkdocs.yml"),
+                    "-d",
+                    str(out),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+            )
             if build.returncode != 0:
                 shutil.rmtree(out, ignore_errors=True)
                 pytest.fail(f"mkdocs build --strict failed:\n{build.stdout}\n{build.stderr}")
@@ -77,12 +98,16 @@ def test_site_builds_strictly_with_every_page(site):
         if rel.parts[0] in ("figures", "hooks", "screenshots"):
             continue
         stem = rel.with_suffix("")
-        expected = "." if stem.as_posix() == "index" else (
-            stem.parent.as_posix() if stem.name == "index" else stem.as_posix())
+        expected = (
+            "."
+            if stem.as_posix() == "index"
+            else (stem.parent.as_posix() if stem.name == "index" else stem.as_posix())
+        )
         assert expected in pages, f"{rel} was not built"
 
 
 # ------------------------------------------------------------------------- the reference
+
 
 def _reference_ids(site: Path) -> set[str]:
     ids = set()
@@ -101,8 +126,11 @@ def test_every_public_name_is_in_the_api_reference(site, module):
 
 def test_reference_prose_shows_no_rest_markup(site):
     """Docstrings render as Markdown: a reST literal-block marker ``::`` would show as text."""
-    shown = [f"{page.relative_to(site)}: ...{m}" for page in (site / "reference").rglob("index.html")
-             for m in re.findall(r".{0,60}::</p>", page.read_text())]
+    shown = [
+        f"{page.relative_to(site)}: ...{m}"
+        for page in (site / "reference").rglob("index.html")
+        for m in re.findall(r".{0,60}::</p>", page.read_text())
+    ]
     assert not shown, "end the paragraph with ':' before an indented example instead:\n" + "\n".join(shown)
 
 
@@ -110,14 +138,20 @@ def test_every_public_namespace_has_a_reference_page():
     directives = set()
     for page in (DOCS / "reference").glob("*.md"):
         directives |= set(re.findall(r"^::: (fnn[\w.]*)\s*$", page.read_text(), re.M))
-    namespaces = {f"fnn.{name}" for name, value in vars(fnn).items()
-                  if type(value).__name__ == "module" and not name.startswith("_")
-                  and value.__doc__ and "public namespace" in value.__doc__}
+    namespaces = {
+        f"fnn.{name}"
+        for name, value in vars(fnn).items()
+        if type(value).__name__ == "module"
+        and not name.startswith("_")
+        and value.__doc__
+        and "public namespace" in value.__doc__
+    }
     assert namespaces <= set(PUBLIC_MODULES), namespaces - set(PUBLIC_MODULES)
     assert set(PUBLIC_MODULES) <= directives, set(PUBLIC_MODULES) - directives
 
 
 # ------------------------------------------------------------------------------- links
+
 
 class _Links(html.parser.HTMLParser):
     def __init__(self):
@@ -134,7 +168,7 @@ class _Links(html.parser.HTMLParser):
                 self.links.append((tag, attrs[key]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse(path: Path) -> _Links:
     parser = _Links()
     parser.feed(path.read_text(errors="replace"))
@@ -148,30 +182,34 @@ def test_no_broken_internal_link_or_anchor(site):
         for tag, link in _parse(page).links:
             parts = urlsplit(link)
             if parts.scheme in ("http", "https"):
-                external.add(link)       # collected, not fetched: the machine is offline
+                external.add(link)  # collected, not fetched: the machine is offline
                 continue
             if parts.scheme or link.startswith("//"):
-                continue                 # mailto:, data:, javascript:
+                continue  # mailto:, data:, javascript:
             target = urlsplit(urljoin(base, link))
             path = site / unquote(target.path).lstrip("/")
             if path.is_dir() or target.path.endswith("/"):
                 path = path / "index.html"
             if not path.is_file():
                 broken.append(f"{base}: {link} (no file)")
-            elif target.fragment and path.suffix == ".html" and \
-                    unquote(target.fragment) not in _parse(path).ids:
+            elif (
+                target.fragment
+                and path.suffix == ".html"
+                and unquote(target.fragment) not in _parse(path).ids
+            ):
                 broken.append(f"{base}: {link} (no anchor)")
     assert not broken, "\n".join(broken)
 
 
 # ---------------------------------------------------------------------------- examples
 
+
 def _blocks(page: Path) -> list[tuple[int, str | None, str]]:
     """(line, skip reason or None, code) of each ```python block of ``page``."""
     text = page.read_text()
     out = []
     for match in FENCE.finditer(text):
-        before = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         skip = SKIP.search(before)
         out.append((text.count("\n", 0, match.start()) + 1, skip and skip["reason"], match["code"]))
     return out
@@ -202,8 +240,16 @@ def test_skipped_blocks_are_few_and_say_why():
 # ----------------------------------------------------------------------------- browser
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # name of the screenshot -> (page, what it must show)
 SCREENSHOTS = {"home": "", "api_reference": "reference/fnn/", "math_and_figure": "guide/curvature/"}
@@ -230,13 +276,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def browser(site, tmp_path_factory):
     if CHROMIUM is None:
-        pytest.skip("no Chromium installed (chromium, chromium-browser or google-chrome); "
-                    "apt-get install chromium")
+        pytest.skip(
+            "no Chromium installed (chromium, chromium-browser or google-chrome); apt-get install chromium"
+        )
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with _serve(site) as url, playwright.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS, headless=True, viewport={"width": 1280, "height": 900})
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             yield context, url
         finally:
@@ -255,7 +306,7 @@ def _open(browser, path: str):
     def route(r):
         if r.request.url.startswith(url):
             r.continue_()
-        else:   # the site must not reach any other host (no CDN, no web fonts)
+        else:  # the site must not reach any other host (no CDN, no web fonts)
             problems.append(f"request to another host: {r.request.url}")
             r.abort()
 
@@ -265,8 +316,11 @@ def _open(browser, path: str):
 
 
 def _math_pages(site: Path) -> list[str]:
-    return sorted(p.parent.relative_to(site).as_posix() + "/" for p in site.rglob("index.html")
-                  if 'class="arithmatex"' in p.read_text())
+    return sorted(
+        p.parent.relative_to(site).as_posix() + "/"
+        for p in site.rglob("index.html")
+        if 'class="arithmatex"' in p.read_text()
+    )
 
 
 def test_pages_render_with_math_figures_and_no_console_error(browser, site, tmp_path):
@@ -275,8 +329,10 @@ def test_pages_render_with_math_figures_and_no_console_error(browser, site, tmp_
     for name, path in SCREENSHOTS.items():
         page, problems = _open(browser, path)
         assert page.locator("article h1").count() == 1, path
-        images = page.evaluate("[...document.querySelectorAll('article img')]"
-                               ".map(i => [i.src, i.complete && i.naturalWidth > 0])")
+        images = page.evaluate(
+            "[...document.querySelectorAll('article img')]"
+            ".map(i => [i.src, i.complete && i.naturalWidth > 0])"
+        )
         assert all(ok for _, ok in images), (path, images)
         if name == "api_reference":
             assert page.locator("[id='fnn.backprop']").count() == 1
@@ -296,7 +352,9 @@ def test_all_math_renders(browser, site):
     assert "guide/api/" in pages and "guide/curvature/" in pages
     for path in pages:
         page, problems = _open(browser, path)
-        unrendered = page.evaluate("[...document.querySelectorAll('.arithmatex')]"
-                                   ".filter(e => !e.querySelector('.katex')).map(e => e.textContent)")
+        unrendered = page.evaluate(
+            "[...document.querySelectorAll('.arithmatex')]"
+            ".filter(e => !e.querySelector('.katex')).map(e => e.textContent)"
+        )
         page.close()
         assert not problems and not unrendered, (path, problems, unrendered)

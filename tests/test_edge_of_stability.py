@@ -64,15 +64,27 @@ def test_steps_must_be_whole_segments():
 
 
 def test_summary_of_a_made_up_run():
-    run = {"problem": "p (x)", "eta": 0.2, "steps": 8, "every": 2, "sharpness_step": [0, 2, 4, 6],
-           "sharpness": [4.0, 9.8, 12.0, 10.2], "residual": [0.0] * 4,
-           "loss": [1.0, 0.8, 0.6, 0.7, 0.5, 0.55, 0.4, 0.3]}
+    run = {
+        "problem": "p (x)",
+        "eta": 0.2,
+        "steps": 8,
+        "every": 2,
+        "sharpness_step": [0, 2, 4, 6],
+        "sharpness": [4.0, 9.8, 12.0, 10.2],
+        "residual": [0.0] * 4,
+        "loss": [1.0, 0.8, 0.6, 0.7, 0.5, 0.55, 0.4, 0.3],
+    }
     s = eos.summarise(run)
     assert s["reached_step"] == 2 and s["max_before"] == 4.0 and s["max_after"] == 12.0
     assert s["frac_in_band"] == pytest.approx(2 / 3)  # 12 is 20% over 10
     assert s["loss_fell"] and s["loss_rises"] == 2
-    assert "| p | 0.2 | 10 | 4.00 | 4.00 | 2 | 12.00 (1.20) | 67% | 1 -> 0.3 | yes | 2 |" in eos.summary_table([s])
-    above = eos.summarise({**run, "sharpness": [11.0, 8.0, 9.7, 10.1]})  # starts above 2/eta: comes down first
+    assert (
+        "| p | 0.2 | 10 | 4.00 | 4.00 | 2 | 12.00 (1.20) | 67% | 1 -> 0.3 | yes | 2 |"
+        in eos.summary_table([s])
+    )
+    above = eos.summarise(
+        {**run, "sharpness": [11.0, 8.0, 9.7, 10.1]}
+    )  # starts above 2/eta: comes down first
     assert above["reached_step"] == 4 and above["max_before"] == 11.0 and above["frac_in_band"] == 1.0
     never = eos.summarise({**run, "sharpness": [4.0, 5.0, 9.0, 6.0]})
     assert never["reached_step"] is None and never["max_before"] == 9.0 and never["loss_rises"] is None

@@ -27,8 +27,10 @@ X = jnp.ones((5, 3))
 Y = jnp.zeros((5, 2))
 
 # fnn's programs, public (fnn.core.dispatch) and internal, are named after these functions
-PROGRAMS = {f.__name__ for f in (backprop_core, autodiff_core, loss_core, predict_core, manual_loss,
-                                 compiled_finite_differences)}
+PROGRAMS = {
+    f.__name__
+    for f in (backprop_core, autodiff_core, loss_core, predict_core, manual_loss, compiled_finite_differences)
+}
 WITH_TARGETS = (fnn.backprop, fnn.autodiff, fnn.loss, fnn.loss_with_manual_vjp)
 
 
@@ -52,6 +54,7 @@ def raises(kind, pattern):
 
 
 # --- the network description ---------------------------------------------------------------
+
 
 def test_sizes_with_fewer_than_two_entries():
     with raises(ValueError, r"sizes needs at least 2 entries"):
@@ -120,6 +123,7 @@ def test_net_that_is_not_an_mlp():
 
 # --- x and y ---------------------------------------------------------------------------------
 
+
 def test_x_with_the_wrong_feature_count():
     with raises(ValueError, r"x must have shape \(batch, 3\) for sizes \(3, 4, 2\), got \(5, 4\)"):
         fnn.backprop(NET, PARAMS, jnp.ones((5, 4)), Y)
@@ -164,14 +168,31 @@ def test_labels_with_the_wrong_shape():
 BCE = fnn.MLP((3, 4, 2), output="sigmoid", loss="bce")
 BCE_PARAMS = fnn.init(jax.random.key(0), BCE)
 BAD_VALUES = {
-    "label above the range": (CLF, CLF_PARAMS, [0, 1, 2, 3, 0],
-                              r"labels y must lie in \[0, 2\] for 3 outputs, got values in \[0, 3\]"),
-    "negative label": (CLF, CLF_PARAMS, [0, -1, 2, 1, 0],
-                       r"labels y must lie in \[0, 2\] for 3 outputs, got values in \[-1, 2\]"),
+    "label above the range": (
+        CLF,
+        CLF_PARAMS,
+        [0, 1, 2, 3, 0],
+        r"labels y must lie in \[0, 2\] for 3 outputs, got values in \[0, 3\]",
+    ),
+    "negative label": (
+        CLF,
+        CLF_PARAMS,
+        [0, -1, 2, 1, 0],
+        r"labels y must lie in \[0, 2\] for 3 outputs, got values in \[-1, 2\]",
+    ),
     "rows not summing to 1": (CLF, CLF_PARAMS, np.ones((5, 3)), r"y rows for cross_entropy must sum to 1"),
-    "cross_entropy target outside [0, 1]": (CLF, CLF_PARAMS, np.tile([1.5, -0.5, 0.0], (5, 1)),
-                                            r"y for loss 'cross_entropy' must lie in \[0, 1\]"),
-    "bce target outside [0, 1]": (BCE, BCE_PARAMS, 2 * np.ones((5, 2)), r"y for loss 'bce' must lie in \[0, 1\]"),
+    "cross_entropy target outside [0, 1]": (
+        CLF,
+        CLF_PARAMS,
+        np.tile([1.5, -0.5, 0.0], (5, 1)),
+        r"y for loss 'cross_entropy' must lie in \[0, 1\]",
+    ),
+    "bce target outside [0, 1]": (
+        BCE,
+        BCE_PARAMS,
+        2 * np.ones((5, 2)),
+        r"y for loss 'bce' must lie in \[0, 1\]",
+    ),
 }
 
 
@@ -202,8 +223,15 @@ def test_fit_reads_its_device_data_once(case):
         fnn.fit(net, params, (X, jnp.asarray(y)), optimizer="adam", epochs=1, key=jax.random.key(0))
     good = jnp.asarray(np.eye(net.sizes[-1])[np.arange(5) % net.sizes[-1]])
     with raises(ValueError, message):  # in the validation data too
-        fnn.fit(net, params, (X, good), optimizer="adam", epochs=1, key=jax.random.key(0),
-                validation=(X, jnp.asarray(y)))
+        fnn.fit(
+            net,
+            params,
+            (X, good),
+            optimizer="adam",
+            epochs=1,
+            key=jax.random.key(0),
+            validation=(X, jnp.asarray(y)),
+        )
 
 
 def test_check_inputs_makes_the_signature_checks_too():
@@ -222,6 +250,7 @@ def test_check_inputs_needs_concrete_values():
 
 # --- params ----------------------------------------------------------------------------------
 
+
 def test_params_with_the_wrong_number_of_layers():
     with raises(ValueError, r"params has 1 layers but net has 2"):
         fnn.backprop(NET, PARAMS[:1], X, Y)
@@ -229,7 +258,9 @@ def test_params_with_the_wrong_number_of_layers():
 
 def test_params_with_a_wrong_shape():
     bad = [PARAMS[0], {"W": jnp.ones((4, 3)), "b": jnp.ones(2)}]
-    with raises(ValueError, r"params\[1\]\['W'\] must have shape \(4, 2\) for sizes \(3, 4, 2\), got \(4, 3\)"):
+    with raises(
+        ValueError, r"params\[1\]\['W'\] must have shape \(4, 2\) for sizes \(3, 4, 2\), got \(4, 3\)"
+    ):
         fnn.backprop(NET, bad, X, Y)
 
 
@@ -253,6 +284,7 @@ def test_params_with_integer_or_mixed_dtypes():
 
 
 # --- finite differences and the check ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("eps", [0.0, -1e-3, float("nan"), "1e-3"])
 def test_eps_that_is_not_positive(eps):

@@ -40,23 +40,52 @@ def _run_script(name, argv, monkeypatch):
 def test_scripts_write_their_outputs(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")
-    _run_script("vanishing_gradients.py", ["--quick", "--depth", "4", "--width", "8", "--out", str(tmp_path)],
-                monkeypatch)
+    _run_script(
+        "vanishing_gradients.py",
+        ["--quick", "--depth", "4", "--width", "8", "--out", str(tmp_path)],
+        monkeypatch,
+    )
     table = (tmp_path / "vanishing_gradients.md").read_text()
     assert table.count("\n") == 2 + 15 and "glorot_uniform | tanh" in table
-    _run_script("classic_experiments.py", ["--seeds", "2", "--max-sweeps", "200", "--out", str(tmp_path)], monkeypatch)
+    _run_script(
+        "classic_experiments.py", ["--seeds", "2", "--max-sweeps", "200", "--out", str(tmp_path)], monkeypatch
+    )
     assert "symmetry 6-2-1" in (tmp_path / "classic_experiments.md").read_text()
     _run_script("overfitting.py", ["--epochs", "3", "--patience", "1", "--out", str(tmp_path)], monkeypatch)
     runs = json.loads((tmp_path / "overfitting.json").read_text())["runs"]
     assert [r["dropout"] for r in runs] == [0.0, 0.5] and all(r["epochs"] == 3 for r in runs)
-    _run_script("residual_depth.py", ["--depths", "2", "--activations", "tanh", "--seeds", "1", "--epochs", "1",
-                                      "--width", "8", "--out", str(tmp_path)], monkeypatch)
+    _run_script(
+        "residual_depth.py",
+        [
+            "--depths",
+            "2",
+            "--activations",
+            "tanh",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--width",
+            "8",
+            "--out",
+            str(tmp_path),
+        ],
+        monkeypatch,
+    )
     result = json.loads((tmp_path / "residual_depth.json").read_text())
     assert result["command"].startswith("python ") and result["machine"]["cores"] >= 1
     assert [(r["kind"], r["depth"]) for r in result["runs"]] == [("plain", 2), ("residual", 2)]
-    for f in ("vanishing_gradients.png", "vanishing_gradients.csv", "classic_experiments.png", "overfitting.png",
-              "overfitting_dropout.png", "overfitting.csv", "residual_depth.png", "residual_depth.csv",
-              "residual_depth.md"):
+    for f in (
+        "vanishing_gradients.png",
+        "vanishing_gradients.csv",
+        "classic_experiments.png",
+        "overfitting.png",
+        "overfitting_dropout.png",
+        "overfitting.csv",
+        "residual_depth.png",
+        "residual_depth.csv",
+        "residual_depth.md",
+    ):
         assert (tmp_path / f).stat().st_size > 0, f
 
 
@@ -96,9 +125,15 @@ def test_residual_connections_keep_a_deep_sigmoid_gradient():
 def test_residual_depth_rows_summary_table_and_figure(tmp_path):
     pytest.importorskip("matplotlib")
     budget = depth.Budget(epochs=1, batch_size=256)
-    rows = depth.residual_depth(_digits_splits(), activations=("relu",), depths=(2,), width=8, seeds=2,
-                                      budget=budget)
-    assert [(r["kind"], r["seed"]) for r in rows] == [("plain", 0), ("plain", 1), ("residual", 0), ("residual", 1)]
+    rows = depth.residual_depth(
+        _digits_splits(), activations=("relu",), depths=(2,), width=8, seeds=2, budget=budget
+    )
+    assert [(r["kind"], r["seed"]) for r in rows] == [
+        ("plain", 0),
+        ("plain", 1),
+        ("residual", 0),
+        ("residual", 1),
+    ]
     assert all(0 <= r["test_accuracy"] <= 1 and r["grad_ratio"] > 0 for r in rows)
     summary = depth.depth_summary(rows)
     assert [(s["kind"], s["seeds"]) for s in summary] == [("plain", 2), ("residual", 2)]
@@ -114,9 +149,18 @@ def test_residual_depth_rows_summary_table_and_figure(tmp_path):
 
 
 def test_underflowed_ratio_is_named_in_the_table():
-    rows = [{"activation": "sigmoid", "depth": 64, "kind": kind, "seed": seed, "test_accuracy": 0.1,
-             "train_loss": 2.3, "grad_ratio": ratio}
-            for kind, seed, ratio in [("plain", 0, 0.0), ("plain", 1, 1e-30), ("residual", 0, 0.05)]]
+    rows = [
+        {
+            "activation": "sigmoid",
+            "depth": 64,
+            "kind": kind,
+            "seed": seed,
+            "test_accuracy": 0.1,
+            "train_loss": 2.3,
+            "grad_ratio": ratio,
+        }
+        for kind, seed, ratio in [("plain", 0, 0.0), ("plain", 1, 1e-30), ("residual", 0, 0.05)]
+    ]
     table = depth.depth_table(depth.depth_summary(rows))
     assert "| sigmoid | 64 | 0.100 (0.100-0.100) | 0.100 | 2.3 | 2.3 | 0 (underflow) | 5.0e-02 |" in table
 
@@ -141,19 +185,43 @@ def test_dropout_changes_the_validation_curve(tmp_path):
 def test_training_functions_and_bayesian_regularisation_scripts(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     pytest.importorskip("sklearn")
-    _run_script("training_functions.py", ["--trials", "2", "--problems", "SIN", "--methods", "LM", "SCG",
-                                          "--max-epochs", "300", "--no-progress", "--out", str(tmp_path)], monkeypatch)
+    _run_script(
+        "training_functions.py",
+        [
+            "--trials",
+            "2",
+            "--problems",
+            "SIN",
+            "--methods",
+            "LM",
+            "SCG",
+            "--max-epochs",
+            "300",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ],
+        monkeypatch,
+    )
     result = json.loads((tmp_path / "training_functions.json").read_text())
     assert len(result["rows"]) == 2 * 2 and result["machine"]["cores"] >= 1
     assert {s["method"] for s in result["summary"]} == {"LM", "SCG"}
     assert [s["ratio"] for s in result["summary"]][0] == 1.0  # the fastest method's mean time over itself
     lm_sin = [r for r in result["rows"] if r["problem"] == "SIN" and r["method"] == "LM"]
-    assert all(r["reached"] and r["epochs"] < 300 for r in lm_sin)  # LM reaches mse 0.002 on SIN in a few epochs
+    assert all(
+        r["reached"] and r["epochs"] < 300 for r in lm_sin
+    )  # LM reaches mse 0.002 on SIN in a few epochs
     table = (tmp_path / "training_functions.md").read_text()
-    assert "**SIN**: 1-5-1" in table and "goal mse 0.002 (fnn loss 0.001)" in table and "| LM | `levenberg_marquardt` |" in table
+    assert (
+        "**SIN**: 1-5-1" in table
+        and "goal mse 0.002 (fnn loss 0.001)" in table
+        and "| LM | `levenberg_marquardt` |" in table
+    )
     # An oversized 1-20-1 on 41 noisy samples: LM fits the noise, br's prior does not; br's error
     # against the noise-free sine is below LM's for each of three seeds, its training error above
-    _run_script("bayesian_regularisation.py", ["--seeds", "3", "--epochs", "150", "--out", str(tmp_path)], monkeypatch)
+    _run_script(
+        "bayesian_regularisation.py", ["--seeds", "3", "--epochs", "150", "--out", str(tmp_path)], monkeypatch
+    )
     result = json.loads((tmp_path / "bayesian_regularisation.json").read_text())
     assert result["br_better"] == 3
     for run in result["runs"]:
@@ -200,7 +268,9 @@ def test_deep_autoencoder_script(tmp_path, monkeypatch):
     for label, runs in result["curves"].items():
         rows = runs[0]
         assert rows and all(np.isfinite(r["train"]) for r in rows), label
-        assert all(b["gradients"] > a["gradients"] and b["wall_s"] > a["wall_s"] for a, b in zip(rows, rows[1:]))
+        assert all(
+            b["gradients"] > a["gradients"] and b["wall_s"] > a["wall_s"] for a, b in zip(rows, rows[1:])
+        )
     assert (tmp_path / "deep_autoencoder.png").stat().st_size > 0
     assert (tmp_path / "deep_autoencoder.md").read_text().count("\n") == 2 + 6
 
@@ -211,7 +281,9 @@ def test_deep_autoencoder_reads_mnist_with_the_papers_architecture(tmp_path):
 
     rng = np.random.default_rng(0)
     for stem, n in (("train", 6), ("t10k", 4)):
-        datasets.write_idx(tmp_path / f"{stem}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        datasets.write_idx(
+            tmp_path / f"{stem}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        )
         datasets.write_idx(tmp_path / f"{stem}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
     problem = autoencoder.mnist_problem(tmp_path)
     assert problem.x.shape == (6, 784) and problem.x_test.shape == (4, 784)

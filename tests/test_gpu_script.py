@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import BENCHMARKS, load_script
 
 from benchmarks import gpu_checks, gpu_suite
-from helpers import BENCHMARKS, load_script
 
 SCRIPT = BENCHMARKS / "gpu.py"
 
@@ -52,30 +52,41 @@ def test_dry_run_writes_each_checks_own_files(dry_run):
             assert (out / name / file).exists(), (name, file)
         assert not (out / name / "results.partial.json").exists()  # the whole run was written
     assert {"results.json", "summary.md", "calls.png"} <= {p.name for p in (out / "calls").iterdir()}
-    assert by_name["lm_fp32"]["final_loss"] <= by_name["lm_fp32"]["goal"]  # on the CPU, as tests/test_train.py
+    assert (
+        by_name["lm_fp32"]["final_loss"] <= by_name["lm_fp32"]["goal"]
+    )  # on the CPU, as tests/test_train.py
     assert by_name["lm_large"]["loss_end"] < by_name["lm_large"]["loss_start"]
     assert (out / "lm_large" / "history.csv").exists()
     steps = by_name["second_order"]
     assert steps["cases_done"] == steps["cases"] == 1 and steps["complete"]
     (costs,) = steps["steps_in_gradients"].values()
-    assert list(costs) == list(gpu_checks.SECOND_ORDER) and all(math.isfinite(v) and v > 0 for v in costs.values())
+    assert list(costs) == list(gpu_checks.SECOND_ORDER) and all(
+        math.isfinite(v) and v > 0 for v in costs.values()
+    )
     assert {"steps.json", "steps.md", "steps.png"} <= {p.name for p in (out / "second_order").iterdir()}
     assert "hessian_free" in (out / "second_order" / "steps.md").read_text()
     runs = by_name["mfu"]["runs"]
-    assert list(runs) == ["bf16", "tf32", "fp32"] and all(r["mfu"] > 0 and r["tflops"] > 0 for r in runs.values())
+    assert list(runs) == ["bf16", "tf32", "fp32"] and all(
+        r["mfu"] > 0 and r["tflops"] > 0 for r in runs.values()
+    )
 
 
 def test_no_budget_skips_every_check(tmp_path, capsys):
     assert _script().main(["--dry-run", "--budget", "0", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [(r["status"], r["reason"]) for r in summary["checks"]] == [("skipped", "budget")] * len(gpu_suite.NAMES)
+    assert [(r["status"], r["reason"]) for r in summary["checks"]] == [("skipped", "budget")] * len(
+        gpu_suite.NAMES
+    )
     assert "skipped | 0.0 |" in capsys.readouterr().out  # the table printed at the end
 
 
 def test_a_spent_budget_stops_a_grid_between_cases_and_skips_the_later_checks(tmp_path):
-    first = gpu_suite.CHECKS[0]._replace(tiny_s=-math.inf)  # an estimate that always fits: it starts with no budget
-    summary = gpu_suite.run_all(gpu_suite.device(dry_run=True), tmp_path, 0, True, (first, *gpu_suite.CHECKS[1:]),
-                                echo=lambda s: None)
+    first = gpu_suite.CHECKS[0]._replace(
+        tiny_s=-math.inf
+    )  # an estimate that always fits: it starts with no budget
+    summary = gpu_suite.run_all(
+        gpu_suite.device(dry_run=True), tmp_path, 0, True, (first, *gpu_suite.CHECKS[1:]), echo=lambda s: None
+    )
     stopped, *later = summary["checks"]
     assert stopped["status"] == "partial" and stopped["reason"] == "budget"
     assert stopped["result"]["cases_done"] == 1 < stopped["result"]["cases"]
@@ -88,23 +99,36 @@ def test_a_failing_check_keeps_its_traceback_and_the_next_one_runs(tmp_path):
     def fails(ctx):
         raise ValueError("out of device memory, say")
 
-    checks = (gpu_suite.Check("fails", fails, 0, 0, "raises"),
-              gpu_suite.Check("works", lambda ctx: {"headline": "fine"}, 0, 0, "returns"))
-    summary = gpu_suite.run_all(gpu_suite.device(dry_run=True), tmp_path, 60, True, checks, echo=lambda s: None)
+    checks = (
+        gpu_suite.Check("fails", fails, 0, 0, "raises"),
+        gpu_suite.Check("works", lambda ctx: {"headline": "fine"}, 0, 0, "returns"),
+    )
+    summary = gpu_suite.run_all(
+        gpu_suite.device(dry_run=True), tmp_path, 60, True, checks, echo=lambda s: None
+    )
     failed, worked = summary["checks"]
     assert failed["status"] == "error" and failed["error"] == "ValueError: out of device memory, say"
     assert "Traceback" in failed["traceback"] and "in fails" in failed["traceback"]
     assert worked["status"] == "ok" and worked["result"]["headline"] == "fine"
-    assert json.loads((tmp_path / "summary.json").read_text())["checks"][0]["traceback"] == failed["traceback"]
+    assert (
+        json.loads((tmp_path / "summary.json").read_text())["checks"][0]["traceback"] == failed["traceback"]
+    )
     assert "| fails | error |" in (tmp_path / "summary.md").read_text()
 
 
 def test_without_a_gpu_it_stops_with_one_line_and_suggests_the_dry_run(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # no GPU, whatever the machine has
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: no GPU is visible") and "--dry-run" in lines[0], done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: no GPU is visible") and "--dry-run" in lines[0], (
+        done.stderr
+    )
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert not any(tmp_path.iterdir())

@@ -45,8 +45,10 @@ def _backprop_and_autodiff(nets, params, x, y):
 @functools.partial(jax.jit, static_argnums=0)
 def _finite_differences(nets, params, x, y):
     eps = default_eps(x.dtype, "central")
-    return [compiled_finite_differences.__wrapped__(net, p, x, y, eps, "central", net.n_params)
-            for net, p in zip(nets, params)]
+    return [
+        compiled_finite_differences.__wrapped__(net, p, x, y, eps, "central", net.n_params)
+        for net, p in zip(nets, params)
+    ]
 
 
 def _random_biases(key, params):
@@ -54,14 +56,20 @@ def _random_biases(key, params):
     pre-activations exactly on relu's kink, where finite differences measure a
     one-sided slope rather than a derivative."""
     keys = jax.random.split(key, len(params))
-    return [{"W": p["W"], "b": 0.3 * jax.random.normal(k, p["b"].shape, p["b"].dtype)} for k, p in zip(keys, params)]
+    return [
+        {"W": p["W"], "b": 0.3 * jax.random.normal(k, p["b"].shape, p["b"].dtype)}
+        for k, p in zip(keys, params)
+    ]
 
 
 def _cell(output, loss, depth, dtype):
     n_out = 1 if output in ("identity",) and loss == "huber" else 3  # vary the output width too
     nets = tuple(fnn.MLP((N_IN,) + (WIDTH,) * depth + (n_out,), act, output, loss) for act in HIDDEN)
     kp, kx, ky = jax.random.split(jax.random.key(depth * 101 + len(output) * 7 + len(loss)), 3)
-    params = [_random_biases(k, fnn.init(k, net, dtype=dtype)) for k, net in zip(jax.random.split(kp, len(nets)), nets)]
+    params = [
+        _random_biases(k, fnn.init(k, net, dtype=dtype))
+        for k, net in zip(jax.random.split(kp, len(nets)), nets)
+    ]
     x = jax.random.normal(kx, (BATCH, N_IN), dtype)
     y = targets(ky, loss, BATCH, n_out, dtype, labels=False)
     return nets, params, x, y

@@ -15,23 +15,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import QUICK_COMPILE, graphs, host_targets, with_random_biases, worst_over_examples, worst_rel_error
+from helpers import (
+    QUICK_COMPILE,
+    graphs,
+    host_targets,
+    with_random_biases,
+    worst_over_examples,
+    worst_rel_error,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnn
+from fnn import optimizers
 from fnn.check.autodiff import autodiff_core
 from fnn.check.finite_differences import compiled_finite_differences, default_eps
 from fnn.core import validation
 from fnn.core.backprop import backprop_core
 from fnn.core.forward import predict_core
-from fnn import optimizers
 
-NET = fnn.Graph(n_in=6, nodes=[
-    fnn.Dense("h1", 8, "relu", inputs=("x",)),
-    fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
-    fnn.Dense("out", 3, "softmax", inputs=("h2", "h1")),
-], loss="cross_entropy")
+NET = fnn.Graph(
+    n_in=6,
+    nodes=[
+        fnn.Dense("h1", 8, "relu", inputs=("x",)),
+        fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
+        fnn.Dense("out", 3, "softmax", inputs=("h2", "h1")),
+    ],
+    loss="cross_entropy",
+)
 
 
 def _blobs(n=96, d=6, seed=0):
@@ -46,9 +57,14 @@ def _blobs(n=96, d=6, seed=0):
 def test_params_are_keyed_by_node_and_input():
     params = fnn.init(jax.random.key(0), NET)
     shapes = jax.tree_util.tree_map(jnp.shape, params)
-    assert shapes == {"h1": {"W": {"x": (6, 8)}, "b": (8,)}, "h2": {"W": {"h1": (8, 8), "x": (6, 8)}, "b": (8,)},
-                      "out": {"W": {"h1": (8, 3), "h2": (8, 3)}, "b": (3,)}}
-    assert NET.n_params == sum(int(np.prod(s)) for s in jax.tree_util.tree_leaves(shapes, is_leaf=lambda t: isinstance(t, tuple)))
+    assert shapes == {
+        "h1": {"W": {"x": (6, 8)}, "b": (8,)},
+        "h2": {"W": {"h1": (8, 8), "x": (6, 8)}, "b": (8,)},
+        "out": {"W": {"h1": (8, 3), "h2": (8, 3)}, "b": (3,)},
+    }
+    assert NET.n_params == sum(
+        int(np.prod(s)) for s in jax.tree_util.tree_leaves(shapes, is_leaf=lambda t: isinstance(t, tuple))
+    )
     assert NET.output == "softmax" and NET.n_out == 3 and NET.stochastic
 
 
@@ -57,34 +73,68 @@ def test_constructors():
     assert [n.inputs for n in cascade.nodes] == [("x",), ("x", "layer1"), ("x", "layer1", "layer2")]
     residual = fnn.Graph.residual(4, 7, 3, 2, "relu", "identity", "mse")
     assert [(n.name, n.inputs, n.residual) for n in residual.nodes] == [
-        ("h1", ("x",), None), ("h2", ("h1",), "h1"), ("h3", ("h2",), "h2"), ("out", ("h3",), None)]
+        ("h1", ("x",), None),
+        ("h2", ("h1",), "h1"),
+        ("h3", ("h2",), "h2"),
+        ("out", ("h3",), None),
+    ]
     mlp = fnn.MLP((4, 5, 3), ("tanh",), "sigmoid", "bce", dropout=0.1)
     assert mlp.graph == fnn.Graph.chain((4, 5, 3), "tanh", "sigmoid", "bce", dropout=0.1)
     assert fnn.Graph.from_description(NET.describe()) == NET
 
 
-@pytest.mark.parametrize("nodes, message", [
-    ([fnn.Dense("h", 4, inputs=("y",)), fnn.Dense("o", 1, inputs=("h",))], r"node 'h' takes 'y', which is not 'x'"),
-    ([fnn.Dense("h", 4, inputs=("o",)), fnn.Dense("o", 1, inputs=("h",))], r"node 'h' takes 'o', which is not"),
-    ([fnn.Dense("h", 4), fnn.Dense("h", 1, inputs=("h",))], r"duplicate node name 'h'"),
-    ([fnn.Dense("h", 4), fnn.Dense("g", 5, inputs=("h",), residual="h"), fnn.Dense("o", 1, inputs=("g",))],
-     r"node 'g' \(5 wide\) cannot add residual 'h' \(4 wide\)"),
-    ([fnn.Dense("h", 4), fnn.Dense("o", 4, inputs=("h",), residual="h")], r"the output node 'o' cannot have a residual"),
-    ([fnn.Dense("h", 4), fnn.Dense("o", 1, inputs=("h",), dropout=0.5)], r"the output node 'o' cannot have dropout"),
-    ([fnn.Dense("h", 4), fnn.Dense("g", 4), fnn.Dense("o", 1, inputs=("g",))], r"node 'h' feeds no later node"),
-    ([fnn.Dense("h", 4, "softmax"), fnn.Dense("o", 1, inputs=("h",))], r"'softmax' may only be used as the output"),
-])
+@pytest.mark.parametrize(
+    "nodes, message",
+    [
+        (
+            [fnn.Dense("h", 4, inputs=("y",)), fnn.Dense("o", 1, inputs=("h",))],
+            r"node 'h' takes 'y', which is not 'x'",
+        ),
+        (
+            [fnn.Dense("h", 4, inputs=("o",)), fnn.Dense("o", 1, inputs=("h",))],
+            r"node 'h' takes 'o', which is not",
+        ),
+        ([fnn.Dense("h", 4), fnn.Dense("h", 1, inputs=("h",))], r"duplicate node name 'h'"),
+        (
+            [
+                fnn.Dense("h", 4),
+                fnn.Dense("g", 5, inputs=("h",), residual="h"),
+                fnn.Dense("o", 1, inputs=("g",)),
+            ],
+            r"node 'g' \(5 wide\) cannot add residual 'h' \(4 wide\)",
+        ),
+        (
+            [fnn.Dense("h", 4), fnn.Dense("o", 4, inputs=("h",), residual="h")],
+            r"the output node 'o' cannot have a residual",
+        ),
+        (
+            [fnn.Dense("h", 4), fnn.Dense("o", 1, inputs=("h",), dropout=0.5)],
+            r"the output node 'o' cannot have dropout",
+        ),
+        (
+            [fnn.Dense("h", 4), fnn.Dense("g", 4), fnn.Dense("o", 1, inputs=("g",))],
+            r"node 'h' feeds no later node",
+        ),
+        (
+            [fnn.Dense("h", 4, "softmax"), fnn.Dense("o", 1, inputs=("h",))],
+            r"'softmax' may only be used as the output",
+        ),
+    ],
+)
 def test_bad_graphs_are_refused_at_construction(nodes, message):
     with pytest.raises(ValueError, match=message):
         fnn.Graph(3, nodes)
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(inputs=()), r"node 'h' has an empty input list"),
-    (dict(dropout=1.0), r"node 'h': dropout must lie in \[0, 1\), got 1.0"),
-    (dict(dropout=-0.1), r"dropout must lie in \[0, 1\)"),
-    (dict(inputs=("x", "x")), r"names an input twice"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(inputs=()), r"node 'h' has an empty input list"),
+        (dict(dropout=1.0), r"node 'h': dropout must lie in \[0, 1\), got 1.0"),
+        (dict(dropout=-0.1), r"dropout must lie in \[0, 1\)"),
+        (dict(inputs=("x", "x")), r"names an input twice"),
+    ],
+)
 def test_bad_nodes_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         fnn.Dense("h", 4, **kw)
@@ -113,8 +163,9 @@ def _errors(net, batch, dropout, seed) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
         params = with_random_biases(rng, fnn.init(jax.random.key(seed), net, dtype=jnp.float64))
-        x, y = validation.prepare(net, params, rng.normal(size=(batch, net.n_in)),
-                                  host_targets(rng, net.loss, batch, net.n_out))
+        x, y = validation.prepare(
+            net, params, rng.normal(size=(batch, net.n_in)), host_targets(rng, net.loss, batch, net.n_out)
+        )
         key = jax.random.key(seed + 1) if dropout else None
         (loss, g_bp), g_ad, g_fd = _three(net, params, x, y, key)
         assert jax.tree_util.tree_structure(g_bp) == jax.tree_util.tree_structure(params)
@@ -136,7 +187,9 @@ def test_the_worst_errors_over_many_random_graphs(capsys):
     """``pytest -m slow -s tests/test_graph.py -k worst``: 150 graphs, the worst errors printed."""
     worst = worst_over_examples(150, EXAMPLE, _errors)
     with capsys.disabled():
-        print(f"\nworst rel error over 150 random graphs: jax.grad {worst[0]:.2e}, finite differences {worst[1]:.2e}")
+        print(
+            f"\nworst rel error over 150 random graphs: jax.grad {worst[0]:.2e}, finite differences {worst[1]:.2e}"
+        )
     assert worst[0] <= 1e-12 and worst[1] <= 1e-7
 
 
@@ -146,7 +199,9 @@ def test_the_chain_graph_is_the_mlp_exactly():
     chain = fnn.Graph.chain((5, 7, 6, 3), ("tanh", "relu"), "softmax", "cross_entropy")
     params = fnn.init(jax.random.key(0), mlp)
     as_graph = mlp.as_graph_params(params)
-    for a, b in zip(jax.tree_util.tree_leaves(fnn.init(jax.random.key(0), chain)), jax.tree_util.tree_leaves(as_graph)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(fnn.init(jax.random.key(0), chain)), jax.tree_util.tree_leaves(as_graph)
+    ):
         np.testing.assert_array_equal(a, b)  # the same key draws the same params
     x, y = _blobs(32, 5)
     loss_m, g_m = fnn.backprop(mlp, params, x, y)
@@ -189,8 +244,9 @@ def test_manual_vjp_and_check_gradients_with_dropout():
 def test_dropout_is_on_only_with_a_key():
     params = fnn.init(jax.random.key(0), NET)
     x, y = _blobs(16)
-    plain = fnn.Graph(6, tuple(fnn.Dense(n.name, n.width, n.activation, n.inputs, n.residual) for n in NET.nodes),
-                      NET.loss)
+    plain = fnn.Graph(
+        6, tuple(fnn.Dense(n.name, n.width, n.activation, n.inputs, n.residual) for n in NET.nodes), NET.loss
+    )
     assert float(fnn.loss(NET, params, x, y)) == float(fnn.loss(plain, params, x, y))
     k1, k2 = jax.random.key(1), jax.random.key(2)
     assert float(fnn.loss(NET, params, x, y, key=k1)) == float(fnn.loss(NET, params, x, y, key=k1))
@@ -206,15 +262,22 @@ def test_dropout_is_on_only_with_a_key():
 def test_fit_with_dropout_draws_fresh_masks_each_step_and_resumes_exactly(tmp_path):
     x, y = _blobs()
     params = fnn.init(jax.random.key(3), NET)
-    kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=32, key=jax.random.key(4), validation=(x[:32], y[:32]))
+    kw = dict(
+        optimizer="adam",
+        learning_rate=1e-2,
+        batch_size=32,
+        key=jax.random.key(4),
+        validation=(x[:32], y[:32]),
+    )
     whole, h_whole = fnn.fit(NET, params, (x, y), epochs=6, **kw)
     fnn.fit(NET, params, (x, y), epochs=3, checkpoint=tmp_path / "run.npz", **kw)
     resumed, h = fnn.fit(NET, params, (x, y), epochs=6, checkpoint=tmp_path / "run.npz", resume=True, **kw)
     for a, b in zip(jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(resumed)):
         np.testing.assert_array_equal(a, b)
     assert h.train_loss == h_whole.train_loss
-    plain = fnn.Graph.from_description({**NET.describe(), "nodes": [
-        {**n, "dropout": 0.0} for n in NET.describe()["nodes"]]})
+    plain = fnn.Graph.from_description(
+        {**NET.describe(), "nodes": [{**n, "dropout": 0.0} for n in NET.describe()["nodes"]]}
+    )
     _, h_plain = fnn.fit(plain, params, (x, y), epochs=6, **kw)
     assert h_plain.train_loss != h_whole.train_loss  # dropout changed the training
     mlp = fnn.MLP((6, 16, 3), "relu", "softmax", "cross_entropy", dropout=0.5)
@@ -230,7 +293,7 @@ RESIDUAL = fnn.Graph.residual(2, 6, 3, 1, "tanh", "identity", "mse")
 
 def _sine(n=48):
     x = np.linspace(-1, 1, n, dtype=np.float32)[:, None]
-    return np.hstack([x, x ** 2]), np.sin(3 * x).astype(np.float32)
+    return np.hstack([x, x**2]), np.sin(3 * x).astype(np.float32)
 
 
 # MATLAB's methods reach the network only through its loss, gradient and Jacobian, as lbfgs and
@@ -238,28 +301,57 @@ def _sine(n=48):
 _LINE_SEARCHES = ("br", "scg", "cgf", "cgp", "cgb", "bfgs", "oss")
 
 
-@pytest.mark.parametrize("optimizer", [pytest.param(n, marks=pytest.mark.slow) if n in _LINE_SEARCHES else n
-                                       for n in optimizers.NAMES])
+@pytest.mark.parametrize(
+    "optimizer",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _LINE_SEARCHES else n for n in optimizers.NAMES],
+)
 def test_every_optimizer_trains_a_residual_graph(optimizer):
     x, y = _sine()
     params = fnn.init(jax.random.key(6), RESIDUAL)
-    lr = {"gd": 0.2, "sgd": 0.05, "momentum": 0.02, "adaptive_lr": 0.05, "adaptive_momentum": 0.05,
-          "adam": 1e-2, "rmsprop": 3e-3, "rprop": 0.01}.get(optimizer)
-    trained, h = fnn.fit(RESIDUAL, params, (x, y), optimizer=optimizer, learning_rate=lr, epochs=30,
-                         key=jax.random.key(7))
+    lr = {
+        "gd": 0.2,
+        "sgd": 0.05,
+        "momentum": 0.02,
+        "adaptive_lr": 0.05,
+        "adaptive_momentum": 0.05,
+        "adam": 1e-2,
+        "rmsprop": 3e-3,
+        "rprop": 0.01,
+    }.get(optimizer)
+    trained, h = fnn.fit(
+        RESIDUAL, params, (x, y), optimizer=optimizer, learning_rate=lr, epochs=30, key=jax.random.key(7)
+    )
     assert float(fnn.loss(RESIDUAL, trained, x, y)) < 0.7 * float(fnn.loss(RESIDUAL, params, x, y)), optimizer
 
 
 def test_diagnostics_per_node_and_bf16():
     x, y = _blobs()
     params = fnn.init(jax.random.key(8), NET)
-    _, h = fnn.fit(NET, params, (x, y), optimizer="adam", learning_rate=1e-2, epochs=10, batch_size=32,
-                   key=jax.random.key(9), diagnostics=True)
+    _, h = fnn.fit(
+        NET,
+        params,
+        (x, y),
+        optimizer="adam",
+        learning_rate=1e-2,
+        epochs=10,
+        batch_size=32,
+        key=jax.random.key(9),
+        diagnostics=True,
+    )
     d = h.diagnostics
     assert [len(v) for v in d["grad_norm"][0:1]] == [3] and np.isfinite(d["dead_relu"][0][0])
     assert np.isnan(d["dead_relu"][0][1]) and np.isfinite(d["saturation"][0][1])  # h2 is tanh
     stats = fnn.diagnostics.layer_stats(NET, params, x, y)
     assert stats["grad_norm"].shape == (3,)
-    _, h16 = fnn.fit(NET, params, (x, y), optimizer="adam", learning_rate=1e-2, epochs=10, batch_size=32,
-                     key=jax.random.key(9), precision="bf16")
+    _, h16 = fnn.fit(
+        NET,
+        params,
+        (x, y),
+        optimizer="adam",
+        learning_rate=1e-2,
+        epochs=10,
+        batch_size=32,
+        key=jax.random.key(9),
+        precision="bf16",
+    )
     assert h16.train_accuracy[-1] > 0.8 and abs(h16.train_loss[-1] - h.train_loss[-1]) < 0.1

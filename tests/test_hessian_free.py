@@ -25,12 +25,12 @@ from helpers import fit_whole_and_resumed
 from jax.flatten_util import ravel_pytree
 
 import fnn
+from fnn import optimizers
 from fnn.core import activations, losses
 from fnn.core.validation import prepare
-from fnn import optimizers
-from fnn.training.objective import MinibatchObjective
 from fnn.optim.hessian_free import linear_cg, save_schedule
 from fnn.training import checkpoint
+from fnn.training.objective import MinibatchObjective
 
 
 @pytest.fixture
@@ -56,7 +56,9 @@ def test_cg_solves_the_system_to_the_tolerance_asked(tol, preconditioned, x64):
     a, b = _spd(40, 1e3, rng), rng.normal(size=40)
     m = np.abs(np.diag(a)) if preconditioned else np.ones(40)
     x0 = 0.1 * rng.normal(size=40)
-    res = _solve(a, b, max_iterations=400, tol=tol, progress=0.0)(jnp.asarray(b), jnp.asarray(x0), jnp.asarray(m))
+    res = _solve(a, b, max_iterations=400, tol=tol, progress=0.0)(
+        jnp.asarray(b), jnp.asarray(x0), jnp.asarray(m)
+    )
     exact = np.linalg.solve(a, b)
     r, r0 = b - a @ np.asarray(res.x), b - a @ x0
     assert np.sqrt(r @ (r / m)) <= tol * np.sqrt(r0 @ (r0 / m)) * (1 + 1e-6)  # the stopping rule, met
@@ -70,22 +72,33 @@ def test_cg_solves_the_system_to_the_tolerance_asked(tol, preconditioned, x64):
 def test_cg_keeps_the_iterates_at_powers_of_1_3_and_stops_on_progress(x64):
     assert save_schedule(30) == (1, 2, 3, 4, 5, 7, 9, 11, 14, 18, 24)
     rng = np.random.default_rng(1)
-    q, _ = np.linalg.qr(rng.normal(size=(200, 200)))  # 20 large eigenvalues, 180 tiny: phi settles, r does not
-    a, b = (q * np.concatenate([np.geomspace(1, 10, 20), np.geomspace(1e-6, 1e-4, 180)])) @ q.T, rng.normal(size=200)
+    q, _ = np.linalg.qr(
+        rng.normal(size=(200, 200))
+    )  # 20 large eigenvalues, 180 tiny: phi settles, r does not
+    a, b = (
+        (q * np.concatenate([np.geomspace(1, 10, 20), np.geomspace(1e-6, 1e-4, 180)])) @ q.T,
+        rng.normal(size=200),
+    )
     run = _solve(a, b, max_iterations=200, tol=0.0, progress=5e-4)
     res = run(jnp.asarray(b), jnp.zeros(200), jnp.ones(200))
-    slow = _solve(a, b, max_iterations=200, tol=0.0, progress=0.0)(jnp.asarray(b), jnp.zeros(200), jnp.ones(200))
+    slow = _solve(a, b, max_iterations=200, tol=0.0, progress=0.0)(
+        jnp.asarray(b), jnp.zeros(200), jnp.ones(200)
+    )
     assert 10 < int(res.iterations) < int(slow.iterations) == 200  # the progress test ended it early
     kept = [i for i in save_schedule(200) if i <= int(res.iterations)]
     assert int(res.n_saved) == len(kept)
     phis = np.asarray(res.saved_phi[: len(kept)])
     assert np.all(np.diff(phis) < 0)  # CG lowers phi monotonically
     a, b = _spd(100, 30.0, rng), rng.normal(size=100)  # well conditioned: CG's rounding stays small
-    res = _solve(a, b, max_iterations=40, tol=0.0, progress=0.0)(jnp.asarray(b), jnp.zeros(100), jnp.ones(100))
+    res = _solve(a, b, max_iterations=40, tol=0.0, progress=0.0)(
+        jnp.asarray(b), jnp.zeros(100), jnp.ones(100)
+    )
     iterates, kept = _textbook_cg(a, b, 40), save_schedule(40)
     assert int(res.n_saved) == len(kept)
     for slot, i in enumerate(kept):  # each kept iterate is the i-th
-        np.testing.assert_allclose(res.saved[slot], iterates[i], rtol=1e-9, atol=1e-9 * np.linalg.norm(iterates[i]))
+        np.testing.assert_allclose(
+            res.saved[slot], iterates[i], rtol=1e-9, atol=1e-9 * np.linalg.norm(iterates[i])
+        )
 
 
 def _textbook_cg(a, b, n):
@@ -111,17 +124,24 @@ def test_cg_stops_before_a_direction_of_negative_curvature(x64):
 
 def _dense_gauss_newton(net, params, x, y):
     flat, unravel = ravel_pytree(params)
-    logits = lambda w: net.output_of(net.forward(unravel(w), x))[0]  # noqa: E731
+    logits = lambda w: net.output_of(net.forward(unravel(w), x))[0]
     j = jax.jacfwd(lambda w: logits(w).ravel())(flat)
     z = logits(flat)
     act = activations.get(net.output)
-    h = jax.hessian(lambda zf: losses.mean_loss(net.output, net.loss, zf.reshape(z.shape), act.fn(zf.reshape(z.shape)),
-                                                y))(z.ravel())
+    h = jax.hessian(
+        lambda zf: losses.mean_loss(net.output, net.loss, zf.reshape(z.shape), act.fn(zf.reshape(z.shape)), y)
+    )(z.ravel())
     return np.asarray(j.T @ h @ j)
 
 
-@pytest.mark.parametrize("net", [fnn.MLP((3, 5, 4), activation="tanh", output="softmax", loss="cross_entropy"),
-                                 fnn.MLP((3, 4, 2), activation="sigmoid")], ids=["softmax", "mse"])
+@pytest.mark.parametrize(
+    "net",
+    [
+        fnn.MLP((3, 5, 4), activation="tanh", output="softmax", loss="cross_entropy"),
+        fnn.MLP((3, 4, 2), activation="sigmoid"),
+    ],
+    ids=["softmax", "mse"],
+)
 def test_one_step_solves_the_damped_gauss_newton_system(net, x64):
     rng = np.random.default_rng(2)
     params = fnn.init(jax.random.key(0), net, dtype=jnp.float64)
@@ -132,11 +152,21 @@ def test_one_step_solves_the_damped_gauss_newton_system(net, x64):
     loss, grads = fnn.backprop(net, params, x, y)
     g = ravel_pytree(grads)[0]
     damping = 0.3
-    tx = optimizers.hessian_free(damping, max_cg_iterations=200, cg_tol=1e-13, cg_progress=0.0, warm_start=0.0,
-                                 preconditioner_exponent=0.0)
-    update = jax.jit(lambda w, g, s, loss: tx.update(g, s, w, value=loss, value_fn=MinibatchObjective(net, x, y, unravel)))
+    tx = optimizers.hessian_free(
+        damping,
+        max_cg_iterations=200,
+        cg_tol=1e-13,
+        cg_progress=0.0,
+        warm_start=0.0,
+        preconditioner_exponent=0.0,
+    )
+    update = jax.jit(
+        lambda w, g, s, loss: tx.update(g, s, w, value=loss, value_fn=MinibatchObjective(net, x, y, unravel))
+    )
     step, state = update(flat, g, tx.init(flat), loss)
-    exact = -np.linalg.solve(_dense_gauss_newton(net, params, x, y) + damping * np.eye(flat.size), np.asarray(g))
+    exact = -np.linalg.solve(
+        _dense_gauss_newton(net, params, x, y) + damping * np.eye(flat.size), np.asarray(g)
+    )
     np.testing.assert_allclose(state.direction, exact, rtol=0, atol=1e-9 * np.linalg.norm(exact))
     assert float(state.damping) in (damping * 1.5, damping, damping * 2 / 3)
     assert int(state.cg_iterations) <= flat.size + 1
@@ -148,11 +178,21 @@ def _problems():
     x = rng.normal(size=(96, 4)).astype(np.float32)
     labels = (x[:, 0] * x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 0.5)
     target = np.stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2]], axis=1).astype(np.float32)
-    graph = fnn.Graph(4, (fnn.Dense("h1", 8, "tanh"), fnn.Dense("h2", 8, "relu", inputs=("h1",), residual="h1",
-                                                                    dropout=0.2),
-                          fnn.Dense("out", 3, "softmax", inputs=("h2", "x"))), "cross_entropy")
+    graph = fnn.Graph(
+        4,
+        (
+            fnn.Dense("h1", 8, "tanh"),
+            fnn.Dense("h2", 8, "relu", inputs=("h1",), residual="h1", dropout=0.2),
+            fnn.Dense("out", 3, "softmax", inputs=("h2", "x")),
+        ),
+        "cross_entropy",
+    )
     return {
-        "mlp-softmax": (fnn.MLP((4, 12, 3), activation="tanh", output="softmax", loss="cross_entropy"), x, labels),
+        "mlp-softmax": (
+            fnn.MLP((4, 12, 3), activation="tanh", output="softmax", loss="cross_entropy"),
+            x,
+            labels,
+        ),
         "mlp-mse": (fnn.MLP((4, 12, 2), activation="sigmoid"), x, target),
         "graph-residual-dropout": (graph, x, labels),
     }
@@ -161,19 +201,30 @@ def _problems():
 PROBLEMS = _problems()
 
 
-@pytest.mark.parametrize("name, options", [(name, {}) for name in PROBLEMS] + [
-    ("graph-residual-dropout", {"curvature": "hvp"}), ("mlp-softmax", {"curvature_fraction": 0.5})],
-    ids=[*PROBLEMS, "graph-residual-dropout-hvp", "mlp-softmax-half-batch"])
+@pytest.mark.parametrize(
+    "name, options",
+    [(name, {}) for name in PROBLEMS]
+    + [("graph-residual-dropout", {"curvature": "hvp"}), ("mlp-softmax", {"curvature_fraction": 0.5})],
+    ids=[*PROBLEMS, "graph-residual-dropout-hvp", "mlp-softmax-half-batch"],
+)
 def test_hessian_free_lowers_the_loss_and_records_what_it_adapts(name, options):
     net, x, y = PROBLEMS[name]
     params = fnn.init(jax.random.key(0), net)
     # other options: hessian_free's record with a factory of its own, so its reports stay
     record = optimizers.spec("hessian_free")
-    tx = dataclasses.replace(record, factory=lambda lr, **_: optimizers.hessian_free(**options)) if options else (
-        "hessian_free")
-    trained, h = fnn.fit(net, params, (x, y), optimizer=tx, epochs=12, batch_size=len(x), key=jax.random.key(1))
+    tx = (
+        dataclasses.replace(record, factory=lambda lr, **_: optimizers.hessian_free(**options))
+        if options
+        else ("hessian_free")
+    )
+    trained, h = fnn.fit(
+        net, params, (x, y), optimizer=tx, epochs=12, batch_size=len(x), key=jax.random.key(1)
+    )
     before, after = float(fnn.loss(net, params, x, y)), float(fnn.loss(net, trained, x, y))
-    assert after < 0.8 * before, (before, after)  # from lambda = 1, Martens' start, which the first steps lower
+    assert after < 0.8 * before, (
+        before,
+        after,
+    )  # from lambda = 1, Martens' start, which the first steps lower
     assert len(h.damping) == len(h.rho) == len(h.cg_iterations) == len(h)
     assert all(d > 0 for d in h.damping) and all(1 <= i <= 250 for i in h.cg_iterations)
     factors = {round(b / a, 6) for a, b in zip([1.0, *h.damping[:-1]], h.damping)}  # Martens' rule
@@ -182,38 +233,50 @@ def test_hessian_free_lowers_the_loss_and_records_what_it_adapts(name, options):
 
 def test_the_history_and_its_csv_hold_the_damping_rho_and_cg_iterations(tmp_path):
     net, x, y = PROBLEMS["mlp-softmax"]
-    _, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), optimizer="hessian_free", epochs=3,
-                   key=jax.random.key(0))
+    _, h = fnn.fit(
+        net,
+        fnn.init(jax.random.key(0), net),
+        (x, y),
+        optimizer="hessian_free",
+        epochs=3,
+        key=jax.random.key(0),
+    )
     h.to_csv(tmp_path / "h.csv")
     header, *rows = (tmp_path / "h.csv").read_text().splitlines()
     cols = header.split(",")
     assert {"damping", "rho", "cg_iterations"} <= set(cols) and len(rows) == 3
     assert float(rows[-1].split(",")[cols.index("damping")]) == h.damping[-1]
-    _, other = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), optimizer="adam", epochs=1, key=jax.random.key(0))
+    _, other = fnn.fit(
+        net, fnn.init(jax.random.key(0), net), (x, y), optimizer="adam", epochs=1, key=jax.random.key(0)
+    )
     assert other.reports == {} and "damping" not in other.columns  # adam reports nothing
 
 
 @pytest.mark.exact
 def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path):
     net, x, y = PROBLEMS["graph-residual-dropout"]
-    _, h_full, _, h_res = fit_whole_and_resumed(tmp_path, net, (x, y), 4, optimizer="hessian_free",
-                                                key=jax.random.key(3))
+    _, h_full, _, h_res = fit_whole_and_resumed(
+        tmp_path, net, (x, y), 4, optimizer="hessian_free", key=jax.random.key(3)
+    )
     assert h_res.damping == h_full.damping and h_res.cg_iterations == h_full.cg_iterations
     assert checkpoint.load(tmp_path / "ckpt.npz").meta["epoch"] == 4
 
 
-@pytest.mark.parametrize("option, value, match", [
-    ("damping", 0.0, "damping must be a positive number"),
-    ("damping", float("nan"), "damping must be a positive number"),
-    ("curvature", "fisher", "curvature must be one of"),
-    ("max_cg_iterations", 0, "max_cg_iterations must be a positive int, got 0"),
-    ("max_cg_iterations", 2.5, "max_cg_iterations must be a positive int, got 2.5"),
-    ("cg_tol", -1e-3, "cg_tol must be in"),
-    ("warm_start", 1.5, "warm_start must be in"),
-    ("preconditioner_exponent", -1, "preconditioner_exponent must be in"),
-    ("armijo_c", 1.0, "armijo_c must be in"),
-    ("curvature_fraction", 0.0, "curvature_fraction must be in"),
-])
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("damping", 0.0, "damping must be a positive number"),
+        ("damping", float("nan"), "damping must be a positive number"),
+        ("curvature", "fisher", "curvature must be one of"),
+        ("max_cg_iterations", 0, "max_cg_iterations must be a positive int, got 0"),
+        ("max_cg_iterations", 2.5, "max_cg_iterations must be a positive int, got 2.5"),
+        ("cg_tol", -1e-3, "cg_tol must be in"),
+        ("warm_start", 1.5, "warm_start must be in"),
+        ("preconditioner_exponent", -1, "preconditioner_exponent must be in"),
+        ("armijo_c", 1.0, "armijo_c must be in"),
+        ("curvature_fraction", 0.0, "curvature_fraction must be in"),
+    ],
+)
 def test_bad_options_are_named(option, value, match):
     with pytest.raises(ValueError, match=match):
         optimizers.hessian_free(**{option: value})
@@ -228,8 +291,15 @@ def test_scg_curvature_is_the_same_exactly_and_by_finite_differences_on_a_quadra
     x, y = prepare(net, params, rng.normal(size=(30, 5)), rng.normal(size=(30, 3)))
     steps = {}
     for curvature in ("finite_difference", "gnvp", "hvp"):
-        trained, _ = fnn.fit(net, params, (x, y), optimizer=optimizers.scg(curvature=curvature), epochs=3,
-                             batch_size=30, key=jax.random.key(0))
+        trained, _ = fnn.fit(
+            net,
+            params,
+            (x, y),
+            optimizer=optimizers.scg(curvature=curvature),
+            epochs=3,
+            batch_size=30,
+            key=jax.random.key(0),
+        )
         steps[curvature] = ravel_pytree(trained)[0] - ravel_pytree(params)[0]
     np.testing.assert_allclose(steps["gnvp"], steps["hvp"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(steps["finite_difference"], steps["gnvp"], rtol=1e-6, atol=1e-8)
@@ -241,8 +311,15 @@ def test_scg_curvature_is_the_same_exactly_and_by_finite_differences_on_a_quadra
 def test_scg_with_exact_curvature_lowers_the_loss(curvature):
     net, x, y = PROBLEMS["graph-residual-dropout"]
     params = fnn.init(jax.random.key(0), net)
-    trained, _ = fnn.fit(net, params, (x, y), optimizer=optimizers.scg(curvature=curvature), epochs=15,
-                         batch_size=len(x), key=jax.random.key(1))
+    trained, _ = fnn.fit(
+        net,
+        params,
+        (x, y),
+        optimizer=optimizers.scg(curvature=curvature),
+        epochs=15,
+        batch_size=len(x),
+        key=jax.random.key(1),
+    )
     assert float(fnn.loss(net, trained, x, y)) < 0.8 * float(fnn.loss(net, params, x, y))
 
 

@@ -26,10 +26,10 @@ from helpers import fit_whole_and_resumed
 from jax.flatten_util import ravel_pytree
 
 import fnn
+from fnn import optimizers
 from fnn.core.backprop import backprop_core
 from fnn.core.validation import prepare
 from fnn.optim import kfac
-from fnn import optimizers
 from fnn.training.epoch import learning_rate
 from fnn.training.objective import MinibatchObjective
 
@@ -62,7 +62,11 @@ def test_block_update_is_the_damped_kronecker_solve(x64, rank):
     rng = np.random.default_rng(0)
     a, g, grad, lam = _spd(rng, 5, rank), _spd(rng, 3), rng.normal(size=(5, 3)), 0.3
     pi = np.sqrt((np.trace(a) / 5) / (np.trace(g) / 3))
-    ref = np.linalg.inv(a + pi * np.sqrt(lam) * np.eye(5)) @ grad @ np.linalg.inv(g + np.sqrt(lam) / pi * np.eye(3))
+    ref = (
+        np.linalg.inv(a + pi * np.sqrt(lam) * np.eye(5))
+        @ grad
+        @ np.linalg.inv(g + np.sqrt(lam) / pi * np.eye(3))
+    )
     got = kfac.block_update(jnp.asarray(grad), kfac.eigen(jnp.asarray(a)), kfac.eigen(jnp.asarray(g)), lam)
     assert rel(got, ref) < 1e-10
 
@@ -74,7 +78,12 @@ def _linear_problem(n_in=4, n_out=3, batch=6):
     rng = np.random.default_rng(1)
     net = fnn.MLP([n_in, n_out], output="identity", loss="mse")
     params = [{"W": jnp.asarray(rng.normal(size=(n_in, n_out))), "b": jnp.asarray(rng.normal(size=n_out))}]
-    return net, params, jnp.asarray(rng.normal(size=(batch, n_in))), jnp.asarray(rng.normal(size=(batch, n_out)))
+    return (
+        net,
+        params,
+        jnp.asarray(rng.normal(size=(batch, n_in))),
+        jnp.asarray(rng.normal(size=(batch, n_out))),
+    )
 
 
 def _gauss_newton(net, params, x):
@@ -134,7 +143,7 @@ def test_exact_factors_are_their_definitions(x64):
     h = np.stack([np.diag(q) - np.outer(q, q) for q in p])
     w2 = np.asarray(params[1]["W"])
     jac = (1 - a1**2)[:, :, None] * w2[None]  # [n] = D_n W_2, dz_2/dz_1 as (n_1, n_out)
-    bar = lambda a: np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)  # noqa: E731
+    bar = lambda a: np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)
     assert rel(factors[1]["G"], h.mean(0)) < 1e-12
     assert rel(factors[0]["G"], np.einsum("nik,nkl,njl->ij", jac, h, jac) / 5) < 1e-12
     assert rel(factors[0]["A"][0], bar(np.asarray(x)).T @ bar(np.asarray(x)) / 5) < 1e-12
@@ -143,11 +152,15 @@ def test_exact_factors_are_their_definitions(x64):
 
 def test_graph_blocks_fold_the_bias_into_the_first_matrix(x64):
     """A node reading ``("h1", "x")``: one A per input, the bias row only in the first (sorted: ``h1``)."""
-    net = fnn.Graph(3, (fnn.Dense("h1", 4, "tanh"), fnn.Dense("out", 2, "identity", inputs=("x", "h1"))), "mse")
+    net = fnn.Graph(
+        3, (fnn.Dense("h1", 4, "tanh"), fnn.Dense("out", 2, "identity", inputs=("x", "h1"))), "mse"
+    )
     params = _as64(fnn.init(jax.random.key(0), net))
     x = jnp.asarray(np.random.default_rng(3).normal(size=(6, 3)))
     y = jnp.zeros((6, 2))
-    factors = kfac.kronecker_factors(MinibatchObjective(net, x, y).curvature(params), jax.random.key(0), "sampled")
+    factors = kfac.kronecker_factors(
+        MinibatchObjective(net, x, y).curvature(params), jax.random.key(0), "sampled"
+    )
     assert [f.shape for f in factors[1]["A"]] == [(5, 5), (3, 3)]  # [h1 + bias, x]
     assert factors[1]["G"].shape == (2, 2)
 
@@ -186,8 +199,8 @@ def test_model_step_is_the_minimiser_with_mu_kept_in_its_interval(x64, mu_free):
     m = np.array([[2.0, 0.5], [0.5, 0.3]])
     b = -m @ np.array([0.8, mu_free])  # M's unconstrained minimiser is (0.8, mu_free)
     alpha, mu = (float(v) for v in kfac.model_step(jnp.asarray(b), jnp.asarray(m)))
-    value = lambda a, u: b @ [a, u] + 0.5 * np.array([a, u]) @ m @ [a, u]  # noqa: E731
-    best_alpha = lambda u: -(b[0] + u * m[0, 1]) / m[0, 0]  # noqa: E731
+    value = lambda a, u: b @ [a, u] + 0.5 * np.array([a, u]) @ m @ [a, u]
+    best_alpha = lambda u: -(b[0] + u * m[0, 1]) / m[0, 0]
     assert mu == pytest.approx(min(max(mu_free, 0.0), kfac.MAX_MOMENTUM), abs=1e-12)
     assert alpha == pytest.approx(best_alpha(mu), rel=1e-12)
     if 0 <= mu_free <= kfac.MAX_MOMENTUM:
@@ -210,7 +223,7 @@ def test_eigendecompositions_refresh_every_t3_steps(x64):
         return s1, tx.update(grads, s1, params, value_fn=obj)[1]
 
     s1, s2 = two_steps(20)
-    leaves = lambda t: jax.tree_util.tree_leaves(t)  # noqa: E731
+    leaves = lambda t: jax.tree_util.tree_leaves(t)
     assert all(np.array_equal(a, b) for a, b in zip(leaves(s1.eigens), leaves(s2.eigens)))
     assert not all(np.array_equal(a, b) for a, b in zip(leaves(s1.factors), leaves(s2.factors)))
     s1, s2 = two_steps(1)
@@ -249,11 +262,15 @@ def test_the_damping_never_falls_below_its_floor(x64):
 
 
 def _graph():
-    return fnn.Graph(3, (
-        fnn.Dense("h1", 8, "tanh"),
-        fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
-        fnn.Dense("out", 2, "identity", inputs=("h2", "h1")),
-    ), "mse")
+    return fnn.Graph(
+        3,
+        (
+            fnn.Dense("h1", 8, "tanh"),
+            fnn.Dense("h2", 8, "tanh", inputs=("h1", "x"), residual="h1", dropout=0.2),
+            fnn.Dense("out", 2, "identity", inputs=("h2", "h1")),
+        ),
+        "mse",
+    )
 
 
 CASES = {
@@ -270,7 +287,11 @@ def test_kfac_lowers_the_loss_in_a_jitted_scan(case, estimator):
     params = fnn.init(jax.random.key(0), net)
     x = rng.uniform(-1, 1, size=(64, 3)).astype(np.float32)
     labels = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] * x[:, 2] > 0)
-    targets = labels if net.loss == "cross_entropy" else np.stack([np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2], np.cos(x[:, 1])], 1)
+    targets = (
+        labels
+        if net.loss == "cross_entropy"
+        else np.stack([np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2], np.cos(x[:, 1])], 1)
+    )
     x, y = prepare(net, params, x, targets.astype(np.int32 if net.loss == "cross_entropy" else np.float32))
     tx = fnn.optimizers.kfac(estimator=estimator)
     key = jax.random.key(1) if net.stochastic else None
@@ -281,7 +302,9 @@ def test_kfac_lowers_the_loss_in_a_jitted_scan(case, estimator):
             p, s = carry
             k = None if key is None else jax.random.fold_in(key, i)
             loss, grads = backprop_core(net, p, x, y, k)
-            updates, s = tx.update(grads, s, p, value=loss, grad=grads, value_fn=MinibatchObjective(net, x, y, key=k))
+            updates, s = tx.update(
+                grads, s, p, value=loss, grad=grads, value_fn=MinibatchObjective(net, x, y, key=k)
+            )
             return (jax.tree_util.tree_map(jnp.add, p, updates), s), None
 
         return jax.lax.scan(step, (params, state), jnp.arange(15))[0]
@@ -296,23 +319,26 @@ def test_kfac_lowers_the_loss_in_a_jitted_scan(case, estimator):
 # --------------------------------------------------------------------------- bad options
 
 
-@pytest.mark.parametrize("options, name", [
-    ({"damping": -1.0}, "damping"),
-    ({"damping": 0.0}, "damping"),
-    ({"learning_rate": 0.0}, "learning_rate"),
-    ({"learning_rate": -0.1}, "learning_rate"),
-    ({"momentum": 1.0}, "momentum"),
-    ({"momentum": -0.1}, "momentum"),
-    ({"estimator": "fisher"}, "estimator"),
-    ({"damping_every": 0}, "damping_every"),
-    ({"damping_every": 2.5}, "damping_every"),
-    ({"inverse_every": 0}, "inverse_every"),
-    ({"inverse_every": True}, "inverse_every"),
-    ({"factor_decay": 1.0}, "factor_decay"),
-    ({"weight_decay": -1e-3}, "weight_decay"),
-    ({"min_damping": -1e-6}, "min_damping"),
-    ({"damping": 1e-3, "min_damping": 1e-2}, "min_damping"),
-])
+@pytest.mark.parametrize(
+    "options, name",
+    [
+        ({"damping": -1.0}, "damping"),
+        ({"damping": 0.0}, "damping"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"learning_rate": -0.1}, "learning_rate"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"momentum": -0.1}, "momentum"),
+        ({"estimator": "fisher"}, "estimator"),
+        ({"damping_every": 0}, "damping_every"),
+        ({"damping_every": 2.5}, "damping_every"),
+        ({"inverse_every": 0}, "inverse_every"),
+        ({"inverse_every": True}, "inverse_every"),
+        ({"factor_decay": 1.0}, "factor_decay"),
+        ({"weight_decay": -1e-3}, "weight_decay"),
+        ({"min_damping": -1e-6}, "min_damping"),
+        ({"damping": 1e-3, "min_damping": 1e-2}, "min_damping"),
+    ],
+)
 def test_bad_options_are_value_errors_naming_them(options, name):
     with pytest.raises(ValueError, match=name):
         fnn.optimizers.kfac(**options)
@@ -325,36 +351,64 @@ def _graph_problem():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(120, 4)).astype(np.float32)
     y = (x[:, 0] * x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 0.5)
-    graph = fnn.Graph(4, (fnn.Dense("h1", 8, "tanh"), fnn.Dense("h2", 8, "relu", inputs=("h1",), residual="h1",
-                                                                    dropout=0.2),
-                          fnn.Dense("out", 3, "softmax", inputs=("h2", "x"))), "cross_entropy")
+    graph = fnn.Graph(
+        4,
+        (
+            fnn.Dense("h1", 8, "tanh"),
+            fnn.Dense("h2", 8, "relu", inputs=("h1",), residual="h1", dropout=0.2),
+            fnn.Dense("out", 3, "softmax", inputs=("h2", "x")),
+        ),
+        "cross_entropy",
+    )
     return graph, x, y
 
 
 def test_kfac_by_name_trains_and_records_damping_learning_rate_and_momentum():
     net, x, y = _graph_problem()
     params = fnn.init(jax.random.key(0), net)
-    trained, h = fnn.fit(net, params, (x, y), optimizer="kfac", epochs=6, batch_size=60, key=jax.random.key(1))
+    trained, h = fnn.fit(
+        net, params, (x, y), optimizer="kfac", epochs=6, batch_size=60, key=jax.random.key(1)
+    )
     assert float(fnn.loss(net, trained, x, y)) < 0.6 * float(fnn.loss(net, params, x, y))
     assert len(h.damping) == len(h.learning_rate) == len(h.momentum) == len(h) == 6
-    assert all(d > 0 for d in h.damping) and all(np.isfinite(h.learning_rate)) and all(np.isfinite(h.momentum))
+    assert (
+        all(d > 0 for d in h.damping) and all(np.isfinite(h.learning_rate)) and all(np.isfinite(h.momentum))
+    )
     assert "cg_iterations" not in h.reports  # Hessian-free's, not K-FAC's
 
 
 @pytest.mark.exact
 def test_kfac_resumes_an_uninterrupted_run_exactly(tmp_path):
     net, x, y = _graph_problem()
-    _, h_full, _, h_res = fit_whole_and_resumed(tmp_path, net, (x, y), 4, optimizer="kfac", batch_size=40,
-                                                key=jax.random.key(3))
+    _, h_full, _, h_res = fit_whole_and_resumed(
+        tmp_path, net, (x, y), 4, optimizer="kfac", batch_size=40, key=jax.random.key(3)
+    )
     assert h_res.damping == h_full.damping and h_res.momentum == h_full.momentum
 
 
 def test_kfac_by_name_in_the_command_line(tmp_path):
     from fnn.cli import main
 
-    assert main(["train", "--dataset", "iris", "--optimizer", "kfac", "--epochs", "3", "--quiet",
-                 "--out", str(tmp_path)]) == 0
-    assert json.loads((tmp_path / "metrics.json").read_text())["batch_size"] == 256  # its own, not the preset's 64
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "iris",
+                "--optimizer",
+                "kfac",
+                "--epochs",
+                "3",
+                "--quiet",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert (
+        json.loads((tmp_path / "metrics.json").read_text())["batch_size"] == 256
+    )  # its own, not the preset's 64
     header, *rows = (tmp_path / "history.csv").read_text().splitlines()
     cols = header.split(",")
     assert len(rows) == 3 and all(row.split(",")[cols.index("damping")] for row in rows)

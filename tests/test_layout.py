@@ -30,16 +30,22 @@ import fnn
 
 PACKAGE = pathlib.Path(fnn.__file__).parent
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OUTSIDE = (ROOT / "benchmarks", ROOT / "scripts")  # packages of the repository that use fnn, not installed with it
+OUTSIDE = (
+    ROOT / "benchmarks",
+    ROOT / "scripts",
+)  # packages of the repository that use fnn, not installed with it
 NOT_FOR_OUTSIDE = {"fnn.cli.outputs"}  # the command line's: what they need of it is fnn.scale.throughput's
 
 LAYERS = {
     "core": 0,
-    "check": 1, "scale": 1, "data": 1,
+    "check": 1,
+    "scale": 1,
+    "data": 1,
     "optim": 2,
     "training": 3,
     "api": 4,  # fnn/__init__.py, __main__.py and the public namespaces at the top
-    "cli": 5, "sklearn": 5,
+    "cli": 5,
+    "sklearn": 5,
 }
 PUBLIC_NAMESPACES = ("callbacks", "optimizers", "datasets", "diagnostics", "protocol")
 TOP_LEVEL = {"fnn", *(f"fnn.{n}" for n in PUBLIC_NAMESPACES)}
@@ -69,7 +75,9 @@ def imports_of(name: str, path: pathlib.Path, known) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            for a in node.names:  # "from fnn.core import forward" names a module; "from fnn.core.mlp import MLP" not
+            for a in (
+                node.names
+            ):  # "from fnn.core import forward" names a module; "from fnn.core.mlp import MLP" not
                 found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
     return {m for m in found if m in known and m != name}
 
@@ -150,7 +158,9 @@ def test_every_module_belongs_to_a_wing():
     strays = sorted(m for m in GRAPH if m.count(".") == 1 and m not in TOP_LEVEL and wing(m) not in LAYERS)
     assert not strays
     top = sorted(m for m in GRAPH if m.count(".") == 1 and m.split(".")[1] not in LAYERS)
-    assert top == sorted(TOP_LEVEL - {"fnn"} | {ENTRY}), "a module left at the top of the package beyond the public face"
+    assert top == sorted(TOP_LEVEL - {"fnn"} | {ENTRY}), (
+        "a module left at the top of the package beyond the public face"
+    )
 
 
 def test_no_circle_of_imports():
@@ -182,7 +192,9 @@ def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
         (pkg / sub / "__init__.py").write_text("")
     (pkg / "__init__.py").write_text("")
     (pkg / "core" / "a.py").write_text("from fnn.core import b\n")
-    (pkg / "core" / "b.py").write_text("def f():\n    from . import a\n    from fnn.training.loop import fit\n")
+    (pkg / "core" / "b.py").write_text(
+        "def f():\n    from . import a\n    from fnn.training.loop import fit\n"
+    )
     (pkg / "training" / "loop.py").write_text("import numpy\n")
     graph = import_graph(pkg)
     assert graph["fnn.core.b"] == {"fnn.core.a", "fnn.training.loop"}
@@ -191,8 +203,21 @@ def test_the_checks_find_a_circle_and_an_upward_import(tmp_path):
 
 
 PUBLIC_ATTRIBUTES = [
-    ("fnn.callbacks", ["Callback", "Checkpoint", "CSVLogger", "Diagnostics", "EarlyStopping", "Lambda",
-                       "LevenbergMarquardtStop", "ProgressBar", "StopAt", "TerminateOnNaN"]),
+    (
+        "fnn.callbacks",
+        [
+            "Callback",
+            "Checkpoint",
+            "CSVLogger",
+            "Diagnostics",
+            "EarlyStopping",
+            "Lambda",
+            "LevenbergMarquardtStop",
+            "ProgressBar",
+            "StopAt",
+            "TerminateOnNaN",
+        ],
+    ),
     ("fnn.optimizers", ["NAMES", "Objective", "get", "spec", "levenberg_marquardt"]),
     ("fnn.data", ["prepare", "one_hot", "train_test_split", "StandardScaler", "Split"]),
     ("fnn.datasets", ["load", "NAMES", "Dataset", "load_csv"]),
@@ -236,7 +261,9 @@ def private_jax_imports(root: pathlib.Path = PACKAGE) -> list[str]:
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and not node.level:  # "from jax import _src" too
-                names = [f"{node.module}.{a.name}" for a in node.names] if node.module == "jax" else [node.module]
+                names = (
+                    [f"{node.module}.{a.name}" for a in node.names] if node.module == "jax" else [node.module]
+                )
             else:
                 continue
             bad += [f"{name}: {n}" for n in names if n == "jax._src" or n.startswith("jax._src.")]
@@ -246,8 +273,10 @@ def private_jax_imports(root: pathlib.Path = PACKAGE) -> list[str]:
 def test_no_module_imports_private_jax(tmp_path):
     assert private_jax_imports() == []
     (tmp_path / "fnn").mkdir()
-    (tmp_path / "fnn" / "a.py").write_text("import jax._src.core\nfrom jax import _src, numpy\n"
-                                           "def f():\n    from jax._src.array import ArrayImpl\n")
+    (tmp_path / "fnn" / "a.py").write_text(
+        "import jax._src.core\nfrom jax import _src, numpy\n"
+        "def f():\n    from jax._src.array import ArrayImpl\n"
+    )
     found = private_jax_imports(tmp_path / "fnn")
     assert sorted(found) == ["fnn.a: jax._src", "fnn.a: jax._src.array", "fnn.a: jax._src.core"]
 
@@ -268,13 +297,20 @@ def outside_imports(folders=OUTSIDE, known=None) -> list[str]:
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                    names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known or private(a.name)
-                             else node.module for a in node.names]
+                    names = [
+                        f"{node.module}.{a.name}"
+                        if f"{node.module}.{a.name}" in known or private(a.name)
+                        else node.module
+                        for a in node.names
+                    ]
                 else:
                     continue
                 where = path.relative_to(folder.parent).as_posix()
-                bad += [f"{where}: {n}" for n in names
-                        if n.split(".")[0] == "fnn" and (private(n) or n in NOT_FOR_OUTSIDE)]
+                bad += [
+                    f"{where}: {n}"
+                    for n in names
+                    if n.split(".")[0] == "fnn" and (private(n) or n in NOT_FOR_OUTSIDE)
+                ]
     return bad
 
 
@@ -286,8 +322,16 @@ def test_benchmarks_and_experiments_import_only_public_modules_of_fnn(tmp_path):
         "import fnn.sklearn._objective\nfrom fnn import optimizers\nfrom fnn.core import dispatch\n"
         "from fnn.cli import outputs\nfrom benchmarks import _mine\n"
         "def f():\n    from fnn.sklearn import _objective, MLPClassifier\n    from fnn.core.dispatch import _checked\n"
-        "    from fnn.cli.outputs import speed_summary\n")
+        "    from fnn.cli.outputs import speed_summary\n"
+    )
     found = outside_imports([tmp_path / "benchmarks"])
-    assert sorted(found) == sorted(f"benchmarks/a.py: {n}" for n in (
-        "fnn.sklearn._objective", "fnn.cli.outputs", "fnn.sklearn._objective", "fnn.core.dispatch._checked",
-        "fnn.cli.outputs"))
+    assert sorted(found) == sorted(
+        f"benchmarks/a.py: {n}"
+        for n in (
+            "fnn.sklearn._objective",
+            "fnn.cli.outputs",
+            "fnn.sklearn._objective",
+            "fnn.core.dispatch._checked",
+            "fnn.cli.outputs",
+        )
+    )

@@ -12,7 +12,7 @@ from helpers import PAIRS, worst_rel_error
 
 import fnn
 from fnn.check.analytical import SINGLE_UNIT
-from fnn.core import activations, losses
+from fnn.core import activations
 
 Z = np.linspace(-5.3, 4.7, 41)
 ERF = np.vectorize(math.erf)
@@ -103,8 +103,17 @@ def test_predict_goes_through_the_output_activation():
     np.testing.assert_allclose(yhat.sum(1), 1, rtol=1e-6)
 
 
-@pytest.mark.parametrize("output,loss", [("softmax", "cross_entropy"), ("sigmoid", "bce"), ("identity", "mse"),
-                                         ("sigmoid", "mse"), ("softmax", "mse"), ("tanh", "huber")])
+@pytest.mark.parametrize(
+    "output,loss",
+    [
+        ("softmax", "cross_entropy"),
+        ("sigmoid", "bce"),
+        ("identity", "mse"),
+        ("sigmoid", "mse"),
+        ("softmax", "mse"),
+        ("tanh", "huber"),
+    ],
+)
 def test_saturated_logits_stay_finite_in_float32(output, loss):
     """Logits of +-1e4 give a finite loss and finite gradients for fused and chain-rule pairs."""
     net = fnn.MLP((2, 3), output=output, loss=loss)
@@ -120,8 +129,10 @@ def test_saturated_logits_stay_finite_in_float32(output, loss):
         assert float(fnn.loss(net, params, x, y)) == pytest.approx(1e4, rel=1e-6)
 
 
-@pytest.mark.parametrize("scheme", ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
-                                    "lecun_normal", "normal", "small_uniform"])
+@pytest.mark.parametrize(
+    "scheme",
+    ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_normal", "normal", "small_uniform"],
+)
 def test_init_schemes_have_the_documented_scale(scheme):
     net = fnn.MLP((400, 300, 2))
     params = fnn.init(jax.random.key(0), net, scheme=scheme)
@@ -140,8 +151,11 @@ def test_init_schemes_have_the_documented_scale(scheme):
     assert w.std() == pytest.approx(expected_std, rel=0.02)
     assert abs(w.mean()) < 0.02 * expected_std * 10
     if scheme in ("glorot_uniform", "he_uniform", "small_uniform"):
-        bound = {"glorot_uniform": math.sqrt(6 / (n_in + n_out)), "he_uniform": math.sqrt(6 / n_in),
-                 "small_uniform": 0.05}[scheme]
+        bound = {
+            "glorot_uniform": math.sqrt(6 / (n_in + n_out)),
+            "he_uniform": math.sqrt(6 / n_in),
+            "small_uniform": 0.05,
+        }[scheme]
         assert np.abs(w).max() <= bound
     biases_random = scheme in ("normal", "small_uniform")
     assert (np.asarray(params[0]["b"]) != 0).any() == biases_random
@@ -177,4 +191,7 @@ def test_nguyen_widrow_gives_each_unit_the_documented_length_and_bias_range():
     for layer, (n_in, n_out) in zip(params, [(3, 10), (10, 10), (10, 1)]):
         beta = 0.7 * n_out ** (1 / n_in)
         np.testing.assert_allclose(np.linalg.norm(layer["W"], axis=0), beta, rtol=1e-5)
-        assert np.abs(np.asarray(layer["b"])).max() <= beta and len(set(np.asarray(layer["b"]).tolist())) == n_out
+        assert (
+            np.abs(np.asarray(layer["b"])).max() <= beta
+            and len(set(np.asarray(layer["b"]).tolist())) == n_out
+        )

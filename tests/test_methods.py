@@ -49,7 +49,9 @@ def halving_descent(rate: float = 0.5) -> optax.GradientTransformation:
     """Gradient descent whose rate halves every step: ``p <- p - rate_k g``, ``rate_k = rate / 2^k``."""
 
     def init(params):
-        return HalvingState(jnp.asarray(rate, jax.tree_util.tree_leaves(params)[0].dtype), jnp.zeros((), jnp.int32))
+        return HalvingState(
+            jnp.asarray(rate, jax.tree_util.tree_leaves(params)[0].dtype), jnp.zeros((), jnp.int32)
+        )
 
     def update(grads, state, params=None):
         step = jax.tree_util.tree_map(lambda g: -state.rate * g, grads)
@@ -67,19 +69,31 @@ def _stop(reports: dict) -> str | None:
     return f"the rate fell to {reports['rate']:g}" if reports["rate"] < 0.05 else None
 
 
-HALVING = fnn.optimizers.Method("halving", lambda lr, **_: halving_descent(lr), 0.5, full_batch=True,
-                                report=_report, stop=_stop)
+HALVING = fnn.optimizers.Method(
+    "halving", lambda lr, **_: halving_descent(lr), 0.5, full_batch=True, report=_report, stop=_stop
+)
 
 
 def _fit(optimizer, **kw):
-    return fnn.fit(NET, fnn.init(jax.random.key(0), NET), (X, Y), optimizer=optimizer, epochs=20,
-                   key=jax.random.key(2), **kw)
+    return fnn.fit(
+        NET,
+        fnn.init(jax.random.key(0), NET),
+        (X, Y),
+        optimizer=optimizer,
+        epochs=20,
+        key=jax.random.key(2),
+        **kw,
+    )
 
 
 def test_a_method_from_outside_reports_its_quantities_and_stops_the_run(tmp_path):
     """Rates 0.5, 0.25, ..., 0.5/2^k after epoch k: below 0.05 after epoch 4 (0.03125), where its rule stops."""
     _, h = _fit(HALVING, callbacks=[fnn.callbacks.CSVLogger(tmp_path / "log.csv")])
-    assert len(h) == 4 and h.stop.kind is StopKind.METHOD and h.stop_reason == "halving: the rate fell to 0.03125"
+    assert (
+        len(h) == 4
+        and h.stop.kind is StopKind.METHOD
+        and h.stop_reason == "halving: the rate fell to 0.03125"
+    )
     assert h.rate == [0.25, 0.125, 0.0625, 0.03125] and h.steps == [1.0, 2.0, 3.0, 4.0]
     assert list(h.reports) == ["rate", "steps"] and h.stop.converged
     header, *rows = (tmp_path / "log.csv").read_text().splitlines()
@@ -101,8 +115,13 @@ def test_a_registered_method_is_known_by_name_and_restores_from_its_checkpoint(t
 
 
 def test_a_method_may_not_report_a_generic_column():
-    clash = fnn.optimizers.Method("clash", HALVING.factory, 0.5, full_batch=True,
-                                  report=lambda state: {"learning_rate": fnn.optimizers.find_state(state, HalvingState).rate})
+    clash = fnn.optimizers.Method(
+        "clash",
+        HALVING.factory,
+        0.5,
+        full_batch=True,
+        report=lambda state: {"learning_rate": fnn.optimizers.find_state(state, HalvingState).rate},
+    )
     with pytest.raises(ValueError, match="cannot report 'learning_rate'"):
         _fit(clash)
 
@@ -130,17 +149,27 @@ def test_the_objective_fit_hands_a_method_is_the_declared_protocol():
     assert isinstance(obj, fnn.optimizers.Objective)
     assert (obj.n_examples, obj.n_residuals, obj.least_squares) == (16, 16, True)
     members = {n for n in vars(fnn.optimizers.Objective) if not n.startswith("_")} | {"__call__"}
-    assert members == {"n_examples", "n_residuals", "least_squares", "__call__", "normal_equations", "curvature",
-                       "curvature_product"}
+    assert members == {
+        "n_examples",
+        "n_residuals",
+        "least_squares",
+        "__call__",
+        "normal_equations",
+        "curvature",
+        "curvature_product",
+    }
 
 
 # --------------------------------------------------------------------------- files written before the records
 
 
-@pytest.mark.parametrize("name, reported, dropped", [
-    ("br", ["mu", "gamma", "alpha", "beta"], ["damping", "rho", "cg_iterations", "momentum"]),
-    ("hessian_free", ["damping", "rho", "cg_iterations"], ["mu", "gamma", "alpha", "beta", "momentum"]),
-])
+@pytest.mark.parametrize(
+    "name, reported, dropped",
+    [
+        ("br", ["mu", "gamma", "alpha", "beta"], ["damping", "rho", "cg_iterations", "momentum"]),
+        ("hessian_free", ["damping", "rho", "cg_iterations"], ["mu", "gamma", "alpha", "beta", "momentum"]),
+    ],
+)
 def test_a_checkpoint_written_before_the_records_resumes(tmp_path, name, reported, dropped):
     """The committed checkpoints of 3 epochs (eight method columns, NaN for the other methods'), resumed to 5."""
     ck = tmp_path / "ck.npz"
@@ -148,7 +177,9 @@ def test_a_checkpoint_written_before_the_records_resumes(tmp_path, name, reporte
     saved = fnn.training.checkpoint.load(ck).meta["history"]
     assert {"mu", "damping", "momentum"} <= set(saved) and "reports" not in saved  # the old layout
     params = fnn.init(jax.random.key(0), NET)
-    _, h = fnn.fit(NET, params, (X, Y), optimizer=name, epochs=5, key=jax.random.key(2), checkpoint=ck, resume=True)
+    _, h = fnn.fit(
+        NET, params, (X, Y), optimizer=name, epochs=5, key=jax.random.key(2), checkpoint=ck, resume=True
+    )
     assert len(h) == 5 and h.epoch == [1, 2, 3, 4, 5]
     for column in reported:
         assert getattr(h, column)[:3] == saved[column] and all(np.isfinite(getattr(h, column)))
@@ -214,7 +245,9 @@ def _iris_fit(module, solver):
     X, y = load_iris(return_X_y=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        est = module.MLPClassifier(solver=solver, tol=0.1, n_iter_no_change=2, max_iter=4, random_state=0).fit(X, y)
+        est = module.MLPClassifier(
+            solver=solver, tol=0.1, n_iter_no_change=2, max_iter=4, random_state=0
+        ).fit(X, y)
     return est.n_iter_, any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
@@ -248,8 +281,9 @@ SCIKIT_LEARN = {"sgd", "adam", "lbfgs", "alpha", "momentum"}
 FIT_KEYWORDS = {"momentum"}
 
 
-@pytest.mark.parametrize("folder, allowed", [("fnn/training", set()), ("fnn/cli", FIT_KEYWORDS),
-                                             ("fnn/sklearn", SCIKIT_LEARN)])
+@pytest.mark.parametrize(
+    "folder, allowed", [("fnn/training", set()), ("fnn/cli", FIT_KEYWORDS), ("fnn/sklearn", SCIKIT_LEARN)]
+)
 def test_the_loop_the_cli_and_the_estimators_name_no_method(folder, allowed):
     quantities = {"mu", "mu_max", "gamma", "alpha", "beta", "damping", "rho", "cg_iterations", "momentum"}
     names = set(fnn.optimizers.NAMES) | set(fnn.optimizers.ALIASES) | quantities

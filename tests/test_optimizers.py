@@ -7,9 +7,9 @@ import optax
 import pytest
 
 import fnn
+from fnn import optimizers
 from fnn.core.forward import predict_core
 from fnn.core.validation import prepare
-from fnn import optimizers
 from fnn.training.epoch import learning_rate
 from fnn.training.objective import MinibatchObjective
 
@@ -28,7 +28,9 @@ def test_every_optimizer_lowers_the_loss(name):
     params = fnn.init(jax.random.key(0), net)
     before = float(fnn.loss(net, params, x, y))
     batch = 16 if not optimizers.spec(name).full_batch else None
-    trained, history = fnn.fit(net, params, (x, y), optimizer=name, epochs=20, batch_size=batch, key=jax.random.key(1))
+    trained, history = fnn.fit(
+        net, params, (x, y), optimizer=name, epochs=20, batch_size=batch, key=jax.random.key(1)
+    )
     after = float(fnn.loss(net, trained, x, y))
     assert len(history) >= 1
     assert np.isfinite(after)
@@ -48,7 +50,9 @@ def test_lm_jacobian_matches_jax_and_gives_the_gradient():
         np.testing.assert_allclose(e, jax.jit(residual)(flat), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(J, jax.jit(jax.jacrev(residual))(flat), rtol=1e-4, atol=1e-5)
         _, grads = fnn.backprop(net, params, x, y)
-        np.testing.assert_allclose(J.T @ e / x.shape[0], jax.flatten_util.ravel_pytree(grads)[0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            J.T @ e / x.shape[0], jax.flatten_util.ravel_pytree(grads)[0], rtol=1e-4, atol=1e-6
+        )
 
 
 def test_lm_rejects_cross_entropy():
@@ -57,7 +61,9 @@ def test_lm_rejects_cross_entropy():
     x = np.zeros((5, 4), np.float32)
     y = np.zeros(5, np.int32)
     for name in ("levenberg_marquardt", "br"):
-        with pytest.raises(ValueError, match=f"{name} minimises a sum of squared residuals and needs loss='mse'"):
+        with pytest.raises(
+            ValueError, match=f"{name} minimises a sum of squared residuals and needs loss='mse'"
+        ):
             fnn.fit(net, params, (x, y), optimizer=name, epochs=1, key=jax.random.key(0))
 
 
@@ -65,7 +71,9 @@ def test_lm_mu_adapts_and_stops_at_mu_max():
     x, y = _regression_problem(32)
     net = fnn.MLP((3, 4, 2))
     params = fnn.init(jax.random.key(0), net)
-    trained, h = fnn.fit(net, params, (x, y), optimizer="levenberg_marquardt", epochs=3, key=jax.random.key(0))
+    trained, h = fnn.fit(
+        net, params, (x, y), optimizer="levenberg_marquardt", epochs=3, key=jax.random.key(0)
+    )
     # mu moves by powers of ten from 1e-3, and every accepted step lowered the loss
     for m in h.mu:
         assert np.log10(m) == pytest.approx(round(np.log10(m)), abs=1e-4)
@@ -127,6 +135,7 @@ def test_custom_optax_transform_is_accepted():
     x, y = _regression_problem()
     net = fnn.MLP((3, 8, 2))
     params = fnn.init(jax.random.key(0), net)
-    trained, h = fnn.fit(net, params, (x, y), optimizer=optax.adamw(1e-2), epochs=5, batch_size=16,
-                           key=jax.random.key(0))
+    trained, h = fnn.fit(
+        net, params, (x, y), optimizer=optax.adamw(1e-2), epochs=5, batch_size=16, key=jax.random.key(0)
+    )
     assert h.train_loss[-1] < h.train_loss[0]

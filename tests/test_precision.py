@@ -48,7 +48,7 @@ def test_bf16_backprop_matches_float32_and_jax_grad(act, out, loss):
     assert loss16.dtype == jnp.float32
     np.testing.assert_allclose(loss16, loss32, rtol=2e-2)
     auto = jax.grad(lambda p: precision.policy_loss(net, bf16, p, x, y))(params)
-    leaves = lambda t: jax.tree_util.tree_leaves(t)  # noqa: E731
+    leaves = lambda t: jax.tree_util.tree_leaves(t)
     vs_auto = [leaf_norm_error(a, b) for a, b in zip(leaves(g16), leaves(auto))]
     vs_f32 = [leaf_norm_error(a, b) for a, b in zip(leaves(g16), leaves(g32))]
     assert max(vs_auto) <= 3e-2, vs_auto
@@ -62,7 +62,9 @@ def test_full_precision_policies_are_the_plain_step():
     for name in ("fp32", "tf32"):
         policy = precision.get(name)
         with precision.matmul_context(policy):
-            loss, grads, _ = jax.jit(precision.backprop_step, static_argnums=(0, 1))(net, policy, params, x, y)
+            loss, grads, _ = jax.jit(precision.backprop_step, static_argnums=(0, 1))(
+                net, policy, params, x, y
+            )
         np.testing.assert_array_equal(loss, plain[0])  # on CPU the matmul precision changes nothing
         for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(plain[1])):
             np.testing.assert_array_equal(a, b)
@@ -84,11 +86,20 @@ def test_unknown_precision_is_a_clear_error():
 
 
 def test_bf16_training_on_digits_keeps_float32_state_and_learns():
-    splits = fnn.data.prepare(fnn.datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0, scale="standard")
+    splits = fnn.data.prepare(
+        fnn.datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0, scale="standard"
+    )
     net = fnn.MLP((64, 64, 10), activation="relu", output="softmax", loss="cross_entropy")
     params = fnn.init(jax.random.key(0), net)
-    params, history = fnn.fit(net, params, (splits.train.x, splits.train.y), epochs=8, batch_size=64,
-                              key=jax.random.key(1), precision="bf16")
+    params, history = fnn.fit(
+        net,
+        params,
+        (splits.train.x, splits.train.y),
+        epochs=8,
+        batch_size=64,
+        key=jax.random.key(1),
+        precision="bf16",
+    )
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
     acc = fnn.evaluate(net, params, splits.test.x, splits.test.y)["accuracy"]
     assert acc > 0.90, acc

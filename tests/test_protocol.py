@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.core import activations
 from fnn import optimizers
+from fnn.core import activations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +46,13 @@ class OneHidden(fnn.protocol.Network):
     def init(self, key, *, scheme="glorot_uniform", dtype=jnp.float32):
         k_h, k_o = jax.random.split(key)
         glorot = jax.nn.initializers.glorot_uniform()
-        return {"hidden": {"W": glorot(k_h, (self.n_in, self.n_hidden), dtype), "b": jnp.zeros(self.n_hidden, dtype)},
-                "out": {"W": glorot(k_o, (self.n_hidden, self.n_out), dtype), "b": jnp.zeros(self.n_out, dtype)}}
+        return {
+            "hidden": {
+                "W": glorot(k_h, (self.n_in, self.n_hidden), dtype),
+                "b": jnp.zeros(self.n_hidden, dtype),
+            },
+            "out": {"W": glorot(k_o, (self.n_hidden, self.n_out), dtype), "b": jnp.zeros(self.n_out, dtype)},
+        }
 
     def forward(self, params, x, output_dtype=None, key=None):
         h = jnp.tanh(x @ params["hidden"]["W"] + params["hidden"]["b"])
@@ -61,8 +66,10 @@ class OneHidden(fnn.protocol.Network):
     def backward(self, params, cache, delta):
         delta = delta.astype(cache["h"].dtype)
         delta_h = (1 - cache["h"] ** 2) * (delta @ params["out"]["W"].T)
-        grads = {"hidden": {"W": cache["x"].T @ delta_h, "b": delta_h.sum(axis=0)},
-                 "out": {"W": cache["h"].T @ delta, "b": delta.sum(axis=0)}}
+        grads = {
+            "hidden": {"W": cache["x"].T @ delta_h, "b": delta_h.sum(axis=0)},
+            "out": {"W": cache["h"].T @ delta, "b": delta.sum(axis=0)},
+        }
         return grads, [delta_h, delta]
 
     def input_gradient(self, params, deltas):
@@ -75,7 +82,11 @@ class OneHidden(fnn.protocol.Network):
     def tangent_forward(self, params, v, cache):
         rz_h = cache["x"] @ v["hidden"]["W"] + v["hidden"]["b"]
         rh = (1 - cache["h"] ** 2) * rz_h
-        return {"z_h": rz_h, "h": rh, "z": rh @ params["out"]["W"] + cache["h"] @ v["out"]["W"] + v["out"]["b"]}
+        return {
+            "z_h": rz_h,
+            "h": rh,
+            "z": rh @ params["out"]["W"] + cache["h"] @ v["out"]["W"] + v["out"]["b"],
+        }
 
     def output_tangent_of(self, rcache):
         return rcache["z"]
@@ -83,9 +94,11 @@ class OneHidden(fnn.protocol.Network):
     def tangent_backward(self, params, v, cache, rcache, deltas, upstream, rdelta):
         h, (_, delta) = cache["h"], deltas
         rg = rdelta @ params["out"]["W"].T + delta @ v["out"]["W"].T
-        rdelta_h = -2 * h * (1 - h ** 2) * rcache["z_h"] * upstream["g"] + (1 - h ** 2) * rg
-        return {"hidden": {"W": cache["x"].T @ rdelta_h, "b": rdelta_h.sum(axis=0)},
-                "out": {"W": rcache["h"].T @ delta + h.T @ rdelta, "b": rdelta.sum(axis=0)}}
+        rdelta_h = -2 * h * (1 - h**2) * rcache["z_h"] * upstream["g"] + (1 - h**2) * rg
+        return {
+            "hidden": {"W": cache["x"].T @ rdelta_h, "b": rdelta_h.sum(axis=0)},
+            "out": {"W": rcache["h"].T @ delta + h.T @ rdelta, "b": rdelta.sum(axis=0)},
+        }
 
     def weight_inputs(self, cache):
         return {"hidden": {"W": cache["x"]}, "out": {"W": cache["h"]}}
@@ -94,8 +107,14 @@ class OneHidden(fnn.protocol.Network):
         return [("tanh", cache["h"]), (self.output, cache["a"])]
 
     def describe(self):
-        return {"type": "OneHidden", "n_in": self.n_in, "n_hidden": self.n_hidden, "n_out": self.n_out,
-                "output": self.output, "loss": self.loss}
+        return {
+            "type": "OneHidden",
+            "n_in": self.n_in,
+            "n_hidden": self.n_hidden,
+            "n_out": self.n_out,
+            "output": self.output,
+            "loss": self.loss,
+        }
 
 
 REG = OneHidden(2, 6, 1)
@@ -135,7 +154,12 @@ def test_check_gradients_passes_and_names_its_groups_and_leaves():
     x, y = _blobs(12)
     report = fnn.check_gradients(CLF, fnn.init(jax.random.key(1), CLF), x, y)
     assert report.passed, str(report)
-    assert [(r.layer, r.leaf) for r in report.rows if r.reference == "autodiff"] == [(0, "W"), (0, "b"), (1, "W"), (1, "b")]
+    assert [(r.layer, r.leaf) for r in report.rows if r.reference == "autodiff"] == [
+        (0, "W"),
+        (0, "b"),
+        (1, "W"),
+        (1, "b"),
+    ]
     assert report.worst("autodiff").rel < 1e-12
 
 
@@ -167,8 +191,17 @@ def test_it_trains_with_fit(optimizer):
     x, y = _regression()
     params = fnn.init(jax.random.key(4), REG)
     batch = 16 if optimizer == "adam" else None
-    trained, h = fnn.fit(REG, params, (x, y), optimizer=optimizer, learning_rate=3e-2 if optimizer == "adam" else None,
-                         epochs=40, batch_size=batch, key=jax.random.key(5), validation=(x[:16], y[:16]))
+    trained, h = fnn.fit(
+        REG,
+        params,
+        (x, y),
+        optimizer=optimizer,
+        learning_rate=3e-2 if optimizer == "adam" else None,
+        epochs=40,
+        batch_size=batch,
+        key=jax.random.key(5),
+        validation=(x[:16], y[:16]),
+    )
     before, after = fnn.loss(REG, params, x, y), fnn.loss(REG, trained, x, y)
     assert float(after) < 0.2 * float(before), (before, after)
     assert set(trained) == {"hidden", "out"} and len(h.grad_norm[0]) == 2
@@ -178,14 +211,32 @@ def test_it_trains_with_fit(optimizer):
 def test_a_classifier_trains_with_diagnostics_and_under_bf16():
     x, y = _blobs()
     params = fnn.init(jax.random.key(6), CLF)
-    _, h = fnn.fit(CLF, params, (x, y), optimizer="adam", learning_rate=3e-2, epochs=15, batch_size=32,
-                   key=jax.random.key(7), diagnostics=True)
+    _, h = fnn.fit(
+        CLF,
+        params,
+        (x, y),
+        optimizer="adam",
+        learning_rate=3e-2,
+        epochs=15,
+        batch_size=32,
+        key=jax.random.key(7),
+        diagnostics=True,
+    )
     assert h.train_accuracy[-1] > 0.9
     d = h.diagnostics
     assert len(d["grad_norm"]) == 15 and len(d["saturation"][0]) == 2 and np.isnan(d["dead_relu"][0]).all()
     assert all(0 < r < 1 for r in d["update_ratio"][0])
-    _, h16 = fnn.fit(CLF, params, (x, y), optimizer="adam", learning_rate=3e-2, epochs=15, batch_size=32,
-                     key=jax.random.key(7), precision="bf16")
+    _, h16 = fnn.fit(
+        CLF,
+        params,
+        (x, y),
+        optimizer="adam",
+        learning_rate=3e-2,
+        epochs=15,
+        batch_size=32,
+        key=jax.random.key(7),
+        precision="bf16",
+    )
     assert h16.train_accuracy[-1] > 0.9
 
 
@@ -193,7 +244,13 @@ def test_a_classifier_trains_with_diagnostics_and_under_bf16():
 def test_it_resumes_from_a_checkpoint_exactly(tmp_path):
     x, y = _blobs()
     params = fnn.init(jax.random.key(8), CLF)
-    kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=24, key=jax.random.key(9), validation=(x[:24], y[:24]))
+    kw = dict(
+        optimizer="adam",
+        learning_rate=1e-2,
+        batch_size=24,
+        key=jax.random.key(9),
+        validation=(x[:24], y[:24]),
+    )
     whole, h_whole = fnn.fit(CLF, params, (x, y), epochs=6, **kw)
     path = tmp_path / "run.npz"
     fnn.fit(CLF, params, (x, y), epochs=3, checkpoint=path, **kw)
@@ -203,7 +260,9 @@ def test_it_resumes_from_a_checkpoint_exactly(tmp_path):
     assert h.train_loss == h_whole.train_loss and h.epoch == list(range(1, 7))
     wider = OneHidden(4, 9, 3, output="softmax", loss="cross_entropy")
     with pytest.raises(ValueError, match="the checkpoint was written for network"):
-        fnn.fit(wider, fnn.init(jax.random.key(8), wider), (x, y), epochs=6, checkpoint=path, resume=True, **kw)
+        fnn.fit(
+            wider, fnn.init(jax.random.key(8), wider), (x, y), epochs=6, checkpoint=path, resume=True, **kw
+        )
 
 
 @pytest.mark.parametrize("net", [REG, CLF], ids=["regression", "classifier"])
@@ -215,16 +274,25 @@ def test_its_own_r_operator_gives_the_curvature(net):
 
     with jax.enable_x64(True):
         params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), fnn.init(jax.random.key(4), net))
-        x, y = (_regression(9) if net is REG else _blobs(9))
-        x, y = jnp.asarray(x, jnp.float64), (jnp.asarray(y, jnp.float64) if net is REG else jax.nn.one_hot(y, 3))
-        v = jax.tree_util.tree_map(lambda a: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape), params)
+        x, y = _regression(9) if net is REG else _blobs(9)
+        x, y = (
+            jnp.asarray(x, jnp.float64),
+            (jnp.asarray(y, jnp.float64) if net is REG else jax.nn.one_hot(y, 3)),
+        )
+        v = jax.tree_util.tree_map(
+            lambda a: jnp.cos(jnp.arange(a.size, dtype=a.dtype)).reshape(a.shape), params
+        )
         _, _, hv = fnn.hvp(net, params, x, y, v)
         ref = jax.jvp(jax.grad(lambda w: loss_core(net, w, x, y)), (params,), (v,))[1]
         np.testing.assert_allclose(ravel_pytree(hv)[0], ravel_pytree(ref)[0], rtol=1e-11, atol=1e-13)
         c = fnn.curvature(net, params, x, y)
         flat, unravel = ravel_pytree(params)
         dense = jax.vmap(lambda e: ravel_pytree(c.gnvp(unravel(e)))[0])(jnp.eye(flat.size))
-        np.testing.assert_allclose(ravel_pytree(c.gauss_newton_diag())[0], jnp.diag(dense), rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(
+            ravel_pytree(c.gauss_newton_diag())[0], jnp.diag(dense), rtol=1e-11, atol=1e-14
+        )
         assert float(ravel_pytree(v)[0] @ ravel_pytree(fnn.gnvp(net, params, x, y, v)[2])[0]) >= 0
         factors = c.kronecker_factors(jax.random.key(0))
-        assert [name for name, _ in factors] == ["hidden", "out"] and factors[1][1]["A"].shape == (net.n_hidden,) * 2
+        assert [name for name, _ in factors] == ["hidden", "out"] and factors[1][1]["A"].shape == (
+            net.n_hidden,
+        ) * 2

@@ -26,37 +26,130 @@ PACKAGE = pathlib.Path(fnn.__file__).parent
 
 PUBLIC = {
     "fnn": [
-        "Curvature", "CurvatureReport", "Dense", "GradientReport", "Graph", "History", "Interrupted", "MLP",
-        "Policy", "Run", "autodiff", "backprop", "check_curvature", "check_gradients", "check_inputs",
-        "curvature", "disable_compile_cache", "enable_compile_cache", "evaluate", "finite_differences", "fit",
-        "gnvp", "hvp", "init", "loss", "loss_with_manual_vjp", "predict", "register_activation",
+        "Curvature",
+        "CurvatureReport",
+        "Dense",
+        "GradientReport",
+        "Graph",
+        "History",
+        "Interrupted",
+        "MLP",
+        "Policy",
+        "Run",
+        "autodiff",
+        "backprop",
+        "check_curvature",
+        "check_gradients",
+        "check_inputs",
+        "curvature",
+        "disable_compile_cache",
+        "enable_compile_cache",
+        "evaluate",
+        "finite_differences",
+        "fit",
+        "gnvp",
+        "hvp",
+        "init",
+        "loss",
+        "loss_with_manual_vjp",
+        "predict",
+        "register_activation",
         "single_unit_gradient",
     ],
     "fnn.callbacks": [
-        "CSVLogger", "Callback", "Checkpoint", "Diagnostics", "DivergenceWarning", "EarlyStopping", "Lambda",
-        "LevenbergMarquardtStop", "MethodStop", "ProgressBar", "StopAt", "TerminateOnNaN", "postfix",
+        "CSVLogger",
+        "Callback",
+        "Checkpoint",
+        "Diagnostics",
+        "DivergenceWarning",
+        "EarlyStopping",
+        "Lambda",
+        "LevenbergMarquardtStop",
+        "MethodStop",
+        "ProgressBar",
+        "StopAt",
+        "TerminateOnNaN",
+        "postfix",
     ],
     # At 1a997af also the internal state readers "mu", "learning_rate", "bayesian" and "adapted"
     # (STATE_READERS), which left the public surface with the optimizer records (each method reports its
     # own quantities); "ALIASES", "DEFAULT", "Method", "default_batch", "find_state" and "register" came
     # with them.
     "fnn.optimizers": [
-        "ALIASES", "AdaptiveLRState", "BayesianRegularizationState", "DEFAULT", "HessianFreeState", "KfacState",
-        "LevenbergMarquardtState", "Method", "NAMES", "OPTIMIZERS", "Objective", "Spec", "adaptive_lr",
-        "bayesian_regularization", "default_batch", "find_state", "get", "hessian_free", "kfac",
-        "levenberg_marquardt", "register", "residuals_and_jacobian", "scg", "spec",
+        "ALIASES",
+        "AdaptiveLRState",
+        "BayesianRegularizationState",
+        "DEFAULT",
+        "HessianFreeState",
+        "KfacState",
+        "LevenbergMarquardtState",
+        "Method",
+        "NAMES",
+        "OPTIMIZERS",
+        "Objective",
+        "Spec",
+        "adaptive_lr",
+        "bayesian_regularization",
+        "default_batch",
+        "find_state",
+        "get",
+        "hessian_free",
+        "kfac",
+        "levenberg_marquardt",
+        "register",
+        "residuals_and_jacobian",
+        "scg",
+        "spec",
     ],
     "fnn.data": [
-        "Imputer", "MinMaxScaler", "OutlierClipper", "SCALERS", "Split", "Splits", "StandardScaler", "check_finite",
-        "encode_labels", "one_hot", "prepare", "scaler", "split_indices", "train_test_split", "train_val_test_split",
+        "Imputer",
+        "MinMaxScaler",
+        "OutlierClipper",
+        "SCALERS",
+        "Split",
+        "Splits",
+        "StandardScaler",
+        "check_finite",
+        "encode_labels",
+        "one_hot",
+        "prepare",
+        "scaler",
+        "split_indices",
+        "train_test_split",
+        "train_val_test_split",
     ],
     "fnn.datasets": [
-        "Dataset", "IDX", "IDX_SOURCES", "NAMES", "SKLEARN", "SYNTHETIC", "download_idx", "load", "load_csv",
-        "load_idx_dataset", "load_sklearn", "read_idx", "sine", "spirals", "write_idx", "xor",
+        "Dataset",
+        "IDX",
+        "IDX_SOURCES",
+        "NAMES",
+        "SKLEARN",
+        "SYNTHETIC",
+        "download_idx",
+        "load",
+        "load_csv",
+        "load_idx_dataset",
+        "load_sklearn",
+        "read_idx",
+        "sine",
+        "spirals",
+        "write_idx",
+        "xor",
     ],
     "fnn.diagnostics": [
-        "KEYS", "PROBE", "SATURATION", "append", "dead_fraction", "deltas", "layer_stats", "probe_batch", "record",
-        "saturation", "summary", "to_csv", "update_ratio",
+        "KEYS",
+        "PROBE",
+        "SATURATION",
+        "append",
+        "dead_fraction",
+        "deltas",
+        "layer_stats",
+        "probe_batch",
+        "record",
+        "saturation",
+        "summary",
+        "to_csv",
+        "update_ratio",
     ],
     "fnn.protocol": ["Network", "group_norms", "loss_from_cache", "norm", "output_delta", "weights"],
     "fnn.sklearn": ["MLPClassifier", "MLPRegressor"],
@@ -80,13 +173,14 @@ NAMESPACES = ["callbacks", "data", "datasets", "diagnostics", "optimizers", "pro
 INTERNAL = {"check", "cli", "core", "optim", "scale", "training"}
 
 
-
 def _path(module: str) -> pathlib.Path:
     return pathlib.Path(importlib.import_module(module).__file__)
 
 
 def _public_attributes(module) -> list[str]:
-    return sorted(n for n in dir(module) if not n.startswith("_") and not inspect.ismodule(getattr(module, n)))
+    return sorted(
+        n for n in dir(module) if not n.startswith("_") and not inspect.ismodule(getattr(module, n))
+    )
 
 
 @pytest.mark.parametrize("module", PUBLIC)
@@ -118,8 +212,9 @@ def test_the_internal_subpackages_say_so():
     """Each implementation subpackage's docstring starts "Internal:" and names where its names are public."""
     for name in sorted(INTERNAL) + ["data.preparation", "data.datasets"]:
         first = (importlib.import_module(f"fnn.{name}").__doc__ or "").splitlines()[0]
-        assert first.startswith("Internal:") and re.search(r"[Pp]ublic as .*``fnn[\w.]*``", first), \
+        assert first.startswith("Internal:") and re.search(r"[Pp]ublic as .*``fnn[\w.]*``", first), (
             f"fnn.{name}: {first!r}"
+        )
 
 
 def test_the_names_from_fit_docstring_have_a_public_path():
@@ -130,8 +225,11 @@ def test_the_names_from_fit_docstring_have_a_public_path():
 @pytest.mark.parametrize("module", PUBLIC)
 def test_no_public_namespace_imports_star(module):
     tree = ast.parse(_path(module).read_text())
-    stars = [node.lineno for node in ast.walk(tree)
-             if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)]
+    stars = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
+    ]
     assert not stars, f"{module}: import * at lines {stars}"
 
 
@@ -140,7 +238,9 @@ def test_each_shim_reexports_name_by_name(module):
     """``from X import A as A``, one per name of ``__all__``, from the implementation module(s), each the
     implementation's object; nothing but the docstring, the imports and ``__all__``."""
     implementation = SHIMS[module]
-    single = importlib.util.find_spec(implementation).submodule_search_locations is None  # a module, not a package
+    single = (
+        importlib.util.find_spec(implementation).submodule_search_locations is None
+    )  # a module, not a package
     tree = ast.parse(_path(module).read_text())
     assert ast.get_docstring(tree) and f"``{implementation}" in ast.get_docstring(tree)
     shim, imported = importlib.import_module(module), []
@@ -154,11 +254,14 @@ def test_each_shim_reexports_name_by_name(module):
                 imported.append(alias.name)
                 assert getattr(shim, alias.name) is getattr(importlib.import_module(source), alias.name)
         else:
-            assert isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"], ast.unparse(node)
+            assert isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"], ast.unparse(
+                node
+            )
     assert sorted(imported) == sorted(shim.__all__)
     if single:
-        assert sorted(shim.__all__) == sorted(importlib.import_module(implementation).__all__), \
+        assert sorted(shim.__all__) == sorted(importlib.import_module(implementation).__all__), (
             "the shim and its implementation list the same names"
+        )
 
 
 def test_the_optimizers_state_readers_are_gone():

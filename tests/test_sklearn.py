@@ -7,22 +7,27 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-from fnn.sklearn import _training  # noqa: E402
+from fnn.sklearn import (
+    MLPClassifier,
+    MLPRegressor,
+    _training,
+)
 
 # Checks that scikit-learn itself skips for these estimators (none is marked
 # as an expected failure): check_array_api_input without SCIPY_ARRAY_API, and a
 # decision_function check (neither MLP has the method).
 # Fewer, larger steps than the defaults keep the ~100 fits of the suite short.
-ESTIMATORS = [MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0),
-              MLPRegressor(max_iter=50, learning_rate_init=0.01, random_state=0)]
+ESTIMATORS = [
+    MLPClassifier(max_iter=50, learning_rate_init=0.01, random_state=0),
+    MLPRegressor(max_iter=50, learning_rate_init=0.01, random_state=0),
+]
 
 
 @parametrize_with_checks(ESTIMATORS)
@@ -56,8 +61,15 @@ def test_extras_lm_activations_early_stopping_partial_fit():
     np.testing.assert_allclose(clf.predict_proba(x).sum(axis=1), 1, rtol=1e-5)
     assert len(clf.history_) == clf.n_iter_ == len(clf.loss_curve_)
 
-    clf = MLPClassifier((16,), activation="gelu", early_stopping=True, n_iter_no_change=3, max_iter=400,
-                        learning_rate_init=0.05, random_state=0).fit(x, y)
+    clf = MLPClassifier(
+        (16,),
+        activation="gelu",
+        early_stopping=True,
+        n_iter_no_change=3,
+        max_iter=400,
+        learning_rate_init=0.05,
+        random_state=0,
+    ).fit(x, y)
     assert len(clf.validation_scores_) == len(clf.loss_curve_) == clf.n_iter_ < 400
     assert clf.best_validation_score_ == max(clf.validation_scores_) and clf.best_loss_ is None
     assert set(clf.predict(x)) <= {"a", "b", "c"}
@@ -66,11 +78,15 @@ def test_extras_lm_activations_early_stopping_partial_fit():
     # each are one run of three full-batch epochs (to rounding: each call shuffles anew)
     t = np.sin(x[:, 0]) + x[:, 1]
     with pytest.warns(ConvergenceWarning):  # 3 epochs do not converge
-        whole = MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", batch_size=len(x), max_iter=3, tol=0, random_state=0).fit(x, t)
+        whole = MLPRegressor(
+            hidden_layer_sizes=(16,), activation="tanh", batch_size=len(x), max_iter=3, tol=0, random_state=0
+        ).fit(x, t)
     parts = MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", batch_size=len(x), random_state=0)
     for _ in range(3):
         parts.partial_fit(x, t)
-    assert parts.n_iter_ == 1 and len(parts.loss_curve_) == 3 and parts.t_ == 3 * len(x)  # scikit-learn's counts
+    assert (
+        parts.n_iter_ == 1 and len(parts.loss_curve_) == 3 and parts.t_ == 3 * len(x)
+    )  # scikit-learn's counts
     for a, b in zip(whole.coefs_ + whole.intercepts_, parts.coefs_ + parts.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
@@ -84,10 +100,13 @@ def test_extras_lm_activations_early_stopping_partial_fit():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=1 by design
-@pytest.mark.parametrize("solver, batch_size, expected", [
-    ("kfac", "auto", 256), ("momentum", "auto", 200), ("rprop", "auto", 400), ("kfac", 64, 64)])
-def test_fnn_solvers_auto_batch_is_scikit_learns_or_the_methods_own_when_larger(solver, batch_size, expected,
-                                                                                  monkeypatch):
+@pytest.mark.parametrize(
+    "solver, batch_size, expected",
+    [("kfac", "auto", 256), ("momentum", "auto", 200), ("rprop", "auto", 400), ("kfac", 64, 64)],
+)
+def test_fnn_solvers_auto_batch_is_scikit_learns_or_the_methods_own_when_larger(
+    solver, batch_size, expected, monkeypatch
+):
     """``batch_size="auto"``: scikit-learn's ``min(200, n)``, K-FAC's own 256 (it needs large minibatches), the
     whole set for a full-batch method; a number given is taken as it is."""
     import fnn
@@ -108,7 +127,9 @@ def test_matlabs_training_functions_as_solvers(solver):
     clf = MLPClassifier((8,), solver=solver, max_iter=40, random_state=0).fit(x, y)
     assert clf.score(x, y) > 0.9 and len(clf.history_) == clf.n_iter_
     t = np.sin(x[:, 0]) + x[:, 1]
-    reg = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver=solver, max_iter=40, random_state=0).fit(x, t)
+    reg = MLPRegressor(
+        hidden_layer_sizes=(8,), activation="tanh", solver=solver, max_iter=40, random_state=0
+    ).fit(x, t)
     assert reg.score(x, t) > 0.9
     if solver == "br":
         assert 0 < reg.history_.gamma[-1] <= 2 * 8 + 8 + 8 + 1
@@ -117,6 +138,7 @@ def test_matlabs_training_functions_as_solvers(solver):
 
 
 # ------------------------------------------------------------ against scikit-learn's own estimators
+
 
 def _digits(n_class=3, n=120):
     x, y = load_digits(n_class=n_class, return_X_y=True)
@@ -142,16 +164,26 @@ SAME_AS_SKLEARN = {
     "adam multiclass": ("clf", _digits, {}),
     "adam multiclass, early stopping": ("clf", _digits, {"early_stopping": True, "max_iter": 15}),
     "sgd nesterov binary, sample weights": ("clf", lambda: _digits(2), {"solver": "sgd", "weights": True}),
-    "sgd invscaling, no shuffle": ("clf", _digits, {"solver": "sgd", "learning_rate": "invscaling", "shuffle": False}),
+    "sgd invscaling, no shuffle": (
+        "clf",
+        _digits,
+        {"solver": "sgd", "learning_rate": "invscaling", "shuffle": False},
+    ),
     "sgd adaptive": ("clf", _digits, {"solver": "sgd", "learning_rate": "adaptive", "tol": 0.05}),
-    "sgd stopping after several chunks of epochs": ("clf", _digits, {"solver": "sgd", "max_iter": 300,
-                                                                     "tol": 1e-3, "stops": True}),
+    "sgd stopping after several chunks of epochs": (
+        "clf",
+        _digits,
+        {"solver": "sgd", "max_iter": 300, "tol": 1e-3, "stops": True},
+    ),
     "adam multilabel, logistic": ("clf", _multilabel, {"activation": "logistic"}),
     "lbfgs multiclass, tanh": ("clf", _digits, {"solver": "lbfgs", "activation": "tanh"}),
     "adam sparse input": ("clf", _digits, {"sparse": True}),
     "adam multi-output regression": ("reg", lambda: _regression(3), {}),
-    "sgd regression, early stopping, weights": ("reg", _regression, {"solver": "sgd", "early_stopping": True,
-                                                                     "weights": True, "learning_rate_init": 0.01}),
+    "sgd regression, early stopping, weights": (
+        "reg",
+        _regression,
+        {"solver": "sgd", "early_stopping": True, "weights": True, "learning_rate_init": 0.01},
+    ),
     "lbfgs poisson": ("reg", lambda: _regression(poisson=True), {"loss": "poisson", "solver": "lbfgs"}),
 }
 
@@ -170,8 +202,11 @@ def test_same_fit_as_sklearn_in_float64(case):
         x = sp.csr_matrix(np.where(x > 0.5, x, 0.0))
     stops = settings.pop("stops", False)
     settings = {"hidden_layer_sizes": (12, 7), "max_iter": 25, "random_state": 3, **settings}
-    ours_cls, theirs_cls = ((MLPClassifier, neural_network.MLPClassifier) if kind == "clf"
-                            else (MLPRegressor, neural_network.MLPRegressor))
+    ours_cls, theirs_cls = (
+        (MLPClassifier, neural_network.MLPClassifier)
+        if kind == "clf"
+        else (MLPRegressor, neural_network.MLPRegressor)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = ours_cls(**settings).fit(x, y, sample_weight=w)
@@ -234,7 +269,11 @@ def test_float32_in_float32_out(Estimator):
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(x.astype(np.float32), y)
     assert all(a.dtype == np.float32 for a in est.coefs_ + est.intercepts_)
-    out = est.predict_proba(x.astype(np.float32)) if Estimator is MLPClassifier else est.predict(x.astype(np.float32))
+    out = (
+        est.predict_proba(x.astype(np.float32))
+        if Estimator is MLPClassifier
+        else est.predict(x.astype(np.float32))
+    )
     assert out.dtype == np.float32
     assert all(np.isfinite(v) and isinstance(v, float) for v in est.loss_curve_)
 

@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-import sklearn.neural_network  # noqa: E402
+import sklearn.neural_network
 
-import fnn.sklearn  # noqa: E402
+import fnn.sklearn
 
 UPSTREAM = "sklearn.neural_network.tests.test_mlp"
 
@@ -37,7 +37,9 @@ def _load_upstream():
         mp.setattr(sklearn.neural_network, "MLPClassifier", fnn.sklearn.MLPClassifier)
         mp.setattr(sklearn.neural_network, "MLPRegressor", fnn.sklearn.MLPRegressor)
         spec.loader.exec_module(module)
-    assert module.MLPClassifier is fnn.sklearn.MLPClassifier and module.MLPRegressor is fnn.sklearn.MLPRegressor
+    assert (
+        module.MLPClassifier is fnn.sklearn.MLPClassifier and module.MLPRegressor is fnn.sklearn.MLPRegressor
+    )
     return module
 
 

@@ -35,14 +35,37 @@ def test_peak_table_and_rates():
 
 
 def test_metrics_report_throughput_and_the_preset_falls_back_to_synthetic_data(tmp_path, capsys):
-    rc = main(["train", "--preset", "mnist-large", "--sizes", "784,32,10", "--limit", "1024", "--epochs", "2",
-               "--batch-size", "256", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "run"), "--quiet"])
+    rc = main(
+        [
+            "train",
+            "--preset",
+            "mnist-large",
+            "--sizes",
+            "784,32,10",
+            "--limit",
+            "1024",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "256",
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC data of mnist's shape" in out and "bf16" in out
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["precision"] == "bf16" and m["flops_per_step"] == throughput.step_flops([784, 32, 10], 256)
-    assert m["samples_per_s"] > 0 and m["tflops"] > 0 and 0 < m["mfu"] < 2 and m["peak_source"].startswith("measured")
+    assert (
+        m["samples_per_s"] > 0
+        and m["tflops"] > 0
+        and 0 < m["mfu"] < 2
+        and m["peak_source"].startswith("measured")
+    )
 
 
 def test_device_gpu_without_a_gpu_is_a_one_line_error(tmp_path, capsys):

@@ -73,8 +73,9 @@ def test_an_estimator_fits_the_same_bits_with_its_programs_kept_or_not(tmp_path,
     def fit(solver):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = MLPClassifier(hidden_layer_sizes=(7,), solver=solver, max_iter=40, batch_size=32,
-                                  random_state=0).fit(x, y)
+            model = MLPClassifier(
+                hidden_layer_sizes=(7,), solver=solver, max_iter=40, batch_size=32, random_state=0
+            ).fit(x, y)
         return model.coefs_ + model.intercepts_ + [model.predict_proba(x)]
 
     plain = {solver: fit(solver) for solver in ("sgd", "adam")}

@@ -26,8 +26,14 @@ CLF = fnn.MLP((2, 16, 3), activation="tanh", output="softmax", loss="cross_entro
 def test_levenberg_marquardt_fits_sine():
     ds = fnn.datasets.load("sine")
     net = fnn.MLP((1, 10, 1), activation="tanh")
-    params, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (ds.x, ds.y), optimizer="levenberg_marquardt",
-                        epochs=100, key=jax.random.key(0))
+    params, h = fnn.fit(
+        net,
+        fnn.init(jax.random.key(0), net),
+        (ds.x, ds.y),
+        optimizer="levenberg_marquardt",
+        epochs=100,
+        key=jax.random.key(0),
+    )
     final = float(fnn.loss(net, params, ds.x, ds.y))
     assert len(h) <= 100
     assert final <= 1e-5, final
@@ -38,8 +44,15 @@ def test_levenberg_marquardt_fits_sine():
 def test_xor_with_momentum():
     ds = fnn.datasets.load("xor")
     net = fnn.MLP((2, 2, 1), activation="sigmoid", output="sigmoid")
-    params, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (ds.x, ds.y), optimizer="momentum",
-                        learning_rate=0.5, epochs=2000, key=jax.random.key(0))
+    params, h = fnn.fit(
+        net,
+        fnn.init(jax.random.key(0), net),
+        (ds.x, ds.y),
+        optimizer="momentum",
+        learning_rate=0.5,
+        epochs=2000,
+        key=jax.random.key(0),
+    )
     yhat = np.asarray(fnn.predict(net, params, ds.x)).ravel()
     np.testing.assert_array_equal(yhat > 0.5, ds.y.ravel() > 0.5)
     assert h.train_loss[-1] < 0.01
@@ -47,10 +60,27 @@ def test_xor_with_momentum():
 
 def test_history_holds_the_documented_records():
     x, y = _blobs()
-    params, h = fnn.fit(CLF, fnn.init(jax.random.key(0), CLF), (x[:90], y[:90]), optimizer="adam",
-                        learning_rate=1e-2, epochs=4, batch_size=32, key=jax.random.key(0), validation=(x[90:], y[90:]))
+    params, h = fnn.fit(
+        CLF,
+        fnn.init(jax.random.key(0), CLF),
+        (x[:90], y[:90]),
+        optimizer="adam",
+        learning_rate=1e-2,
+        epochs=4,
+        batch_size=32,
+        key=jax.random.key(0),
+        validation=(x[90:], y[90:]),
+    )
     assert h.epoch == [1, 2, 3, 4]
-    for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time_s", "wall_time_s"):
+    for name in (
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "learning_rate",
+        "epoch_time_s",
+        "wall_time_s",
+    ):
         values = getattr(h, name)
         assert len(values) == 4 and all(np.isfinite(values)), name
     assert h.learning_rate == pytest.approx([1e-2] * 4)
@@ -63,8 +93,16 @@ def test_history_holds_the_documented_records():
 
 def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
     x, y = _blobs()
-    _, h = fnn.fit(CLF, fnn.init(jax.random.key(0), CLF), (x, y), optimizer="adam", learning_rate=1e-2, epochs=3,
-                   batch_size=32, key=jax.random.key(0))
+    _, h = fnn.fit(
+        CLF,
+        fnn.init(jax.random.key(0), CLF),
+        (x, y),
+        optimizer="adam",
+        learning_rate=1e-2,
+        epochs=3,
+        batch_size=32,
+        key=jax.random.key(0),
+    )
     h.to_csv(tmp_path / "h.csv")
     header, *rows = (tmp_path / "h.csv").read_text().splitlines()
     assert header.split(",") == [*fnn.History.COLUMNS, *fnn.History.TIMES, "grad_norm_1", "grad_norm_2"]
@@ -75,8 +113,15 @@ def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
     old.update({k: v[:1] for k, v in old.items() if isinstance(v, list)})
     resumed = fnn.History.from_dict(old)
     assert resumed.samples_per_s == [None] and resumed.tflops == [None]
-    resumed.append(loop._record(2, {"train_loss": h.train_loss[1], "grad_norm": h.grad_norm[1]}, 0.1, 0.2,
-                                {"samples_per_s": 5.0, "tflops": 1.0}))  # the next epoch, recorded as fit records it
+    resumed.append(
+        loop._record(
+            2,
+            {"train_loss": h.train_loss[1], "grad_norm": h.grad_norm[1]},
+            0.1,
+            0.2,
+            {"samples_per_s": 5.0, "tflops": 1.0},
+        )
+    )  # the next epoch, recorded as fit records it
     resumed.to_csv(tmp_path / "r.csv")
     first, second = [r.split(",") for r in (tmp_path / "r.csv").read_text().splitlines()[1:]]
     col = header.split(",").index("samples_per_s")
@@ -87,19 +132,34 @@ def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
 def test_deterministic_for_a_key_and_different_for_another():
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
-    run = lambda k: fnn.fit(CLF, p0, (x, y), optimizer="sgd", learning_rate=0.1, epochs=3, batch_size=25,
-                            key=jax.random.key(k))[0]
+    run = lambda k: fnn.fit(
+        CLF, p0, (x, y), optimizer="sgd", learning_rate=0.1, epochs=3, batch_size=25, key=jax.random.key(k)
+    )[0]
     a, b, c = run(1), run(1), run(2)
-    for la, lb, lc in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), jax.tree_util.tree_leaves(c)):
+    for la, lb, lc in zip(
+        jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), jax.tree_util.tree_leaves(c)
+    ):
         np.testing.assert_array_equal(la, lb)
-    assert any(not np.array_equal(la, lc) for la, lc in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(c)))
+    assert any(
+        not np.array_equal(la, lc)
+        for la, lc in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(c))
+    )
 
 
 def test_goal_and_min_grad_stop_training():
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
-    _, h = fnn.fit(CLF, p0, (x, y), optimizer="adam", learning_rate=1e-2, epochs=200, batch_size=40,
-                   key=jax.random.key(0), goal=0.3)
+    _, h = fnn.fit(
+        CLF,
+        p0,
+        (x, y),
+        optimizer="adam",
+        learning_rate=1e-2,
+        epochs=200,
+        batch_size=40,
+        key=jax.random.key(0),
+        goal=0.3,
+    )
     assert h.train_loss[-1] <= 0.3 and len(h) < 200 and h.stop_reason.startswith("reached the goal")
     _, h = fnn.fit(CLF, p0, (x, y), optimizer="gd", epochs=50, key=jax.random.key(0), min_grad=1e3)
     assert len(h) == 1 and "min_grad" in h.stop_reason
@@ -112,9 +172,19 @@ def test_early_stopping_restores_the_best_params():
     net = fnn.MLP((2, 64, 64, 3), activation="relu", output="softmax", loss="cross_entropy")
     p0 = fnn.init(jax.random.key(0), net)
     seen = []
-    params, h = fnn.fit(net, p0, (x[:100], y_noisy[:100]), optimizer="adam", learning_rate=3e-2, epochs=300,
-                        batch_size=100, key=jax.random.key(0), validation=(x[100:], y[100:]), patience=5,
-                        callback=lambda rec: seen.append(rec["val_loss"]) and None)
+    params, h = fnn.fit(
+        net,
+        p0,
+        (x[:100], y_noisy[:100]),
+        optimizer="adam",
+        learning_rate=3e-2,
+        epochs=300,
+        batch_size=100,
+        key=jax.random.key(0),
+        validation=(x[100:], y[100:]),
+        patience=5,
+        callback=lambda rec: seen.append(rec["val_loss"]) and None,
+    )
     assert h.stop_reason.startswith("early stopping") and len(h) < 300
     best = int(np.argmin(h.val_loss)) + 1
     assert h.best_epoch == best == len(h) - 5
@@ -143,8 +213,16 @@ def test_divergence_stops_and_keeps_the_last_good_params_and_checkpoint(tmp_path
     p0 = fnn.init(jax.random.key(0), net)
     path = tmp_path / "ckpt.npz"
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        params, h = fnn.fit(net, p0, (x, y), optimizer="gd", learning_rate=5.0, epochs=100, key=jax.random.key(0),
-                            checkpoint=path)
+        params, h = fnn.fit(
+            net,
+            p0,
+            (x, y),
+            optimizer="gd",
+            learning_rate=5.0,
+            epochs=100,
+            key=jax.random.key(0),
+            checkpoint=path,
+        )
     assert h.diverged and "non-finite" in h.stop_reason and len(h) < 100
     assert all(np.isfinite(np.asarray(l)).all() for l in jax.tree_util.tree_leaves(params))
     saved = checkpoint.load(path)
@@ -159,8 +237,12 @@ def test_divergence_stops_and_keeps_the_last_good_params_and_checkpoint(tmp_path
 def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, optimizer):
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
-    kw = dict(optimizer=optimizer, batch_size=32 if optimizer == "adam" else None, key=jax.random.key(3),
-              validation=(x[:20], y[:20]))
+    kw = dict(
+        optimizer=optimizer,
+        batch_size=32 if optimizer == "adam" else None,
+        key=jax.random.key(3),
+        validation=(x[:20], y[:20]),
+    )
     full, h_full = fnn.fit(CLF, p0, (x, y), epochs=6, **kw)
     path = tmp_path / "ckpt.npz"
     fnn.fit(CLF, p0, (x, y), epochs=3, checkpoint=path, **kw)
@@ -177,7 +259,9 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, optimizer):
 def test_opt_state_continues_a_run_across_calls():
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
-    kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=len(x), key=jax.random.key(0))  # full batch: no shuffle
+    kw = dict(
+        optimizer="adam", learning_rate=1e-2, batch_size=len(x), key=jax.random.key(0)
+    )  # full batch: no shuffle
     whole, h_whole = fnn.fit(CLF, p0, (x, y), epochs=4, **kw)
     half, h1 = fnn.fit(CLF, p0, (x, y), epochs=2, **kw)
     adam = h1.opt_state.inner_state[0]
@@ -190,10 +274,20 @@ def test_opt_state_continues_a_run_across_calls():
     assert h2.train_loss == h_whole.train_loss[2:]
     assert "opt_state" not in h2.to_dict()
     with pytest.raises(ValueError, match="opt_state does not match"):
-        fnn.fit(CLF, half, (x, y), epochs=1, optimizer="momentum", batch_size=len(x), key=jax.random.key(0),
-                opt_state=h1.opt_state)
+        fnn.fit(
+            CLF,
+            half,
+            (x, y),
+            epochs=1,
+            optimizer="momentum",
+            batch_size=len(x),
+            key=jax.random.key(0),
+            opt_state=h1.opt_state,
+        )
     wider = fnn.MLP((CLF.sizes[0], CLF.sizes[1] + 1, *CLF.sizes[2:]), output=CLF.output, loss=CLF.loss)
-    with pytest.raises(ValueError, match=r"opt_state\.inner_state\[0\]\.mu is float32\[\d+\], this run expects"):
+    with pytest.raises(
+        ValueError, match=r"opt_state\.inner_state\[0\]\.mu is float32\[\d+\], this run expects"
+    ):
         fnn.fit(wider, fnn.init(jax.random.key(0), wider), (x, y), epochs=1, opt_state=h1.opt_state, **kw)
 
 
@@ -203,8 +297,15 @@ def test_resume_rejects_another_network(tmp_path):
     fnn.fit(CLF, fnn.init(jax.random.key(0), CLF), (x, y), epochs=1, key=jax.random.key(0), checkpoint=path)
     other = fnn.MLP((2, 8, 3), output="softmax", loss="cross_entropy")
     with pytest.raises(ValueError, match="written for network"):
-        fnn.fit(other, fnn.init(jax.random.key(0), other), (x, y), epochs=2, key=jax.random.key(0),
-                checkpoint=path, resume=True)
+        fnn.fit(
+            other,
+            fnn.init(jax.random.key(0), other),
+            (x, y),
+            epochs=2,
+            key=jax.random.key(0),
+            checkpoint=path,
+            resume=True,
+        )
 
 
 @pytest.mark.exact
@@ -261,6 +362,8 @@ def test_evaluate_is_the_loss_and_the_accuracy_of_one_forward_pass():
         reg = fnn.MLP((5, 4, 2))
         rp = fnn.init(jax.random.key(1), reg, dtype=jnp.float64)
         y = np.random.default_rng(2).normal(size=(40, 2))
-        assert fnn.evaluate(reg, rp, x, y) == {"loss": pytest.approx(float(fnn.loss(reg, rp, x, y)), rel=1e-13)}
+        assert fnn.evaluate(reg, rp, x, y) == {
+            "loss": pytest.approx(float(fnn.loss(reg, rp, x, y)), rel=1e-13)
+        }
         with pytest.raises(ValueError, match="x must have shape"):
             fnn.evaluate(net, params, x[:, :4], labels)

@@ -21,10 +21,37 @@ def test_digits_reaches_97_percent(tmp_path, capsys):
     accs = []
     for seed in range(5):
         out = tmp_path / f"s{seed}"
-        assert cli.main(["train", "--dataset", "digits", "--sizes", "64,128,128,10", "--activation", "relu",
-                         "--output", "softmax", "--loss", "cross_entropy", "--optimizer", "adam", "--lr", "1e-3",
-                         "--batch-size", "64", "--epochs", "50", "--seed", str(seed), "--out", str(out),
-                         "--quiet"]) == 0
+        assert (
+            cli.main(
+                [
+                    "train",
+                    "--dataset",
+                    "digits",
+                    "--sizes",
+                    "64,128,128,10",
+                    "--activation",
+                    "relu",
+                    "--output",
+                    "softmax",
+                    "--loss",
+                    "cross_entropy",
+                    "--optimizer",
+                    "adam",
+                    "--lr",
+                    "1e-3",
+                    "--batch-size",
+                    "64",
+                    "--epochs",
+                    "50",
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         accs.append(json.loads((out / "metrics.json").read_text())["test_accuracy"])
     print("digits test accuracy per seed:", accs)
     assert np.mean(accs) >= 0.97, accs

@@ -16,9 +16,9 @@ import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
 import fnn
+from fnn import optimizers
 from fnn.core.validation import prepare
 from fnn.optim import conjugate_gradient, gauss_newton, quasi_newton
-from fnn import optimizers
 from fnn.scale import memory
 
 NEW = ("br", "scg", "cgf", "cgp", "cgb", "bfgs", "oss")
@@ -47,10 +47,16 @@ def _smallest_curvature(x, w):
     return np.linalg.eigvalsh(ones.T @ (ones * (p * (1 - p))[:, None]) / len(x))[0]
 
 
-@pytest.mark.parametrize("name, method", [
-    ("bfgs", "BFGS"), ("cgp", "CG"),
-    # scipy's CG is Polak-Ribiere+: for Fletcher-Reeves and Powell-Beale it is a reference at the minimum only
-    pytest.param("cgf", "CG", marks=pytest.mark.slow), pytest.param("cgb", "CG", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name, method",
+    [
+        ("bfgs", "BFGS"),
+        ("cgp", "CG"),
+        # scipy's CG is Polak-Ribiere+: for Fletcher-Reeves and Powell-Beale it is a reference at the minimum only
+        pytest.param("cgf", "CG", marks=pytest.mark.slow),
+        pytest.param("cgb", "CG", marks=pytest.mark.slow),
+    ],
+)
 def test_agrees_with_scipy_after_the_same_number_of_iterations(x64, name, method):
     """scipy's BFGS, and its CG (Polak-Ribiere+), run to gtol 1e-9 take ``nit`` iterations;
     fnn's method, one iteration per epoch, runs as many from the same start.
@@ -66,14 +72,17 @@ def test_agrees_with_scipy_after_the_same_number_of_iterations(x64, name, method
         loss, grads = fnn.backprop(net, unravel(w), x, y)
         return float(loss), np.asarray(ravel_pytree(grads)[0])
 
-    ref = scipy.optimize.minimize(loss_and_grad, np.asarray(w0), jac=True, method=method,
-                                  options={"gtol": 1e-9, "maxiter": 500})
+    ref = scipy.optimize.minimize(
+        loss_and_grad, np.asarray(w0), jac=True, method=method, options={"gtol": 1e-9, "maxiter": 500}
+    )
     assert np.linalg.norm(ref.jac) < 1e-8  # (CG may end on "precision loss" in the last line search)
     params, history = fnn.fit(net, p0, (x, y), optimizer=name, epochs=ref.nit, key=jax.random.key(0))
     assert len(history) == ref.nit
     w = np.asarray(ravel_pytree(params)[0])
     loss, g = loss_and_grad(w)
-    lam_min = min(_smallest_curvature(x, w0), _smallest_curvature(x, w))  # along the way from w0 to the minimum
+    lam_min = min(
+        _smallest_curvature(x, w0), _smallest_curvature(x, w)
+    )  # along the way from w0 to the minimum
     assert lam_min > 0
     assert np.linalg.norm(g) < 1e-8
     assert np.linalg.norm(w - ref.x) <= (np.linalg.norm(g) + np.linalg.norm(ref.jac)) / lam_min
@@ -87,7 +96,13 @@ def _least_squares_problem(n=50):
     net = fnn.MLP((6, 2), output="identity", loss="mse")
     ones = np.hstack([x, np.ones((n, 1))])
     best = np.linalg.lstsq(ones, y, rcond=None)[0]
-    return net, fnn.init(jax.random.key(0), net, dtype=np.float64), x, y, 0.5 * np.sum((ones @ best - y) ** 2) / n
+    return (
+        net,
+        fnn.init(jax.random.key(0), net, dtype=np.float64),
+        x,
+        y,
+        0.5 * np.sum((ones @ best - y) ** 2) / n,
+    )
 
 
 @pytest.mark.parametrize("name", ["scg", "bfgs"])
@@ -157,8 +172,14 @@ def test_br_reaches_mackays_fixed_point_on_a_linear_model(x64):
     x = rng.normal(size=(40, 6))
     y = x @ rng.normal(size=(6, 1)) + 0.3 * rng.normal(size=(40, 1))
     net = fnn.MLP((6, 1), output="identity", loss="mse")
-    params, h = fnn.fit(net, fnn.init(jax.random.key(0), net, dtype=np.float64), (x, y), optimizer="br",
-                        epochs=200, key=jax.random.key(0))
+    params, h = fnn.fit(
+        net,
+        fnn.init(jax.random.key(0), net, dtype=np.float64),
+        (x, y),
+        optimizer="br",
+        epochs=200,
+        key=jax.random.key(0),
+    )
     assert h.stop_reason == "br: mu exceeded 1e+10 without lowering the loss"  # converged: no step lowers F
     assert len(h.gamma) == len(h.alpha) == len(h.beta) == len(h) and np.isnan(h.mu).sum() == 0
     alpha, beta = h.alpha[-1], h.beta[-1]
@@ -178,11 +199,31 @@ def test_br_records_gamma_alpha_beta_and_other_methods_do_not():
     x = np.linspace(-1, 1, 30, dtype=np.float32)[:, None]
     y = np.sin(np.pi * x)
     net = fnn.MLP((1, 8, 1), activation="tanh")
-    _, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), optimizer="br", epochs=5, key=jax.random.key(0))
-    assert all(0 < g <= net.n_params for g in h.gamma) and all(a > 0 for a in h.alpha) and all(b > 0 for b in h.beta)
-    assert list(h.to_dict()["reports"]) == ["mu", "mu_max", "gamma", "alpha", "beta"]  # br's own, in its order
-    assert h.csv_header(2).split(",")[6:11] == ["mu", "mu_max", "gamma", "alpha", "beta"]  # after the generic ones
-    _, h = fnn.fit(net, fnn.init(jax.random.key(0), net), (x, y), optimizer="scg", epochs=2, key=jax.random.key(0))
+    _, h = fnn.fit(
+        net, fnn.init(jax.random.key(0), net), (x, y), optimizer="br", epochs=5, key=jax.random.key(0)
+    )
+    assert (
+        all(0 < g <= net.n_params for g in h.gamma)
+        and all(a > 0 for a in h.alpha)
+        and all(b > 0 for b in h.beta)
+    )
+    assert list(h.to_dict()["reports"]) == [
+        "mu",
+        "mu_max",
+        "gamma",
+        "alpha",
+        "beta",
+    ]  # br's own, in its order
+    assert h.csv_header(2).split(",")[6:11] == [
+        "mu",
+        "mu_max",
+        "gamma",
+        "alpha",
+        "beta",
+    ]  # after the generic ones
+    _, h = fnn.fit(
+        net, fnn.init(jax.random.key(0), net), (x, y), optimizer="scg", epochs=2, key=jax.random.key(0)
+    )
     assert h.reports == {} and "gamma" not in h.csv_header(2).split(",")  # scg reports nothing
 
 
@@ -194,7 +235,8 @@ def test_normal_equations_in_chunks_equal_the_whole_jacobians(x64):
     e, J = jax.jit(optimizers.residuals_and_jacobian, static_argnums=0)(net, params, x, y)
     for chunk in (5, 23):  # 5 leaves a padded last chunk; 23 is the whole batch
         H, g, sse = jax.jit(gauss_newton.normal_equations, static_argnums=0, static_argnames="chunk")(
-            net, params, x, y, chunk=chunk)
+            net, params, x, y, chunk=chunk
+        )
         np.testing.assert_allclose(H, J.T @ J, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(g, J.T @ e, rtol=1e-12, atol=1e-14)
         assert float(sse) == pytest.approx(float(e @ e), rel=1e-13)
@@ -221,8 +263,14 @@ def test_levenberg_marquardt_trains_beyond_4096_parameters():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (1000, 8)).astype(np.float32)
     y = np.sin(x.sum(1, keepdims=True))
-    params, h = fnn.fit(BIG, fnn.init(jax.random.key(0), BIG), (x, y), optimizer="levenberg_marquardt", epochs=1,
-                        key=jax.random.key(0))
+    params, h = fnn.fit(
+        BIG,
+        fnn.init(jax.random.key(0), BIG),
+        (x, y),
+        optimizer="levenberg_marquardt",
+        epochs=1,
+        key=jax.random.key(0),
+    )
     assert BIG.n_params > 4096 * 1.4
     assert float(fnn.loss(BIG, params, x, y)) < 0.5 * h.train_loss[0]
 
@@ -233,9 +281,14 @@ def test_p_squared_methods_name_the_memory_they_would_need(monkeypatch, name):
     monkeypatch.setattr(memory, "device_memory", lambda device=None: 2**29)
     x, y = np.zeros((4, 8), np.float32), np.zeros((4, 1), np.float32)
     need = memory.needed(name, BIG.n_params, np.float32) / 2**30
-    with pytest.raises(ValueError, match=rf"{name} holds \d P x P float32 matrices: at P = 5,977 parameters that "
-                                         rf"is {need:.1f} GiB, more than 50% of the device's 0.5 GiB"):
-        fnn.fit(BIG, fnn.init(jax.random.key(0), BIG), (x, y), optimizer=name, epochs=1, key=jax.random.key(0))
+    with pytest.raises(
+        ValueError,
+        match=rf"{name} holds \d P x P float32 matrices: at P = 5,977 parameters that "
+        rf"is {need:.1f} GiB, more than 50% of the device's 0.5 GiB",
+    ):
+        fnn.fit(
+            BIG, fnn.init(jax.random.key(0), BIG), (x, y), optimizer=name, epochs=1, key=jax.random.key(0)
+        )
     memory.check(name, 201, np.float32)  # P = 201 is fine
 
 
@@ -270,8 +323,21 @@ def test_matlabs_comparison_runs_scg_with_exact_curvature_beside_matlabs_rows():
     methods are still given to ``fnn.fit`` by name."""
     from benchmarks import training_functions
 
-    assert list(training_functions.METHODS)[:9] == ["LM", "BFG", "RP", "SCG", "CGB", "CGF", "CGP", "OSS", "GDX"]
-    assert training_functions.optimizer("SCG") == "scg" and training_functions.optimizer("LM") == "levenberg_marquardt"
+    assert list(training_functions.METHODS)[:9] == [
+        "LM",
+        "BFG",
+        "RP",
+        "SCG",
+        "CGB",
+        "CGF",
+        "CGP",
+        "OSS",
+        "GDX",
+    ]
+    assert (
+        training_functions.optimizer("SCG") == "scg"
+        and training_functions.optimizer("LM") == "levenberg_marquardt"
+    )
     optimizer = training_functions.optimizer
     assert optimizer("SCG-GN") is optimizer("SCG-GN") and optimizer("SCG-H") is not optimizer("SCG-GN")
     assert isinstance(training_functions.optimizer("SCG-H"), optax.GradientTransformationExtraArgs)

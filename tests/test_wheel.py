@@ -20,8 +20,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a build never reads: version control, caches, build outputs, the docs site, npm's packages
-NOT_COPIED = (".git", "node_modules", "site", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-              ".hypothesis")
+NOT_COPIED = (
+    ".git",
+    "node_modules",
+    "site",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+)
 
 
 def _setuptools_major() -> int:
@@ -35,13 +44,31 @@ def _setuptools_major() -> int:
 def wheel(tmp_path_factory) -> tuple[list[str], Path]:
     """The wheel's file names, and the copy of the checkout it was built from."""
     if _setuptools_major() < 77:
-        pytest.skip("building the wheel without isolation needs setuptools>=77 (the build system's): "
-                    "pip install -e '.[dev]'")
+        pytest.skip(
+            "building the wheel without isolation needs setuptools>=77 (the build system's): "
+            "pip install -e '.[dev]'"
+        )
     tmp = tmp_path_factory.mktemp("wheel")
     source, out = tmp / "source", tmp / "dist"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_COPIED))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
-                            "--no-index", "-q", "-w", str(out)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     (built,) = out.glob("fnn-*.whl")
     with zipfile.ZipFile(built) as zf:

@@ -65,10 +65,10 @@ class CurvatureReport:
 def _autodiff_products(net: Network, params, v, x, y, key):
     """``(H v, G v)`` by JAX's differentiation: the references."""
     hv = jax.jvp(jax.grad(lambda w: loss_core(net, w, x, y, key)), (params,), (v,))[1]
-    logits = lambda w: net.output_of(net.forward(w, x, key=key))[0]  # noqa: E731
+    logits = lambda w: net.output_of(net.forward(w, x, key=key))[0]
     z, jv = jax.jvp(logits, (params,), (v,))
     act = activations.get(net.output)
-    loss_in_logits = lambda zz: losses.mean_loss(net.output, net.loss, zz, act.fn(zz), y)  # noqa: E731
+    loss_in_logits = lambda zz: losses.mean_loss(net.output, net.loss, zz, act.fn(zz), y)
     h_jv = jax.jvp(jax.grad(loss_in_logits), (z,), (jv,))[1]
     return hv, jax.vjp(logits, params)[1](h_jv)[0]
 
@@ -79,8 +79,9 @@ def _unit_direction(params, seed: int):
     return unravel(d / jnp.linalg.norm(d))
 
 
-def check_curvature(net: Network, params, x, y, *, v=None, dtype="float64", eps: float | None = None,
-                    key=None, seed: int = 0) -> CurvatureReport:
+def check_curvature(
+    net: Network, params, x, y, *, v=None, dtype="float64", eps: float | None = None, key=None, seed: int = 0
+) -> CurvatureReport:
     """Compare ``fnn.hvp`` and ``fnn.gnvp`` with JAX's products and ``hvp`` with finite differences.
 
     Args:
@@ -95,18 +96,24 @@ def check_curvature(net: Network, params, x, y, *, v=None, dtype="float64", eps:
     validation.check_inputs(net, params, x, y)
     with jax.enable_x64(dtype == "float64"):
         params, x, y = cast(dtype, params, x, y)
-        v = _unit_direction(params, seed) if v is None else jax.tree_util.tree_map(lambda t: jnp.asarray(t, dtype), v)
+        v = (
+            _unit_direction(params, seed)
+            if v is None
+            else jax.tree_util.tree_map(lambda t: jnp.asarray(t, dtype), v)
+        )
         loss, _, hv = hvp(net, params, x, y, v, key=key)
         _, _, gv = gnvp(net, params, x, y, v, key=key)
         xc, yc = validation.prepare(net, params, x, y)
         ref_hv, ref_gv = _autodiff_products(net, params, v, xc, yc, key)
         step = default_eps(dtype) if eps is None else eps
-        shifted = lambda s: backprop(net, optax.tree_utils.tree_add_scale(params, s, v), x, y, key=key)[1]  # noqa: E731
+        shifted = lambda s: backprop(net, optax.tree_utils.tree_add_scale(params, s, v), x, y, key=key)[1]
         difference = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * step), shifted(step), shifted(-step))
         tol = TOLERANCES[dtype]
-        hv_rows = report_rows(net, hv, {"autodiff": ref_hv, "finite_differences": difference},
-                              gradient_floor(hv, 0.0), tol)
+        hv_rows = report_rows(
+            net, hv, {"autodiff": ref_hv, "finite_differences": difference}, gradient_floor(hv, 0.0), tol
+        )
         gv_rows = report_rows(net, gv, {"autodiff": ref_gv}, gradient_floor(gv, 0.0), tol)
-        return CurvatureReport(GradientReport(hv_rows, dtype, float(loss), "Hessian-vector product (fnn.hvp)"),
-                               GradientReport(gv_rows, dtype, float(loss), "Gauss-Newton product (fnn.gnvp)"))
-
+        return CurvatureReport(
+            GradientReport(hv_rows, dtype, float(loss), "Hessian-vector product (fnn.hvp)"),
+            GradientReport(gv_rows, dtype, float(loss), "Gauss-Newton product (fnn.gnvp)"),
+        )

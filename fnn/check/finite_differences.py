@@ -75,8 +75,16 @@ def compiled_finite_differences(net, params, x, y, eps, scheme, chunk, key=None)
     return unravel(jax.lax.map(partial_derivative, jnp.arange(theta.size), batch_size=chunk))
 
 
-def finite_differences(net: Network, params, x, y, eps: float | None = None,
-                       scheme: str = "central", chunk_size: int | None = None, key=None):
+def finite_differences(
+    net: Network,
+    params,
+    x,
+    y,
+    eps: float | None = None,
+    scheme: str = "central",
+    chunk_size: int | None = None,
+    key=None,
+):
     """Gradient of ``fnn.loss`` by finite differences, with the structure of ``params``.
 
     Args:

@@ -86,8 +86,10 @@ class GradientReport:
         return max((r for r in self.rows if r.reference == reference), key=lambda r: r.rel)
 
     def __str__(self) -> str:
-        head = (f"{'layer':>5} {'leaf':<4} {'shape':<12} {'max|g|':>10} {'reference':<18} {'max abs err':>12} "
-                f"{'rel err':>10} {'tol':>8}  ok")
+        head = (
+            f"{'layer':>5} {'leaf':<4} {'shape':<12} {'max|g|':>10} {'reference':<18} {'max abs err':>12} "
+            f"{'rel err':>10} {'tol':>8}  ok"
+        )
         lines = [f"{self.what} check in {self.dtype}, loss = {self.loss:.6g}", head, "-" * len(head)]
         for r in self.rows:
             lines.append(
@@ -112,8 +114,17 @@ def compare(g, r, tiny: float) -> tuple[float, float]:
     return max_abs, max_abs / max(float(np.max(np.abs(g))), float(np.max(np.abs(r))), tiny)
 
 
-def check_gradients(net: Network, params, x, y, *, dtype="float64", eps: float | None = None,
-                    scheme: str = "central", key=None) -> GradientReport:
+def check_gradients(
+    net: Network,
+    params,
+    x,
+    y,
+    *,
+    dtype="float64",
+    eps: float | None = None,
+    scheme: str = "central",
+    key=None,
+) -> GradientReport:
     """Compare ``fnn.backprop`` with ``fnn.autodiff`` and ``fnn.finite_differences``.
 
     Args:
@@ -135,7 +146,10 @@ def check_gradients(net: Network, params, x, y, *, dtype="float64", eps: float |
             "autodiff": autodiff(net, params, x, y, key=key)[1],
             "finite_differences": finite_differences(net, params, x, y, eps=eps, scheme=scheme, key=key),
         }
-        tolerances = {"autodiff": TOLERANCES[dtype]["autodiff"], "finite_differences": TOLERANCES[dtype][scheme]}
+        tolerances = {
+            "autodiff": TOLERANCES[dtype]["autodiff"],
+            "finite_differences": TOLERANCES[dtype][scheme],
+        }
         rows = report_rows(net, bp, references, gradient_floor(bp, loss), tolerances)
         return GradientReport(rows, dtype, float(loss))
 
@@ -150,8 +164,8 @@ def checked_dtype(dtype) -> str:
 
 def cast(dtype: str, params, x, y):
     """Params, and float ``x`` and ``y``, in ``dtype`` (integer labels stay as they are)."""
-    to = lambda a: jnp.asarray(a, dtype)  # noqa: E731
-    floating = lambda a: jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)  # noqa: E731
+    to = lambda a: jnp.asarray(a, dtype)
+    floating = lambda a: jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
     return jax.tree_util.tree_map(to, params), to(x) if floating(x) else x, to(y) if floating(y) else y
 
 
@@ -161,7 +175,9 @@ def report_rows(net, values, references: dict, tiny: float, tolerances: dict) ->
     for layer, leaf, g, found in _leaves(net, values, references):
         for ref, r in found.items():
             max_abs, rel = compare(g, r, tiny)
-            rows.append(Row(layer, leaf, g.shape, float(np.max(np.abs(g))), ref, max_abs, rel, tolerances[ref]))
+            rows.append(
+                Row(layer, leaf, g.shape, float(np.max(np.abs(g))), ref, max_abs, rel, tolerances[ref])
+            )
     return tuple(rows)
 
 
@@ -170,12 +186,19 @@ def _leaves(net, grads, references: dict):
     (an MLP's groups are its layers, with leaves ``W`` and ``b``)."""
     grouped = {name: net.groups(tree) for name, tree in {None: grads, **references}.items()}
     for layer in range(len(grouped[None])):
-        flat = {name: jax.tree_util.tree_flatten_with_path(groups[layer][1])[0] for name, groups in grouped.items()}
+        flat = {
+            name: jax.tree_util.tree_flatten_with_path(groups[layer][1])[0]
+            for name, groups in grouped.items()
+        }
         for i, (path, g) in enumerate(flat[None]):
-            yield layer, _leaf_name(path), np.asarray(g), {ref: np.asarray(flat[ref][i][1]) for ref in references}
+            yield (
+                layer,
+                _leaf_name(path),
+                np.asarray(g),
+                {ref: np.asarray(flat[ref][i][1]) for ref in references},
+            )
 
 
 def _leaf_name(path) -> str:
     """``['W']`` -> ``W``, ``['W']['x']`` -> ``W/x``."""
     return "/".join(str(getattr(k, "key", k)) for k in path)
-

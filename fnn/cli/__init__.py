@@ -14,16 +14,18 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fnn", description="Feed-forward networks with hand-written backprop.")
+    parser = argparse.ArgumentParser(
+        prog="fnn", description="Feed-forward networks with hand-written backprop."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="build a network, run backprop, print the gradient check and timings")
     demo.add_argument("--sizes", default="8,32,32,4", help="layer widths, inputs first (default 8,32,32,4)")
     demo.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
-    from fnn.cli import train as training_cli
+    from fnn.cli import train
 
-    training_cli.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 
 import fnn
 from fnn.check.autodiff import compiled_autodiff
@@ -24,8 +23,10 @@ def run(sizes=(8, 32, 32, 4), activation="tanh", seed: int = 0, batch: int = 64)
     params = fnn.init(kp, net)
     x = jax.random.normal(kx, (batch, sizes[0]))
     y = jax.random.randint(ky, (batch,), 0, sizes[-1])
-    print(f"network {net.sizes}, hidden {activation}, softmax + cross_entropy, "
-          f"P = {net.n_params} parameters, batch {batch}, on {jax.devices()[0].platform}\n")
+    print(
+        f"network {net.sizes}, hidden {activation}, softmax + cross_entropy, "
+        f"P = {net.n_params} parameters, batch {batch}, on {jax.devices()[0].platform}\n"
+    )
 
     report = fnn.check_gradients(net, params, x, y)
     print(report, "\n")
@@ -38,17 +39,23 @@ def run(sizes=(8, 32, 32, 4), activation="tanh", seed: int = 0, batch: int = 64)
     methods = {
         "fnn.backprop (hand-written)": lambda: compiled_backprop(net, params, x, y),
         "fnn.autodiff (jax.grad)": lambda: compiled_autodiff(net, params, x, y),
-        "fnn.finite_differences": lambda: compiled_finite_differences(net, params, x, y, eps, "central", chunk),
+        "fnn.finite_differences": lambda: compiled_finite_differences(
+            net, params, x, y, eps, "central", chunk
+        ),
     }
     fd = methods.pop("fnn.finite_differences")  # 2P losses: timed apart, so as not to cool the fast calls
     timings = {**_per_call_timings(methods, ROUNDS), **_per_call_timings({"fnn.finite_differences": fd}, 5)}
     reference = timings["fnn.autodiff (jax.grad)"]
-    print(f"{'gradient of all P parameters':<30} {'median':>10} {'min':>10} {'/ jax.grad':>11}   (float32, compiled)")
+    print(
+        f"{'gradient of all P parameters':<30} {'median':>10} {'min':>10} {'/ jax.grad':>11}   (float32, compiled)"
+    )
     for name, t in timings.items():
         ratio = paired_ratio(t, reference) if name in methods else t.median_s / reference.median_s
         print(f"{name:<30} {t.median_s * 1e3:>8.3f}ms {t.min_s * 1e3:>8.3f}ms {ratio:>10.2f}x")
-    print(f"(backprop and jax.grad: {ROUNDS} interleaved rounds, the ratio the median of each round's; a sample: "
-          f"calls in a row for about 5 ms, each waited for)")
+    print(
+        f"(backprop and jax.grad: {ROUNDS} interleaved rounds, the ratio the median of each round's; a sample: "
+        f"calls in a row for about 5 ms, each waited for)"
+    )
     return report.passed and curvature.passed
 
 
@@ -64,5 +71,13 @@ def _per_call_timings(methods: dict, rounds: int, sample_s: float = 5e-3) -> dic
         counts[name] = k = max(1, round(sample_s / max(time.perf_counter() - start, 1e-7)))
         runs[name] = lambda call=call, k=k: [jax.block_until_ready(call()) for _ in range(k)]
     timings = time_interleaved(runs, rounds)
-    return {name: Timing(t.median_s / counts[name], t.min_s / counts[name], t.max_s / counts[name], t.repeats,
-                         tuple(v / counts[name] for v in t.samples)) for name, t in timings.items()}
+    return {
+        name: Timing(
+            t.median_s / counts[name],
+            t.min_s / counts[name],
+            t.max_s / counts[name],
+            t.repeats,
+            tuple(v / counts[name] for v in t.samples),
+        )
+        for name, t in timings.items()
+    }

@@ -15,13 +15,12 @@ import sys
 
 import jax
 
+from fnn import optimizers
 from fnn.cli import plots
 from fnn.cli.run import targets
 from fnn.core.mlp import MLP
-from fnn.optim import registry as optimizers
 from fnn.scale.throughput import speed_summary
-from fnn.training import diagnostics
-from fnn.training import loop
+from fnn.training import diagnostics, loop
 
 
 def announce(plan) -> None:
@@ -29,16 +28,22 @@ def announce(plan) -> None:
     if not plan.writer:
         return
     splits, cfg = plan.splits, plan.cfg
-    print(f"fnn train: {plan.ds.name} ({_n(splits.train)} train, {_n(splits.val)} validation, {_n(splits.test)} test), "
-          f"network {_network(plan)}, {cfg['optimizer']}, batch {cfg['batch_size'] or 'full'}, "
-          f"up to {cfg['epochs']} epochs, {cfg.get('precision') or 'fp32'} on {plan.speed['devices']} "
-          f"({plan.speed['device_kind']})", flush=True)
+    print(
+        f"fnn train: {plan.ds.name} ({_n(splits.train)} train, {_n(splits.val)} validation, {_n(splits.test)} test), "
+        f"network {_network(plan)}, {cfg['optimizer']}, batch {cfg['batch_size'] or 'full'}, "
+        f"up to {cfg['epochs']} epochs, {cfg.get('precision') or 'fp32'} on {plan.speed['devices']} "
+        f"({plan.speed['device_kind']})",
+        flush=True,
+    )
 
 
 def interrupted(plan, stop: loop.Interrupted) -> int:
     """The line for Ctrl-C (the checkpoint is saved, and how to continue); exit status 130."""
-    print(f"fnn train: interrupted after epoch {stop.epoch}; checkpoint saved to {plan.checkpoint} "
-          f"(continue with: fnn train --out {plan.out} --resume)", file=sys.stderr)
+    print(
+        f"fnn train: interrupted after epoch {stop.epoch}; checkpoint saved to {plan.checkpoint} "
+        f"(continue with: fnn train --out {plan.out} --resume)",
+        file=sys.stderr,
+    )
     return 130
 
 
@@ -55,12 +60,16 @@ def write(plan, params, history, fit_time: float) -> int:
         diagnostics.to_csv(history, os.path.join(plan.out, "diagnostics.csv"))
     plot_note = _plots(plan, history)
     if history.diverged:
-        print(f"fnn train: error: {history.stop_reason}; last good checkpoint kept in {plan.checkpoint}",
-              file=sys.stderr)
+        print(
+            f"fnn train: error: {history.stop_reason}; last good checkpoint kept in {plan.checkpoint}",
+            file=sys.stderr,
+        )
         return 1
     print("fnn train: " + _outcome(result, history))
     extra = ", diagnostics.csv, gradient_norms.png" if history.diagnostics else ""
-    print(f"fnn train: wrote {plan.out}/metrics.json, history.csv, loss_curve.png{extra}, checkpoint.npz{plot_note}")
+    print(
+        f"fnn train: wrote {plan.out}/metrics.json, history.csv, loss_curve.png{extra}, checkpoint.npz{plot_note}"
+    )
     return 0
 
 
@@ -68,11 +77,17 @@ def _plots(plan, history) -> str:
     """Draw loss_curve.png and, with diagnostics, gradient_norms.png; ``""``, or why there is no plot."""
     name = plan.ds.name
     try:
-        plots.loss_curve(history, os.path.join(plan.out, "loss_curve.png"),
-                         title=f"{name}: {_shape(plan)}, {plan.cfg['optimizer']}")
+        plots.loss_curve(
+            history,
+            os.path.join(plan.out, "loss_curve.png"),
+            title=f"{name}: {_shape(plan)}, {plan.cfg['optimizer']}",
+        )
         if history.diagnostics:
-            plots.gradient_norms(history, os.path.join(plan.out, "gradient_norms.png"),
-                                 title=f"{name}: {_shape(plan)} {_activations(plan.net)}")
+            plots.gradient_norms(
+                history,
+                os.path.join(plan.out, "gradient_norms.png"),
+                title=f"{name}: {_shape(plan)} {_activations(plan.net)}",
+            )
     except OSError as err:
         return f" (no plot: {err})"
     return ""
@@ -158,7 +173,9 @@ def _settings(plan) -> dict:
         "dataset": cfg["dataset"],
         **_architecture(plan),
         "optimizer": cfg["optimizer"],
-        "learning_rate": cfg["lr"] if cfg.get("lr") is not None else optimizers.spec(cfg["optimizer"]).default_lr,
+        "learning_rate": cfg["lr"]
+        if cfg.get("lr") is not None
+        else optimizers.spec(cfg["optimizer"]).default_lr,
         "schedule": cfg["schedule"],
         "batch_size": cfg.get("batch_size"),
         "seed": cfg["seed"],
@@ -179,6 +196,7 @@ def _architecture(plan) -> dict:
 
 def _scores(plan, params) -> dict:
     """Loss and accuracy of ``params`` on the test, train and validation splits (``None`` where there are none)."""
+
     def ev(split):
         return {} if split is None else loop.evaluate(plan.net, params, *targets(plan.net, split))
 

@@ -54,7 +54,7 @@ def gradient_norms(history, path, title: str | None = None) -> None:
 
     d = getattr(history, "diagnostics", None) or {}
     grads = np.asarray(d.get("grad_norm") or history.grad_norm, dtype=float)  # (epochs, layers)
-    epochs = np.asarray(history.epoch[-len(grads):])
+    epochs = np.asarray(history.epoch[-len(grads) :])
     panels = 3 if d else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8), dpi=100, squeeze=False)
     axes = axes[0]

@@ -22,12 +22,10 @@ import numpy as np
 import optax
 
 import fnn
+from fnn import optimizers
 from fnn.core import losses
 from fnn.data import datasets
-from fnn.data import preparation as data
-from fnn.optim import registry as optimizers
 from fnn.scale import compile_cache, distributed, throughput
-from fnn.training import callbacks as cbs
 from fnn.training import loop
 
 
@@ -82,8 +80,10 @@ def run_devices(kind: str, count: int | None) -> list:
     if kind == "auto":
         kind = "gpu" if _has("gpu") else "cpu"
     elif kind == "gpu" and not _has("gpu"):
-        raise ValueError(f"--device gpu: JAX sees no GPU (backends: {distributed._platforms()}); "
-                         f"install JAX's CUDA build with pip install 'fnn[gpu]', or use --device cpu")
+        raise ValueError(
+            f"--device gpu: JAX sees no GPU (backends: {distributed._platforms()}); "
+            f"install JAX's CUDA build with pip install 'fnn[gpu]', or use --device cpu"
+        )
     if count is not None and count < 1:
         raise ValueError(f"--devices must be a positive integer, got {count}")
     return distributed.select_devices(kind, count)
@@ -127,19 +127,31 @@ def load_data(cfg):
         ds = datasets.load_csv(cfg["csv"], cfg["target"], task=cfg.get("task"))
     elif cfg["dataset"] in datasets.IDX:
         try:
-            ds = datasets.load(cfg["dataset"], data_dir=cfg.get("data_dir"), download=bool(cfg.get("download")))
+            ds = datasets.load(
+                cfg["dataset"], data_dir=cfg.get("data_dir"), download=bool(cfg.get("download"))
+            )
         except (OSError, ValueError) as err:
             if not cfg.get("synthetic_fallback"):
                 raise
-            print(f"fnn train: {err}; training on SYNTHETIC data of {cfg['dataset']}'s shape instead", flush=True)
+            print(
+                f"fnn train: {err}; training on SYNTHETIC data of {cfg['dataset']}'s shape instead",
+                flush=True,
+            )
             limit = cfg.get("limit")  # a smoke run need not generate all 70000 examples
             ds = synthetic_like_mnist(cfg["seed"], n=limit or 60000, n_test=min(limit or 10000, 10000))
     else:
         ds = datasets.load(cfg["dataset"])
     if cfg.get("limit") is not None:
-        ds = ds._replace(x=ds.x[:cfg["limit"]], y=ds.y[:cfg["limit"]])
-    splits = data.prepare(ds, test_size=cfg["test_size"], val_size=cfg["val_size"], seed=cfg["seed"],
-                          scale=cfg["scale"], impute=cfg["impute"], clip_outliers=cfg["clip_outliers"])
+        ds = ds._replace(x=ds.x[: cfg["limit"]], y=ds.y[: cfg["limit"]])
+    splits = fnn.data.prepare(
+        ds,
+        test_size=cfg["test_size"],
+        val_size=cfg["val_size"],
+        seed=cfg["seed"],
+        scale=cfg["scale"],
+        impute=cfg["impute"],
+        clip_outliers=cfg["clip_outliers"],
+    )
     return ds, splits
 
 
@@ -160,8 +172,7 @@ def synthetic_like_mnist(seed: int, n: int = 60000, n_test: int = 10000):
 
     x, y = make(n)
     xt, yt = make(n_test)
-    return datasets.Dataset("mnist (synthetic)", x, y, "classification", 10,
-                            test=datasets.Split(xt, yt))
+    return datasets.Dataset("mnist (synthetic)", x, y, "classification", 10, test=datasets.Split(xt, yt))
 
 
 def build_net(cfg, ds, base: dict):
@@ -194,11 +205,17 @@ def _check_loss(cfg, ds) -> None:
     """``ValueError`` for a loss that does not fit the data's task, or the optimizer."""
     kind = losses.kind(cfg["loss"])
     if ds.task == "classification" and not losses.classifies(cfg["loss"]):
-        raise ValueError(f"{ds.name} is a classification dataset: use --loss cross_entropy (with --output softmax)")
+        raise ValueError(
+            f"{ds.name} is a classification dataset: use --loss cross_entropy (with --output softmax)"
+        )
     if ds.task == "regression" and kind is losses.Kind.LABELS:
-        raise ValueError(f"{ds.name} is a regression dataset: {cfg['loss']} needs class labels; use --loss mse")
+        raise ValueError(
+            f"{ds.name} is a regression dataset: {cfg['loss']} needs class labels; use --loss mse"
+        )
     if optimizers.spec(cfg["optimizer"]).least_squares and not losses.least_squares(cfg["loss"]):
-        raise ValueError(f"{cfg['optimizer']} needs --loss mse (it minimises a sum of squares), got {cfg['loss']!r}")
+        raise ValueError(
+            f"{cfg['optimizer']} needs --loss mse (it minimises a sum of squares), got {cfg['loss']!r}"
+        )
 
 
 def _check_widths(flag: str, first, last, n_in: int, n_out: int, what: str) -> None:
@@ -232,7 +249,9 @@ def _residual_width(sizes) -> int:
     """The hidden width of ``--connect residual``: ``ValueError`` unless there are hidden layers, all that wide."""
     hidden = set(sizes[1:-1])
     if len(hidden) != 1:
-        raise ValueError(f"--connect residual needs hidden layers of one width, got sizes {','.join(map(str, sizes))}")
+        raise ValueError(
+            f"--connect residual needs hidden layers of one width, got sizes {','.join(map(str, sizes))}"
+        )
     return hidden.pop()
 
 
@@ -243,9 +262,15 @@ def _speed(cfg, net, n_train: int, devices: list) -> dict:
     if len(mesh_devices) > 1:
         distributed.check_batch(batch, len(mesh_devices))
     peak, peak_source = throughput.peak_tflops(devices[0], cfg.get("precision"))
-    return {"peak_tflops": peak, "peak_source": peak_source, "flops_per_step": net.step_flops(batch),
-            "steps_per_epoch": -(-n_train // batch), "batch": batch, "devices": distributed.describe(mesh_devices),
-            "device_kind": devices[0].device_kind}
+    return {
+        "peak_tflops": peak,
+        "peak_source": peak_source,
+        "flops_per_step": net.step_flops(batch),
+        "steps_per_epoch": -(-n_train // batch),
+        "batch": batch,
+        "devices": distributed.describe(mesh_devices),
+        "device_kind": devices[0].device_kind,
+    }
 
 
 # --------------------------------------------------------------------------- fitting
@@ -255,20 +280,34 @@ def fit(plan: Plan) -> tuple:
     """Train: ``(params, history, seconds)``; ``fnn.training.loop.Interrupted`` on Ctrl-C, after saving the checkpoint."""
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # divergence is reported by fnn.cli.outputs, once
-        warnings.simplefilter("ignore", cbs.DivergenceWarning)
-        params, history = loop.fit(plan.net, plan.params, targets(plan.net, plan.splits.train), **fit_arguments(plan))
+        warnings.simplefilter("ignore", fnn.callbacks.DivergenceWarning)
+        params, history = loop.fit(
+            plan.net, plan.params, targets(plan.net, plan.splits.train), **fit_arguments(plan)
+        )
     return params, history, time.perf_counter() - t0
 
 
 def fit_arguments(plan: Plan) -> dict:
     """The keywords of ``fnn.fit`` for ``plan``, all but the network, the params and the training data."""
     cfg = plan.cfg
-    return dict(optimizer=cfg["optimizer"], epochs=cfg["epochs"], batch_size=cfg["batch_size"], key=plan.key,
-                validation=targets(plan.net, plan.splits.val),
-                learning_rate=_learning_rate(cfg, plan.speed["steps_per_epoch"]), momentum=cfg["momentum"],
-                nesterov=bool(cfg["nesterov"]), weight_decay=cfg["weight_decay"], clip_norm=cfg["clip_norm"],
-                resume=plan.settings.resume, config=_jsonable(cfg), precision=cfg.get("precision") or "fp32",
-                devices=plan.devices, peak_tflops=plan.speed["peak_tflops"], callbacks=make_callbacks(plan))
+    return dict(
+        optimizer=cfg["optimizer"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        key=plan.key,
+        validation=targets(plan.net, plan.splits.val),
+        learning_rate=_learning_rate(cfg, plan.speed["steps_per_epoch"]),
+        momentum=cfg["momentum"],
+        nesterov=bool(cfg["nesterov"]),
+        weight_decay=cfg["weight_decay"],
+        clip_norm=cfg["clip_norm"],
+        resume=plan.settings.resume,
+        config=_jsonable(cfg),
+        precision=cfg.get("precision") or "fp32",
+        devices=plan.devices,
+        peak_tflops=plan.speed["peak_tflops"],
+        callbacks=make_callbacks(plan),
+    )
 
 
 def make_callbacks(plan: Plan) -> list:
@@ -281,14 +320,18 @@ def make_callbacks(plan: Plan) -> list:
     cfg, settings = plan.cfg, plan.settings
     out = []
     if cfg["goal"] is not None or cfg["min_grad"] is not None:
-        out.append(cbs.StopAt(cfg["goal"], cfg["min_grad"]))
+        out.append(fnn.callbacks.StopAt(cfg["goal"], cfg["min_grad"]))
     if cfg["patience"] is not None and plan.splits.val is not None:
-        out.append(cbs.EarlyStopping(cfg["patience"]))
+        out.append(fnn.callbacks.EarlyStopping(cfg["patience"]))
     if settings.diagnostics:
-        out.append(cbs.Diagnostics())
+        out.append(fnn.callbacks.Diagnostics())
     if settings.progress and plan.writer:
-        out.append(cbs.ProgressBar())
-    out.append(cbs.Checkpoint(plan.checkpoint, every=settings.checkpoint_every, every_s=loop.CHECKPOINT_SECONDS))
+        out.append(fnn.callbacks.ProgressBar())
+    out.append(
+        fnn.callbacks.Checkpoint(
+            plan.checkpoint, every=settings.checkpoint_every, every_s=loop.CHECKPOINT_SECONDS
+        )
+    )
     return out
 
 

@@ -28,16 +28,15 @@ import argparse
 import dataclasses
 import json
 import math
-from importlib import resources
 import os
+from importlib import resources
 
+from fnn import optimizers
 from fnn.cli import outputs as training_outputs
 from fnn.cli import run as training_run
-from fnn.core import graph
+from fnn.core import graph, losses
 from fnn.data import datasets
-from fnn.optim import registry as optimizers
 from fnn.scale import compile_cache
-from fnn.core import losses
 from fnn.training import loop
 
 CHECKPOINT = "checkpoint.npz"  # in --out
@@ -48,13 +47,60 @@ CHECKPOINT = "checkpoint.npz"  # in --out
 _PRESETS = json.loads(resources.files("fnn.cli").joinpath("presets.json").read_text())
 CLASSIFICATION, REGRESSION = _PRESETS["tasks"]["classification"], _PRESETS["tasks"]["regression"]
 PRESETS = _PRESETS["datasets"]  # regression datasets
-GENERAL = dict(lr=None, test_size=0.25, val_size=0.1, scale="standard", patience=None, seed=0,
-               impute=None, clip_outliers=None, weight_decay=0.0, clip_norm=None, momentum=0.9,
-               nesterov=False, schedule="constant", goal=None, min_grad=None, task=None)
-KEYS = ("dataset", "csv", "target", "task", "data_dir", "download", "sizes", "arch", "connect", "dropout",
-        "activation", "output", "loss", "optimizer", "lr", "epochs", "batch_size", "patience", "seed", "test_size",
-        "val_size", "scale", "impute", "clip_outliers", "weight_decay", "clip_norm", "momentum", "nesterov",
-        "schedule", "goal", "min_grad", "precision", "preset", "limit")
+GENERAL = dict(
+    lr=None,
+    test_size=0.25,
+    val_size=0.1,
+    scale="standard",
+    patience=None,
+    seed=0,
+    impute=None,
+    clip_outliers=None,
+    weight_decay=0.0,
+    clip_norm=None,
+    momentum=0.9,
+    nesterov=False,
+    schedule="constant",
+    goal=None,
+    min_grad=None,
+    task=None,
+)
+KEYS = (
+    "dataset",
+    "csv",
+    "target",
+    "task",
+    "data_dir",
+    "download",
+    "sizes",
+    "arch",
+    "connect",
+    "dropout",
+    "activation",
+    "output",
+    "loss",
+    "optimizer",
+    "lr",
+    "epochs",
+    "batch_size",
+    "patience",
+    "seed",
+    "test_size",
+    "val_size",
+    "scale",
+    "impute",
+    "clip_outliers",
+    "weight_decay",
+    "clip_norm",
+    "momentum",
+    "nesterov",
+    "schedule",
+    "goal",
+    "min_grad",
+    "precision",
+    "preset",
+    "limit",
+)
 RUN_PRESETS = _PRESETS["runs"]
 
 
@@ -92,7 +138,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     p.error = lambda message: _one_line_error(p, message)
-    for group in (_data_arguments, _network_arguments, _training_arguments, _output_arguments, _device_arguments):
+    for group in (
+        _data_arguments,
+        _network_arguments,
+        _training_arguments,
+        _output_arguments,
+        _device_arguments,
+    ):
         group(p)
     p.set_defaults(func=run)
     return p
@@ -106,14 +158,21 @@ def _one_line_error(parser, message):
 def _data_arguments(p) -> None:
     """The flags of the dataset, its split and its preprocessing."""
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", help="digits (default), iris, wine, breast_cancer, diabetes, xor, sine, spirals, "
-                                     "mnist, fashion_mnist")
+    d.add_argument(
+        "--dataset",
+        help="digits (default), iris, wine, breast_cancer, diabetes, xor, sine, spirals, "
+        "mnist, fashion_mnist",
+    )
     d.add_argument("--csv", metavar="PATH", help="a CSV file with a header row (with --target)")
     d.add_argument("--target", metavar="COLUMN", help="the CSV column to predict")
     d.add_argument("--task", choices=["classification", "regression"], help="CSV task (default: inferred)")
     d.add_argument("--data-dir", metavar="DIR", help="directory of the MNIST IDX files")
-    d.add_argument("--download", action="store_true", default=None, help="download MNIST IDX files (SHA-256 checked)")
-    d.add_argument("--test-size", type=float, help="test fraction (default 0.25; stratified for classification)")
+    d.add_argument(
+        "--download", action="store_true", default=None, help="download MNIST IDX files (SHA-256 checked)"
+    )
+    d.add_argument(
+        "--test-size", type=float, help="test fraction (default 0.25; stratified for classification)"
+    )
     d.add_argument("--val-size", type=float, help="validation fraction of what is left (default 0.1)")
     d.add_argument("--scale", help="standard (default), minmax or none; fit on the training split")
     d.add_argument("--impute", help="mean or median: fill NaN/inf (otherwise they are an error)")
@@ -124,13 +183,21 @@ def _network_arguments(p) -> None:
     """The flags of the network: its layers, how they connect, dropout, activations and loss."""
     n = p.add_argument_group("network")
     n.add_argument("--sizes", help="layer widths, e.g. 64,128,128,10 (default: inferred from the data)")
-    n.add_argument("--connect", choices=["chain", "cascade", "residual"],
-                   help="chain (default): each layer takes the one before; cascade: each layer takes x and every "
-                        "earlier layer; residual: each hidden layer after the first adds its input (equal widths)")
-    n.add_argument("--arch", metavar="FILE.json",
-                   help="the network as a JSON graph description (fnn.Graph.describe(): \"nodes\", each with name, "
-                        "width, activation, inputs, residual, dropout; \"n_in\" and \"loss\" optional)")
-    n.add_argument("--dropout", type=float, metavar="P", help="dropout of the hidden layers, in [0, 1) (default 0)")
+    n.add_argument(
+        "--connect",
+        choices=["chain", "cascade", "residual"],
+        help="chain (default): each layer takes the one before; cascade: each layer takes x and every "
+        "earlier layer; residual: each hidden layer after the first adds its input (equal widths)",
+    )
+    n.add_argument(
+        "--arch",
+        metavar="FILE.json",
+        help='the network as a JSON graph description (fnn.Graph.describe(): "nodes", each with name, '
+        'width, activation, inputs, residual, dropout; "n_in" and "loss" optional)',
+    )
+    n.add_argument(
+        "--dropout", type=float, metavar="P", help="dropout of the hidden layers, in [0, 1) (default 0)"
+    )
     n.add_argument("--activation", help="hidden activation")
     n.add_argument("--output", help="output activation")
     n.add_argument("--loss", help="mse, mae, huber, bce or cross_entropy")
@@ -139,8 +206,10 @@ def _network_arguments(p) -> None:
 def _training_arguments(p) -> None:
     """The flags of the optimizer, the epochs, the batches and the stops."""
     t = p.add_argument_group("training")
-    t.add_argument("--optimizer", help=f"one of {', '.join(optimizers.OPTIMIZERS)} "
-                                       f"(default {optimizers.DEFAULT}; see fnn.optimizers)")
+    t.add_argument(
+        "--optimizer",
+        help=f"one of {', '.join(optimizers.OPTIMIZERS)} (default {optimizers.DEFAULT}; see fnn.optimizers)",
+    )
     t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     t.add_argument("--schedule", help="constant (default), cosine or exponential learning-rate schedule")
     t.add_argument("--momentum", type=float, help="momentum (default 0.9)")
@@ -148,9 +217,15 @@ def _training_arguments(p) -> None:
     t.add_argument("--weight-decay", type=float, help="L2 weight decay")
     t.add_argument("--clip-norm", type=float, help="clip gradients to this global norm")
     t.add_argument("--epochs", type=int, help="maximum epochs (default 50 for classification)")
-    t.add_argument("--batch-size", type=int, help="minibatch size (default 64, or the optimizer's own when "
-                                                "larger: kfac 256; full batch for full-batch methods)")
-    t.add_argument("--patience", type=int, help="early stopping patience on the validation loss (default: none)")
+    t.add_argument(
+        "--batch-size",
+        type=int,
+        help="minibatch size (default 64, or the optimizer's own when "
+        "larger: kfac 256; full batch for full-batch methods)",
+    )
+    t.add_argument(
+        "--patience", type=int, help="early stopping patience on the validation loss (default: none)"
+    )
     t.add_argument("--goal", type=float, help="stop when the train loss is <= GOAL")
     t.add_argument("--min-grad", type=float, help="stop when the gradient norm is <= MIN_GRAD")
     t.add_argument("--seed", type=int, help="seed of the split, the init and the shuffling (default 0)")
@@ -161,30 +236,59 @@ def _output_arguments(p) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output directory (default runs/<dataset>)")
     o.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
-    o.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="checkpoint every N epochs (default: every 30 s, and always at the end and on Ctrl-C)")
+    o.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="checkpoint every N epochs (default: every 30 s, and always at the end and on Ctrl-C)",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bar")
-    o.add_argument("--no-compile-cache", action="store_true",
-                   help="do not keep compiled programs on disk (default: keep them in $FNN_CACHE_DIR or "
-                        "~/.cache/fnn/xla, so that a later run of the same configuration skips compiling)")
-    o.add_argument("--diagnostics", action="store_true",
-                   help="record per-layer gradient/delta norms, saturation, dead relus and update ratios each epoch; "
-                        "write diagnostics.csv and gradient_norms.png")
+    o.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not keep compiled programs on disk (default: keep them in $FNN_CACHE_DIR or "
+        "~/.cache/fnn/xla, so that a later run of the same configuration skips compiling)",
+    )
+    o.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="record per-layer gradient/delta norms, saturation, dead relus and update ratios each epoch; "
+        "write diagnostics.csv and gradient_norms.png",
+    )
 
 
 def _device_arguments(p) -> None:
     """The flags of the named runs, the devices, the precision and multi-host runs."""
     h = p.add_argument_group("devices and precision")
-    h.add_argument("--preset", choices=sorted(RUN_PRESETS), help="a named run (mnist-large: 784,4096,4096,4096,10 "
-                                                                   "bf16 on MNIST, or synthetic data of its shape)")
-    h.add_argument("--device", choices=["cpu", "gpu", "auto"], default="auto",
-                   help="device kind (default auto: a GPU if JAX sees one, else the CPU)")
-    h.add_argument("--devices", type=int, metavar="N", help="data parallelism over N local devices (default: all); "
-                                                            "the batch size must divide by N")
-    h.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
-                   help="fp32 (default), tf32 matmuls, or bf16 compute with float32 params and loss")
-    h.add_argument("--limit", type=int, metavar="N", help="train on the first N training examples only (smoke runs)")
-    h.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: address of process 0's coordinator")
+    h.add_argument(
+        "--preset",
+        choices=sorted(RUN_PRESETS),
+        help="a named run (mnist-large: 784,4096,4096,4096,10 bf16 on MNIST, or synthetic data of its shape)",
+    )
+    h.add_argument(
+        "--device",
+        choices=["cpu", "gpu", "auto"],
+        default="auto",
+        help="device kind (default auto: a GPU if JAX sees one, else the CPU)",
+    )
+    h.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="data parallelism over N local devices (default: all); the batch size must divide by N",
+    )
+    h.add_argument(
+        "--precision",
+        choices=["fp32", "tf32", "bf16"],
+        help="fp32 (default), tf32 matmuls, or bf16 compute with float32 params and loss",
+    )
+    h.add_argument(
+        "--limit", type=int, metavar="N", help="train on the first N training examples only (smoke runs)"
+    )
+    h.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="multi-host: address of process 0's coordinator"
+    )
     h.add_argument("--num-processes", type=int, metavar="N", help="multi-host: number of processes")
     h.add_argument("--process-id", type=int, metavar="I", help="multi-host: this process's index, 0..N-1")
 
@@ -199,7 +303,9 @@ class Settings:
     cfg: dict  # resolve(): data, network, optimizer and stopping settings (stored in the checkpoint)
     out: str  # the output directory
     resume: bool  # continue from the checkpoint in out
-    batch_given: bool  # --batch-size was given (otherwise a full-batch optimizer takes the whole training set)
+    batch_given: (
+        bool  # --batch-size was given (otherwise a full-batch optimizer takes the whole training set)
+    )
     checkpoint_every: int | None  # a checkpoint every N epochs (None: every CHECKPOINT_SECONDS)
     progress: bool  # a progress bar (no --quiet)
     diagnostics: bool  # per-layer diagnostics, diagnostics.csv and gradient_norms.png
@@ -227,8 +333,15 @@ def settings(args) -> Settings:
         out = args.out or f"runs/{cfg['dataset']}"
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be a positive integer, got {args.checkpoint_every}")
-    return Settings(cfg, out, args.resume, args.batch_size is not None, args.checkpoint_every, not args.quiet,
-                    args.diagnostics)
+    return Settings(
+        cfg,
+        out,
+        args.resume,
+        args.batch_size is not None,
+        args.checkpoint_every,
+        not args.quiet,
+        args.diagnostics,
+    )
 
 
 def _given(args) -> dict:
@@ -238,9 +351,9 @@ def _given(args) -> dict:
 
 def _resumed(path: str, epochs: int | None) -> dict:
     """The settings stored in the checkpoint at ``path``, with ``epochs`` instead of its own if given."""
-    from fnn.training import checkpoint as ckpt_io
+    from fnn.training import checkpoint
 
-    cfg = dict(ckpt_io.load(path).meta.get("config", {}))
+    cfg = dict(checkpoint.load(path).meta.get("config", {}))
     if not cfg:
         raise ValueError(f"{path} holds no fnn train settings to resume from")
     if epochs is not None:
@@ -296,13 +409,17 @@ def _dataset_name(given: dict) -> str:
         raise ValueError("--target goes with --csv PATH")
     name = given.get("dataset", "digits")
     if name not in datasets.NAMES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {list(datasets.NAMES)}, or --csv PATH --target COLUMN")
+        raise ValueError(
+            f"unknown dataset {name!r}; expected one of {list(datasets.NAMES)}, or --csv PATH --target COLUMN"
+        )
     return name
 
 
 def _check(cfg: dict) -> None:
     """``ValueError`` for settings that are wrong whatever the data: optimizer, lr, counts, loss, schedule, dropout."""
-    optimizers.spec(cfg.get("optimizer") or optimizers.DEFAULT)  # unknown optimizer: ValueError before any work
+    optimizers.spec(
+        cfg.get("optimizer") or optimizers.DEFAULT
+    )  # unknown optimizer: ValueError before any work
     lr = cfg.get("lr")
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"--lr must be a positive number, got {lr}")
@@ -311,7 +428,9 @@ def _check(cfg: dict) -> None:
             raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {cfg[k]}")
     method = optimizers.spec(cfg.get("optimizer") or optimizers.DEFAULT)
     if method.least_squares and cfg.get("loss") is not None and not losses.least_squares(cfg["loss"]):
-        raise ValueError(f"{method.name} needs --loss mse (it minimises a sum of squares), got {cfg['loss']!r}")
+        raise ValueError(
+            f"{method.name} needs --loss mse (it minimises a sum of squares), got {cfg['loss']!r}"
+        )
     if cfg["schedule"] not in ("constant", "cosine", "exponential"):
         raise ValueError(f"unknown --schedule {cfg['schedule']!r}; expected constant, cosine or exponential")
     p = cfg.get("dropout")
@@ -323,8 +442,10 @@ def _check_arch_flags(given: dict) -> None:
     """``ValueError`` if ``--arch`` comes with flags that also describe the network (the file does)."""
     clash = [f"--{k}" for k in ("sizes", "connect", "activation", "output", "dropout") if k in given]
     if given.get("arch") is not None and clash:
-        raise ValueError(f"--arch describes the whole network, so it does not go with {', '.join(clash)} "
-                         f"(give them in the file)")
+        raise ValueError(
+            f"--arch describes the whole network, so it does not go with {', '.join(clash)} "
+            f"(give them in the file)"
+        )
 
 
 def _read_arch(arch):
@@ -339,15 +460,23 @@ def _read_arch(arch):
         raise ValueError(f"--arch {arch}: {err.strerror or err}") from None
     except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
         raise ValueError(f"--arch {arch} is not JSON: {err}") from None
-    if not isinstance(d, dict) or not isinstance(d.get("nodes"), list) or not d["nodes"] \
-            or set(d) - {"type", "n_in", "loss", "nodes"}:
-        raise ValueError(f"--arch {arch} must hold a JSON object with a non-empty list \"nodes\" and optionally "
-                         f"\"n_in\" and \"loss\" (the form of fnn.Graph.describe())")
+    if (
+        not isinstance(d, dict)
+        or not isinstance(d.get("nodes"), list)
+        or not d["nodes"]
+        or set(d) - {"type", "n_in", "loss", "nodes"}
+    ):
+        raise ValueError(
+            f'--arch {arch} must hold a JSON object with a non-empty list "nodes" and optionally '
+            f'"n_in" and "loss" (the form of fnn.Graph.describe())'
+        )
     fields = {f.name for f in dataclasses.fields(graph.Dense)}
     for i, node in enumerate(d["nodes"]):
         if not isinstance(node, dict) or not {"name", "width"} <= set(node) or set(node) - fields:
-            raise ValueError(f"--arch {arch}: node {i} must be an object with \"name\", \"width\" and optionally "
-                             f"{', '.join(sorted(fields - {'name', 'width'}))}; got {json.dumps(node)}")
+            raise ValueError(
+                f'--arch {arch}: node {i} must be an object with "name", "width" and optionally '
+                f"{', '.join(sorted(fields - {'name', 'width'}))}; got {json.dumps(node)}"
+            )
     return d
 
 
@@ -358,7 +487,9 @@ def _parse_sizes(text):
     try:
         sizes = [int(s) for s in str(text).split(",")]
     except ValueError:
-        raise ValueError(f"--sizes must be comma-separated integers such as 64,128,10, got {text!r}") from None
+        raise ValueError(
+            f"--sizes must be comma-separated integers such as 64,128,10, got {text!r}"
+        ) from None
     if len(sizes) < 2 or min(sizes) < 1:
         raise ValueError(f"--sizes needs at least two positive widths, got {text!r}")
     return sizes

@@ -42,7 +42,8 @@ one-sided value is used, as for ``f'`` (relu's ``f''`` is 0 everywhere).
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -84,11 +85,13 @@ class Activation(NamedTuple):
         """
         if self.derivative is None:
             ra = self.jvp(z, a, rz)
-            dot = lambda u, w: jnp.sum(u * w, axis=-1, keepdims=True)  # noqa: E731
+            dot = lambda u, w: jnp.sum(u * w, axis=-1, keepdims=True)
             return ra * (g - dot(a, g)) + a * (rg - dot(ra, g) - dot(a, rg))
         if self.second_derivative is None:
-            raise ValueError("this activation has no second derivative (register_activation(..., "
-                             "second_derivative=...)): fnn.hvp needs it; fnn.gnvp does not")
+            raise ValueError(
+                "this activation has no second derivative (register_activation(..., "
+                "second_derivative=...)): fnn.hvp needs it; fnn.gnvp does not"
+            )
         return self.second_derivative(z, a) * rz * g + self.derivative(z, a) * rg
 
 
@@ -228,9 +231,7 @@ def get(name: str) -> Activation:
     try:
         return ACTIVATIONS[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
-        ) from None
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
 
 
 def register_activation(
@@ -266,7 +267,7 @@ def register_activation(
     second = None
     if second_derivative is not None:
         _check_derivative(name, derivative, second_derivative, rtol, atol, what="second derivative")
-        second = lambda z, a: second_derivative(z)  # noqa: E731
+        second = lambda z, a: second_derivative(z)
     ACTIVATIONS[name] = Activation(fn, lambda z, a: derivative(z), second_derivative=second)
 
 
@@ -274,8 +275,10 @@ def check_second_derivative(name: str) -> None:
     """``ValueError`` when activation ``name`` was registered without its second derivative (``fnn.hvp`` needs it)."""
     act = get(name)
     if act.derivative is not None and act.second_derivative is None:
-        raise ValueError(f"activation {name!r} has no second derivative (register_activation(..., "
-                         f"second_derivative=...)): fnn.hvp needs it; fnn.gnvp does not")
+        raise ValueError(
+            f"activation {name!r} has no second derivative (register_activation(..., "
+            f"second_derivative=...)): fnn.hvp needs it; fnn.gnvp does not"
+        )
 
 
 def _check_derivative(name, fn, derivative, rtol, atol, what="derivative") -> None:

@@ -72,8 +72,9 @@ def _transposed_product(a_in: Array, delta: Array) -> Array:
     return jax.lax.optimization_barrier(delta.T @ a_in).T
 
 
-def graph_backward(net, params: dict, cache: dict, delta: Array,
-                   per_example: bool = False) -> tuple[dict, list[Array]]:
+def graph_backward(
+    net, params: dict, cache: dict, delta: Array, per_example: bool = False
+) -> tuple[dict, list[Array]]:
     """The adjoint recursion of the graph ``net`` (an ``fnn.Graph``) from the output delta ``delta = dL/dz_J``.
 
     Returns ``(grads, deltas)``: ``grads`` has the structure of ``params``; ``deltas`` holds ``dL/dz_j`` of
@@ -89,8 +90,9 @@ def graph_backward(net, params: dict, cache: dict, delta: Array,
     return grads, deltas
 
 
-def graph_adjoint(net, params: dict, cache: dict, delta: Array,
-                  per_example: bool = False) -> tuple[dict, list[Array], dict]:
+def graph_adjoint(
+    net, params: dict, cache: dict, delta: Array, per_example: bool = False
+) -> tuple[dict, list[Array], dict]:
     """``graph_backward``'s recursion, also returning each hidden node's ``g_j = dL/da_j`` as its activation
     received it (after the dropout mask): ``{name: g_j}``, what the R-operator's backward pass needs
     (``fnn.core.rop``)."""
@@ -114,8 +116,10 @@ def graph_adjoint(net, params: dict, cache: dict, delta: Array,
             upstream[node.name] = g_j
             delta = activations.get(node.activation).vjp(seeded(c.z), seeded(c.f), g_j)
         W = params[node.name]["W"]
-        grads[node.name] = {"W": {i: gradient(output(cache, i), delta) for i in node.inputs},
-                            "b": delta if per_example else delta.sum(axis=0)}
+        grads[node.name] = {
+            "W": {i: gradient(output(cache, i), delta) for i in node.inputs},
+            "b": delta if per_example else delta.sum(axis=0),
+        }
         deltas[node.name] = delta
         for i in node.inputs:
             if i != INPUT:

@@ -56,8 +56,9 @@ __all__ = ["Curvature", "curvature", "gnvp", "hvp"]
 def _output_hvp(net: Network, cache, rcache, y: Array) -> Array:
     """``R{delta_out} = H_L R{z_out}`` for the network's output."""
     z, a = net.output_of(cache)
-    return losses.output_hvp(activations.get(net.output), net.output, net.loss, z, a, y,
-                             net.output_tangent_of(rcache))
+    return losses.output_hvp(
+        activations.get(net.output), net.output, net.loss, z, a, y, net.output_tangent_of(rcache)
+    )
 
 
 @jax.tree_util.register_pytree_node_class
@@ -73,7 +74,16 @@ class Curvature:
         self.cache, self.deltas, self.upstream, self.loss, self.grads = cache, deltas, upstream, loss, grads
 
     def tree_flatten(self):
-        return (self.params, self.x, self.y, self.cache, self.deltas, self.upstream, self.loss, self.grads), self.net
+        return (
+            self.params,
+            self.x,
+            self.y,
+            self.cache,
+            self.deltas,
+            self.upstream,
+            self.loss,
+            self.grads,
+        ), self.net
 
     @classmethod
     def tree_unflatten(cls, net, children):
@@ -174,17 +184,26 @@ def _inputs_and_deltas(net: Network, inputs, deltas) -> list[tuple[str, object, 
 def _fisher_diag(net: Network, cache, deltas):
     """``B (a_i^2)^T (delta_j^2)`` for each ``W_j[i]``, ``B sum_n delta_j^2`` for ``b_j``: params-shaped."""
     batch, inputs = deltas[0].shape[0], net.weight_inputs(cache)
-    groups = [(name, {"W": jax.tree_util.tree_map(lambda a: batch * ((a * a).T @ (d * d)), w),
-                      "b": batch * jnp.sum(d * d, axis=0)})
-              for name, w, d in _inputs_and_deltas(net, inputs, deltas)]
+    groups = [
+        (
+            name,
+            {
+                "W": jax.tree_util.tree_map(lambda a: batch * ((a * a).T @ (d * d)), w),
+                "b": batch * jnp.sum(d * d, axis=0),
+            },
+        )
+        for name, w, d in _inputs_and_deltas(net, inputs, deltas)
+    ]
     return dict(groups) if isinstance(inputs, dict) else [g for _, g in groups]
 
 
 def _kronecker_factors(net: Network, cache, deltas):
     """``{"A": a_i^T a_i / B per input, "G": B delta_j^T delta_j}`` per group."""
     batch = deltas[0].shape[0]
-    return [{"A": jax.tree_util.tree_map(lambda a: a.T @ a / batch, w), "G": batch * d.T @ d}
-            for _, w, d in _inputs_and_deltas(net, net.weight_inputs(cache), deltas)]
+    return [
+        {"A": jax.tree_util.tree_map(lambda a: a.T @ a / batch, w), "G": batch * d.T @ d}
+        for _, w, d in _inputs_and_deltas(net, net.weight_inputs(cache), deltas)
+    ]
 
 
 @jax.jit
@@ -220,8 +239,10 @@ def output_hessian_eigen(net: Network, cache, y: Array, rule=losses.output_hvp) 
 def _gauss_newton_diag(state: Curvature):
     """``sum_n sum_k lambda_nk (J_n^T u_nk)^2`` with ``(1/B) d^2 l_n / dz^2 = sum_k lambda_nk u_nk u_nk^T``."""
     lam, u = output_hessian_eigen(state.net, state.cache, state.y)
-    per_example = state.net.per_example_backward(state.params, state.cache, jnp.swapaxes(u, 1, 2))  # seeds u_nk
-    weight = lambda g: jnp.einsum("nk,nk...->...", lam, g * g)  # noqa: E731
+    per_example = state.net.per_example_backward(
+        state.params, state.cache, jnp.swapaxes(u, 1, 2)
+    )  # seeds u_nk
+    weight = lambda g: jnp.einsum("nk,nk...->...", lam, g * g)
     return jax.tree_util.tree_map(weight, per_example)
 
 

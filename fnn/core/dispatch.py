@@ -136,8 +136,10 @@ def fast_path(core):
     of JAX's own dispatch (a frame costs about 0.2 us, 3% of a call to the
     smallest networks' programs). Anything else takes the function itself.
     """
+
     def decorate(public):
         if "y" not in inspect.signature(public).parameters:
+
             @functools.wraps(public)
             def with_x(net, params, x):
                 if type(x) is _ARRAY:
@@ -146,6 +148,7 @@ def fast_path(core):
                     except (AttributeError, KeyError, TypeError):  # no program yet, not an MLP, a bad leaf
                         pass
                 return public(net, params, x)
+
             return with_x
 
         @functools.wraps(public)
@@ -156,6 +159,7 @@ def fast_path(core):
                 except (AttributeError, KeyError, TypeError):
                     pass
             return public(net, params, x, y, key)
+
         return with_xy
 
     return decorate

@@ -56,7 +56,9 @@ def graph_forward(net, params: dict, x: Array, output_dtype=None, key=None) -> d
         if j == last and output_dtype is not None:
             z = z.astype(output_dtype)
         f = activations.get(node.activation).fn(z)
-        keep = _keep(jax.random.fold_in(key, j), node.dropout, f) if key is not None and node.dropout else None
+        keep = (
+            _keep(jax.random.fold_in(key, j), node.dropout, f) if key is not None and node.dropout else None
+        )
         a = f if keep is None else f * keep
         if node.residual is not None:
             a = a + output(cache, node.residual)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +57,12 @@ class Dense:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or self.name == INPUT:
-            raise ValueError(f"a node's name must be a non-empty string other than {INPUT!r}, got {self.name!r}")
-        object.__setattr__(self, "width", validation.check_positive_int(f"node {self.name!r}: width", self.width))
+            raise ValueError(
+                f"a node's name must be a non-empty string other than {INPUT!r}, got {self.name!r}"
+            )
+        object.__setattr__(
+            self, "width", validation.check_positive_int(f"node {self.name!r}: width", self.width)
+        )
         inputs = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)
         if not inputs:
             raise ValueError(f"node {self.name!r} has an empty input list")
@@ -105,26 +109,36 @@ class Graph(Network):
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def chain(cls, sizes, activation="tanh", output="identity", loss="mse", dropout=0.0) -> "Graph":
+    def chain(cls, sizes, activation="tanh", output="identity", loss="mse", dropout=0.0) -> Graph:
         """The chain ``sizes[0] -> ... -> sizes[-1]``: node ``l`` takes node ``l - 1`` (an ``MLP``)."""
         hidden = _per_layer(activation, len(sizes) - 2, "activation")
         drops = _per_layer(dropout, len(sizes) - 2, "dropout")
         names = [f"layer{l + 1}" for l in range(len(sizes) - 1)]
-        nodes = [Dense(names[l], sizes[l + 1], (*hidden, output)[l], inputs=((INPUT, *names)[l],),
-                       dropout=(*drops, 0.0)[l]) for l in range(len(sizes) - 1)]
+        nodes = [
+            Dense(
+                names[l],
+                sizes[l + 1],
+                (*hidden, output)[l],
+                inputs=((INPUT, *names)[l],),
+                dropout=(*drops, 0.0)[l],
+            )
+            for l in range(len(sizes) - 1)
+        ]
         return cls(sizes[0], tuple(nodes), loss)
 
     @classmethod
-    def cascade(cls, sizes, activation="tanh", output="identity", loss="mse") -> "Graph":
+    def cascade(cls, sizes, activation="tanh", output="identity", loss="mse") -> Graph:
         """MATLAB's cascade-forward net: every layer takes ``x`` and every earlier layer."""
         hidden = _per_layer(activation, len(sizes) - 2, "activation")
         names = [f"layer{l + 1}" for l in range(len(sizes) - 1)]
-        nodes = [Dense(names[l], sizes[l + 1], (*hidden, output)[l], inputs=(INPUT, *names[:l]))
-                 for l in range(len(sizes) - 1)]
+        nodes = [
+            Dense(names[l], sizes[l + 1], (*hidden, output)[l], inputs=(INPUT, *names[:l]))
+            for l in range(len(sizes) - 1)
+        ]
         return cls(sizes[0], tuple(nodes), loss)
 
     @classmethod
-    def residual(cls, n_in, width, depth, n_out, activation="relu", output="identity", loss="mse") -> "Graph":
+    def residual(cls, n_in, width, depth, n_out, activation="relu", output="identity", loss="mse") -> Graph:
         """``x -> h1``, then ``depth - 1`` blocks ``h_l = f(h_{l-1} W_l + b_l) + h_{l-1}``, then the output."""
         depth = validation.check_positive_int("depth", depth)
         nodes = [Dense("h1", width, activation, inputs=(INPUT,))]
@@ -208,11 +222,15 @@ class Graph(Network):
         return [(n.name, tree[n.name]) for n in self.nodes]
 
     def describe(self) -> dict:
-        return {"type": "Graph", "n_in": self.n_in, "loss": self.loss,
-                "nodes": [{**dataclasses.asdict(n), "inputs": list(n.inputs)} for n in self.nodes]}
+        return {
+            "type": "Graph",
+            "n_in": self.n_in,
+            "loss": self.loss,
+            "nodes": [{**dataclasses.asdict(n), "inputs": list(n.inputs)} for n in self.nodes],
+        }
 
     @classmethod
-    def from_description(cls, d: dict) -> "Graph":
+    def from_description(cls, d: dict) -> Graph:
         """The inverse of ``describe`` (``fnn train --arch FILE.json`` reads this form, ``type`` optional)."""
         if not isinstance(d, dict) or "nodes" not in d:
             raise ValueError("a graph description is a JSON object with 'nodes' (and 'n_in', 'loss')")
@@ -239,8 +257,10 @@ def _check_node(node: Dense, widths: dict, last: bool) -> None:
         if node.residual not in widths:
             raise ValueError(f"node {name!r}: residual {node.residual!r} is not 'x' or an earlier node")
         if widths[node.residual] != node.width:
-            raise ValueError(f"node {name!r} ({node.width} wide) cannot add residual {node.residual!r} "
-                             f"({widths[node.residual]} wide): the widths must agree")
+            raise ValueError(
+                f"node {name!r} ({node.width} wide) cannot add residual {node.residual!r} "
+                f"({widths[node.residual]} wide): the widths must agree"
+            )
     if last and node.dropout:
         raise ValueError(f"the output node {name!r} cannot have dropout")
     if not last and not activations.get(node.activation).hidden_ok:
@@ -250,8 +270,10 @@ def _check_node(node: Dense, widths: dict, last: bool) -> None:
 def _per_layer(value, n: int, what: str) -> tuple:
     if isinstance(value, (tuple, list)):
         if len(value) != n:
-            raise ValueError(f"{what} has {len(value)} entries but the network has {n} hidden layers; "
-                             f"give one, or one per hidden layer")
+            raise ValueError(
+                f"{what} has {len(value)} entries but the network has {n} hidden layers; "
+                f"give one, or one per hidden layer"
+            )
         return tuple(value)
     return (value,) * n
 
@@ -259,11 +281,16 @@ def _per_layer(value, n: int, what: str) -> tuple:
 def _split(layer: dict, node: Dense, widths: dict) -> dict:
     """``{"W": (fan_in, width), "b"}`` -> ``{"W": {input: its rows}, "b"}``, the inputs' rows in order."""
     edges = [0, *itertools.accumulate(widths[i] for i in node.inputs)]
-    return {"W": {i: layer["W"][lo:hi] for i, lo, hi in zip(node.inputs, edges[:-1], edges[1:])}, "b": layer["b"]}
+    return {
+        "W": {i: layer["W"][lo:hi] for i, lo, hi in zip(node.inputs, edges[:-1], edges[1:])},
+        "b": layer["b"],
+    }
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _init(key, net: Graph, scheme: str, dtype) -> dict:
     w = net.widths
     shapes = tuple((sum(w[i] for i in n.inputs), n.width) for n in net.nodes)
-    return {n.name: _split(layer, n, w) for n, layer in zip(net.nodes, draw_layers(key, shapes, scheme, dtype))}
+    return {
+        n.name: _split(layer, n, w) for n, layer in zip(net.nodes, draw_layers(key, shapes, scheme, dtype))
+    }

@@ -66,7 +66,8 @@ the activation's ``vjp_tangent``; for an elementwise ``f`` this is
 from __future__ import annotations
 
 import enum
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -194,8 +195,14 @@ class Kind(enum.Enum):
     COUNTS = "counts"  # poisson: counts or rates y >= 0
 
 
-KINDS = {"mse": Kind.REGRESSION, "mae": Kind.REGRESSION, "huber": Kind.REGRESSION, "bce": Kind.BINARY,
-         "cross_entropy": Kind.LABELS, "poisson": Kind.COUNTS}
+KINDS = {
+    "mse": Kind.REGRESSION,
+    "mae": Kind.REGRESSION,
+    "huber": Kind.REGRESSION,
+    "bce": Kind.BINARY,
+    "cross_entropy": Kind.LABELS,
+    "poisson": Kind.COUNTS,
+}
 
 
 def kind(loss: str) -> Kind:
@@ -223,7 +230,9 @@ def check_pair(output: str, loss: str) -> None:
         raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSS_NAMES)}")
     needed = FUSED_ONLY.get(loss)
     if needed is not None and output != needed:
-        raise ValueError(f"loss {loss!r} needs output={needed!r} (its stable fused form), got output={output!r}")
+        raise ValueError(
+            f"loss {loss!r} needs output={needed!r} (its stable fused form), got output={output!r}"
+        )
 
 
 def is_fused(output: str, loss: str) -> bool:
@@ -299,8 +308,10 @@ def sample_targets(key, output: str, loss: str, z: Array, a: Array) -> Array:
         return a + jax.random.normal(key, a.shape, a.dtype)
     if loss == "mae":
         return a + jax.random.laplace(key, a.shape, a.dtype)
-    raise ValueError(f"loss {loss!r} is not the negative log-likelihood of a distribution to sample targets "
-                     "from; the sampled Fisher needs one of cross_entropy, bce, poisson, mse, mae")
+    raise ValueError(
+        f"loss {loss!r} is not the negative log-likelihood of a distribution to sample targets "
+        "from; the sampled Fisher needs one of cross_entropy, bce, poisson, mse, mae"
+    )
 
 
 def target_gradient(output: str, loss: str, z: Array, a: Array, y: Array) -> Array:

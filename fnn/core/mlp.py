@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 
@@ -36,8 +36,10 @@ def _as_activation_tuple(activation, n_hidden: int) -> tuple[str, ...]:
 def _as_dropout_tuple(dropout, n_hidden: int) -> tuple[float, ...]:
     values = tuple(dropout) if isinstance(dropout, (tuple, list)) else (dropout,) * n_hidden
     if len(values) != n_hidden:
-        raise ValueError(f"dropout has {len(values)} values but the network has {n_hidden} hidden layers; "
-                         f"give one, or one per hidden layer")
+        raise ValueError(
+            f"dropout has {len(values)} values but the network has {n_hidden} hidden layers; "
+            f"give one, or one per hidden layer"
+        )
     for p in values:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {p!r}")
@@ -158,7 +160,9 @@ class MLP(Network):
         return self.from_graph_params(grads), deltas
 
     def per_example_backward(self, params, cache, delta):
-        return self.from_graph_params(self.graph.per_example_backward(self.as_graph_params(params), cache, delta))
+        return self.from_graph_params(
+            self.graph.per_example_backward(self.as_graph_params(params), cache, delta)
+        )
 
     def input_gradient(self, params, deltas):
         return self.graph.input_gradient(self.as_graph_params(params), deltas)
@@ -177,16 +181,23 @@ class MLP(Network):
         return self.from_graph_params(grads), deltas, upstream
 
     def tangent_backward(self, params, v, cache, rcache, deltas, upstream, rdelta):
-        return self.from_graph_params(self.graph.tangent_backward(
-            self.as_graph_params(params), self.as_graph_params(v), cache, rcache, deltas, upstream, rdelta))
+        return self.from_graph_params(
+            self.graph.tangent_backward(
+                self.as_graph_params(params), self.as_graph_params(v), cache, rcache, deltas, upstream, rdelta
+            )
+        )
 
     def weight_inputs(self, cache):
         inputs = self.graph.weight_inputs(cache)
         return [{"W": inputs[n.name]["W"][n.inputs[0]]} for n in self.graph.nodes]
 
     def describe(self) -> dict:
-        d = {"sizes": list(self.sizes), "activation": list(self.activation), "output": self.output,
-             "loss": self.loss}
+        d = {
+            "sizes": list(self.sizes),
+            "activation": list(self.activation),
+            "output": self.output,
+            "loss": self.loss,
+        }
         return {**d, "dropout": list(self.dropout)} if self.stochastic else d
 
     def step_flops(self, batch: int) -> int:
@@ -197,9 +208,13 @@ class MLP(Network):
     def check_params(self, params):
         """The params' dtype, after checking they match the chain layer by layer."""
         if not isinstance(params, (list, tuple)):
-            raise TypeError(f"params must be a list of {{'W', 'b'}} dicts (see fnn.init), got {type(params).__name__}")
+            raise TypeError(
+                f"params must be a list of {{'W', 'b'}} dicts (see fnn.init), got {type(params).__name__}"
+            )
         if len(params) != self.n_layers:
-            raise ValueError(f"params has {len(params)} layers but net has {self.n_layers} (sizes {self.sizes})")
+            raise ValueError(
+                f"params has {len(params)} layers but net has {self.n_layers} (sizes {self.sizes})"
+            )
         dtype = None
         for i, (layer, n_in, n_out) in enumerate(zip(params, self.sizes[:-1], self.sizes[1:])):
             if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
@@ -207,12 +222,16 @@ class MLP(Network):
             for leaf, shape in (("W", (n_in, n_out)), ("b", (n_out,))):
                 got = getattr(layer[leaf], "shape", None)
                 if got is None or tuple(got) != shape:
-                    raise ValueError(f"params[{i}][{leaf!r}] must have shape {shape} for sizes {self.sizes}, got {got}")
+                    raise ValueError(
+                        f"params[{i}][{leaf!r}] must have shape {shape} for sizes {self.sizes}, got {got}"
+                    )
                 if not jnp.issubdtype(layer[leaf].dtype, jnp.floating):
                     raise TypeError(f"params[{i}][{leaf!r}] must be floating point, got {layer[leaf].dtype}")
                 if dtype is None:
                     dtype = layer[leaf].dtype
                 elif layer[leaf].dtype != dtype:
-                    raise TypeError(f"params must share one dtype; params[{i}][{leaf!r}] is {layer[leaf].dtype}, "
-                                    f"not {dtype}")
+                    raise TypeError(
+                        f"params must share one dtype; params[{i}][{leaf!r}] is {layer[leaf].dtype}, "
+                        f"not {dtype}"
+                    )
         return dtype

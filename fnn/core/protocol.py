@@ -143,6 +143,7 @@ class Network:
 
     def per_example_backward(self, params, cache, delta: Array):
         """Grads per example and seed, leaves ``(B, K, *shape)``, by ``vmap`` of ``backward``."""
+
         def one(cache_n, delta_nk):  # one example (a batch of 1) and one seed
             return self.backward(params, cache_n, delta_nk[None])[0]
 
@@ -161,8 +162,10 @@ class Network:
         expected = self._param_shapes()
         got, structure = jax.tree_util.tree_flatten(params)
         if structure != jax.tree_util.tree_structure(expected):
-            raise ValueError(f"params must have the structure of {type(self).__name__}.init's "
-                             f"{jax.tree_util.tree_structure(expected)}, got {structure}")
+            raise ValueError(
+                f"params must have the structure of {type(self).__name__}.init's "
+                f"{jax.tree_util.tree_structure(expected)}, got {structure}"
+            )
         dtypes = set()
         for (path, want), leaf in zip(jax.tree_util.tree_flatten_with_path(expected)[0], got):
             name = f"params{jax.tree_util.keystr(path)}"

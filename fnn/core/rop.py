@@ -86,8 +86,9 @@ def graph_tangent_forward(net, params: dict, v: dict, cache: dict) -> dict:
     return rcache
 
 
-def graph_tangent_backward(net, params: dict, v: dict, cache: dict, rcache: dict, deltas: list[Array],
-                           upstream: dict, rdelta: Array) -> dict:
+def graph_tangent_backward(
+    net, params: dict, v: dict, cache: dict, rcache: dict, deltas: list[Array], upstream: dict, rdelta: Array
+) -> dict:
     """``R{grads} = H v``: the R-backward of the graph ``net`` from ``R{delta_J} = rdelta``.
 
     ``deltas`` and ``upstream`` are the plain backward pass's ``dL/dz_j`` (node
@@ -107,8 +108,10 @@ def graph_tangent_backward(net, params: dict, v: dict, cache: dict, rcache: dict
                 rg_j = rg_j * c.keep
             act = activations.get(node.activation)
             rdelta = act.vjp_tangent(c.z, c.f, upstream[node.name], rcache[node.name].z, rg_j)
-        rgrads[node.name] = {"W": {i: _weight_tangent(cache, rcache, i, delta, rdelta) for i in node.inputs},
-                             "b": rdelta.sum(axis=0)}
+        rgrads[node.name] = {
+            "W": {i: _weight_tangent(cache, rcache, i, delta, rdelta) for i in node.inputs},
+            "b": rdelta.sum(axis=0),
+        }
         for i in node.inputs:
             if i != INPUT:
                 W, V = params[node.name]["W"][i], v[node.name]["W"][i]

@@ -97,8 +97,10 @@ def check_key(key):
         return key
     if dtype is not None and jnp.dtype(dtype) == jnp.uint32 and getattr(key, "shape", None) == (2,):
         return jax.random.wrap_key_data(key)
-    raise TypeError(f"key must be a JAX PRNG key such as jax.random.key(0), got {type(key).__name__}"
-                    f"{'' if dtype is None else f' of dtype {dtype}'}")
+    raise TypeError(
+        f"key must be a JAX PRNG key such as jax.random.key(0), got {type(key).__name__}"
+        f"{'' if dtype is None else f' of dtype {dtype}'}"
+    )
 
 
 def _as_array(name: str, a):
@@ -137,7 +139,9 @@ def _check_labels(net: Network, y, batch: int, read_device: bool) -> None:
     if _readable(y, read_device) and y.size:
         lo, hi = int(np.min(y)), int(np.max(y))
         if lo < 0 or hi >= n_out:
-            raise ValueError(f"labels y must lie in [0, {n_out - 1}] for {n_out} outputs, got values in [{lo}, {hi}]")
+            raise ValueError(
+                f"labels y must lie in [0, {n_out - 1}] for {n_out} outputs, got values in [{lo}, {hi}]"
+            )
 
 
 def check_y(net: Network, y, batch: int, read_device: bool = False) -> None:
@@ -150,11 +154,15 @@ def check_y(net: Network, y, batch: int, read_device: bool = False) -> None:
     if _readable(y, read_device) and y.size and losses.classifies(net.loss):
         v = np.asarray(y, dtype=np.float64).reshape(batch, n_out)
         if v.min() < 0 or v.max() > 1:
-            raise ValueError(f"y for loss {net.loss!r} must lie in [0, 1], got values in [{v.min():.4g}, {v.max():.4g}]")
+            raise ValueError(
+                f"y for loss {net.loss!r} must lie in [0, 1], got values in [{v.min():.4g}, {v.max():.4g}]"
+            )
         if kind is losses.Kind.LABELS and not np.allclose(v.sum(axis=1), 1, atol=1e-5):
             raise ValueError("y rows for cross_entropy must sum to 1 (one-hot or probabilities)")
     if _readable(y, read_device) and y.size and kind is losses.Kind.COUNTS and np.min(y) < 0:
-        raise ValueError(f"y for loss 'poisson' must be >= 0 (counts or rates), got a minimum of {np.min(y):.4g}")
+        raise ValueError(
+            f"y for loss 'poisson' must be >= 0 (counts or rates), got a minimum of {np.min(y):.4g}"
+        )
 
 
 def check(net: Network, params, x, y=None, *, read_device: bool = False):
@@ -217,7 +225,8 @@ def guard(result):
     loss = result[0] if isinstance(result, tuple) else getattr(result, "loss", result)
     factor = jnp.where(jnp.isnan(loss), jnp.nan, 1.0)
     return jax.tree_util.tree_map(
-        lambda t: t * factor.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.floating) else t, result)
+        lambda t: t * factor.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.floating) else t, result
+    )
 
 
 def prepare(net: Network, params, x, y=None, *, read_device: bool = False):
@@ -236,8 +245,10 @@ def check_inputs(net: Network, params, x, y=None) -> None:
     """
     for name, a in (("params", params), ("x", x), ("y", y)):
         if any(not _is_concrete(leaf) for leaf in jax.tree_util.tree_leaves(a)):
-            raise TypeError(f"check_inputs reads the values of {name}: call it on concrete arrays, "
-                            "outside jax.jit, jax.vmap and jax.grad")
+            raise TypeError(
+                f"check_inputs reads the values of {name}: call it on concrete arrays, "
+                "outside jax.jit, jax.vmap and jax.grad"
+            )
     check(net, params, x, y, read_device=True)
     check_finite(params=params, x=x, **({} if y is None else {"y": y}))
 
@@ -270,10 +281,14 @@ def match_tree(name: str, paths: list[str], leaves: list, template, hint: str):
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     want = [jax.tree_util.keystr(p) for p, _ in flat]
     if list(paths) != want:
-        raise ValueError(f"{name} does not match this run's structure ({len(paths)} leaves given, "
-                         f"{len(want)} expected): {hint}")
+        raise ValueError(
+            f"{name} does not match this run's structure ({len(paths)} leaves given, "
+            f"{len(want)} expected): {hint}"
+        )
     for p, a, t in zip(want, leaves, (t for _, t in flat)):
         got, expected = (jnp.result_type(a), jnp.shape(a)), (jnp.result_type(t), jnp.shape(t))
         if got != expected:
-            raise ValueError(f"{name}{p} is {got[0]}{list(got[1])}, this run expects {expected[0]}{list(expected[1])}")
+            raise ValueError(
+                f"{name}{p} is {got[0]}{list(got[1])}, this run expects {expected[0]}{list(expected[1])}"
+            )
     return jax.tree_util.tree_unflatten(treedef, list(leaves))

@@ -7,10 +7,10 @@ documentation lives. The package's modules, ``fnn.data.preparation`` and
 ``fnn.core`` only.
 """
 
+from fnn.data.preparation import SCALERS as SCALERS
 from fnn.data.preparation import Imputer as Imputer
 from fnn.data.preparation import MinMaxScaler as MinMaxScaler
 from fnn.data.preparation import OutlierClipper as OutlierClipper
-from fnn.data.preparation import SCALERS as SCALERS
 from fnn.data.preparation import Split as Split
 from fnn.data.preparation import Splits as Splits
 from fnn.data.preparation import StandardScaler as StandardScaler

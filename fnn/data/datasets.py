@@ -36,8 +36,24 @@ import numpy as np
 
 from fnn.data.preparation import Split, encode_labels
 
-__all__ = ["Dataset", "IDX", "IDX_SOURCES", "NAMES", "SKLEARN", "SYNTHETIC", "download_idx", "load",
-           "load_csv", "load_idx_dataset", "load_sklearn", "read_idx", "sine", "spirals", "write_idx", "xor"]
+__all__ = [
+    "Dataset",
+    "IDX",
+    "IDX_SOURCES",
+    "NAMES",
+    "SKLEARN",
+    "SYNTHETIC",
+    "download_idx",
+    "load",
+    "load_csv",
+    "load_idx_dataset",
+    "load_sklearn",
+    "read_idx",
+    "sine",
+    "spirals",
+    "write_idx",
+    "xor",
+]
 
 
 class Dataset(NamedTuple):
@@ -81,7 +97,9 @@ def load(name: str, **kwargs) -> Dataset:
         return spirals(**kwargs)
     if name in IDX:
         return load_idx_dataset(name, **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {list(NAMES)}, or a CSV file (--csv PATH --target COLUMN)")
+    raise ValueError(
+        f"unknown dataset {name!r}; expected one of {list(NAMES)}, or a CSV file (--csv PATH --target COLUMN)"
+    )
 
 
 # --------------------------------------------------------------------------- scikit-learn
@@ -94,7 +112,12 @@ def load_sklearn(name: str) -> Dataset:
         raise ValueError(f"dataset {name!r} needs scikit-learn: pip install 'fnn[data]'") from None
     bunch = getattr(skd, f"load_{name}")()
     x = np.asarray(bunch.data, dtype=np.float32)
-    names = tuple(str(n) for n in (getattr(bunch, "feature_names", None) if getattr(bunch, "feature_names", None) is not None else ()))
+    names = tuple(
+        str(n)
+        for n in (
+            getattr(bunch, "feature_names", None) if getattr(bunch, "feature_names", None) is not None else ()
+        )
+    )
     if name == "diabetes":
         y = np.asarray(bunch.target, dtype=np.float32)[:, None]
         return Dataset(name, x, y, "regression", None, names)
@@ -188,14 +211,29 @@ def load_csv(path, target: str, *, task: str | None = None, max_classes: int = 2
     if task == "regression":
         if not numeric:
             bad = next(v for v in raw_target if not _is_float(v))
-            raise ValueError(f"{path}: target column {target!r} has non-numeric value {bad!r} for a regression")
+            raise ValueError(
+                f"{path}: target column {target!r} has non-numeric value {bad!r} for a regression"
+            )
         y = np.asarray(values, dtype=np.float32)[:, None]
-        return Dataset(os.path.basename(path), x.astype(np.float32), y, "regression", None, tuple(header[i] for i in feats))
+        return Dataset(
+            os.path.basename(path),
+            x.astype(np.float32),
+            y,
+            "regression",
+            None,
+            tuple(header[i] for i in feats),
+        )
     if any(v == "" for v in raw_target):
         raise ValueError(f"{path}: target column {target!r} has empty cells")
     labels, classes = encode_labels(np.asarray(values) if numeric else np.asarray(raw_target))
-    return Dataset(os.path.basename(path), x.astype(np.float32), labels, "classification", len(classes),
-                   tuple(header[i] for i in feats))
+    return Dataset(
+        os.path.basename(path),
+        x.astype(np.float32),
+        labels,
+        "classification",
+        len(classes),
+        tuple(header[i] for i in feats),
+    )
 
 
 _MISSING = {"", "na", "nan", "null", "none", "?"}
@@ -268,7 +306,9 @@ def read_idx(path) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     n = int(np.prod(dims)) if dims else 1
     if len(raw) != header + n * dtype.itemsize:
-        raise ValueError(f"{path}: IDX data holds {len(raw) - header} bytes, dims {dims} need {n * dtype.itemsize}")
+        raise ValueError(
+            f"{path}: IDX data holds {len(raw) - header} bytes, dims {dims} need {n * dtype.itemsize}"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -344,5 +384,12 @@ def load_idx_dataset(name: str, data_dir=None, download: bool = False) -> Datase
     y_train = arrays["train_y"].astype(np.int32)
     y_test = arrays["test_y"].astype(np.int32)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    return Dataset(name, flat(arrays["train_x"]), y_train, "classification", n_classes, None,
-                   Split(flat(arrays["test_x"]), y_test))
+    return Dataset(
+        name,
+        flat(arrays["train_x"]),
+        y_train,
+        "classification",
+        n_classes,
+        None,
+        Split(flat(arrays["test_x"]), y_test),
+    )

@@ -22,9 +22,23 @@ import numpy as np
 
 from fnn.core import validation
 
-__all__ = ["Imputer", "MinMaxScaler", "OutlierClipper", "SCALERS", "Split", "Splits", "StandardScaler", "check_finite",
-           "encode_labels", "one_hot", "prepare", "scaler", "split_indices", "train_test_split",
-           "train_val_test_split"]
+__all__ = [
+    "Imputer",
+    "MinMaxScaler",
+    "OutlierClipper",
+    "SCALERS",
+    "Split",
+    "Splits",
+    "StandardScaler",
+    "check_finite",
+    "encode_labels",
+    "one_hot",
+    "prepare",
+    "scaler",
+    "split_indices",
+    "train_test_split",
+    "train_val_test_split",
+]
 
 
 class Split(NamedTuple):

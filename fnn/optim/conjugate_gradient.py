@@ -80,7 +80,9 @@ def conjugate_direction(rule: str) -> optax.GradientTransformation:
 
     def init_fn(params):
         zeros = jnp.zeros_like(ravel_pytree(params)[0])
-        return ConjugateDirectionState(zeros, zeros, zeros, zeros, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        return ConjugateDirectionState(
+            zeros, zeros, zeros, zeros, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+        )
 
     def update_fn(grads, state, params=None):
         del params
@@ -100,8 +102,12 @@ def conjugate_direction(rule: str) -> optax.GradientTransformation:
         restart |= ~(d @ g < 0)  # not downhill (or not finite)
         d = jnp.where(restart, -g, d)
         state = ConjugateDirectionState(
-            d, g, jnp.where(restart, d, state.restart_direction), jnp.where(restart, 0.0, y_t),
-            jnp.where(restart, 0, since), state.count + 1,
+            d,
+            g,
+            jnp.where(restart, d, state.restart_direction),
+            jnp.where(restart, 0.0, y_t),
+            jnp.where(restart, 0, since),
+            state.count + 1,
         )
         return unravel(d), state
 
@@ -133,8 +139,9 @@ class ScaledConjugateGradientState(NamedTuple):
 CURVATURES = ("finite_difference", "gnvp", "hvp")
 
 
-def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7, *,
-                              curvature: str = "finite_difference") -> optax.GradientTransformationExtraArgs:
+def scaled_conjugate_gradient(
+    sigma: float = 5e-5, lam: float = 5e-7, *, curvature: str = "finite_difference"
+) -> optax.GradientTransformationExtraArgs:
     """Moller's scaled conjugate gradient (MATLAB's ``trainscg``; its ``sigma`` and ``lambda``).
 
     ``curvature``: how ``s = C p`` is found. ``"finite_difference"`` (the
@@ -173,8 +180,16 @@ def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7, *,
     def init_fn(params):
         w = ravel_pytree(params)[0]
         zero = jnp.zeros((), w.dtype)
-        return ScaledConjugateGradientState(jnp.zeros_like(w), jnp.zeros_like(w), zero, zero,
-                                            jnp.asarray(lam, w.dtype), zero, jnp.asarray(True), jnp.zeros((), jnp.int32))
+        return ScaledConjugateGradientState(
+            jnp.zeros_like(w),
+            jnp.zeros_like(w),
+            zero,
+            zero,
+            jnp.asarray(lam, w.dtype),
+            zero,
+            jnp.asarray(True),
+            jnp.zeros((), jnp.int32),
+        )
 
     def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
         del extra_args
@@ -188,6 +203,7 @@ def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7, *,
         beta = _finite((r @ r - r @ state.residual) / state.mu)
         p = jnp.where(moved, jnp.where(restart, r, r + beta * state.direction), state.direction)
         pp = p @ p
+
         def along_p():  # p^T C p
             if curvature != "finite_difference":
                 return p @ value_fn.curvature_product(params, curvature)[1](p)
@@ -211,8 +227,16 @@ def scaled_conjugate_gradient(sigma: float = 5e-5, lam: float = 5e-7, *,
         lam_k = jnp.where(comparison < 0.25, lam_k + _finite(delta * (1 - comparison) / pp), lam_k)
         step = jnp.where(ok, alpha * p, jnp.zeros_like(p))
         dtype = w.dtype
-        state = ScaledConjugateGradientState(p, r, mu.astype(dtype), delta.astype(dtype), lam_k.astype(dtype),
-                                             lam_bar.astype(dtype), ok, state.count + 1)
+        state = ScaledConjugateGradientState(
+            p,
+            r,
+            mu.astype(dtype),
+            delta.astype(dtype),
+            lam_k.astype(dtype),
+            lam_bar.astype(dtype),
+            ok,
+            state.count + 1,
+        )
         return unravel(step), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

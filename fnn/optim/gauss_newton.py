@@ -102,7 +102,9 @@ def normal_equations(net, params, x, y, key=None, chunk: int | None = None):
         e, J = residuals_and_jacobian(net, params, x, y, key)
         return J.T @ J, J.T @ e, e @ e
     steps = -(-batch // chunk)
-    pad = lambda t: jnp.pad(t, [(0, steps * chunk - batch)] + [(0, 0)] * (t.ndim - 1)).reshape(steps, chunk, *t.shape[1:])
+    pad = lambda t: jnp.pad(t, [(0, steps * chunk - batch)] + [(0, 0)] * (t.ndim - 1)).reshape(
+        steps, chunk, *t.shape[1:]
+    )
     mask = (jnp.arange(steps * chunk) < batch).reshape(steps, chunk)
 
     def add(carry, part):
@@ -145,10 +147,16 @@ def _damped_search(mu, mu_max, try_step, zero_step, aux):
     def body(carry):
         mu, _, step, old = carry
         new, ok, new_aux = try_step(mu)
-        return (jnp.where(ok, mu * MU_DECREASE, mu * MU_INCREASE), ok, jnp.where(ok, new, step),
-                jnp.where(ok, new_aux, old))
+        return (
+            jnp.where(ok, mu * MU_DECREASE, mu * MU_INCREASE),
+            ok,
+            jnp.where(ok, new, step),
+            jnp.where(ok, new_aux, old),
+        )
 
-    return jax.lax.while_loop(lambda c: (~c[1]) & (c[0] <= mu_max), body, (mu, jnp.asarray(False), zero_step, aux))
+    return jax.lax.while_loop(
+        lambda c: (~c[1]) & (c[0] <= mu_max), body, (mu, jnp.asarray(False), zero_step, aux)
+    )
 
 
 # --------------------------------------------------------------------------- Levenberg-Marquardt
@@ -160,9 +168,7 @@ class LevenbergMarquardtState(NamedTuple):
     count: jax.Array
 
 
-def levenberg_marquardt(
-    mu: float = 1e-3, *, mu_max: float = MU_MAX
-) -> optax.GradientTransformationExtraArgs:
+def levenberg_marquardt(mu: float = 1e-3, *, mu_max: float = MU_MAX) -> optax.GradientTransformationExtraArgs:
     """The Levenberg-Marquardt step for the mse loss (see the module docstring).
 
     Needs ``value`` and an ``Objective`` as ``value_fn`` in ``update``. When no
@@ -174,7 +180,9 @@ def levenberg_marquardt(
     def init_fn(params):
         n, dtype = _n_params(params)
         memory.check("levenberg_marquardt", n, dtype)
-        return LevenbergMarquardtState(jnp.asarray(mu, dtype), jnp.asarray(mu_max, dtype), jnp.zeros((), jnp.int32))
+        return LevenbergMarquardtState(
+            jnp.asarray(mu, dtype), jnp.asarray(mu_max, dtype), jnp.zeros((), jnp.int32)
+        )
 
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra_args):
         del updates, extra_args
@@ -189,7 +197,9 @@ def levenberg_marquardt(
             return step, new_value < value, new_value  # NaN is not a success
 
         mu, _, step, _ = _damped_search(state.mu, state.mu_max, try_step, jnp.zeros_like(flat), value)
-        return unravel(step), LevenbergMarquardtState(mu.astype(state.mu.dtype), state.mu_max, state.count + 1)
+        return unravel(step), LevenbergMarquardtState(
+            mu.astype(state.mu.dtype), state.mu_max, state.count + 1
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -228,15 +238,24 @@ def bayesian_regularization(
         n, dtype = _n_params(params)
         memory.check("br", n, dtype)
         nan = jnp.asarray(jnp.nan, dtype)
-        return BayesianRegularizationState(jnp.asarray(mu, dtype), jnp.asarray(mu_max, dtype), nan, nan,
-                                           jnp.asarray(n, dtype), jnp.zeros((), jnp.int32))
+        return BayesianRegularizationState(
+            jnp.asarray(mu, dtype),
+            jnp.asarray(mu_max, dtype),
+            nan,
+            nan,
+            jnp.asarray(n, dtype),
+            jnp.zeros((), jnp.int32),
+        )
 
     def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra_args):
         del updates, extra_args
         _check_update("br", value, value_fn)
         w, unravel = ravel_pytree(params)
         H, g, ed = value_fn.normal_equations(params)
-        n_errors, scale = value_fn.n_residuals, 2 * value_fn.n_examples  # E_D = 2 B loss: mse is (1/B) sum 1/2 e^2
+        n_errors, scale = (
+            value_fn.n_residuals,
+            2 * value_fn.n_examples,
+        )  # E_D = 2 B loss: mse is (1/B) sum 1/2 e^2
         fresh = _mackay(jnp.asarray(w.size, w.dtype), n_errors, w @ w, ed)  # the start: gamma = P
         alpha, beta = (jnp.where(state.count == 0, f, s) for f, s in zip(fresh, (state.alpha, state.beta)))
         lam, V = jnp.linalg.eigh(H)
@@ -255,8 +274,14 @@ def bayesian_regularization(
         gamma = jnp.sum(jnp.where(beta * lam > 0, beta * lam / (beta * lam + alpha), 0.0))
         a_new, b_new = _mackay(gamma, n_errors, new @ new, ed_new)
         keep = lambda old, updated: jnp.where(accepted, updated, old).astype(old.dtype)
-        state = BayesianRegularizationState(mu.astype(state.mu.dtype), state.mu_max, keep(alpha, a_new),
-                                            keep(beta, b_new), keep(state.gamma, gamma), state.count + 1)
+        state = BayesianRegularizationState(
+            mu.astype(state.mu.dtype),
+            state.mu_max,
+            keep(alpha, a_new),
+            keep(beta, b_new),
+            keep(state.gamma, gamma),
+            state.count + 1,
+        )
         return unravel(step), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -285,9 +310,27 @@ def _mu_stop(reports: dict) -> str | None:
 
 
 METHODS = (
-    Method("levenberg_marquardt", lambda lr, **_: levenberg_marquardt(), None, full_batch=True, own_step=True,
-           least_squares=True, matrices=memory.MATRICES["levenberg_marquardt"], report=_mu_report, stop=_mu_stop,
-           aliases=("lm",)),
-    Method("br", lambda lr, **_: bayesian_regularization(), None, full_batch=True, own_step=True,
-           least_squares=True, matrices=memory.MATRICES["br"], report=_bayesian_report, stop=_mu_stop),
+    Method(
+        "levenberg_marquardt",
+        lambda lr, **_: levenberg_marquardt(),
+        None,
+        full_batch=True,
+        own_step=True,
+        least_squares=True,
+        matrices=memory.MATRICES["levenberg_marquardt"],
+        report=_mu_report,
+        stop=_mu_stop,
+        aliases=("lm",),
+    ),
+    Method(
+        "br",
+        lambda lr, **_: bayesian_regularization(),
+        None,
+        full_batch=True,
+        own_step=True,
+        least_squares=True,
+        matrices=memory.MATRICES["br"],
+        report=_bayesian_report,
+        stop=_mu_stop,
+    ),
 )

@@ -51,7 +51,8 @@ and a backward pass), and one loss per backtracking and line-search try.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -106,8 +107,16 @@ class _CG(NamedTuple):
     done: jax.Array
 
 
-def linear_cg(matvec: Callable, b, x0, *, preconditioner=None, max_iterations: int = 250,
-              tol: float = 1e-10, progress: float = 5e-4) -> CGResult:
+def linear_cg(
+    matvec: Callable,
+    b,
+    x0,
+    *,
+    preconditioner=None,
+    max_iterations: int = 250,
+    tol: float = 1e-10,
+    progress: float = 5e-4,
+) -> CGResult:
     """Preconditioned CG on ``A x = b`` (``A = matvec``, symmetric) from ``x0``, Martens' way.
 
     Minimises ``phi(x) = 1/2 x^T A x - b^T x``, kept for every iterate from
@@ -124,8 +133,19 @@ def linear_cg(matvec: Callable, b, x0, *, preconditioner=None, max_iterations: i
     z = r / m
     rz = r @ z
     phis = jnp.zeros(max_iterations + 1, b.dtype).at[0].set(-0.5 * x0 @ (b + r))
-    start = _CG(jnp.int32(0), x0, r, z, z, rz, phis, jnp.zeros((schedule.size, b.size), b.dtype),
-                jnp.zeros(schedule.size, b.dtype), jnp.int32(0), ~(rz > 0))
+    start = _CG(
+        jnp.int32(0),
+        x0,
+        r,
+        z,
+        z,
+        rz,
+        phis,
+        jnp.zeros((schedule.size, b.size), b.dtype),
+        jnp.zeros(schedule.size, b.dtype),
+        jnp.int32(0),
+        ~(rz > 0),
+    )
     stop_at = tol**2 * rz
 
     def step(s: _CG) -> _CG:
@@ -139,12 +159,16 @@ def linear_cg(matvec: Callable, b, x0, *, preconditioner=None, max_iterations: i
         i = s.i + 1
         phi = -0.5 * x @ (b + r)
         phis = s.phis.at[i].set(phi)
-        keep = (s.n_saved < schedule.size) & (schedule[jnp.minimum(s.n_saved, schedule.size - 1)] == i) & ~bent
+        keep = (
+            (s.n_saved < schedule.size) & (schedule[jnp.minimum(s.n_saved, schedule.size - 1)] == i) & ~bent
+        )
         slot = jnp.minimum(s.n_saved, schedule.size - 1)
         saved = jnp.where(keep, s.saved.at[slot].set(x), s.saved)
         saved_phi = jnp.where(keep, s.saved_phi.at[slot].set(phi), s.saved_phi)
         k = jnp.maximum(10, i // 10)
-        stalled = (progress > 0) & (i > k) & (phi < 0) & ((phi - phis[jnp.maximum(i - k, 0)]) / phi < k * progress)
+        stalled = (
+            (progress > 0) & (i > k) & (phi < 0) & ((phi - phis[jnp.maximum(i - k, 0)]) / phi < k * progress)
+        )
         done = bent | (rz <= stop_at) | stalled | (i >= max_iterations)
         new = _CG(i, x, r, z, z + (rz / s.rz) * s.d, rz, phis, saved, saved_phi, s.n_saved + keep, done)
         return optax.tree_utils.tree_where(bent, s._replace(done=jnp.asarray(True)), new)
@@ -171,10 +195,17 @@ def backtrack(loss: Callable, w, cg: CGResult):
         j, p, f, phi, _ = state
         f_j = loss(w + cg.saved[j])
         lower = f_j < f  # NaN: not lower
-        return (j - 1, jnp.where(lower, cg.saved[j], p), jnp.where(lower, f_j, f), jnp.where(lower, cg.saved_phi[j], phi),
-                lower)
+        return (
+            j - 1,
+            jnp.where(lower, cg.saved[j], p),
+            jnp.where(lower, f_j, f),
+            jnp.where(lower, cg.saved_phi[j], phi),
+            lower,
+        )
 
-    _, p, f, phi, _ = jax.lax.while_loop(better, step, (j0, cg.x, _finite_or_inf(f_last), cg.phi, jnp.asarray(True)))
+    _, p, f, phi, _ = jax.lax.while_loop(
+        better, step, (j0, cg.x, _finite_or_inf(f_last), cg.phi, jnp.asarray(True))
+    )
     return p, f, phi
 
 
@@ -229,14 +260,21 @@ def hessian_free(
     validation.check_number("cg_tol", cg_tol, lambda v: 0 <= v < 1, "in [0, 1)")
     validation.check_number("cg_progress", cg_progress, lambda v: 0 <= v < 1, "in [0, 1)")
     validation.check_number("warm_start", warm_start, lambda v: 0 <= v <= 1, "in [0, 1]")
-    validation.check_number("preconditioner_exponent", preconditioner_exponent, lambda v: 0 <= v <= 1, "in [0, 1]")
+    validation.check_number(
+        "preconditioner_exponent", preconditioner_exponent, lambda v: 0 <= v <= 1, "in [0, 1]"
+    )
     validation.check_number("armijo_c", armijo_c, lambda v: 0 < v < 1, "in (0, 1)")
     validation.check_number("curvature_fraction", curvature_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
 
     def init_fn(params):
         w = ravel_pytree(params)[0]
-        return HessianFreeState(jnp.zeros_like(w), jnp.asarray(damping, w.dtype), jnp.asarray(jnp.nan, w.dtype),
-                                jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        return HessianFreeState(
+            jnp.zeros_like(w),
+            jnp.asarray(damping, w.dtype),
+            jnp.asarray(jnp.nan, w.dtype),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )
 
     def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
         del extra_args
@@ -248,15 +286,23 @@ def hessian_free(
         rows = _rows(value_fn.n_examples, curvature_fraction, state.count)
         c, product = value_fn.curvature_product(params, curvature, rows)
         m = (ravel_pytree(c.empirical_fisher_diag())[0] + lam) ** preconditioner_exponent
-        cg = linear_cg(lambda v: product(v) + lam * v, -g, warm_start * state.direction, preconditioner=m,
-                       max_iterations=max_cg_iterations, tol=cg_tol, progress=cg_progress)
-        loss = lambda v: value_fn(unravel(v))  # noqa: E731
+        cg = linear_cg(
+            lambda v: product(v) + lam * v,
+            -g,
+            warm_start * state.direction,
+            preconditioner=m,
+            max_iterations=max_cg_iterations,
+            tol=cg_tol,
+            progress=cg_progress,
+        )
+        loss = lambda v: value_fn(unravel(v))
         p, f_p, phi_p = backtrack(loss, w, cg)
         rho = (f_p - value) / phi_p
         rho = jnp.where(jnp.isfinite(rho) & (phi_p < 0), rho, -jnp.inf)
         alpha = armijo(loss, w, p, value, g @ p, f_p, c=armijo_c)
-        new = HessianFreeState(cg.x, adapt_damping(lam, rho).astype(w.dtype), rho.astype(w.dtype), cg.iterations,
-                               state.count + 1)
+        new = HessianFreeState(
+            cg.x, adapt_damping(lam, rho).astype(w.dtype), rho.astype(w.dtype), cg.iterations, state.count + 1
+        )
         return unravel(alpha * p), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -274,5 +320,8 @@ def _report(state) -> dict:
     return {"damping": found.damping, "rho": found.rho, "cg_iterations": found.cg_iterations}
 
 
-METHODS = (Method("hessian_free", lambda lr, **_: hessian_free(), None, full_batch=True, own_step=True,
-                  report=_report),)
+METHODS = (
+    Method(
+        "hessian_free", lambda lr, **_: hessian_free(), None, full_batch=True, own_step=True, report=_report
+    ),
+)

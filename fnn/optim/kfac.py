@@ -136,8 +136,17 @@ from fnn.core import losses, validation
 from fnn.core.curvature import output_hessian_eigen, sampled_deltas
 from fnn.optim.method import Method, find_state
 
-__all__ = ["ESTIMATORS", "KfacState", "adapt_damping", "block_update", "eigen", "kfac", "kronecker_factors",
-           "model_step", "pi_correction"]
+__all__ = [
+    "ESTIMATORS",
+    "KfacState",
+    "adapt_damping",
+    "block_update",
+    "eigen",
+    "kfac",
+    "kronecker_factors",
+    "model_step",
+    "pi_correction",
+]
 
 Array = jax.Array
 ESTIMATORS = ("sampled", "exact")
@@ -187,7 +196,7 @@ def block_update(grad: Array, eig_a, eig_g, damping) -> Array:
 def adapt_damping(damping, rho, every: int, floor=0.0):
     """Levenberg-Marquardt's rule: ``/ omega1`` when ``rho < 1/4`` (or not finite), ``x omega1`` when
     ``rho > 3/4``, ``omega1 = (19/20)^every``; never below ``floor``."""
-    omega, rho = OMEGA_BASE ** every, jnp.asarray(rho)
+    omega, rho = OMEGA_BASE**every, jnp.asarray(rho)
     new = jnp.where(~(rho >= 0.25), damping / omega, jnp.where(rho > 0.75, damping * omega, damping))
     return jnp.maximum(new, floor)
 
@@ -258,7 +267,10 @@ def _join_bias(group) -> list[Array]:
 def _split_bias(like, blocks: list[Array]) -> dict:
     """The inverse of ``_join_bias``, in the structure of the group ``like``."""
     ws = [blocks[0][:-1], *blocks[1:]]
-    return {"W": jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like["W"]), ws), "b": blocks[0][-1]}
+    return {
+        "W": jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like["W"]), ws),
+        "b": blocks[0][-1],
+    }
 
 
 def _with_ones(a: Array) -> Array:
@@ -301,8 +313,17 @@ def kronecker_factors(c, key, estimator: str = "sampled") -> list[dict]:
 # --------------------------------------------------------------------------- the transform
 
 
-def _check_options(damping, learning_rate, momentum, estimator, factor_decay, damping_every, inverse_every,
-                   weight_decay, seed) -> None:
+def _check_options(
+    damping,
+    learning_rate,
+    momentum,
+    estimator,
+    factor_decay,
+    damping_every,
+    inverse_every,
+    weight_decay,
+    seed,
+) -> None:
     """A ``ValueError`` naming the first bad option."""
     validation.check_positive_number("damping", damping)
     validation.check_positive_number("learning_rate", learning_rate, allow_none=True)
@@ -313,7 +334,9 @@ def _check_options(damping, learning_rate, momentum, estimator, factor_decay, da
     validation.check_number("factor_decay", factor_decay, lambda v: 0 <= v < 1, "in [0, 1)")
     validation.check_positive_int("damping_every", damping_every)
     validation.check_positive_int("inverse_every", inverse_every)
-    validation.check_number("weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+    validation.check_number(
+        "weight_decay", weight_decay, lambda v: math.isfinite(v) and v >= 0, "a number >= 0"
+    )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
 
@@ -321,19 +344,30 @@ def _check_options(damping, learning_rate, momentum, estimator, factor_decay, da
 def _check_tree(params) -> None:
     """K-FAC's blocks are the network's weight matrices: it takes the params tree, never one flat vector."""
     if not isinstance(params, (dict, list, tuple)):
-        raise ValueError(f"kfac takes the network's params tree (a list or dict of {{'W', 'b'}}), got "
-                         f"{type(params).__name__}; as a Method it is declared flat=False")
+        raise ValueError(
+            f"kfac takes the network's params tree (a list or dict of {{'W', 'b'}}), got "
+            f"{type(params).__name__}; as a Method it is declared flat=False"
+        )
 
 
 def _init_state(tree, damping, learning_rate, momentum, seed) -> KfacState:
     dtype = jax.tree_util.tree_leaves(tree)[0].dtype
     factors = _map_groups(_factor_shapes, tree)
-    eigens = jax.tree_util.tree_map(lambda f: (jnp.zeros(f.shape[0], dtype), jnp.eye(f.shape[0], dtype=dtype)),
-                                    factors)
-    scalar = lambda v: jnp.asarray(v, dtype)  # noqa: E731
-    return KfacState(jnp.zeros((), jnp.int32), jnp.asarray(seed, jnp.uint32), scalar(damping),
-                     scalar(learning_rate or 1.0), scalar(momentum or 0.0), scalar(jnp.nan), factors, eigens,
-                     jax.tree_util.tree_map(jnp.zeros_like, tree))
+    eigens = jax.tree_util.tree_map(
+        lambda f: (jnp.zeros(f.shape[0], dtype), jnp.eye(f.shape[0], dtype=dtype)), factors
+    )
+    scalar = lambda v: jnp.asarray(v, dtype)
+    return KfacState(
+        jnp.zeros((), jnp.int32),
+        jnp.asarray(seed, jnp.uint32),
+        scalar(damping),
+        scalar(learning_rate or 1.0),
+        scalar(momentum or 0.0),
+        scalar(jnp.nan),
+        factors,
+        eigens,
+        jax.tree_util.tree_map(jnp.zeros_like, tree),
+    )
 
 
 def _refreshed(state: KfacState, c, estimator, factor_decay, inverse_every):
@@ -343,9 +377,15 @@ def _refreshed(state: KfacState, c, estimator, factor_decay, inverse_every):
     k = (state.count + 1).astype(dtype)
     eps = jnp.minimum(1 - 1 / k, factor_decay)
     batch_factors = _regroup(c.net, state.factors, kronecker_factors(c, key, estimator))
-    factors = jax.tree_util.tree_map(lambda old, new: eps * old + (1 - eps) * new, state.factors, batch_factors)
-    eigens = jax.lax.cond(state.count % inverse_every == 0,
-                          lambda f: jax.tree_util.tree_map(eigen, f), lambda f: state.eigens, factors)
+    factors = jax.tree_util.tree_map(
+        lambda old, new: eps * old + (1 - eps) * new, state.factors, batch_factors
+    )
+    eigens = jax.lax.cond(
+        state.count % inverse_every == 0,
+        lambda f: jax.tree_util.tree_map(eigen, f),
+        lambda f: state.eigens,
+        factors,
+    )
     return factors, eigens
 
 
@@ -355,7 +395,9 @@ def _proposal(net, grad, eigens, damping):
     def propose(g, e):
         return _split_bias(g, [-block_update(w, ea, e["G"], damping) for w, ea in zip(_join_bias(g), e["A"])])
 
-    return _regroup(net, grad, [propose(g, e) for (_, g), (_, e) in zip(net.groups(grad), net.groups(eigens))])
+    return _regroup(
+        net, grad, [propose(g, e) for (_, g), (_, e) in zip(net.groups(grad), net.groups(eigens))]
+    )
 
 
 def _model_terms(c, grad, directions, shift):
@@ -405,10 +447,23 @@ def kfac(
       min_damping: the floor under the adapted ``lambda``, in ``[0, damping]``.
       seed: of the targets sampled for ``G``.
     """
-    _check_options(damping, learning_rate, momentum, estimator, factor_decay, damping_every, inverse_every,
-                   weight_decay, seed)
-    validation.check_number("min_damping", min_damping, lambda v: math.isfinite(v) and 0 <= v <= damping,
-                            f"in [0, damping={damping}]")
+    _check_options(
+        damping,
+        learning_rate,
+        momentum,
+        estimator,
+        factor_decay,
+        damping_every,
+        inverse_every,
+        weight_decay,
+        seed,
+    )
+    validation.check_number(
+        "min_damping",
+        min_damping,
+        lambda v: math.isfinite(v) and 0 <= v <= damping,
+        f"in [0, damping={damping}]",
+    )
     both_fixed = learning_rate is not None and momentum is not None
 
     def init_fn(params):
@@ -428,8 +483,11 @@ def kfac(
         proposal = _proposal(c.net, grad, eigens, shift)
         directions = (proposal, state.previous)
         dtype = state.damping.dtype
-        b, m = (jnp.zeros(2, dtype), jnp.zeros((2, 2), dtype)) if both_fixed else _model_terms(c, grad, directions,
-                                                                                               shift)
+        b, m = (
+            (jnp.zeros(2, dtype), jnp.zeros((2, 2), dtype))
+            if both_fixed
+            else _model_terms(c, grad, directions, shift)
+        )
         alpha, mu = model_step(b, m, learning_rate, momentum)
         delta = tree_add_scale(tree_scale(mu, state.previous), alpha, proposal)
         updates = delta
@@ -443,8 +501,17 @@ def kfac(
         due = state.count % damping_every == 0
         rho = jax.lax.cond(due, measure, lambda _: state.rho, None)
         new_lam = jnp.where(due, adapt_damping(state.damping, rho, damping_every, min_damping), state.damping)
-        return updates, KfacState(state.count + 1, state.seed, new_lam.astype(dtype), alpha.astype(dtype),
-                                  mu.astype(dtype), rho, factors, eigens, delta)
+        return updates, KfacState(
+            state.count + 1,
+            state.seed,
+            new_lam.astype(dtype),
+            alpha.astype(dtype),
+            mu.astype(dtype),
+            rho,
+            factors,
+            eigens,
+            delta,
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -456,4 +523,6 @@ def _report(state) -> dict:
     return {"damping": found.damping, "rho": found.rho, "momentum": found.momentum}
 
 
-METHODS = (Method("kfac", lambda lr, **_: kfac(), None, batch_size=256, own_step=True, flat=False, report=_report),)
+METHODS = (
+    Method("kfac", lambda lr, **_: kfac(), None, batch_size=256, own_step=True, flat=False, report=_report),
+)

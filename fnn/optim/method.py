@@ -28,7 +28,8 @@ Imports ``fnn.core`` only.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optax
 

@@ -21,7 +21,8 @@ Imports ``fnn.core`` only.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import jax
 
@@ -67,8 +68,9 @@ class Objective(Protocol):
         examples from ``start`` (a traced integer; wraps around); ``None``: the whole minibatch."""
         ...
 
-    def curvature_product(self, params, curvature: str = "gnvp",
-                          rows: tuple | None = None) -> tuple[Curvature, Callable[[jax.Array], jax.Array]]:
+    def curvature_product(
+        self, params, curvature: str = "gnvp", rows: tuple | None = None
+    ) -> tuple[Curvature, Callable[[jax.Array], jax.Array]]:
         """``(c, product)``: ``c = self.curvature(params, rows)`` and ``product(v)``, the Gauss-Newton
         (``"gnvp"``) or Hessian (``"hvp"``) product with ``v`` flattened as ``ravel_pytree(params)``, flattened
         the same way; every product reuses ``c``'s passes."""

@@ -62,7 +62,9 @@ def scale_by_bfgs() -> optax.GradientTransformation:
     def init_fn(params):
         w = ravel_pytree(params)[0]
         memory.check("bfgs", w.size, w.dtype)
-        return BFGSState(jnp.eye(w.size, dtype=w.dtype), jnp.zeros_like(w), jnp.zeros_like(w), jnp.zeros((), jnp.int32))
+        return BFGSState(
+            jnp.eye(w.size, dtype=w.dtype), jnp.zeros_like(w), jnp.zeros_like(w), jnp.zeros((), jnp.int32)
+        )
 
     def update_fn(grads, state, params=None):
         if params is None:
@@ -70,7 +72,9 @@ def scale_by_bfgs() -> optax.GradientTransformation:
         g, unravel = ravel_pytree(grads)
         w = ravel_pytree(params)[0]
         s, y = w - state.params, g - state.grad
-        curved = (state.count > 0) & (y @ s > jnp.finfo(w.dtype).eps * jnp.linalg.norm(s) * jnp.linalg.norm(y))
+        curved = (state.count > 0) & (
+            y @ s > jnp.finfo(w.dtype).eps * jnp.linalg.norm(s) * jnp.linalg.norm(y)
+        )
         H = jnp.where(curved, bfgs_update(state.inverse_hessian, s, y), state.inverse_hessian)
         return unravel(H @ g), BFGSState(H, w, g, state.count + 1)
 
@@ -84,11 +88,16 @@ def bfgs(*, max_linesearch_steps: int = 30) -> optax.GradientTransformationExtra
 
 def one_step_secant(*, max_linesearch_steps: int = 30) -> optax.GradientTransformationExtraArgs:
     """Battiti's one-step secant method (MATLAB's ``trainoss``): L-BFGS of memory 1 from ``H = I``."""
-    return optax.chain(optax.scale_by_lbfgs(memory_size=1, scale_init_precond=False), optax.scale(-1.0),
-                       _linesearch(max_linesearch_steps))
+    return optax.chain(
+        optax.scale_by_lbfgs(memory_size=1, scale_init_precond=False),
+        optax.scale(-1.0),
+        _linesearch(max_linesearch_steps),
+    )
 
 
 METHODS = (
-    Method("bfgs", lambda lr, **_: bfgs(), None, full_batch=True, own_step=True, matrices=memory.MATRICES["bfgs"]),
+    Method(
+        "bfgs", lambda lr, **_: bfgs(), None, full_batch=True, own_step=True, matrices=memory.MATRICES["bfgs"]
+    ),
     Method("oss", lambda lr, **_: one_step_secant(), None, full_batch=True, own_step=True),
 )

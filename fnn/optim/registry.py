@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import optax
 
@@ -55,7 +55,18 @@ from fnn.core import validation
 from fnn.optim import conjugate_gradient, first_order, gauss_newton, hessian_free, kfac, quasi_newton
 from fnn.optim.method import Method
 
-__all__ = ["ALIASES", "DEFAULT", "NAMES", "OPTIMIZERS", "build", "default_batch", "get", "register", "resolve", "spec"]
+__all__ = [
+    "ALIASES",
+    "DEFAULT",
+    "NAMES",
+    "OPTIMIZERS",
+    "build",
+    "default_batch",
+    "get",
+    "register",
+    "resolve",
+    "spec",
+]
 
 OPTIMIZERS: dict[str, Method] = {
     m.name: m
@@ -97,8 +108,10 @@ def resolve(optimizer) -> Method:
     if isinstance(optimizer, optax.GradientTransformation):
         name = getattr(optimizer, "__name__", type(optimizer).__name__)
         return Method(name, lambda lr, **_: optimizer, full_batch=True, flat=False)
-    raise TypeError(f"optimizer must be a name, an fnn.optimizers.Method or an optax GradientTransformation, "
-                    f"got {type(optimizer).__name__}")
+    raise TypeError(
+        f"optimizer must be a name, an fnn.optimizers.Method or an optax GradientTransformation, "
+        f"got {type(optimizer).__name__}"
+    )
 
 
 def default_batch(name: str | Method, preset: int | None) -> int | None:
@@ -141,18 +154,24 @@ def get(
     if lr is not None and not callable(lr):
         lr = validation.check_positive_number("learning rate", lr)
     if callable(lr) and not method.schedule:
-        raise ValueError(f"{method.name} adapts its own step size; give a number as learning rate, not a schedule")
+        raise ValueError(
+            f"{method.name} adapts its own step size; give a number as learning rate, not a schedule"
+        )
     validation.check_number("momentum", momentum, lambda m: 0 <= m < 1, "in [0, 1)")
     validation.check_number("weight_decay", weight_decay, lambda w: 0 <= w < math.inf, ">= 0")
     if clip_norm is not None:
         validation.check_positive_number("clip_norm", clip_norm)
     if method.own_step and (weight_decay or clip_norm is not None):
-        raise ValueError(f"{method.name} chooses its steps for the loss itself and takes no weight_decay or clip_norm")
+        raise ValueError(
+            f"{method.name} chooses its steps for the loss itself and takes no weight_decay or clip_norm"
+        )
     return build(method, lr, momentum, nesterov, weight_decay, clip_norm)
 
 
 @functools.lru_cache(maxsize=64)
-def build(method: Method, lr, momentum, nesterov, weight_decay, clip_norm) -> optax.GradientTransformationExtraArgs:
+def build(
+    method: Method, lr, momentum, nesterov, weight_decay, clip_norm
+) -> optax.GradientTransformationExtraArgs:
     """One transform object per configuration: optax transforms are pure, so
     reusing the object lets ``fnn.fit`` reuse the epoch it compiled for it."""
     base = method.factory(lr, momentum=momentum, nesterov=nesterov)

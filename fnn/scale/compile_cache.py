@@ -130,6 +130,9 @@ def use_default_cache() -> str | None:
         return enable_compile_cache()
     except OSError as err:
         _declined.append("unusable")
-        warnings.warn(f"fnn: no compile cache ({err}); set {ENV} to a writable directory, or {SWITCH}=0",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"fnn: no compile cache ({err}); set {ENV} to a writable directory, or {SWITCH}=0",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None

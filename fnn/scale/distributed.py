@@ -43,11 +43,15 @@ def initialize(coordinator: str, num_processes: int, process_id: int, platform: 
     implementation that works over TCP without MPI).
     """
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ValueError(f"--process-id must be in 0..{num_processes - 1}, got {process_id} "
-                         f"(with --num-processes {num_processes})")
+        raise ValueError(
+            f"--process-id must be in 0..{num_processes - 1}, got {process_id} "
+            f"(with --num-processes {num_processes})"
+        )
     if platform in (None, "cpu"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
 
 
 def multi_process() -> bool:
@@ -75,8 +79,10 @@ def select_devices(kind: str | None = None, count: int | None = None) -> list:
         return devices
     count = validation.check_positive_int("devices", count)
     if count > len(devices):
-        raise ValueError(f"asked for {count} devices but this process has {len(devices)} {devices[0].platform} "
-                         f"device(s); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N")
+        raise ValueError(
+            f"asked for {count} devices but this process has {len(devices)} {devices[0].platform} "
+            f"device(s); on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N"
+        )
     return devices[:count]
 
 
@@ -134,6 +140,7 @@ def put_global(tree, sharding: NamedSharding):
     A single process uses ``jax.device_put``; several build each global array
     from the rows this process's devices hold.
     """
+
     def one(a):
         if not multi_process():
             return jax.device_put(a, sharding)
@@ -168,6 +175,7 @@ def local_rows(sharding: NamedSharding, shape) -> tuple[int | None, int | None]:
 
 def to_local(tree):
     """Replicated global arrays as this process's ordinary arrays (a single-device copy)."""
+
     def one(a):
         if isinstance(a, jax.Array) and not a.is_fully_addressable:
             return a.addressable_data(0)

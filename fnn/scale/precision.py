@@ -87,6 +87,7 @@ def matmul_context(policy: Policy | None):
 
 def cast(tree, dtype):
     """Every floating leaf of ``tree`` as ``dtype`` (integer leaves, e.g. labels, unchanged)."""
+
     def one(a):
         return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
@@ -101,8 +102,12 @@ def forward_step(net, policy: Policy | None, params, x, key=None):
     """The forward cache under ``policy``: bf16 copies of params and ``x``, float32 logits (``key``: dropout)."""
     if not _mixed(policy):
         return net.forward(params, x, key=key)
-    return net.forward(cast(params, policy.compute_dtype), x.astype(policy.compute_dtype),
-                       output_dtype=policy.output_dtype, key=key)
+    return net.forward(
+        cast(params, policy.compute_dtype),
+        x.astype(policy.compute_dtype),
+        output_dtype=policy.output_dtype,
+        key=key,
+    )
 
 
 def backprop_step(net, policy: Policy | None, params, x, y, key=None):

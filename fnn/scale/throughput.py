@@ -100,7 +100,7 @@ def matmul_peak(device, dtype, n: int, repeats: int = 7) -> dict:
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _measured(device, dtype_name: str, n: int) -> float:
     return matmul_peak(device, jnp.dtype(dtype_name), n, repeats=3)["best_flops_per_s"] / 1e12
 
@@ -119,8 +119,11 @@ def rates(flops_per_step: int, steps: int, batch: int, seconds: float, peak: flo
     if seconds <= 0:
         return {"samples_per_s": None, "tflops": None, "mfu": None}
     tflops = flops_per_step * steps / seconds / 1e12
-    return {"samples_per_s": steps * batch / seconds, "tflops": tflops,
-            "mfu": tflops / peak if peak else None}
+    return {
+        "samples_per_s": steps * batch / seconds,
+        "tflops": tflops,
+        "mfu": tflops / peak if peak else None,
+    }
 
 
 def speed_summary(history, speed: dict, cfg) -> dict:
@@ -144,5 +147,7 @@ def speed_summary(history, speed: dict, cfg) -> dict:
         "peak_source": speed["peak_source"],
         "flops_per_step": speed["flops_per_step"],
         "flops_method": "analytic matmul FLOPs 6 B sum n_in n_out - 2 B n_0 n_1 (fnn.scale.throughput)",
-        "throughput_epochs": "all but the first (compile)" if len(history) > 1 else "the only epoch (with compile)",
+        "throughput_epochs": "all but the first (compile)"
+        if len(history) > 1
+        else "the only epoch (with compile)",
     }

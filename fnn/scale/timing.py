@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 
 class Timing(NamedTuple):
@@ -33,8 +34,9 @@ def wall_time(call: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def time_interleaved(calls: Mapping[str, Callable[[], object]],
-                     repeats: Mapping[str, int] | int = 7, seed: int = 0) -> dict[str, Timing]:
+def time_interleaved(
+    calls: Mapping[str, Callable[[], object]], repeats: Mapping[str, int] | int = 7, seed: int = 0
+) -> dict[str, Timing]:
     """Median wall time of several zero-argument calls, measured in interleaved rounds.
 
     Each round runs every call that is still owed a repetition, in a freshly
@@ -55,4 +57,6 @@ def time_interleaved(calls: Mapping[str, Callable[[], object]],
         for name in order:
             if len(samples[name]) < owed[name]:
                 samples[name].append(wall_time(calls[name]))
-    return {n: Timing(statistics.median(s), min(s), max(s), len(s), tuple(s)) for n, s in samples.items() if s}
+    return {
+        n: Timing(statistics.median(s), min(s), max(s), len(s), tuple(s)) for n, s in samples.items() if s
+    }

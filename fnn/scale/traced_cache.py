@@ -62,7 +62,9 @@ def call(fun, static: tuple, static_key: str, *args):
     key = program_key(fun, static_key, args)
     program = _programs.get(key)
     if program is None:  # a program that cannot be kept runs the function itself, traced in memory as usual
-        program = _programs[key] = _load_or_export(folder, key, fun, static, args) or functools.partial(fun, *static)
+        program = _programs[key] = _load_or_export(folder, key, fun, static, args) or functools.partial(
+            fun, *static
+        )
     return program(*args)
 
 
@@ -80,11 +82,12 @@ def traced_dir() -> str | None:
     return os.path.join(root, FOLDER)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def can_serialise() -> bool:
     """Whether ``jax.export`` here serialises programs and their NamedTuple inputs."""
     return importlib.util.find_spec("flatbuffers") is not None and hasattr(
-        jax.export, "register_namedtuple_serialization")
+        jax.export, "register_namedtuple_serialization"
+    )
 
 
 def register_namedtuples(*classes) -> None:
@@ -92,21 +95,30 @@ def register_namedtuples(*classes) -> None:
     state), each under its module and name; nothing where it cannot serialise, or a class is registered."""
     for cls in classes if can_serialise() else ():
         with contextlib.suppress(ValueError):  # registered already (by its library, say)
-            jax.export.register_namedtuple_serialization(cls, serialized_name=f"{cls.__module__}.{cls.__name__}")
+            jax.export.register_namedtuple_serialization(
+                cls, serialized_name=f"{cls.__module__}.{cls.__name__}"
+            )
 
 
 def program_key(fun, static_key: str, args: tuple) -> str:
     """The key of ``fun``'s program at ``args``: a digest of all that its trace depends on."""
     leaves, tree = jax.tree.flatten(args)
-    avals = [(np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False))) if hasattr(x, "dtype")
-             else str(jax.typeof(x)) for x in leaves]  # as jax.typeof, quicker for arrays
-    settings = (jax.config.jax_enable_x64, str(jax.config.jax_default_matmul_precision),
-                jax.config.jax_numpy_dtype_promotion)
+    avals = [
+        (np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False)))
+        if hasattr(x, "dtype")
+        else str(jax.typeof(x))
+        for x in leaves
+    ]  # as jax.typeof, quicker for arrays
+    settings = (
+        jax.config.jax_enable_x64,
+        str(jax.config.jax_default_matmul_precision),
+        jax.config.jax_numpy_dtype_promotion,
+    )
     text = repr((fun.__module__, fun.__qualname__, static_key, str(tree), avals, settings, environment()))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def environment() -> tuple:
     """What fixes a trace in this installation: the versions of the libraries traced, fnn's source, the
     platform."""
@@ -156,7 +168,7 @@ def _read(path: str):
             exported = jax.export.deserialize(bytearray(fh.read()))
     except FileNotFoundError:
         return None
-    except Exception as err:  # noqa: BLE001 - a damaged or foreign file: export it again
+    except Exception as err:
         _warn(f"could not read the traced program {path} ({err}); tracing it again")
         return None
     with contextlib.suppress(OSError):  # a read-only cache is read all the same
@@ -170,8 +182,10 @@ def _export_and_write(path: str, fun, static: tuple, args: tuple):
     try:
         exported = jax.export.export(fun)(*static, *args)
         data = exported.serialize()
-    except Exception as err:  # noqa: BLE001 - not exportable: the call runs the function itself
-        _warn(f"{fun.__qualname__} could not be exported ({type(err).__name__}: {err}); it is traced every run")
+    except Exception as err:
+        _warn(
+            f"{fun.__qualname__} could not be exported ({type(err).__name__}: {err}); it is traced every run"
+        )
         return None
     folder = os.path.dirname(path)
     try:

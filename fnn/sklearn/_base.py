@@ -14,10 +14,16 @@ from fnn.scale import compile_cache
 from fnn.sklearn import _data, _params, _training
 
 # scikit-learn's output activation -> fnn's (output, loss) pair
-OUTPUTS = {"identity": ("identity", "mse"), "logistic": ("sigmoid", "bce"),
-           "softmax": ("softmax", "cross_entropy"), "exp": ("exp", "poisson")}
-NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need "
-              "to be preprocessed.")
+OUTPUTS = {
+    "identity": ("identity", "mse"),
+    "logistic": ("sigmoid", "bce"),
+    "softmax": ("softmax", "cross_entropy"),
+    "exp": ("exp", "poisson"),
+}
+NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need "
+    "to be preprocessed."
+)
 
 
 def sample_weights(sample_weight, X, dtype) -> np.ndarray:
@@ -54,8 +60,10 @@ def as_params(coefs, intercepts, dtype) -> list[dict]:
 
 def as_arrays(params, dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The inverse of ``as_params``: NumPy weight and bias lists."""
-    return ([np.asarray(layer["W"]).astype(dtype) for layer in params],
-            [np.asarray(layer["b"]).astype(dtype) for layer in params])
+    return (
+        [np.asarray(layer["W"]).astype(dtype) for layer in params],
+        [np.asarray(layer["b"]).astype(dtype) for layer in params],
+    )
 
 
 class BaseMLP(BaseEstimator):
@@ -103,8 +111,12 @@ class BaseMLP(BaseEstimator):
         factor = 2.0 if self.activation == "logistic" else 6.0
         for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
             bound = np.sqrt(factor / (fan_in + fan_out))
-            self.coefs_.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False))
-            self.intercepts_.append(self._random_state.uniform(-bound, bound, fan_out).astype(dtype, copy=False))
+            self.coefs_.append(
+                self._random_state.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False)
+            )
+            self.intercepts_.append(
+                self._random_state.uniform(-bound, bound, fan_out).astype(dtype, copy=False)
+            )
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [b.copy() for b in self.intercepts_]
         if self.solver in _training.STOCHASTIC or _params.fnn_solver(self.solver):
@@ -122,7 +134,9 @@ class BaseMLP(BaseEstimator):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         self._dtype = X.dtype
         w = sample_weights(sample_weight, X, X.dtype)
-        y = y.reshape(-1, 1) if y.ndim == 1 else y  # converted to X's dtype once split (stratified on y as it is)
+        y = (
+            y.reshape(-1, 1) if y.ndim == 1 else y
+        )  # converted to X's dtype once split (stratified on y as it is)
         self.n_outputs_ = y.shape[1]
         self._random_state = check_random_state(self.random_state)
         compile_cache.use_default_cache()  # a later run of the same fit loads its programs instead of compiling
@@ -149,8 +163,9 @@ class BaseMLP(BaseEstimator):
 
     def _check_solver(self) -> bool:
         if self.solver not in _training.STOCHASTIC:
-            raise AttributeError("partial_fit is only available for stochastic optimizers. %s is not stochastic."
-                                 % self.solver)
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. %s is not stochastic." % self.solver
+            )
         return True
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight=None, *_buffers):
@@ -165,8 +180,9 @@ class BaseMLP(BaseEstimator):
             w = np.ones(X.shape[0], dtype) if sample_weight is None else sample_weight
             if not sp.issparse(X):
                 X, y, w = (jnp.asarray(a, dtype) for a in (X, y, w))
-            data, penalty, grads = _data.full_batch(self._net(), jnp.asarray(packed, dtype), X, y, w,
-                                                    jnp.asarray(self.alpha, dtype), dtype)
+            data, penalty, grads = _data.full_batch(
+                self._net(), jnp.asarray(packed, dtype), X, y, w, jnp.asarray(self.alpha, dtype), dtype
+            )
             return float(data + penalty), np.asarray(grads, np.float64)
 
     # ---------------------------------------------------------------- predicting
@@ -179,7 +195,9 @@ class BaseMLP(BaseEstimator):
 
     def _forward_pass_fast(self, X, check_input=True):
         if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32))
+            X = validate_data(
+                self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32)
+            )
         return self._forward(X)
 
     def _score_params(self, net, params, X, y, w) -> float:

@@ -55,8 +55,11 @@ def full_batch(net, theta, X, y, w, alpha, dtype):
     loss_sum, grad_sum = 0.0, 0.0
     for start in range(0, X.shape[0], size):
         rows = slice(start, start + size)
-        blocks = (padded(dense_rows(X, rows).astype(dtype, copy=False), size), padded(y[rows], size),
-                  padded(w[rows], size))
+        blocks = (
+            padded(dense_rows(X, rows).astype(dtype, copy=False), size),
+            padded(y[rows], size),
+            padded(w[rows], size),
+        )
         part_loss, part_grads = _objective.packed_sums(net, theta, *blocks)
         loss_sum, grad_sum = loss_sum + part_loss, grad_sum + part_grads
     return _objective.packed_penalised(net, theta, loss_sum, grad_sum, jnp.asarray(w.sum(), dtype), alpha)

@@ -22,9 +22,13 @@ from fnn.sklearn import _params, _training
 
 def _checked(est, name, X, w):
     if sp.issparse(X):
-        raise ValueError(f"solver={est.solver!r} needs dense X; sparse input trains with 'sgd', 'adam' or 'lbfgs'")
+        raise ValueError(
+            f"solver={est.solver!r} needs dense X; sparse input trains with 'sgd', 'adam' or 'lbfgs'"
+        )
     if not np.all(w == 1):
-        raise ValueError(f"sample_weight is supported by the solvers 'sgd', 'adam' and 'lbfgs', not {est.solver!r}")
+        raise ValueError(
+            f"sample_weight is supported by the solvers 'sgd', 'adam' and 'lbfgs', not {est.solver!r}"
+        )
     from fnn import optimizers
 
     # scikit-learn's loss="poisson" is the deviance, which a least-squares method would silently replace
@@ -77,13 +81,23 @@ def fit(est, net, params, X, y, w):
     own_step = optimizers.spec(name).own_step  # no learning rate, no weight decay (br sets its own)
     patience = est.max_iter if est.n_iter_no_change == np.inf else int(est.n_iter_no_change)
     params, history = fnn.fit(
-        net, params, (X, y), optimizer=name, epochs=int(est.max_iter), batch_size=batch,
-        key=jax.random.key(int(est._random_state.randint(2**31 - 1))), validation=validation,
+        net,
+        params,
+        (X, y),
+        optimizer=name,
+        epochs=int(est.max_iter),
+        batch_size=batch,
+        key=jax.random.key(int(est._random_state.randint(2**31 - 1))),
+        validation=validation,
         learning_rate=None if own_step else float(est.learning_rate_init),
-        momentum=float(min(est.momentum, 0.999)), nesterov=bool(est.nesterovs_momentum),
+        momentum=float(min(est.momentum, 0.999)),
+        nesterov=bool(est.nesterovs_momentum),
         weight_decay=0.0 if own_step else float(est.alpha) / batch,
-        patience=None if validation is None else patience, min_delta=float(est.tol),
-        callbacks=[_scores(est, net, validation) if validation else fnn.callbacks.Lambda(_stopping_rule(est))],
+        patience=None if validation is None else patience,
+        min_delta=float(est.tol),
+        callbacks=[
+            _scores(est, net, validation) if validation else fnn.callbacks.Lambda(_stopping_rule(est))
+        ],
         progress=bool(est.verbose),
     )
     est.history_ = history
@@ -92,8 +106,13 @@ def fit(est, net, params, X, y, w):
     est.t_ += len(history) * n
     est.loss_ = float(history.train_loss[-1])
     if validation:
-        est.best_validation_score_ = float(np.nanmax(est.validation_scores_)) if est.validation_scores_ else -np.inf
+        est.best_validation_score_ = (
+            float(np.nanmax(est.validation_scores_)) if est.validation_scores_ else -np.inf
+        )
     if history.diverged or (len(history) >= est.max_iter and not history.stop.converged):
-        warnings.warn(f"{type(est).__name__}: maximum iterations ({est.max_iter}) reached and the optimization "
-                      "hasn't converged yet.", ConvergenceWarning)
+        warnings.warn(
+            f"{type(est).__name__}: maximum iterations ({est.max_iter}) reached and the optimization "
+            "hasn't converged yet.",
+            ConvergenceWarning,
+        )
     return params

@@ -93,7 +93,9 @@ def dense_epochs(net, tx, params, state, x, y, w, index, mask, rates, count, alp
         params, state, losses = carry
         rate = rates[e].astype(state.hyperparams["learning_rate"].dtype)
         state = state._replace(hyperparams={**state.hyperparams, "learning_rate": rate})
-        (params, state), batch_losses = dense_epoch(net, tx, params, state, x, y, w, index[e], mask, alpha, report)
+        (params, state), batch_losses = dense_epoch(
+            net, tx, params, state, x, y, w, index[e], mask, alpha, report
+        )
         return params, state, losses.at[e].set(batch_losses)
 
     losses = jnp.zeros(index.shape[:2], x.dtype)
@@ -117,7 +119,7 @@ def unpack(net, theta: Array) -> list[dict]:
     shapes = list(zip(net.sizes[:-1], net.sizes[1:]))
     sizes = [a * b for a, b in shapes] + [b for _, b in shapes]
     offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    part = [theta[offsets[i]:offsets[i + 1]] for i in range(len(sizes))]
+    part = [theta[offsets[i] : offsets[i + 1]] for i in range(len(sizes))]
     L = len(shapes)
     return [{"W": part[i].reshape(shapes[i]), "b": part[L + i]} for i in range(L)]
 
@@ -141,7 +143,9 @@ def packed_penalised(net, theta, loss_sum, grad_sum, s, alpha):
 @functools.partial(jax.jit, static_argnums=0)
 def packed_objective(net, theta, x, y, w, alpha):
     """The whole objective of a batch on packed parameters, in one program (what L-BFGS calls)."""
-    return packed_penalised.__wrapped__(net, theta, *packed_sums.__wrapped__(net, theta, x, y, w), jnp.sum(w), alpha)
+    return packed_penalised.__wrapped__(
+        net, theta, *packed_sums.__wrapped__(net, theta, x, y, w), jnp.sum(w), alpha
+    )
 
 
 @functools.partial(jax.jit, static_argnums=0)

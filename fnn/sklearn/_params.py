@@ -30,8 +30,10 @@ def _number(name, value, low, high=math.inf, *, closed="left", integral=False, a
         right = "]" if closed in ("right", "both") else ")"
         what = "an int" if integral else "a float"
         also = " or numpy.inf" if allow_inf else ""
-        raise ValueError(f"The '{name}' parameter must be {what} in the range {left}{low}, {high}{right}{also}, "
-                         f"got {value!r}.")
+        raise ValueError(
+            f"The '{name}' parameter must be {what} in the range {left}{low}, {high}{right}{also}, "
+            f"got {value!r}."
+        )
 
 
 def _boolean(name, value):
@@ -59,10 +61,16 @@ def fnn_activation(name) -> str:
     from fnn.core import activations
 
     fnn_name = SKLEARN_ACTIVATIONS.get(name, name)
-    if not isinstance(fnn_name, str) or fnn_name not in activations.ACTIVATIONS or not activations.get(fnn_name).hidden_ok:
+    if (
+        not isinstance(fnn_name, str)
+        or fnn_name not in activations.ACTIVATIONS
+        or not activations.get(fnn_name).hidden_ok
+    ):
         hidden = [a for a in activations.ACTIVATIONS if activations.get(a).hidden_ok]
-        raise ValueError(f"The 'activation' parameter must be one of {sorted(SKLEARN_ACTIVATIONS)} "
-                         f"or an fnn hidden activation {hidden}, got {name!r}.")
+        raise ValueError(
+            f"The 'activation' parameter must be one of {sorted(SKLEARN_ACTIVATIONS)} "
+            f"or an fnn hidden activation {hidden}, got {name!r}."
+        )
     return fnn_name
 
 
@@ -76,8 +84,10 @@ def fnn_solver(name) -> str | None:
         return optimizers.spec(name).name  # fnn's own methods, by their names or aliases
     except ValueError:
         extra = [n for n in optimizers.OPTIMIZERS if n not in SKLEARN_SOLVERS] + list(optimizers.ALIASES)
-        raise ValueError(f"The 'solver' parameter must be one of {list(SKLEARN_SOLVERS)} or an fnn optimizer "
-                         f"{extra}, got {name!r}.") from None
+        raise ValueError(
+            f"The 'solver' parameter must be one of {list(SKLEARN_SOLVERS)} or an fnn optimizer "
+            f"{extra}, got {name!r}."
+        ) from None
 
 
 def check(est) -> None:

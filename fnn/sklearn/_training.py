@@ -55,8 +55,9 @@ def sklearn_sgd(learning_rate, momentum, nesterov) -> optax.GradientTransformati
 
     def update_fn(updates, state, params=None):
         velocity = jax.tree.map(lambda g, v: momentum * v - learning_rate * g, updates, state.velocity)
-        steps = jax.tree.map(lambda g, v: jnp.where(nesterov > 0, momentum * v - learning_rate * g, v),
-                             updates, velocity)
+        steps = jax.tree.map(
+            lambda g, v: jnp.where(nesterov > 0, momentum * v - learning_rate * g, v), updates, velocity
+        )
         return steps, SgdState(velocity=velocity)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -95,7 +96,7 @@ def sklearn_adam(learning_rate, b1, b2, eps) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def transform(solver: str) -> optax.GradientTransformation:
     """The optax transform of ``solver``, its learning rate (and other settings) in its state.
 
@@ -224,8 +225,21 @@ class Epochs:
         epoch_rates = np.zeros(self.chunk, self.dtype)
         epoch_rates[: len(orders)] = rates
         (params, opt.state), losses = traced_cache.call(
-            _objective.dense_epochs, (net, opt.tx), f"{net!r}, transform({opt.solver!r})", params, opt.state, self.X,
-            self.y, self.w, index, self.mask, epoch_rates, np.int32(len(orders)), alpha, report)
+            _objective.dense_epochs,
+            (net, opt.tx),
+            f"{net!r}, transform({opt.solver!r})",
+            params,
+            opt.state,
+            self.X,
+            self.y,
+            self.w,
+            index,
+            self.mask,
+            epoch_rates,
+            np.int32(len(orders)),
+            alpha,
+            report,
+        )
         per_batch = np.asarray(losses, np.float64)[: len(orders)]
         return params, list(per_batch @ self.sizes / self.n)
 
@@ -233,9 +247,14 @@ class Epochs:
         state, losses = opt.state_for(self.dtype), []
         for s in self.slices:
             rows = order[s]
-            blocks = (_data.dense_rows(self.X, rows).astype(self.dtype, copy=False), self.y[rows], self.w[rows])
+            blocks = (
+                _data.dense_rows(self.X, rows).astype(self.dtype, copy=False),
+                self.y[rows],
+                self.w[rows],
+            )
             (params, state), loss = _objective.batch_step(
-                net, opt.tx, params, state, *(_data.padded(b, self.batch) for b in blocks), alpha, report)
+                net, opt.tx, params, state, *(_data.padded(b, self.batch) for b in blocks), alpha, report
+            )
             losses.append(loss)
         opt.state = state
         return params, float(np.dot(np.asarray(losses, np.float64), self.sizes) / self.n)
@@ -246,9 +265,12 @@ def validation_split(est, X, y, w):
     the validation ``(X, y, w)``, targets as encoded for training."""
     stratify = y if est._stratify_split() else None
     X, X_val, y, y_val, w, w_val = train_test_split(
-        X, y, w, random_state=est._random_state, test_size=est.validation_fraction, stratify=stratify)
+        X, y, w, random_state=est._random_state, test_size=est.validation_fraction, stratify=stratify
+    )
     if X_val.shape[0] < 2:
-        raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of your dataset.")
+        raise ValueError(
+            "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
+        )
     return (X, y, w), (X_val, y_val, w_val)
 
 
@@ -277,7 +299,9 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
         batch = min(200, n)
     else:
         if est.batch_size > n:
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
+            )
         batch = int(np.clip(est.batch_size, 1, n))
     epochs = Epochs(X, y, w, batch, est._dtype)
     order = np.arange(n, dtype=int)
@@ -290,7 +314,9 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
             start = (params, est._optimizer.state, est._random_state.get_state(), order)
             orders = shuffled(est, order, count)
             rates = est._optimizer.rates(count, est.t_, n)
-            params, losses = epochs.run(net, est._optimizer, params, orders, rates, est.alpha, est._loss_report())
+            params, losses = epochs.run(
+                net, est._optimizer, params, orders, rates, est.alpha, est._loss_report()
+            )
             order = orders[-1]
             for done, est.loss_ in enumerate(losses, 1):
                 event, is_best = end_epoch(est, net, params, n, validation, incremental)
@@ -301,8 +327,9 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
                 params, est._optimizer.state, rng, order = start
                 est._random_state.set_state(rng)
                 orders = shuffled(est, order, done)
-                params, _ = epochs.run(net, est._optimizer, params, orders, rates[:done], est.alpha,
-                                       est._loss_report())
+                params, _ = epochs.run(
+                    net, est._optimizer, params, orders, rates[:done], est.alpha, est._loss_report()
+                )
                 order = orders[-1]
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
@@ -348,7 +375,10 @@ def end_epoch(est, net, params, n: int, validation, incremental: bool) -> tuple[
     if est._no_improvement_count > est.n_iter_no_change:
         watched = "Validation score" if validation else "Training loss"
         msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-            watched, est.tol, est.n_iter_no_change)
+            watched,
+            est.tol,
+            est.n_iter_no_change,
+        )
         if est._optimizer.trigger_stopping(msg, est.verbose):
             return "stop", is_best
         est._no_improvement_count = 0
@@ -356,8 +386,11 @@ def end_epoch(est, net, params, n: int, validation, incremental: bool) -> tuple[
     if incremental:
         return "stop", is_best
     if est.n_iter_ == est.max_iter:
-        warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
-                      "converged yet." % est.max_iter, ConvergenceWarning)
+        warnings.warn(
+            "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
+            "converged yet." % est.max_iter,
+            ConvergenceWarning,
+        )
     return event, is_best
 
 
@@ -390,15 +423,24 @@ def fit_lbfgs(est, net, params, X, y, w):
     data = (X, y, w) if sp.issparse(X) else tuple(jnp.asarray(a, est._dtype) for a in (X, y, w))
     theta = np.asarray(_objective.pack(params), np.float64)
     result = scipy.optimize.minimize(
-        est._loss_grad_lbfgs, theta, args=data, method="L-BFGS-B", jac=True,
-        options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
+        est._loss_grad_lbfgs,
+        theta,
+        args=data,
+        method="L-BFGS-B",
+        jac=True,
+        options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol},
+    )
     est.n_iter_ = min(result.nit, est.max_iter)
     if result.status != 0:
         warnings.warn(
             "lbfgs failed to converge after %d iteration(s) (status=%d):\n%s\n\nIncrease the number of "
             "iterations to improve the convergence (max_iter=%d).\nYou might also want to scale the data."
-            % (result.nit, result.status, result.message, est.max_iter), ConvergenceWarning)
+            % (result.nit, result.status, result.message, est.max_iter),
+            ConvergenceWarning,
+        )
     theta = jnp.asarray(result.x, est._dtype)
-    data_term, penalty, _ = _data.full_batch(net, theta, *data, jnp.asarray(est.alpha, est._dtype), est._dtype)
+    data_term, penalty, _ = _data.full_batch(
+        net, theta, *data, jnp.asarray(est.alpha, est._dtype), est._dtype
+    )
     est.loss_ = float(est._loss_report() * data_term + penalty)
     return _objective.unpack(net, theta)

@@ -38,12 +38,24 @@ import numpy as np
 
 from fnn.core import validation
 from fnn.scale import distributed
-from fnn.training import checkpoint
-from fnn.training import diagnostics
+from fnn.training import checkpoint, diagnostics
 from fnn.training.history import Stop, StopKind
 
-__all__ = ["Callback", "CSVLogger", "Checkpoint", "Diagnostics", "DivergenceWarning", "EarlyStopping", "Lambda",
-           "LevenbergMarquardtStop", "MethodStop", "ProgressBar", "StopAt", "TerminateOnNaN", "postfix"]
+__all__ = [
+    "Callback",
+    "CSVLogger",
+    "Checkpoint",
+    "Diagnostics",
+    "DivergenceWarning",
+    "EarlyStopping",
+    "Lambda",
+    "LevenbergMarquardtStop",
+    "MethodStop",
+    "ProgressBar",
+    "StopAt",
+    "TerminateOnNaN",
+    "postfix",
+]
 
 
 class Callback:
@@ -92,8 +104,10 @@ class TerminateOnNaN(Callback):
         loss = run.record["train_loss"]
         run.undo_epoch()
         run.history.diverged = True
-        reason = (f"the training loss became non-finite ({loss}) in epoch {run.epoch + 1}; "
-                  f"kept the params of epoch {run.epoch}")
+        reason = (
+            f"the training loss became non-finite ({loss}) in epoch {run.epoch + 1}; "
+            f"kept the params of epoch {run.epoch}"
+        )
         warnings.warn(reason, DivergenceWarning, stacklevel=4)
         return run.stop(Stop(StopKind.DIVERGED, reason))
 
@@ -151,13 +165,21 @@ class EarlyStopping(Callback):
             self.bad += 1
         run.history.best_epoch = self.best_epoch
         if self.patience is not None and self.bad >= self.patience:
-            return run.stop(Stop(StopKind.EARLY_STOPPING, f"early stopping: no validation improvement for "
-                                 f"{self.patience} epochs (best epoch {self.best_epoch})"))
+            return run.stop(
+                Stop(
+                    StopKind.EARLY_STOPPING,
+                    f"early stopping: no validation improvement for "
+                    f"{self.patience} epochs (best epoch {self.best_epoch})",
+                )
+            )
         return None
 
     def state(self) -> dict:
-        return {"loss": None if math.isinf(self.best_loss) else self.best_loss, "epoch": self.best_epoch,
-                "bad": self.bad}
+        return {
+            "loss": None if math.isinf(self.best_loss) else self.best_loss,
+            "epoch": self.best_epoch,
+            "bad": self.bad,
+        }
 
     def load_state(self, d: dict | None) -> None:
         d = d or {}
@@ -181,8 +203,12 @@ class LevenbergMarquardtStop(MethodStop):
     """Deprecated: ``MethodStop``, which ``fit`` adds for every method with a stopping rule (this one included)."""
 
     def __init__(self):
-        warnings.warn("LevenbergMarquardtStop is deprecated: fit applies each method's own stopping rule "
-                      "(fnn.callbacks.MethodStop)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "LevenbergMarquardtStop is deprecated: fit applies each method's own stopping rule "
+            "(fnn.callbacks.MethodStop)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
 
 
 class Checkpoint(Callback):
@@ -221,8 +247,13 @@ class Checkpoint(Callback):
         if not distributed.is_writer():  # one process writes
             return
         trees = {"params": run.params, "opt_state": run.opt_state, "best_params": run.best_params}
-        meta = {"net": run.net.describe(), "optimizer": run.optimizer, "config": run.config, "epoch": run.epoch,
-                "history": run.history.to_dict()}
+        meta = {
+            "net": run.net.describe(),
+            "optimizer": run.optimizer,
+            "config": run.config,
+            "epoch": run.epoch,
+            "history": run.history.to_dict(),
+        }
         meta.update({cb.state_key: cb.state() for cb in run.callbacks if cb.state_key})
         checkpoint.save(self.path, trees=distributed.to_local(trees), key=run.key, meta=meta)
 
@@ -251,7 +282,9 @@ def _check_same_run(meta: dict, run) -> None:
     if saved != now:
         raise ValueError(f"the checkpoint was written for network {saved}, not {now}")
     if meta.get("optimizer") != run.optimizer:
-        raise ValueError(f"the checkpoint was written with optimizer {meta.get('optimizer')!r}, not {run.optimizer!r}")
+        raise ValueError(
+            f"the checkpoint was written with optimizer {meta.get('optimizer')!r}, not {run.optimizer!r}"
+        )
 
 
 class ProgressBar(Callback):
@@ -263,8 +296,9 @@ class ProgressBar(Callback):
         except ImportError:  # pragma: no cover - tqdm is an optional extra
             self.bar = None
             return
-        self.bar = tqdm(total=run.epochs, initial=run.epoch, unit="epoch", desc="training", dynamic_ncols=True,
-                        leave=True)
+        self.bar = tqdm(
+            total=run.epochs, initial=run.epoch, unit="epoch", desc="training", dynamic_ncols=True, leave=True
+        )
 
     def on_epoch_end(self, run):
         if self.bar is not None:
@@ -303,7 +337,9 @@ class Diagnostics(Callback):
 
     def on_epoch_end(self, run):
         before = run.previous[0]
-        diagnostics.append(run.history.diagnostics, diagnostics.record(run.net, before, run.params, *self.probe))
+        diagnostics.append(
+            run.history.diagnostics, diagnostics.record(run.net, before, run.params, *self.probe)
+        )
 
 
 class CSVLogger(Callback):

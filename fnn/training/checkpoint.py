@@ -102,6 +102,11 @@ def restore_tree(ckpt: SavedRun, name: str, template):
     """Rebuild tree ``name`` on ``template``'s structure, checking paths, shapes and dtypes."""
     if name not in ckpt.arrays:
         raise ValueError(f"checkpoint holds no {name!r}")
-    tree = validation.match_tree(f"checkpoint's {name}", ckpt.paths[name], ckpt.arrays[name], template,
-                                 "was it written with other settings?")
+    tree = validation.match_tree(
+        f"checkpoint's {name}",
+        ckpt.paths[name],
+        ckpt.arrays[name],
+        template,
+        "was it written with other settings?",
+    )
     return jax.tree_util.tree_map(jnp.asarray, tree)

@@ -45,8 +45,21 @@ import numpy as np
 
 from fnn.core import protocol, validation
 
-__all__ = ["KEYS", "PROBE", "SATURATION", "append", "dead_fraction", "deltas", "layer_stats", "probe_batch",
-           "record", "saturation", "summary", "to_csv", "update_ratio"]
+__all__ = [
+    "KEYS",
+    "PROBE",
+    "SATURATION",
+    "append",
+    "dead_fraction",
+    "deltas",
+    "layer_stats",
+    "probe_batch",
+    "record",
+    "saturation",
+    "summary",
+    "to_csv",
+    "update_ratio",
+]
 
 Array = jax.Array
 
@@ -136,7 +149,7 @@ def to_csv(history, path) -> None:
     n_layers = len(d["grad_norm"][0])
     header = ["epoch"] + [f"{k}_{l + 1}" for k in KEYS for l in range(n_layers)]
     lines = [",".join(header)]
-    for i, epoch in enumerate(history.epoch[-len(d["grad_norm"]):]):
+    for i, epoch in enumerate(history.epoch[-len(d["grad_norm"]) :]):
         cells = [str(epoch)] + ["" if math.isnan(v) else repr(v) for k in KEYS for v in d[k][i]]
         lines.append(",".join(cells))
     with open(path, "w") as f:
@@ -149,6 +162,10 @@ def summary(stats: dict) -> dict:
     return {
         "first_over_last": float(g[0] / g[-1]) if g[-1] > 0 else math.nan,
         "max_over_min": float(g.max() / g.min()) if g.min() > 0 else math.inf,
-        "max_saturation": float(np.nanmax(stats["saturation"])) if np.isfinite(stats["saturation"]).any() else math.nan,
-        "max_dead_relu": float(np.nanmax(stats["dead_relu"])) if np.isfinite(stats["dead_relu"]).any() else math.nan,
+        "max_saturation": float(np.nanmax(stats["saturation"]))
+        if np.isfinite(stats["saturation"]).any()
+        else math.nan,
+        "max_dead_relu": float(np.nanmax(stats["dead_relu"]))
+        if np.isfinite(stats["dead_relu"]).any()
+        else math.nan,
     }

@@ -24,15 +24,26 @@ from jax.flatten_util import ravel_pytree
 
 from fnn.core import protocol
 from fnn.core.protocol import loss_from_cache
-from fnn.scale import distributed
-from fnn.scale import precision
+from fnn.scale import distributed, precision
 from fnn.training import metrics
 from fnn.training.objective import MinibatchObjective
 
 
-@functools.lru_cache(maxsize=32)  # same configuration, same compiled epoch: fits after the first skip compiling
-def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=None, feed: str = "device",
-               flat: bool = False, report=None):
+@functools.lru_cache(
+    maxsize=32
+)  # same configuration, same compiled epoch: fits after the first skip compiling
+def make_epoch(
+    net,
+    tx,
+    n: int,
+    batch: int,
+    has_val: bool,
+    policy=None,
+    mesh=None,
+    feed: str = "device",
+    flat: bool = False,
+    report=None,
+):
     """The jitted ``epoch(params, opt_state, order, x, y, xv, yv) -> (params, opt_state, stats)``.
 
     ``order``: the epoch's example indices, ``(steps, batch)`` int32, from
@@ -94,7 +105,9 @@ def make_epoch(net, tx, n: int, batch: int, has_val: bool, policy=None, mesh=Non
         stats = {
             "train_loss": jnp.mean(out["loss"]),
             "grad_norm": jnp.mean(out["norms"], axis=0),
-            "finite": jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(p)]))
+            "finite": jnp.all(
+                jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(p)])
+            )
             & jnp.all(jnp.isfinite(out["loss"])),
         }
         if classify:
@@ -147,7 +160,7 @@ def epoch_indices(seed: np.ndarray, epoch: int, n: int, batch: int) -> np.ndarra
         return np.zeros((1, 0), np.int32)
     steps = -(-n // batch)
     perm = np.random.default_rng([*seed.tolist(), epoch]).permutation(n).astype(np.int32)
-    return np.concatenate([perm, perm[:steps * batch - n]]).reshape(steps, batch)
+    return np.concatenate([perm, perm[: steps * batch - n]]).reshape(steps, batch)
 
 
 def epoch_batches(order: np.ndarray, x, y, mesh):

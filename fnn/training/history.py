@@ -16,6 +16,7 @@ import enum
 import math
 from typing import Any
 
+
 class StopKind(enum.Enum):
     """Why a run ended: what code decides on (``Stop.kind``), where the message is for people."""
 
@@ -56,10 +57,14 @@ class History:
     val_accuracy: list = dataclasses.field(default_factory=list)
     learning_rate: list = dataclasses.field(default_factory=list)  # at the end of the epoch (NaN: none)
     grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
-    epoch_time_s: list = dataclasses.field(default_factory=list)  # since the previous epoch ended (first: + compile)
+    epoch_time_s: list = dataclasses.field(
+        default_factory=list
+    )  # since the previous epoch ended (first: + compile)
     wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
     samples_per_s: list = dataclasses.field(default_factory=list)  # training examples per second of the epoch
-    tflops: list = dataclasses.field(default_factory=list)  # achieved TFLOP/s (fnn.scale.throughput.step_flops)
+    tflops: list = dataclasses.field(
+        default_factory=list
+    )  # achieved TFLOP/s (fnn.scale.throughput.step_flops)
     # what the method reports each epoch (Method.report), a column per name, in the order first reported
     reports: dict = dataclasses.field(default_factory=dict)
     best_epoch: int | None = None  # epoch of the lowest validation loss
@@ -98,14 +103,17 @@ class History:
 
     def to_dict(self) -> dict:
         """The records as plain lists and numbers (JSON-serialisable; without ``opt_state``)."""
-        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)
-             if f.name not in ("opt_state", "stop")}
+        d = {
+            f.name: copy.deepcopy(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ("opt_state", "stop")
+        }
         d["stop_reason"] = self.stop_reason
         d["stop_kind"] = None if self.stop is None else self.stop.kind.value
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         """The inverse of ``to_dict``, for histories written before this one too.
 
         A record written before methods reported their own quantities holds them
@@ -134,7 +142,7 @@ class History:
         return h
 
     @classmethod
-    def from_csv(cls, path) -> "History":
+    def from_csv(cls, path) -> History:
         """A history read back from a ``history.csv`` (``to_csv``, ``fnn.callbacks.CSVLogger``), old or new:
         every column that is neither generic nor ``grad_norm_<layer>`` is a report. Empty cells are ``None``."""
         with open(path, newline="") as f:
@@ -144,8 +152,8 @@ class History:
         header = list(rows[0])
         if "epoch" not in header or "train_loss" not in header:
             raise ValueError(f"{path}: not a history.csv (no epoch and train_loss columns), got {header}")
-        cell = lambda v: None if v in ("", None) else float(v)  # noqa: E731
-        column = lambda name: [cell(r[name]) for r in rows]  # noqa: E731
+        cell = lambda v: None if v in ("", None) else float(v)
+        column = lambda name: [cell(r[name]) for r in rows]
         norms = [c for c in header if c.startswith("grad_norm_")]
         h = cls(**{name: column(name) for name in (*cls.COLUMNS, *cls.TIMES) if name in header})
         h.epoch = [int(e) for e in h.epoch]

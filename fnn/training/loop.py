@@ -36,23 +36,33 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+import fnn.scale.precision  # by its full name: fit's argument is named precision
 from fnn.core import losses
-from fnn.core.validation import check_finite, check_net, check_positive_int, match_tree, prepare
 from fnn.core.protocol import Network, loss_from_cache
+from fnn.core.validation import check_finite, check_net, check_positive_int, match_tree, prepare
 from fnn.optim import registry
 from fnn.optim.method import Method
-from fnn.scale import compile_cache, distributed, memory
-import fnn.scale.precision  # by its full name: fit's argument is named precision
-from fnn.scale import throughput
-from fnn.training.callbacks import Callback, Checkpoint, Diagnostics, EarlyStopping, Lambda, MethodStop, ProgressBar, StopAt, TerminateOnNaN
+from fnn.scale import compile_cache, distributed, memory, throughput
 from fnn.training import metrics
+from fnn.training.callbacks import (
+    Callback,
+    Checkpoint,
+    Diagnostics,
+    EarlyStopping,
+    Lambda,
+    MethodStop,
+    ProgressBar,
+    StopAt,
+    TerminateOnNaN,
+)
 from fnn.training.epoch import epoch_batches, epoch_indices, key_words, make_epoch, opt_init
 from fnn.training.history import History, Stop, StopKind
 
@@ -132,10 +142,24 @@ class _Epochs:
         self.key, self.stochastic = run.key, run.net.stochastic  # and its dropout
         run.params, run.opt_state = distributed.put_global((run.params, run.opt_state), self.everywhere)
         self.val = distributed.put_global((xv, yv), self.everywhere)
-        self.data = distributed.put_global((x, y), self.everywhere) if feed == "device" else (np.asarray(x), np.asarray(y))
+        self.data = (
+            distributed.put_global((x, y), self.everywhere)
+            if feed == "device"
+            else (np.asarray(x), np.asarray(y))
+        )
         mesh = self.mesh if len(mesh_devices) > 1 else None
-        self.fn = make_epoch(run.net, tx, self.n, batch, run.validation is not None, policy, mesh, feed,
-                             run.method.flat, run.method.report)
+        self.fn = make_epoch(
+            run.net,
+            tx,
+            self.n,
+            batch,
+            run.validation is not None,
+            policy,
+            mesh,
+            feed,
+            run.method.flat,
+            run.method.report,
+        )
         self.flops = run.net.step_flops(batch)
         self.peak_tflops = run.peak_tflops
         self.t_start = self.t_last = time.perf_counter()
@@ -146,33 +170,51 @@ class _Epochs:
         order = epoch_indices(self.seed, e, self.n, self.batch)
         data = self.data if self.feed == "device" else epoch_batches(order, *self.data, self.mesh)
         # dropout: the epoch's key, from the run's key and e alone, so a resumed run draws the same masks
-        dropout = (distributed.put_global(jax.random.key_data(jax.random.fold_in(self.key, e)), self.everywhere),
-                   ) if self.stochastic else ()
+        dropout = (
+            (distributed.put_global(jax.random.key_data(jax.random.fold_in(self.key, e)), self.everywhere),)
+            if self.stochastic
+            else ()
+        )
         with fnn.scale.precision.matmul_context(self.policy):
-            return self.fn(params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val,
-                           *dropout)
+            return self.fn(
+                params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val, *dropout
+            )
 
     def read(self, running, epoch: int) -> tuple:
         """``(params, opt_state, stats, record)`` of a launched epoch, waiting for its statistics."""
         params, opt_state, stats = running
         stats = jax.device_get(distributed.to_local(stats))
         now = time.perf_counter()
-        dt, self.t_last = now - self.t_last, now  # since the previous epoch ended (the first: compiling included)
+        dt, self.t_last = (
+            now - self.t_last,
+            now,
+        )  # since the previous epoch ended (the first: compiling included)
         speed = throughput.rates(self.flops, -(-self.n // self.batch), self.batch, dt, self.peak_tflops)
-        return params, opt_state, stats, _record(epoch, stats, dt, self.wall_before + now - self.t_start, speed)
+        return (
+            params,
+            opt_state,
+            stats,
+            _record(epoch, stats, dt, self.wall_before + now - self.t_start, speed),
+        )
 
 
 def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dict:
     """One epoch's row of the history: the generic columns, and the method's reports by their own names."""
     nan = float("nan")
-    value = lambda k: float(stats[k]) if k in stats else nan  # noqa: E731
+    value = lambda k: float(stats[k]) if k in stats else nan
     return {
-        "epoch": epoch, "train_loss": float(stats["train_loss"]), "train_accuracy": value("train_accuracy"),
-        "val_loss": value("val_loss"), "val_accuracy": value("val_accuracy"),
+        "epoch": epoch,
+        "train_loss": float(stats["train_loss"]),
+        "train_accuracy": value("train_accuracy"),
+        "val_loss": value("val_loss"),
+        "val_accuracy": value("val_accuracy"),
         "learning_rate": value("learning_rate"),
         **{name: float(v) for name, v in stats.get("reports", {}).items()},
-        "grad_norm": [float(g) for g in stats["grad_norm"]], "epoch_time_s": dt, "wall_time_s": wall,
-        "samples_per_s": speed["samples_per_s"], "tflops": speed["tflops"],
+        "grad_norm": [float(g) for g in stats["grad_norm"]],
+        "epoch_time_s": dt,
+        "wall_time_s": wall,
+        "samples_per_s": speed["samples_per_s"],
+        "tflops": speed["tflops"],
     }
 
 
@@ -247,7 +289,9 @@ def _optimizer(net, optimizer, learning_rate, **options):
     (built as it is: the options are for the methods fit builds)."""
     method = registry.resolve(optimizer)
     if method.least_squares and not losses.least_squares(net.loss):
-        raise ValueError(f"{method.name} minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}")
+        raise ValueError(
+            f"{method.name} minimises a sum of squared residuals and needs loss='mse', got {net.loss!r}"
+        )
     if isinstance(optimizer, optax.GradientTransformation):
         return optax.with_extra_args_support(optimizer), method
     return registry.get(method, learning_rate, **options), method
@@ -302,21 +346,40 @@ def _check_callbacks(callbacks) -> list:
     return callbacks
 
 
-def _callbacks(given: list, has_val: bool, method: Method, *, goal, min_grad, patience, min_delta, restore_best,
-               checkpoint, checkpoint_every, callback, progress, diagnostics) -> list:
+def _callbacks(
+    given: list,
+    has_val: bool,
+    method: Method,
+    *,
+    goal,
+    min_grad,
+    patience,
+    min_delta,
+    restore_best,
+    checkpoint,
+    checkpoint_every,
+    callback,
+    progress,
+    diagnostics,
+) -> list:
     """The run's callbacks: ``TerminateOnNaN`` first, then those the keywords stand for, then ``given``, then
     ``MethodStop`` when the method has a stopping rule. Stop reasons take precedence in this order."""
     kinds = {type(cb) for cb in given}
-    for keyword, set_, kind in (("goal/min_grad", goal is not None or min_grad is not None, StopAt),
-                                ("patience", patience is not None, EarlyStopping),
-                                ("checkpoint", checkpoint is not None, Checkpoint),
-                                ("progress", progress, ProgressBar), ("diagnostics", diagnostics, Diagnostics)):
+    for keyword, set_, kind in (
+        ("goal/min_grad", goal is not None or min_grad is not None, StopAt),
+        ("patience", patience is not None, EarlyStopping),
+        ("checkpoint", checkpoint is not None, Checkpoint),
+        ("progress", progress, ProgressBar),
+        ("diagnostics", diagnostics, Diagnostics),
+    ):
         if set_ and kind in kinds:
             raise ValueError(f"give {keyword}= or a {kind.__name__} callback, not both")
     first = [cb for cb in given if isinstance(cb, TerminateOnNaN)][:1] or [TerminateOnNaN()]
     out = first + ([StopAt(goal, min_grad)] if goal is not None or min_grad is not None else [])
     if has_val and EarlyStopping not in kinds:  # the best epoch is recorded whenever there is validation data
-        out.append(EarlyStopping(patience, min_delta, patience is not None if restore_best is None else restore_best))
+        out.append(
+            EarlyStopping(patience, min_delta, patience is not None if restore_best is None else restore_best)
+        )
     out += [Lambda(callback)] if callback is not None else []
     out += [Diagnostics()] if diagnostics else []
     out += [ProgressBar()] if progress else []
@@ -336,8 +399,13 @@ def _reported(method: Method, opt_state) -> list[str]:
 def _check_opt_state(given, fresh):
     """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
     flat = jax.tree_util.tree_flatten_with_path(given)[0]
-    return match_tree("opt_state", [jax.tree_util.keystr(p) for p, _ in flat], [a for _, a in flat], fresh,
-                                 "pass history.opt_state of an earlier fit with the same network and optimizer settings")
+    return match_tree(
+        "opt_state",
+        [jax.tree_util.keystr(p) for p, _ in flat],
+        [a for _, a in flat],
+        fresh,
+        "pass history.opt_state of an earlier fit with the same network and optimizer settings",
+    )
 
 
 def fit(
@@ -466,15 +534,23 @@ def fit(
         raise ValueError("patience (early stopping) needs validation data")
     key = _as_key(key)
     compile_cache.use_default_cache()  # a later run of the same fit loads its programs instead of compiling
-    tx, method = _optimizer(net, optimizer, learning_rate, momentum=momentum, nesterov=nesterov,
-                            weight_decay=weight_decay, clip_norm=clip_norm)
+    tx, method = _optimizer(
+        net,
+        optimizer,
+        learning_rate,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        clip_norm=clip_norm,
+    )
     default_batch = None if method.full_batch else method.batch_size
     batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
     policy = fnn.scale.precision.get(precision)
     local = _local_devices(devices)
     if method.matrices:  # P x P matrices: they must fit the device
-        memory.check(method.name, net.n_params, jax.tree_util.tree_leaves(params)[0].dtype, local[0],
-                     method.matrices)
+        memory.check(
+            method.name, net.n_params, jax.tree_util.tree_leaves(params)[0].dtype, local[0], method.matrices
+        )
     mesh_devices = distributed.global_devices(local)
     if len(mesh_devices) > 1:
         distributed.check_batch(batch, len(mesh_devices))
@@ -482,13 +558,35 @@ def fit(
     fresh_state = opt_init(tx, method.flat)(params)
     opt_state = fresh_state if opt_state is None else _check_opt_state(opt_state, fresh_state)
 
-    run = Run(net, params, opt_state, key, epochs, method.name, train, validation, config or {}, peak_tflops,
-              method=method)
+    run = Run(
+        net,
+        params,
+        opt_state,
+        key,
+        epochs,
+        method.name,
+        train,
+        validation,
+        config or {},
+        peak_tflops,
+        method=method,
+    )
     given = _check_callbacks(callbacks)
-    run.callbacks = _callbacks(given, validation is not None, method, goal=goal, min_grad=min_grad, patience=patience,
-                               min_delta=min_delta, restore_best=restore_best, checkpoint=checkpoint,
-                               checkpoint_every=checkpoint_every, callback=callback, progress=progress,
-                               diagnostics=diagnostics)
+    run.callbacks = _callbacks(
+        given,
+        validation is not None,
+        method,
+        goal=goal,
+        min_grad=min_grad,
+        patience=patience,
+        min_delta=min_delta,
+        restore_best=restore_best,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        callback=callback,
+        progress=progress,
+        diagnostics=diagnostics,
+    )
     saver = next((cb for cb in run.callbacks if isinstance(cb, Checkpoint)), None)
     if resume:
         if saver is None:
@@ -512,7 +610,9 @@ def fit(
             run.complete(*epochs_.read(running, run.epoch + 1))
             if _epoch_end(run, run.callbacks) or run.epoch >= epochs:
                 break
-            running = following if following is not None else epochs_.launch(run.epoch, run.params, run.opt_state)
+            running = (
+                following if following is not None else epochs_.launch(run.epoch, run.params, run.opt_state)
+            )
         run.stop(Stop(StopKind.COMPLETED, f"completed {epochs} epochs"))
     except KeyboardInterrupt:
         run.history.stop = Stop(StopKind.INTERRUPTED, f"interrupted after epoch {run.epoch}")

@@ -7,7 +7,7 @@ method sees them (one flat vector, or the tree itself) to the network's.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
