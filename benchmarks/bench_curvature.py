@@ -1,7 +1,9 @@
 """Time Hessian- and Gauss-Newton-vector products: fnn's hand-written R-operator against JAX and PyTorch.
 
-    python benchmarks/bench_curvature.py --out benchmarks/results/curvature_cpu   # about 10 minutes on 2 CPU cores
-    python benchmarks/bench_curvature.py --quick --out /tmp/curvature            # about a minute
+    # about 10 minutes on 2 CPU cores
+    python benchmarks/bench_curvature.py --out benchmarks/results/curvature_cpu
+    # about a minute
+    python benchmarks/bench_curvature.py --quick --out /tmp/curvature
 
 Writes results.csv, results.json, summary.md, cost_in_gradients.png, ratios.png and fd_error_vs_eps.png;
 prints the targets, met or not (the run does not fail on a missed one). See benchmarks/README.md.
@@ -13,8 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-# `python benchmarks/bench_curvature.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
-# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+# `python benchmarks/bench_curvature.py` puts benchmarks/ on sys.path, not the repository's root:
+# the root goes first, so that the package `benchmarks` (not installed with fnn) imports from any
+# working directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

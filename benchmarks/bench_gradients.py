@@ -3,7 +3,8 @@
     python benchmarks/bench_gradients.py --quick --out /tmp/bench
     python benchmarks/bench_gradients.py --out benchmarks/results/cpu            # full CPU grid
     python benchmarks/bench_gradients.py --device gpu --out benchmarks/results/gpu
-    python benchmarks/bench_gradients.py --grid graphs --out benchmarks/results/graphs_cpu   # residual, cascade nets
+    # residual and cascade nets
+    python benchmarks/bench_gradients.py --grid graphs --out benchmarks/results/graphs_cpu
 
 See benchmarks/README.md for what the columns and plots mean.
 """
@@ -15,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-# `python benchmarks/bench_gradients.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
-# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+# `python benchmarks/bench_gradients.py` puts benchmarks/ on sys.path, not the repository's root:
+# the root goes first, so that the package `benchmarks` (not installed with fnn) imports from any
+# working directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

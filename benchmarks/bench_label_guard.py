@@ -21,8 +21,9 @@ from unittest import mock
 
 import jax
 
-# `python benchmarks/bench_label_guard.py` puts benchmarks/ on sys.path, not the repository's root: the root goes
-# first, so that the package `benchmarks` (not installed with fnn) imports from any working directory.
+# `python benchmarks/bench_label_guard.py` puts benchmarks/ on sys.path, not the repository's root:
+# the root goes first, so that the package `benchmarks` (not installed with fnn) imports from any
+# working directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
@@ -40,7 +41,8 @@ CORES = {"backprop": backprop_core, "loss": loss_core, "loss_with_manual_vjp": m
 
 
 def programs(core, net):
-    """``(guarded, unguarded)``: jitted ``(params, x, y) -> core``, to be traced with and without the guard."""
+    """``(guarded, unguarded)``: jitted ``(params, x, y) -> core``, to be traced with and without
+    the guard."""
     return (
         jax.jit(dispatch._checked(core, net, keyed=False)),
         jax.jit(dispatch._checked(core, net, keyed=False)),

@@ -1,4 +1,4 @@
-"""Training speed on digits: fnn.fit vs scikit-learn's MLPClassifier vs a plain jax.grad + optax loop.
+r"""Training speed on digits: fnn.fit vs scikit-learn's MLPClassifier vs a plain jax.grad + optax loop.
 
 All three train 64,128,128,10 relu/softmax with Adam (lr 1e-3), batch 64, 50
 epochs, on the same standardised stratified 75/25 split (no validation, no
@@ -38,7 +38,8 @@ paired ratio current/baseline (median of each repeat's own ratio), both commits
 (and whether this checkout is dirty), the machine and the command line, to
 --out (default results/loop_<backend>/loop.json):
 
-    python benchmarks/bench_training.py --baseline ../fnn_before --repeats 7 --out benchmarks/results/loop_cpu/loop.json
+    python benchmarks/bench_training.py --baseline ../fnn_before --repeats 7 \
+        --out benchmarks/results/loop_cpu/loop.json
 
 ``--estimators`` runs only the estimator comparison (``benchmarks.estimators``):
 ``fnn.sklearn.MLPClassifier`` against scikit-learn's ``MLPClassifier`` with the
@@ -111,7 +112,8 @@ NET = fnn.MLP(**NET_ARGS)
 
 
 def run_fnn(train, test, seed):
-    fnn.training.loop.make_epoch.cache_clear()  # fits of one configuration share a compiled epoch: compile afresh
+    # fits of one configuration share a compiled epoch: compile afresh
+    fnn.training.loop.make_epoch.cache_clear()
     t0 = time.perf_counter()
     params, h = fnn.fit(
         NET,
@@ -186,43 +188,47 @@ def run_sklearn(train, test, seed):
 
 
 def fresh_process(contender: str, seed: int, cache_dir: str | None) -> float:
-    """The whole fit of ``contender`` timed inside a new Python process (imports and data loading excluded)."""
+    """The whole fit of ``contender`` timed inside a new Python process (imports and data loading
+    excluded)."""
+    here, cached = os.path.dirname(os.path.abspath(__file__)), cache_dir is not None
     code = (
-        "import sys, time; sys.path.insert(0, %r)\n"
+        f"import sys, time; sys.path.insert(0, {here!r})\n"
         "import bench_training as b, fnn\n"
         "from fnn import data, datasets\n"
-        "if %r: fnn.enable_compile_cache(%r)\n"
+        f"if {cached!r}: fnn.enable_compile_cache({cache_dir!r})\n"
         "s = data.prepare(datasets.load('digits'), test_size=0.25, val_size=0.0, seed=0)\n"
-        "print('WHOLE', b.%s(s.train, s.test, %d)[0])\n"
-    ) % (os.path.dirname(os.path.abspath(__file__)), cache_dir is not None, cache_dir, contender, seed)
+        f"print('WHOLE', b.{contender!s}(s.train, s.test, {seed:d})[0])\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.split("WHOLE", 1)[1].split()[0])
 
 
 # --baseline: run_fnn's training in a new process, written against the public API only (fnn.MLP, init, fit,
 # predict, data.prepare, datasets.load), so that it runs unchanged on an older checkout of fnn.
-CHILD = """
+# Braces doubled: the f-string's text is Python source with f-strings and dicts of its own.
+CHILD = f"""
 import json, os, statistics, sys, time
 import jax, numpy as np
 import fnn
 root, seed = os.path.realpath(sys.argv[1]), int(sys.argv[2])
 where = os.path.realpath(fnn.__file__)
-assert where.startswith(os.path.join(root, "")), f"imported {where}, not the fnn of {root}"
-net = fnn.MLP(**%r)
+assert where.startswith(os.path.join(root, "")), f"imported {{where}}, not the fnn of {{root}}"
+net = fnn.MLP(**{NET_ARGS!r})
 s = fnn.data.prepare(fnn.datasets.load("digits"), test_size=0.25, val_size=0.0, seed=0)
 t0 = time.perf_counter()
-params, h = fnn.fit(net, fnn.init(jax.random.key(seed), net), s.train, optimizer="adam", learning_rate=%r,
-                    epochs=%d, batch_size=%d, key=jax.random.key(seed + 100))
+params, h = fnn.fit(net, fnn.init(jax.random.key(seed), net), s.train, optimizer="adam", learning_rate={LR!r},
+                    epochs={EPOCHS:d}, batch_size={BATCH:d}, key=jax.random.key(seed + 100))
 jax.block_until_ready(params)
 whole = time.perf_counter() - t0
 acc = float(np.mean(np.argmax(np.asarray(fnn.predict(net, params, s.test.x)), 1) == s.test.y))
-print("RESULT", json.dumps({"fnn_file": where, "epoch_s": statistics.median(h.epoch_time_s[1:]),
-                            "whole_fit_s": whole, "test_accuracy": acc}))
-""" % (NET_ARGS, LR, EPOCHS, BATCH)
+print("RESULT", json.dumps({{"fnn_file": where, "epoch_s": statistics.median(h.epoch_time_s[1:]),
+                            "whole_fit_s": whole, "test_accuracy": acc}}))
+"""
 
 
 def fit_in_checkout(root: str, seed: int) -> dict:
-    """run_fnn's figures (steady epoch, whole fit, accuracy) measured in a new process importing ``root``'s fnn.
+    """run_fnn's figures (steady epoch, whole fit, accuracy) measured in a new process importing
+    ``root``'s fnn.
 
     ``root`` goes first on PYTHONPATH and is the working directory (``python -c`` puts the working
     directory ahead of PYTHONPATH, and the venv's editable install maps ``fnn`` to this checkout).
@@ -323,7 +329,8 @@ def compare_baseline(args) -> dict:
 
 
 def compare_estimators(args) -> dict:
-    """``fnn.sklearn`` vs scikit-learn's MLPClassifier (``benchmarks.estimators``), written to ``args.out``."""
+    """``fnn.sklearn`` vs scikit-learn's MLPClassifier (``benchmarks.estimators``), written to
+    ``args.out``."""
     from benchmarks import estimators
 
     seed = int(time.time()) if args.seed is None else args.seed
@@ -351,7 +358,8 @@ def compare_estimators(args) -> dict:
 
 
 def compare_steps(args) -> dict:
-    """One compiled step of each optimizer against one gradient (``benchmarks.steps``), written to ``args.out``."""
+    """One compiled step of each optimizer against one gradient (``benchmarks.steps``), written to
+    ``args.out``."""
     from benchmarks import steps
 
     results = steps.run(

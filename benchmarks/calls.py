@@ -226,7 +226,8 @@ SMALL = 10_000  # parameters below which a case gets three times the rounds
 
 
 def run(quick: bool = False, rounds: int = 61, progress: bool = True, which=None) -> dict:
-    """Every case of ``cases(quick)`` (or of ``which``); the results with the machine and the worst ratio per function."""
+    """Every case of ``cases(quick)`` (or of ``which``); the results with the machine and the worst
+    ratio per function."""
     from benchmarks.machine import describe
     from benchmarks.runner import _progress
 

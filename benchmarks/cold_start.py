@@ -275,7 +275,8 @@ def markdown(result: dict, machine: dict) -> str:
     if "phases" in result:
         rows += [
             "",
-            "| small network's chunk of epochs | trace (s) | lower (s) | XLA compile (s) | steady epoch (us) |",
+            "| small network's chunk of epochs | trace (s) | lower (s) | XLA compile (s) | "
+            "steady epoch (us) |",
             "|---|---|---|---|---|",
         ]
         rows += [
@@ -283,9 +284,8 @@ def markdown(result: dict, machine: dict) -> str:
             for case, p in sorted(result["phases"].items())
         ]
     return (
-        f"Cold start on {machine}, {result['rounds']} rounds, medians (workload: wall time of the process).\n\n"
-        + "\n".join(rows)
-        + "\n"
+        f"Cold start on {machine}, {result['rounds']} rounds, medians "
+        "(workload: wall time of the process).\n\n" + "\n".join(rows) + "\n"
     )
 
 

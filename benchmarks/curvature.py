@@ -170,8 +170,8 @@ def direction(params, key):
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _draw(net, batch: int, key):
-    """Params (glorot, float32), inputs, one-hot targets, labels and a direction in one program: op by op, each
-    draw would compile a program of its own, seconds per case."""
+    """Params (glorot, float32), inputs, one-hot targets, labels and a direction in one program:
+    op by op, each draw would compile a program of its own, seconds per case."""
     k_params, k_x, k_y, k_v = jax.random.split(key, 4)
     params = net.init(k_params)
     x, labels = jax.random.normal(k_x, (batch, net.n_in)), jax.random.randint(k_y, (batch,), 0, net.n_out)
@@ -432,7 +432,8 @@ def _cast(tree, dtype):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _sweep_at(net, params, v, x, y, eps):
-    """``fnn.hvp``'s ``H v``, forward over reverse's, and the central differences at each ``eps``: one program."""
+    """``fnn.hvp``'s ``H v``, forward over reverse's, and the central differences at each ``eps``:
+    one program."""
     fd = jax.lax.map(lambda e: fd_product(net, params, v, x, y, e), eps)
     return fnn.hvp(net, params, x, y, v)[2], fwd_over_rev(net, params, v, x, y)[1], fd
 
@@ -559,8 +560,9 @@ def targets(table) -> list[dict]:
     return out
 
 
-# What XLA counts of each judged product's arithmetic: what its time cannot go below where the matmuls dominate
-# (fnn.core.rop, "Cost"), and, against JAX's program, whether the two do the same work.
+# What XLA counts of each judged product's arithmetic: what its time cannot go below where the
+# matmuls dominate (fnn.core.rop, "Cost"), and, against JAX's program, whether the two do the same
+# work.
 ARITHMETIC = {
     "hvp_gradients": (
         lambda r: r["flops_gradients"]["hvp"],
@@ -708,8 +710,9 @@ def summary_markdown(results: dict) -> str:
     if not results.get("complete", True):
         lines += [f"**Stopped early: {results['cases_done']} of {results['cases']} cases were run.**", ""]
     lines += [
-        "Cost of each product in gradients: the median over interleaved rounds of its time / `fnn.backprop`'s "
-        "in the same round. `hvp/fwd-rev` and `gnvp/lin` are paired ratios of `fnn.hvp` to JAX's "
+        "Cost of each product in gradients: the median over interleaved rounds of its time / "
+        "`fnn.backprop`'s in the same round. `hvp/fwd-rev` and `gnvp/lin` are paired ratios of "
+        "`fnn.hvp` to JAX's "
         "forward-over-reverse and of the cached `c.gnvp` to the linearized JAX product.",
         "",
         "Brackets: a ~95% interval of the paired median. FLOPs and temp (temporary memory) are XLA's "

@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import benchmarks.calls  # calls, curvature and steps by their full names (calls and curvature are checks here)
+# calls, curvature and steps by their full names (calls and curvature are checks here)
+import benchmarks.calls
 import benchmarks.curvature
 import benchmarks.steps
 import fnn
@@ -92,7 +93,8 @@ def _stop_when_spent(ctx: Context):
 def _grid_run(
     ctx: Context, grid_name: str, cases, methods=None, precision: str = runner.MATMUL_PRECISION
 ) -> dict:
-    """``runner.run``, stopped between cases when the budget runs out (``_stop_when_spent``); analysed and saved."""
+    """``runner.run``, stopped between cases when the budget runs out (``_stop_when_spent``);
+    analysed and saved."""
     on_case = _stop_when_spent(ctx)
     try:
         results = runner.run(grid_name, ctx.device, jnp.float32, methods, False, on_case, cases, precision)
@@ -345,8 +347,9 @@ def _percent(v) -> str:
 
 
 def curvature(ctx: Context) -> dict:
-    """``benchmarks.curvature``: its ``gpu`` grid (or ``tiny``), stopped between cases when the budget runs out
-    (the finite differences' sweep over eps, which runs after the cases, is then left out)."""
+    """``benchmarks.curvature``: its ``gpu`` grid (or ``tiny``), stopped between cases when the
+    budget runs out (the finite differences' sweep over eps, which runs after the cases, is then
+    left out)."""
     try:
         results = benchmarks.curvature.run(
             "tiny" if ctx.tiny else "gpu", ctx.device, False, _stop_when_spent(ctx)

@@ -77,14 +77,16 @@ CHECKS = (
         gpu_checks.curvature,
         15,
         120,
-        "Hessian- and Gauss-Newton-vector products: fnn.hvp and c.gnvp against JAX and torch.func, in gradients",
+        "Hessian- and Gauss-Newton-vector products: fnn.hvp and c.gnvp against JAX and torch.func, "
+        "in gradients",
     ),
     Check(
         "second_order",
         gpu_checks.second_order,
         8,
         90,
-        "one compiled step of Hessian-free, K-FAC, SCG (exact curvature) and L-BFGS beside Adam's, in gradients",
+        "one compiled step of Hessian-free, K-FAC, SCG (exact curvature) and L-BFGS beside Adam's, "
+        "in gradients",
     ),
 )
 NAMES = tuple(c.name for c in CHECKS)
@@ -102,7 +104,8 @@ def slug(device_kind: str) -> str:
 
 
 def run_check(check: Check, ctx: gpu_checks.Context) -> dict:
-    """One check's record: ``status`` ``ok``, ``partial`` (stopped by the budget) or ``error``, with its seconds."""
+    """One check's record: ``status`` ``ok``, ``partial`` (stopped by the budget) or ``error``, with
+    its seconds."""
     start = time.perf_counter()
     record = {
         "name": check.name,
@@ -155,7 +158,8 @@ def run_all(
     command: str = "",
     echo: Callable[[str], None] = print,
 ) -> dict:
-    """Run ``checks`` in order within ``budget_s``; write and return the summary (see the module docstring)."""
+    """Run ``checks`` in order within ``budget_s``; write and return the summary (see the module
+    docstring)."""
     out, start = Path(out), time.perf_counter()
     left = lambda: budget_s - (time.perf_counter() - start)
     summary = {
@@ -174,7 +178,8 @@ def run_all(
             record = skipped(check, estimate, left())
         else:
             echo(
-                f"[{i}/{len(checks)}] {check.name}: {check.what} (about {estimate:.0f} s, {left():.0f} s left)"
+                f"[{i}/{len(checks)}] {check.name}: {check.what} "
+                f"(about {estimate:.0f} s, {left():.0f} s left)"
             )
             record = run_check(check, gpu_checks.Context(device, out / check.name, tiny, left))
         summary["checks"].append(record)
@@ -229,9 +234,11 @@ def markdown(summary: dict) -> str:
         [
             f"# GPU checks{' (dry run: tiny sizes on the CPU)' if summary['dry_run'] else ''}",
             "",
-            f"Device `{m['device']}` ({m['device_kind']}); {m['cpu']}, {m['cores']} cores; jax {summary['jax_version']}, "
+            f"Device `{m['device']}` ({m['device_kind']}); {m['cpu']}, {m['cores']} cores; "
+            f"jax {summary['jax_version']}, "
             f"torch {m['torch_version'] or 'not installed'}. Budget {summary['budget_s']:.0f} s, "
-            f"{summary.get('wall_s', 0):.0f} s used{'' if summary['complete'] else ' (still running or stopped)'}.",
+            f"{summary.get('wall_s', 0):.0f} s used"
+            f"{'' if summary['complete'] else ' (still running or stopped)'}.",
             "",
             f"`{summary['command']}`" if summary["command"] else "",
             "",

@@ -105,7 +105,8 @@ def iso_work_sweep(widths, work: int) -> list[Case]:
 def residual_sweep(
     depths, width: int, batches, n_in: int = 64, n_out: int = 10, activation: str = "relu"
 ) -> list[Case]:
-    """``Graph.residual`` classifiers of ``depths`` nodes of ``width`` units (relu unless told), at each batch."""
+    """``Graph.residual`` classifiers of ``depths`` nodes of ``width`` units (relu unless told),
+    at each batch."""
     return [
         Case("residual", Graph.residual(n_in, width, d, n_out, activation, "softmax", "cross_entropy"), b)
         for d in depths
@@ -114,7 +115,8 @@ def residual_sweep(
 
 
 def cascade_sweep(nets, batches, output: str = "identity", loss: str = "mse") -> list[Case]:
-    """``Graph.cascade`` nets of the given sizes (tanh layers; identity outputs and mse unless told), at each batch."""
+    """``Graph.cascade`` nets of the given sizes (tanh layers; identity outputs and mse unless told),
+    at each batch."""
     return [
         Case("cascade", Graph.cascade(sizes, ACTIVATION, output, loss), b) for sizes in nets for b in batches
     ]

@@ -82,7 +82,8 @@ def summary_markdown(results: dict) -> str:
         "",
         *(
             [
-                f"**Stopped early: {results['cases_done']} of the grid's {results['cases']} cases were run.**",
+                f"**Stopped early: {results['cases_done']} of the grid's {results['cases']} "
+                "cases were run.**",
                 "",
             ]
             if not results.get("complete", True)
@@ -104,7 +105,8 @@ def summary_markdown(results: dict) -> str:
     ]
     for r in results["ratios"]:
         lines.append(
-            f"| {r['case']} | {r['P']:,} | {r['batch']} | {_t(r['backprop_s'])} | {_t(r.get('eager_s', math.nan))} | "
+            f"| {r['case']} | {r['P']:,} | {r['batch']} | {_t(r['backprop_s'])} | "
+            f"{_t(r.get('eager_s', math.nan))} | "
             f"{_t(r['jax_grad_s'])} | "
             f"{_t(r['torch_s'])} | {_x(r['paired_time_vs_jax_grad'])}, {_x(r['time_vs_jax_grad'])}, "
             f"{_x(r['min_time_vs_jax_grad'])} | {_x(r.get('paired_eager_vs_jax_grad', math.nan))} | "

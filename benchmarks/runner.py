@@ -246,10 +246,10 @@ def run(
     cases=None,
     matmul_precision: str = MATMUL_PRECISION,
 ) -> dict:
-    """Run the named grid on ``device`` at ``matmul_precision``; return the results (machine, matmul peak, rows).
-    ``methods``: default ``default_methods(grid_name)``. ``cases``: some of the grid's cases (or others) to
-    run instead of the whole grid, with its budget; ``matmul_precision``: ``jax.default_matmul_precision``'s
-    (``"default"``: JAX's own, TF32 on recent NVIDIA GPUs).
+    """Run the named grid on ``device`` at ``matmul_precision``; return the results (machine,
+    matmul peak, rows). ``methods``: default ``default_methods(grid_name)``. ``cases``: some of the
+    grid's cases (or others) to run instead of the whole grid, with its budget; ``matmul_precision``:
+    ``jax.default_matmul_precision``'s (``"default"``: JAX's own, TF32 on recent NVIDIA GPUs).
 
     ``on_case(partial)``, if given, is called after each case with the results
     so far (``"complete": False``), so that a long run can keep them on disk.

@@ -117,7 +117,8 @@ def synthetic_case(hidden, batch: int, n_in: int = 784, n_classes: int = 10, see
 
 
 def cases(tiny: bool = False) -> list[Case]:
-    """The digits classifier and the mse regression net (``tiny``: 64 examples, narrow nets, for the tests)."""
+    """The digits classifier and the mse regression net (``tiny``: 64 examples, narrow nets, for the
+    tests)."""
     import fnn
     from fnn import data
     from fnn.core.validation import prepare
@@ -294,9 +295,9 @@ def run(
     case_list=None,
     stop=None,
 ) -> dict:
-    """Every case (see the module docstring; ``case_list``: these instead); the JSON document. ``seed``: of the
-    rounds' orders. ``stop(rows)``, after each case: true stops before the next (``"complete"``: whether
-    every case ran)."""
+    """Every case (see the module docstring; ``case_list``: these instead); the JSON document.
+    ``seed``: of the rounds' orders. ``stop(rows)``, after each case: true stops before the next
+    (``"complete"``: whether every case ran)."""
     from benchmarks import machine
 
     load, start, rows = _load(), time.perf_counter(), []
@@ -334,7 +335,8 @@ def table(results: dict) -> str:
     m = results["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, device `{m['device']}`; jax {m['jax_version']}; "
-        f"{results['dtype']}; {results['repeats']} interleaved rounds after {results['warmup']} warm-up steps; "
+        f"{results['dtype']}; {results['repeats']} interleaved rounds after {results['warmup']} "
+        "warm-up steps; "
         f"load average before {_load_text(results, 'before')}, after {_load_text(results, 'after')}.",
         "",
         "| case | P | method | step (median) | gradient (median) | step in gradients (paired) | "

@@ -101,7 +101,8 @@ def graph_output(graph: Graph, leaves: dict, acts: list, x):
 
 
 class _Setup(NamedTuple):
-    """What every PyTorch peer of one case shares: the graph, its params, the loss and the data on the device."""
+    """What every PyTorch peer of one case shares: the graph, its params, the loss and the data on
+    the device."""
 
     torch: Any
     graph: Graph
@@ -175,8 +176,9 @@ def gradient_step(net: Network, params, x, y, device_kind: str = "cpu", dtype_na
 
 
 def hvp_step(net: Network, params, v, x, y, device_kind: str = "cpu", dtype_name: str = "float32"):
-    """A zero-argument call returning ``(grads, H v)`` in PyTorch, forward over reverse as ``torch.func``
-    writes a Hessian-vector product: ``torch.func.jvp(torch.func.grad(loss), (w,), (v,))``, or ``Unsupported``.
+    """A zero-argument call returning ``(grads, H v)`` in PyTorch, forward over reverse as
+    ``torch.func`` writes a Hessian-vector product:
+    ``torch.func.jvp(torch.func.grad(loss), (w,), (v,))``, or ``Unsupported``.
 
     ``v``: a direction shaped as ``params``. Both results are trees ``{node: ({input: W}, b)}``
     (``as_arrays`` turns them into fnn's graph layout)."""

@@ -15,7 +15,8 @@ import math
 
 
 def compiled_cost(compiled) -> dict:
-    """``{"flops", "bytes_accessed", "temp_bytes"}`` of a ``jax.stages.Compiled``; NaN where XLA gives none."""
+    """``{"flops", "bytes_accessed", "temp_bytes"}`` of a ``jax.stages.Compiled``; NaN where XLA
+    gives none."""
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):  # older JAX returns one dict per device program
         cost = cost[0] if cost else {}

@@ -1,17 +1,20 @@
 """fnn: feed-forward networks as pure JAX functions, with hand-written backprop.
 
-net = fnn.MLP((4, 16, 3), activation="tanh", output="softmax", loss="cross_entropy")
-params = fnn.init(jax.random.key(0), net)
-loss, grads = fnn.backprop(net, params, x, y)
+A network, its params and the hand-written backward pass:
+
+    net = fnn.MLP((4, 16, 3), activation="tanh", output="softmax", loss="cross_entropy")
+    params = fnn.init(jax.random.key(0), net)
+    loss, grads = fnn.backprop(net, params, x, y)
 """
 
-# the network math and its hand-written derivatives
 # what backprop is proven against
 from fnn.check.analytical import single_unit_gradient
 from fnn.check.autodiff import autodiff
 from fnn.check.curvature_check import CurvatureReport, check_curvature
 from fnn.check.finite_differences import finite_differences
 from fnn.check.gradcheck import GradientReport, check_gradients
+
+# the network math and its hand-written derivatives
 from fnn.core.activations import register_activation
 from fnn.core.backprop import backprop
 from fnn.core.curvature import Curvature, curvature, gnvp, hvp
@@ -27,8 +30,15 @@ from fnn.scale.compile_cache import disable_compile_cache, enable_compile_cache
 from fnn.scale.precision import Policy
 from fnn.training.loop import History, Interrupted, Run, evaluate, fit
 
-# the public namespaces: fnn.callbacks.Checkpoint, fnn.optimizers.get, fnn.data.prepare, fnn.datasets.load, ...
-from fnn import callbacks, data, datasets, diagnostics, optimizers, protocol  # isort: skip
+# isort: split
+# the public namespaces, imported after the names above them (hence the split), one per line as equinox
+# re-exports: fnn.callbacks.Checkpoint, fnn.optimizers.get, fnn.data.prepare, fnn.datasets.load, ...
+from fnn import callbacks as callbacks
+from fnn import data as data
+from fnn import datasets as datasets
+from fnn import diagnostics as diagnostics
+from fnn import optimizers as optimizers
+from fnn import protocol as protocol
 
 __version__ = "0.1.0"
 

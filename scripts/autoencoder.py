@@ -117,8 +117,9 @@ def methods(adam_lr: float, momentum_lr: float) -> list[Method]:
 
 
 def measure_costs(net, params, x, repeats: int = 7) -> dict:
-    """A Gauss-Newton product on the kept passes (``fnn.curvature(...).gnvp``, as Hessian-free multiplies) and a
-    loss, each in gradients of the same batch: medians, the three interleaved in a fresh order each round."""
+    """A Gauss-Newton product on the kept passes (``fnn.curvature(...).gnvp``, as Hessian-free
+    multiplies) and a loss, each in gradients of the same batch: medians, the three interleaved in a
+    fresh order each round."""
     c = fnn.curvature(net, params, x, x)
     v = jax.tree_util.tree_map(jnp.ones_like, params)
     calls = {
@@ -155,7 +156,8 @@ def step_cost(method: Method, costs: dict, share: float, record: dict) -> float:
 
 
 class _Errors(Callback):
-    """Records the training and test reconstruction errors and the cost after every epoch; stops at the budget."""
+    """Records the training and test reconstruction errors and the cost after every epoch; stops at
+    the budget."""
 
     def __init__(self, problem: Problem, method: Method, costs: dict, budget_s: float):
         self.problem, self.method, self.costs, self.budget_s = problem, method, costs, budget_s
@@ -248,7 +250,8 @@ def table(summaries: list[dict], target: float) -> str:
 
 
 def plot(curves: dict, path) -> None:
-    """Training error against wall time and against gradient-equivalents; test error dashed (one line per init)."""
+    """Training error against wall time and against gradient-equivalents; test error dashed (one line
+    per init)."""
     from scripts.common import pyplot
 
     plt = pyplot()

@@ -49,7 +49,8 @@ class Problem:
 
 
 def classic_problems() -> list[Problem]:
-    """XOR 2-2-1 (eps 0.5), the 8-3-8 encoder (eps 0.1), symmetry 6-2-1 (eps 0.1, as in the Nature paper); alpha 0.9."""
+    """XOR 2-2-1 (eps 0.5), the 8-3-8 encoder (eps 0.1), symmetry 6-2-1 (eps 0.1, as in the Nature
+    paper); alpha 0.9."""
     return [
         Problem("xor 2-2-1", (2, 2, 1), xor_problem(), 0.5),
         Problem("encoder 8-3-8", (8, 3, 8), encoder_problem(8), 0.1),

@@ -1,5 +1,5 @@
-"""The deep autoencoder (Hinton & Salakhutdinov 2006) from random initialisations: Hessian-free, K-FAC, scg with
-exact curvature, L-BFGS, Adam and SGD with momentum (``scripts.autoencoder``).
+"""The deep autoencoder (Hinton & Salakhutdinov 2006) from random initialisations: Hessian-free,
+K-FAC, scg with exact curvature, L-BFGS, Adam and SGD with momentum (``scripts.autoencoder``).
 
     python scripts/deep_autoencoder.py [--budget 20] [--inits 3] [--data-dir DIR] [--quick] [--out DIR]
 
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import jax
 
-# `python scripts/deep_autoencoder.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
-# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+# `python scripts/deep_autoencoder.py` puts scripts/ on sys.path, not the repository's root: the root
+# goes first, so that the packages `scripts` and `benchmarks` (not installed with fnn) import from
+# any working directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

@@ -49,7 +49,8 @@ class Budget:
 def depth_net(
     kind: str, activation: str, depth: int, width: int = 64, n_in: int = 64, n_out: int = 10
 ) -> Graph:
-    """``depth`` hidden layers of ``width`` units, softmax and cross-entropy: a plain chain or ``Graph.residual``.
+    """``depth`` hidden layers of ``width`` units, softmax and cross-entropy: a plain chain or
+    ``Graph.residual``.
 
     Both have the same weight shapes (``n_in -> width``, ``depth - 1`` times
     ``width -> width``, ``width -> n_out``), so the same parameter count and
@@ -167,8 +168,8 @@ def depth_table(summary: list[dict]) -> str:
     """The summary as a markdown table: a row per activation x depth, plain and residual side by side."""
     by = {(s["activation"], s["depth"], s["kind"]): s for s in summary}
     head = (
-        "| activation | depth | plain test acc. | residual test acc. | plain train loss | residual train loss "
-        "| plain grad ratio | residual grad ratio |\n|---|---|---|---|---|---|---|---|"
+        "| activation | depth | plain test acc. | residual test acc. | plain train loss | "
+        "residual train loss | plain grad ratio | residual grad ratio |\n|---|---|---|---|---|---|---|---|"
     )
     cells = []
     for act, depth in dict.fromkeys((s["activation"], s["depth"]) for s in summary):

@@ -1,4 +1,5 @@
-"""Gradient descent at the edge of stability (Cohen et al. 2021): does the sharpness rise to 2/eta and stay there?
+"""Gradient descent at the edge of stability (Cohen et al. 2021): does the sharpness rise to 2/eta
+and stay there?
 
     python scripts/edge_of_stability.py [--quick] [--every N] [--seed N] [--out DIR]
 
@@ -21,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-# `python scripts/edge_of_stability.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
-# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+# `python scripts/edge_of_stability.py` puts scripts/ on sys.path, not the repository's root: the root
+# goes first, so that the packages `scripts` and `benchmarks` (not installed with fnn) import from
+# any working directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

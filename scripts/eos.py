@@ -80,7 +80,8 @@ def digits_problem(n: int = 1000, hidden=(64, 64), seed: int = 0) -> Problem:
 
 
 def sine_problem(n: int = 200, hidden=(64, 64)) -> Problem:
-    """``y = sin(2x) + cos(5x) / 2`` at ``n`` evenly spaced ``x`` in ``[-3, 3]``, a tanh ``1-hidden-1`` with mse."""
+    """``y = sin(2x) + cos(5x) / 2`` at ``n`` evenly spaced ``x`` in ``[-3, 3]``, a tanh
+    ``1-hidden-1`` with mse."""
     x = jnp.linspace(-3.0, 3.0, n, dtype=jnp.float32)[:, None]
     net = MLP((1, *hidden, 1), activation="tanh", output="identity", loss="mse")
     return Problem(
@@ -181,8 +182,9 @@ def top_eigenvalue(
 
 
 def sharpness(net, params, x, y, v0: Array, steps: int = LANCZOS_STEPS):
-    """``(lambda_max, eigenvector, relative residual)`` of the Hessian of the batch-mean loss at ``params``,
-    by ``top_eigenvalue`` over ``fnn.curvature(...).hvp``; vectors are flat (``ravel_pytree`` of the params)."""
+    """``(lambda_max, eigenvector, relative residual)`` of the Hessian of the batch-mean loss at
+    ``params``, by ``top_eigenvalue`` over ``fnn.curvature(...).hvp``; vectors are flat
+    (``ravel_pytree`` of the params)."""
     c = curvature(net, params, x, y)
     unravel = ravel_pytree(params)[1]
     return top_eigenvalue(lambda u: ravel_pytree(c.hvp(unravel(u)))[0], v0, steps)
@@ -354,7 +356,8 @@ def summary_table(summaries: list[dict], band: float = BAND) -> str:
             rest = f"{s['max_before']:.2f} | never ({s['steps']} steps) | - | - "
         else:
             rest = (
-                f"{s['max_before']:.2f} | {s['reached_step']} | {s['max_after']:.2f} ({s['max_after_ratio']:.2f}) "
+                f"{s['max_before']:.2f} | {s['reached_step']} | "
+                f"{s['max_after']:.2f} ({s['max_after_ratio']:.2f}) "
                 f"| {s['frac_in_band']:.0%} "
             )
         fell = "-" if s["loss_fell"] is None else ("yes" if s["loss_fell"] else "no")

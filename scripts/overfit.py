@@ -61,12 +61,14 @@ def overfitting(
 
 
 def dropout_comparison(rate: float = 0.5, **kwargs) -> list[dict]:
-    """``overfitting`` without and with dropout ``rate``: same network, data, init and shuffling (``kwargs``)."""
+    """``overfitting`` without and with dropout ``rate``: same network, data, init and shuffling
+    (``kwargs``)."""
     return [overfitting(dropout=p, **kwargs) for p in (0.0, rate)]
 
 
 def best_validation(result: dict) -> dict:
-    """The headline numbers of one ``overfitting`` run: its best validation epoch, loss and accuracy, its end."""
+    """The headline numbers of one ``overfitting`` run: its best validation epoch, loss and accuracy,
+    its end."""
     h, b = result["history"], result["best_epoch"]
     return {
         "dropout": result["dropout"],
@@ -92,7 +94,8 @@ def curves_rows(results: list[dict]) -> list[dict]:
 
 
 def plot_dropout(results: list[dict], path) -> None:
-    """Validation loss (log) and accuracy per epoch of each run of ``dropout_comparison``, best epochs marked."""
+    """Validation loss (log) and accuracy per epoch of each run of ``dropout_comparison``, best epochs
+    marked."""
     plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.6, 3.6), dpi=90)
     for i, r in enumerate(results):
@@ -123,7 +126,8 @@ def dropout_label(p: float) -> str:
 
 
 def early_stopping_epoch(val_loss, patience: int, min_delta: float = 0.0) -> int:
-    """The epoch (1-based) at which early stopping with ``patience`` ends the run (the last epoch if never)."""
+    """The epoch (1-based) at which early stopping with ``patience`` ends the run (the last epoch if
+    never)."""
     best, bad = math.inf, 0
     for e, v in enumerate(val_loss, start=1):
         if v < best - min_delta:

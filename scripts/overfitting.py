@@ -1,4 +1,5 @@
-"""Overfitting made visible: a big network on 100 digits, train and validation curves parting; dropout against it.
+"""Overfitting made visible: a big network on 100 digits, train and validation curves parting;
+dropout against it.
 
     python scripts/overfitting.py [--quick] [--dropout P] [--out DIR]
 

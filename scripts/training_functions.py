@@ -1,6 +1,7 @@
 """MATLAB's comparison of training functions (SIN, PARITY, CANCER), rebuilt on fnn's optimizers.
 
-    python scripts/training_functions.py [--trials 30] [--problems SIN PARITY CANCER] [--methods LM SCG ...] [--out DIR]
+    python scripts/training_functions.py [--trials 30] [--problems SIN PARITY CANCER]
+        [--methods LM SCG ...] [--out DIR]
 
 Trains each problem's network with LM, BFG, RP, SCG, CGB, CGF, CGP, OSS and
 GDX, MATLAB's nine, and SCG-GN and SCG-H, fnn's scaled conjugate gradient
@@ -23,8 +24,9 @@ from pathlib import Path
 
 import jax
 
-# `python scripts/training_functions.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
-# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+# `python scripts/training_functions.py` puts scripts/ on sys.path, not the repository's root: the root
+# goes first, so that the packages `scripts` and `benchmarks` (not installed with fnn) import from
+# any working directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

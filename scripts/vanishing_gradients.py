@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-# `python scripts/vanishing_gradients.py` puts scripts/ on sys.path, not the repository's root: the root goes first,
-# so that the packages `scripts` and `benchmarks` (not installed with fnn) import from any working directory.
+# `python scripts/vanishing_gradients.py` puts scripts/ on sys.path, not the repository's root: the root
+# goes first, so that the packages `scripts` and `benchmarks` (not installed with fnn) import from
+# any working directory.
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

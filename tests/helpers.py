@@ -40,7 +40,8 @@ def targets(key, loss: str, batch: int, n_out: int, dtype, labels: bool = True):
 
 
 def host_targets(rng, loss: str, batch: int, n_out: int):
-    """NumPy targets that suit ``loss``, from the generator ``rng``: labels, probabilities, counts or reals."""
+    """NumPy targets that suit ``loss``, from the generator ``rng``: labels, probabilities, counts or
+    reals."""
     if loss == "cross_entropy":
         return rng.integers(0, n_out, batch)
     if loss == "bce":
@@ -108,7 +109,8 @@ def chain_params(rng, net, scale):
 
 @st.composite
 def graphs(draw):
-    """A random graph: each hidden node reads a random non-empty set of earlier nodes, maybe adds a residual."""
+    """A random graph: each hidden node reads a random non-empty set of earlier nodes, maybe adds a
+    residual."""
     n_in = draw(st.integers(1, 5))
     widths, nodes = {"x": n_in}, []
     for j in range(draw(st.integers(0, 4))):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +41,7 @@ def test_mlp_is_frozen_hashable_and_normalised():
     assert a == b and hash(a) == hash(b)
     assert a.sizes == (4, 8, 8, 2) and a.activation == ("relu", "relu")
     assert a.n_params == (4 * 8 + 8) + (8 * 8 + 8) + (8 * 2 + 2)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         a.sizes = (1, 2)
 
 

@@ -351,7 +351,8 @@ def test_giving_a_stop_both_ways_or_a_non_callback_is_an_error(tmp_path):
 
 
 def test_fit_reads_in_one_screen():
-    """fit's body, docstring aside: check the arguments, build the run, loop, hand each epoch to the callbacks."""
+    """fit's body, docstring aside: check the arguments, build the run, loop, hand each epoch to the
+    callbacks."""
     source = textwrap.dedent(inspect.getsource(fnn.fit))
     node = ast.parse(source).body[0]
     first = node.body[1] if isinstance(node.body[0], ast.Expr) else node.body[0]  # after the docstring

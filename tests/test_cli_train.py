@@ -313,8 +313,9 @@ def test_console_entry_point_as_module():
 
 
 def test_the_default_batch_is_the_datasets_or_the_optimizers_own_when_larger():
-    """Without --batch-size: the dataset's preset for Adam, K-FAC's own 256 (it diverged on digits at the preset's
-    64), the whole set for a full-batch method or a preset of none (build asks only without --batch-size)."""
+    """Without --batch-size: the dataset's preset for Adam, K-FAC's own 256 (it diverged on digits at
+    the preset's 64), the whole set for a full-batch method or a preset of none (build asks only
+    without --batch-size)."""
     from fnn.optimizers import default_batch
 
     assert default_batch("adam", 64) == 64 and default_batch("sgd", 64) == 64

@@ -21,8 +21,8 @@ logging.basicConfig(level=logging.DEBUG, format="%(message)s", stream=sys.stdout
 for name in ("jax._src.compiler", "jax._src.compilation_cache"):
     logging.getLogger(name).setLevel(logging.DEBUG)
 from fnn import cli
-sys.exit(cli.main(["train", "--dataset", "xor", "--sizes", "2,7,1", "--epochs", "3", "--quiet", "--out", sys.argv[1]]
-                  + sys.argv[2:]))
+sys.exit(cli.main(["train", "--dataset", "xor", "--sizes", "2,7,1", "--epochs", "3", "--quiet",
+                   "--out", sys.argv[1]] + sys.argv[2:]))
 """
 
 

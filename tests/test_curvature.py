@@ -93,7 +93,8 @@ def _direction(rng, params):
 
 
 def floored_rel(got, ref, floor: float) -> float:
-    """``||got - ref|| / max(||ref||, floor)``: relative, but not to a product that vanishes below ``floor``."""
+    """``||got - ref|| / max(||ref||, floor)``: relative, but not to a product that vanishes below
+    ``floor``."""
     got, ref = _flat(got), _flat(ref)
     return float(np.linalg.norm(got - ref) / max(np.linalg.norm(ref), floor))
 
@@ -156,7 +157,8 @@ def test_hvp_and_gnvp_equal_jax_on_random_graphs(net, batch, dropout, seed):
 
 @pytest.mark.slow
 def test_the_worst_errors_over_many_random_networks(capsys):
-    """``pytest -m slow -s tests/test_curvature.py -k worst``: 150 MLPs and 150 graphs, the worst errors printed."""
+    """``pytest -m slow -s tests/test_curvature.py -k worst``: 150 MLPs and 150 graphs, the worst
+    errors printed."""
     worst = {
         "mlp": worst_over_examples(150, MLPS, _mlp_errors),
         "graph": worst_over_examples(150, GRAPHS, _graph_errors),
@@ -169,7 +171,7 @@ def test_the_worst_errors_over_many_random_networks(capsys):
             )
 
 
-# --------------------------------------------------------------------------- dense Hessians, finite differences
+# ------------------------------------------------------------------------- dense Hessians, finite differences
 
 # the canonical pairs, and residual losses after outputs of each kind (elementwise, softmax, piecewise)
 PAIRS = sorted(losses.FUSED) + [("tanh", "mse"), ("softmax", "mse"), ("elu", "huber"), ("sigmoid", "mae")]
@@ -218,7 +220,7 @@ def test_hvp_is_the_dense_hessian_times_v_and_the_gradients_difference_quotient(
     assert rel(hv, difference) <= 1e-6
 
 
-# --------------------------------------------------------------------------- diagonals and Kronecker factors
+# ------------------------------------------------------------------------- diagonals and Kronecker factors
 
 
 def _per_example_grads(net, params, x, y, key=None):
@@ -303,12 +305,12 @@ def test_the_kronecker_factors_are_their_definitions(x64):
     sampled = losses.sample_targets(key, net.output, net.loss, z, a)
     g_b = _per_example_grads(net, params, x, sampled)  # a bias's per-example gradient is dl_n/dz: the delta
     batch = x.shape[0]
-    for (name, f), a_in, layer in zip(factors, hidden, g_b):
+    for (_name, f), a_in, layer in zip(factors, hidden, g_b):
         np.testing.assert_allclose(f["A"], a_in.T @ a_in / batch, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(f["G"], layer["b"].T @ layer["b"] / batch, rtol=1e-10, atol=1e-14)
 
 
-# --------------------------------------------------------------------------- the public functions
+# ------------------------------------------------------------------------- the public functions
 
 
 def test_curvature_inside_a_users_jit_and_as_a_pytree(x64):

@@ -32,18 +32,22 @@ FOUR_DEVICES = textwrap.dedent("""
     p0 = fnn.init(k[2], net)
     out = {}
     for devices, feed in [(1, None), (4, None), (4, "host")]:
-        p, h = fnn.fit(net, p0, (x, y), epochs=4, batch_size=40, key=jax.random.key(1), devices=devices, feed=feed)
+        p, h = fnn.fit(net, p0, (x, y), epochs=4, batch_size=40, key=jax.random.key(1), devices=devices,
+                       feed=feed)
         out[f"{devices}-{feed}"] = {"loss": h.train_loss, "W": np.asarray(p[0]["W"]).tolist()}
-    graph = fnn.Graph(8, (fnn.Dense("h1", 16, "tanh"), fnn.Dense("h2", 16, "relu", ("h1", "x"), "h1", dropout=0.3),
-                           fnn.Dense("out", 3, "softmax", ("h2", "h1"))), "cross_entropy")
+    graph = fnn.Graph(8, (fnn.Dense("h1", 16, "tanh"),
+                          fnn.Dense("h2", 16, "relu", ("h1", "x"), "h1", dropout=0.3),
+                          fnn.Dense("out", 3, "softmax", ("h2", "h1"))), "cross_entropy")
     g0 = fnn.init(k[2], graph)
-    for devices in (1, 4):  # a graph with dropout: the masks are drawn from the step's key, whatever the devices
+    # a graph with dropout: the masks are drawn from the step's key, whatever the devices
+    for devices in (1, 4):
         p, h = fnn.fit(graph, g0, (x, y), epochs=3, batch_size=40, key=jax.random.key(1), devices=devices)
         out[f"graph{devices}"] = {"loss": h.train_loss, "W": np.asarray(p["h2"]["W"]["x"]).tolist()}
-    for name in ("hessian_free", "kfac"):  # the second-order methods: the curvature passes split as the gradient's
+    # the second-order methods: the curvature passes split as the gradient's
+    for name in ("hessian_free", "kfac"):
         for devices in (1, 4):
-            p, h = fnn.fit(graph, g0, (x, y), optimizer=name, epochs=3, batch_size=200 if name == "kfac" else None,
-                           key=jax.random.key(1), devices=devices)
+            p, h = fnn.fit(graph, g0, (x, y), optimizer=name, epochs=3,
+                           batch_size=200 if name == "kfac" else None, key=jax.random.key(1), devices=devices)
             out[f"{name}{devices}"] = {"loss": h.train_loss, "damping": h.damping}
     try:
         fnn.fit(net, p0, (x, y), epochs=1, batch_size=30, key=jax.random.key(1), devices=4)
@@ -60,8 +64,8 @@ FOUR_DEVICES = textwrap.dedent("""
     hlo = epoch.lower(*args).compile().as_text()
     out["hlo"] = {"all_reduce": "all-reduce" in hlo, "per_device_batch": "f32[10,8]" in hlo}
     for n in (1, 4):
-        rc = main(["train", "--dataset", "digits", "--sizes", "64,32,10", "--epochs", "2", "--batch-size", "64",
-                   "--devices", str(n), "--quiet", "--out", f"{sys.argv[1]}/d{n}"])
+        rc = main(["train", "--dataset", "digits", "--sizes", "64,32,10", "--epochs", "2",
+                   "--batch-size", "64", "--devices", str(n), "--quiet", "--out", f"{sys.argv[1]}/d{n}"])
         assert rc == 0
         out[f"cli{n}"] = json.load(open(f"{sys.argv[1]}/d{n}/metrics.json"))
     print("RESULT" + json.dumps(out))

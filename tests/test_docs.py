@@ -179,7 +179,7 @@ def test_no_broken_internal_link_or_anchor(site):
     broken, external = [], set()
     for page in sorted(site.rglob("*.html")):
         base = "/" + page.relative_to(site).as_posix()
-        for tag, link in _parse(page).links:
+        for _tag, link in _parse(page).links:
             parts = urlsplit(link)
             if parts.scheme in ("http", "https"):
                 external.add(link)  # collected, not fetched: the machine is offline
@@ -228,7 +228,7 @@ def test_examples_run(page, tmp_path, monkeypatch):
             continue
         try:
             exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), namespace)
-        except Exception as error:  # noqa: BLE001: name the block, then re-raise
+        except Exception as error:  # name the block, then re-raise
             raise AssertionError(f"the block at {page.relative_to(ROOT)}:{line} failed") from error
 
 

@@ -1,4 +1,5 @@
-"""The experiments in scripts/ and the scripts on them: the 1986 problems' data, sweeps, survey, and tiny script runs."""
+"""The experiments in scripts/ and the scripts on them: the 1986 problems' data, sweeps, survey,
+and tiny script runs."""
 
 import json
 import os

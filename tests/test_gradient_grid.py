@@ -3,9 +3,10 @@
 
 For each cell, backprop must equal autodiff (float64: per-leaf relative error
 <= 1e-12; float32: <= 1e-5 relative to the leaf's norm) and, in float64 on
-the small nets (1 and 2 hidden layers), central finite differences (<= 1e-7). "Relative error" is fnn.check_gradients'
-``rel`` (fnn/check/gradcheck.py), whose floor keeps vanished or exactly-zero leaves
-from being judged on rounding noise. The eight hidden activations of a cell
+the small nets (1 and 2 hidden layers), central finite differences (<= 1e-7).
+"Relative error" is fnn.check_gradients' ``rel`` (fnn/check/gradcheck.py),
+whose floor keeps vanished or exactly-zero leaves from being judged on
+rounding noise. The eight hidden activations of a cell
 are compiled together in one program to keep the grid's compile time low;
 each network is still differentiated on its own.
 """

@@ -188,7 +188,8 @@ def test_the_worst_errors_over_many_random_graphs(capsys):
     worst = worst_over_examples(150, EXAMPLE, _errors)
     with capsys.disabled():
         print(
-            f"\nworst rel error over 150 random graphs: jax.grad {worst[0]:.2e}, finite differences {worst[1]:.2e}"
+            f"\nworst rel error over 150 random graphs: jax.grad {worst[0]:.2e}, "
+            f"finite differences {worst[1]:.2e}"
         )
     assert worst[0] <= 1e-12 and worst[1] <= 1e-7
 

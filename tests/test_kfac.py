@@ -54,7 +54,7 @@ def _as64(tree):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
 
 
-# --------------------------------------------------------------------------- one block, densely
+# ----------------------------------------------------------------------- one block, densely
 
 
 @pytest.mark.parametrize("rank", [None, 2], ids=["full-rank", "rank-2"])
@@ -71,7 +71,7 @@ def test_block_update_is_the_damped_kronecker_solve(x64, rank):
     assert rel(got, ref) < 1e-10
 
 
-# --------------------------------------------------------------------------- one linear layer: exact Gauss-Newton
+# ----------------------------------------------------------------------- one linear layer: exact Gauss-Newton
 
 
 def _linear_problem(n_in=4, n_out=3, batch=6):
@@ -117,15 +117,15 @@ def test_one_linear_layer_takes_the_exact_damped_gauss_newton_step(x64, eta):
 
 
 def test_kfac_takes_the_params_tree_and_is_declared_so():
-    """K-FAC's blocks are the weight matrices: it refuses one flat vector, and its record says flat=False, so fit
-    hands it the tree (and nothing guesses which form it got)."""
+    """K-FAC's blocks are the weight matrices: it refuses one flat vector, and its record says
+    flat=False, so fit hands it the tree (and nothing guesses which form it got)."""
     net, params, _, _ = _linear_problem()
     with pytest.raises(ValueError, match="params tree"):
         fnn.optimizers.kfac().init(ravel_pytree(params)[0])
     assert optimizers.spec("kfac").flat is False
 
 
-# --------------------------------------------------------------------------- the factors
+# ----------------------------------------------------------------------- the factors
 
 
 def test_exact_factors_are_their_definitions(x64):
@@ -165,7 +165,7 @@ def test_graph_blocks_fold_the_bias_into_the_first_matrix(x64):
     assert factors[1]["G"].shape == (2, 2)
 
 
-# --------------------------------------------------------------------------- the step, the model, the schedule
+# ----------------------------------------------------------------------- the step, the model, the schedule
 
 
 def test_model_chosen_alpha_and_mu_minimise_the_quadratic_model(x64):
@@ -193,9 +193,10 @@ def test_model_chosen_alpha_and_mu_minimise_the_quadratic_model(x64):
 
 @pytest.mark.parametrize("mu_free", [0.4, 7.0, -3.0])
 def test_model_step_is_the_minimiser_with_mu_kept_in_its_interval(x64, mu_free):
-    """``model_step``: the 2-D minimiser of ``M`` when its ``mu`` lies in ``[0, MAX_MOMENTUM]``; otherwise ``mu`` at
-    the nearer bound and ``alpha`` the minimiser given it, which is the minimum of ``M`` over the interval (a fine
-    grid of ``mu``, each with its best ``alpha``, finds none lower)."""
+    """``model_step``: the 2-D minimiser of ``M`` when its ``mu`` lies in ``[0, MAX_MOMENTUM]``;
+    otherwise ``mu`` at the nearer bound and ``alpha`` the minimiser given it, which is the minimum
+    of ``M`` over the interval (a fine grid of ``mu``, each with its best ``alpha``, finds none
+    lower)."""
     m = np.array([[2.0, 0.5], [0.5, 0.3]])
     b = -m @ np.array([0.8, mu_free])  # M's unconstrained minimiser is (0.8, mu_free)
     alpha, mu = (float(v) for v in kfac.model_step(jnp.asarray(b), jnp.asarray(m)))
@@ -238,8 +239,9 @@ def test_damping_rule(rho, factor):
 
 
 def test_the_damping_never_falls_below_its_floor(x64):
-    """A problem that K-FAC's model fits exactly (one linear layer: rho = 1) lowers lambda at each application of
-    the rule while it converges: without a floor it falls below 4e-3, with ``min_damping=4e-3`` it stops there."""
+    """A problem that K-FAC's model fits exactly (one linear layer: rho = 1) lowers lambda at each
+    application of the rule while it converges: without a floor it falls below 4e-3, with
+    ``min_damping=4e-3`` it stops there."""
     net, params, x, y = _linear_problem()
     obj = MinibatchObjective(net, x, y)
 
@@ -258,7 +260,7 @@ def test_the_damping_never_falls_below_its_floor(x64):
     assert min(floored) == pytest.approx(4e-3) and all(d >= 4e-3 for d in floored)
 
 
-# --------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------- training
 
 
 def _graph():
@@ -316,7 +318,7 @@ def test_kfac_lowers_the_loss_in_a_jitted_scan(case, estimator):
     assert np.isfinite(after) and after < 0.2 * before, (before, after)  # measured: 0.07 at worst
 
 
-# --------------------------------------------------------------------------- bad options
+# ----------------------------------------------------------------------- bad options
 
 
 @pytest.mark.parametrize(
@@ -344,7 +346,7 @@ def test_bad_options_are_value_errors_naming_them(options, name):
         fnn.optimizers.kfac(**options)
 
 
-# --------------------------------------------------------------------------- by name, in fnn.fit
+# ----------------------------------------------------------------------- by name, in fnn.fit
 
 
 def _graph_problem():

@@ -97,7 +97,8 @@ def wing(name: str) -> str:
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan), and modules importing themselves."""
+    """The strongly connected components of more than one module (Tarjan), and modules importing
+    themselves."""
     index, low, stack, on_stack, found = {}, {}, [], set(), []
 
     def visit(v):
@@ -254,7 +255,8 @@ def test_every_name_of_fnn_all_is_there():
 
 
 def private_jax_imports(root: pathlib.Path = PACKAGE) -> list[str]:
-    """Each import of ``jax._src`` (JAX's private modules, which change between releases), as ``module: name``."""
+    """Each import of ``jax._src`` (JAX's private modules, which change between releases), as
+    ``module: name``."""
     bad = []
     for name, path in modules(root).items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -282,7 +284,8 @@ def test_no_module_imports_private_jax(tmp_path):
 
 
 def private(name: str) -> bool:
-    """A dotted name with a part of a leading underscore (``fnn.sklearn._objective``; not ``fnn.__main__``)."""
+    """A dotted name with a part of a leading underscore (``fnn.sklearn._objective``; not
+    ``fnn.__main__``)."""
     return any(part.startswith("_") and not part.startswith("__") for part in name.split("."))
 
 
@@ -321,7 +324,8 @@ def test_benchmarks_and_experiments_import_only_public_modules_of_fnn(tmp_path):
     (tmp_path / "benchmarks" / "a.py").write_text(
         "import fnn.sklearn._objective\nfrom fnn import optimizers\nfrom fnn.core import dispatch\n"
         "from fnn.cli import outputs\nfrom benchmarks import _mine\n"
-        "def f():\n    from fnn.sklearn import _objective, MLPClassifier\n    from fnn.core.dispatch import _checked\n"
+        "def f():\n    from fnn.sklearn import _objective, MLPClassifier\n"
+        "    from fnn.core.dispatch import _checked\n"
         "    from fnn.cli.outputs import speed_summary\n"
     )
     found = outside_imports([tmp_path / "benchmarks"])

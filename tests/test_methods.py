@@ -37,7 +37,7 @@ X = jax.random.normal(jax.random.key(1), (16, 2))
 Y = jnp.sin(X[:, :1])
 
 
-# --------------------------------------------------------------------------- a method from outside the package
+# -------------------------------------------------------------------------- a method from outside the package
 
 
 class HalvingState(NamedTuple):
@@ -87,7 +87,8 @@ def _fit(optimizer, **kw):
 
 
 def test_a_method_from_outside_reports_its_quantities_and_stops_the_run(tmp_path):
-    """Rates 0.5, 0.25, ..., 0.5/2^k after epoch k: below 0.05 after epoch 4 (0.03125), where its rule stops."""
+    """Rates 0.5, 0.25, ..., 0.5/2^k after epoch k: below 0.05 after epoch 4 (0.03125), where its rule
+    stops."""
     _, h = _fit(HALVING, callbacks=[fnn.callbacks.CSVLogger(tmp_path / "log.csv")])
     assert (
         len(h) == 4
@@ -160,7 +161,7 @@ def test_the_objective_fit_hands_a_method_is_the_declared_protocol():
     }
 
 
-# --------------------------------------------------------------------------- files written before the records
+# -------------------------------------------------------------------------- files written before the records
 
 
 @pytest.mark.parametrize(
@@ -171,7 +172,8 @@ def test_the_objective_fit_hands_a_method_is_the_declared_protocol():
     ],
 )
 def test_a_checkpoint_written_before_the_records_resumes(tmp_path, name, reported, dropped):
-    """The committed checkpoints of 3 epochs (eight method columns, NaN for the other methods'), resumed to 5."""
+    """The committed checkpoints of 3 epochs (eight method columns, NaN for the other methods'),
+    resumed to 5."""
     ck = tmp_path / "ck.npz"
     shutil.copy(DATA / f"before_method_records_{name}.npz", ck)
     saved = fnn.training.checkpoint.load(ck).meta["history"]
@@ -187,7 +189,8 @@ def test_a_checkpoint_written_before_the_records_resumes(tmp_path, name, reporte
 
 
 def test_a_history_csv_written_before_the_records_reads_back():
-    """The committed GPU run of Levenberg-Marquardt: its mu is a report, the other seven columns (empty) are not."""
+    """The committed GPU run of Levenberg-Marquardt: its mu is a report, the other seven columns
+    (empty) are not."""
     path = ROOT / "benchmarks/results/gpu_h100/second_call/lm_large/history.csv"
     header = path.read_text().splitlines()[0].split(",")
     assert {"mu", "gamma", "damping", "momentum"} <= set(header)
@@ -217,7 +220,7 @@ def test_a_history_round_trips_through_its_dict_and_csv(tmp_path):
         History.from_dict([1, 2])
 
 
-# --------------------------------------------------------------------------- stop reasons are values
+# -------------------------------------------------------------------------- stop reasons are values
 
 
 def test_each_stop_has_its_kind():
@@ -253,8 +256,9 @@ def _iris_fit(module, solver):
 
 @pytest.mark.parametrize("solver", ["rprop", "adam"])
 def test_an_estimator_stopped_by_its_tolerance_in_the_last_epoch_does_not_warn(solver):
-    """tol=0.1 stops the run in epoch 4 = max_iter: scikit-learn breaks out before its ConvergenceWarning, and so do
-    fnn's estimators, for its solvers and fnn's (rprop: the stop's kind, not its message)."""
+    """tol=0.1 stops the run in epoch 4 = max_iter: scikit-learn breaks out before its
+    ConvergenceWarning, and so do fnn's estimators, for its solvers and fnn's (rprop: the stop's
+    kind, not its message)."""
     sklearn_nn = pytest.importorskip("sklearn.neural_network")
     import fnn.sklearn
 
@@ -262,7 +266,7 @@ def test_an_estimator_stopped_by_its_tolerance_in_the_last_epoch_does_not_warn(s
     assert _iris_fit(fnn.sklearn, solver) == (4, False)
 
 
-# --------------------------------------------------------------------------- no method known by name
+# -------------------------------------------------------------------------- no method known by name
 
 
 def _literals(folder: str) -> list[tuple[str, int, str]]:

@@ -38,7 +38,8 @@ def test_every_optimizer_lowers_the_loss(name):
 
 
 def test_lm_jacobian_matches_jax_and_gives_the_gradient():
-    """The hand-written per-example Jacobian equals jax.jacrev's (a test-only reference), and J^T e / B = grad."""
+    """The hand-written per-example Jacobian equals jax.jacrev's (a test-only reference), and
+    J^T e / B = grad."""
     for output in ("sigmoid", "softmax"):
         net = fnn.MLP((3, 5, 4, 2), activation=("tanh", "relu"), output=output, loss="mse")
         params = fnn.init(jax.random.key(2), net)

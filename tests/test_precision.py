@@ -71,7 +71,8 @@ def test_full_precision_policies_are_the_plain_step():
 
 
 def test_fit_traces_exact_float32_matmuls_by_default(monkeypatch):
-    """``fit``'s default is ``fp32``, whose matmuls are exact float32 on GPUs too (XLA's default there is TF32)."""
+    """``fit``'s default is ``fp32``, whose matmuls are exact float32 on GPUs too (XLA's default there
+    is TF32)."""
     seen, real = [], precision.matmul_context
     monkeypatch.setattr(precision, "matmul_context", lambda policy: seen.append(policy) or real(policy))
     net, params, x, y = _case("tanh", "softmax", "cross_entropy")

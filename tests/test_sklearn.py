@@ -107,8 +107,8 @@ def test_extras_lm_activations_early_stopping_partial_fit():
 def test_fnn_solvers_auto_batch_is_scikit_learns_or_the_methods_own_when_larger(
     solver, batch_size, expected, monkeypatch
 ):
-    """``batch_size="auto"``: scikit-learn's ``min(200, n)``, K-FAC's own 256 (it needs large minibatches), the
-    whole set for a full-batch method; a number given is taken as it is."""
+    """``batch_size="auto"``: scikit-learn's ``min(200, n)``, K-FAC's own 256 (it needs large
+    minibatches), the whole set for a full-batch method; a number given is taken as it is."""
     import fnn
 
     seen, fit = [], fnn.fit
@@ -281,7 +281,8 @@ def test_float32_in_float32_out(Estimator):
 @pytest.mark.exact
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_sparse_input_is_densified_one_block_at_a_time(solver, monkeypatch):
-    """CSR input gives the dense fit, and no more rows than a minibatch (or a chunk) are ever dense at once."""
+    """CSR input gives the dense fit, and no more rows than a minibatch (or a chunk) are ever dense at
+    once."""
     import scipy.sparse as sp
 
     from fnn.sklearn import _data

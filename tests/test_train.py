@@ -136,7 +136,7 @@ def test_deterministic_for_a_key_and_different_for_another():
         CLF, p0, (x, y), optimizer="sgd", learning_rate=0.1, epochs=3, batch_size=25, key=jax.random.key(k)
     )[0]
     a, b, c = run(1), run(1), run(2)
-    for la, lb, lc in zip(
+    for la, lb, _lc in zip(
         jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), jax.tree_util.tree_leaves(c)
     ):
         np.testing.assert_array_equal(la, lb)
@@ -347,8 +347,9 @@ def test_bad_arguments():
 
 
 def test_evaluate_is_the_loss_and_the_accuracy_of_one_forward_pass():
-    """``fnn.evaluate``: ``fnn.loss`` and the share of argmax predictions equal to the labels, from one compiled
-    program; labels or one-hot rows alike; no accuracy for regression; bad input is a ValueError."""
+    """``fnn.evaluate``: ``fnn.loss`` and the share of argmax predictions equal to the labels, from one
+    compiled program; labels or one-hot rows alike; no accuracy for regression; bad input is a
+    ValueError."""
     with jax.enable_x64():
         net = fnn.MLP((5, 7, 3), activation="tanh", output="softmax", loss="cross_entropy")
         params = fnn.init(jax.random.key(0), net, dtype=jnp.float64)

@@ -1,4 +1,5 @@
-"""MATLAB's training functions (br, scg, cgf, cgp, cgb, bfgs, oss) and Levenberg-Marquardt beyond 4,096 parameters.
+"""MATLAB's training functions (br, scg, cgf, cgp, cgb, bfgs, oss) and Levenberg-Marquardt beyond
+4,096 parameters.
 
 Every one lowers the loss (``test_optimizers.test_every_optimizer_lowers_the_loss``
 loops the registry). Here each is held to a reference: scipy.optimize's BFGS
@@ -52,7 +53,8 @@ def _smallest_curvature(x, w):
     [
         ("bfgs", "BFGS"),
         ("cgp", "CG"),
-        # scipy's CG is Polak-Ribiere+: for Fletcher-Reeves and Powell-Beale it is a reference at the minimum only
+        # scipy's CG is Polak-Ribiere+: for Fletcher-Reeves and Powell-Beale it is a reference at the
+        # minimum only
         pytest.param("cgf", "CG", marks=pytest.mark.slow),
         pytest.param("cgb", "CG", marks=pytest.mark.slow),
     ],
@@ -318,9 +320,10 @@ def test_scg_counts_a_failed_step_and_raises_its_scale():
 
 
 def test_matlabs_comparison_runs_scg_with_exact_curvature_beside_matlabs_rows():
-    """``scripts/training_functions.py``'s rows SCG-GN and SCG-H: ``fnn.optimizers.scg(curvature="gnvp"|"hvp")``,
-    built once (every trial reuses the compiled epoch), reach SIN's goal like MATLAB's SCG; the named
-    methods are still given to ``fnn.fit`` by name."""
+    """``scripts/training_functions.py``'s rows SCG-GN and SCG-H:
+    ``fnn.optimizers.scg(curvature="gnvp"|"hvp")``, built once (every trial reuses the compiled
+    epoch), reach SIN's goal like MATLAB's SCG; the named methods are still given to ``fnn.fit`` by
+    name."""
     from benchmarks import training_functions
 
     assert list(training_functions.METHODS)[:9] == [

@@ -1,4 +1,5 @@
-"""Internal: what the hand-written backprop is proven against. Public as ``fnn`` (``fnn.check_gradients``, ...).
+"""Internal: what the hand-written backprop is proven against. Public as ``fnn``
+(``fnn.check_gradients``, ...).
 
 ====================  ========================================================
 ``autodiff``          ``jax.value_and_grad`` of the loss: JAX's reverse mode

@@ -25,5 +25,6 @@ compiled_autodiff = jax.jit(autodiff_core, static_argnums=0)  # for inputs alrea
 
 @dispatch.fast_path(autodiff_core)
 def autodiff(net, params, x, y, key=None) -> tuple[Array, list[dict]]:
-    """``(loss, grads)`` from ``jax.value_and_grad(fnn.loss)``, compiled with ``jax.jit`` (``key``: dropout on)."""
+    """``(loss, grads)`` from ``jax.value_and_grad(fnn.loss)``, compiled with ``jax.jit``
+    (``key``: dropout on)."""
     return dispatch.call(autodiff_core, net, params, x, y, key=key)

@@ -47,14 +47,15 @@ def run(sizes=(8, 32, 32, 4), activation="tanh", seed: int = 0, batch: int = 64)
     timings = {**_per_call_timings(methods, ROUNDS), **_per_call_timings({"fnn.finite_differences": fd}, 5)}
     reference = timings["fnn.autodiff (jax.grad)"]
     print(
-        f"{'gradient of all P parameters':<30} {'median':>10} {'min':>10} {'/ jax.grad':>11}   (float32, compiled)"
+        f"{'gradient of all P parameters':<30} {'median':>10} {'min':>10} {'/ jax.grad':>11}"
+        "   (float32, compiled)"
     )
     for name, t in timings.items():
         ratio = paired_ratio(t, reference) if name in methods else t.median_s / reference.median_s
         print(f"{name:<30} {t.median_s * 1e3:>8.3f}ms {t.min_s * 1e3:>8.3f}ms {ratio:>10.2f}x")
     print(
-        f"(backprop and jax.grad: {ROUNDS} interleaved rounds, the ratio the median of each round's; a sample: "
-        f"calls in a row for about 5 ms, each waited for)"
+        f"(backprop and jax.grad: {ROUNDS} interleaved rounds, the ratio the median of each round's; "
+        f"a sample: calls in a row for about 5 ms, each waited for)"
     )
     return report.passed and curvature.passed
 

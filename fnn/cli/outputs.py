@@ -29,7 +29,8 @@ def announce(plan) -> None:
         return
     splits, cfg = plan.splits, plan.cfg
     print(
-        f"fnn train: {plan.ds.name} ({_n(splits.train)} train, {_n(splits.val)} validation, {_n(splits.test)} test), "
+        f"fnn train: {plan.ds.name} "
+        f"({_n(splits.train)} train, {_n(splits.val)} validation, {_n(splits.test)} test), "
         f"network {_network(plan)}, {cfg['optimizer']}, batch {cfg['batch_size'] or 'full'}, "
         f"up to {cfg['epochs']} epochs, {cfg.get('precision') or 'fp32'} on {plan.speed['devices']} "
         f"({plan.speed['device_kind']})",
@@ -68,7 +69,8 @@ def write(plan, params, history, fit_time: float) -> int:
     print("fnn train: " + _outcome(result, history))
     extra = ", diagnostics.csv, gradient_norms.png" if history.diagnostics else ""
     print(
-        f"fnn train: wrote {plan.out}/metrics.json, history.csv, loss_curve.png{extra}, checkpoint.npz{plot_note}"
+        f"fnn train: wrote {plan.out}/metrics.json, history.csv, loss_curve.png{extra}, "
+        f"checkpoint.npz{plot_note}"
     )
     return 0
 
@@ -116,7 +118,8 @@ def _network(plan) -> str:
 
 
 def _node(node, previous: str) -> str:
-    """An ``--arch`` node, ``h2(16 relu from x+h1 residual h1 dropout 0.2)``: its inputs unless just ``previous``."""
+    """An ``--arch`` node, ``h2(16 relu from x+h1 residual h1 dropout 0.2)``:
+    its inputs unless just ``previous``."""
     words = [str(node.width), node.activation]
     if node.inputs != (previous,):
         words.append("from " + "+".join(node.inputs))
@@ -134,7 +137,8 @@ def _shape(plan) -> str:
 
 
 def _kind(cfg) -> str:
-    """How the network connects: ``chain`` (an MLP), ``cascade``, ``residual`` (--connect) or ``graph`` (--arch)."""
+    """How the network connects: ``chain`` (an MLP), ``cascade``, ``residual`` (--connect)
+    or ``graph`` (--arch)."""
     return "graph" if cfg.get("arch") is not None else cfg.get("connect") or "chain"
 
 
@@ -162,7 +166,8 @@ def _n(split) -> int:
 
 
 def summarize(plan, params, history, fit_time: float) -> dict:
-    """metrics.json but for the throughput: the settings, the scores of ``params`` on each split, how the run went."""
+    """metrics.json but for the throughput: the settings, the scores of ``params`` on each split,
+    how the run went."""
     return {**_settings(plan), **_scores(plan, params), **_course(plan, history, fit_time)}
 
 
@@ -195,7 +200,8 @@ def _architecture(plan) -> dict:
 
 
 def _scores(plan, params) -> dict:
-    """Loss and accuracy of ``params`` on the test, train and validation splits (``None`` where there are none)."""
+    """Loss and accuracy of ``params`` on the test, train and validation splits
+    (``None`` where there are none)."""
 
     def ev(split):
         return {} if split is None else loop.evaluate(plan.net, params, *targets(plan.net, split))

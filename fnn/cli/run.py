@@ -69,7 +69,8 @@ def keep_compiled_programs() -> None:
 
 
 def prepare_devices(hosts: tuple | None, kind: str, count: int | None) -> list:
-    """Join the multi-host run ``hosts`` (``(coordinator, processes, id)``), if any; the local devices to use."""
+    """Join the multi-host run ``hosts`` (``(coordinator, processes, id)``), if any;
+    the local devices to use."""
     if hosts is not None:
         distributed.initialize(*hosts, None if kind == "auto" else kind)
     return run_devices(kind, count)
@@ -122,7 +123,8 @@ def build(settings, devices: list) -> Plan:
 
 
 def load_data(cfg):
-    """The dataset of ``cfg`` (``--limit``: its first examples) and its splits; MNIST may fall back to synthetic."""
+    """The dataset of ``cfg`` (``--limit``: its first examples) and its splits;
+    MNIST may fall back to synthetic."""
     if cfg["dataset"] == "csv":
         ds = datasets.load_csv(cfg["csv"], cfg["target"], task=cfg.get("task"))
     elif cfg["dataset"] in datasets.IDX:
@@ -176,7 +178,8 @@ def synthetic_like_mnist(seed: int, n: int = 60000, n_test: int = 10000):
 
 
 def build_net(cfg, ds, base: dict):
-    """The network for ``ds``; fills in ``cfg``'s missing settings from ``base``, and ``sizes``, checked on the data.
+    """The network for ``ds``; fills in ``cfg``'s missing settings from ``base``, and ``sizes``,
+    checked on the data.
 
     ``--arch``'s graph takes the data's feature count as ``n_in`` (``sizes`` is then ``None``).
     """
@@ -219,7 +222,8 @@ def _check_loss(cfg, ds) -> None:
 
 
 def _check_widths(flag: str, first, last, n_in: int, n_out: int, what: str) -> None:
-    """``ValueError`` unless the network's ``first`` and ``last`` widths are the data's ``n_in`` and ``n_out``."""
+    """``ValueError`` unless the network's ``first`` and ``last`` widths are
+    the data's ``n_in`` and ``n_out``."""
     if first != n_in:
         raise ValueError(f"{flag} starts with {first} inputs but the data has {n_in} features")
     if last != n_out:
@@ -227,7 +231,8 @@ def _check_widths(flag: str, first, last, n_in: int, n_out: int, what: str) -> N
 
 
 def make_net(cfg, n_in: int):
-    """``cfg``'s network: the ``--arch`` graph, a ``--connect`` cascade or residual graph, or the chain (an MLP)."""
+    """``cfg``'s network: the ``--arch`` graph, a ``--connect`` cascade or residual graph,
+    or the chain (an MLP)."""
     if cfg.get("arch") is not None:
         try:
             return fnn.Graph.from_description({**cfg["arch"], "n_in": n_in, "loss": cfg["loss"]})
@@ -246,7 +251,8 @@ def make_net(cfg, n_in: int):
 
 
 def _residual_width(sizes) -> int:
-    """The hidden width of ``--connect residual``: ``ValueError`` unless there are hidden layers, all that wide."""
+    """The hidden width of ``--connect residual``:
+    ``ValueError`` unless there are hidden layers, all that wide."""
     hidden = set(sizes[1:-1])
     if len(hidden) != 1:
         raise ValueError(
@@ -256,7 +262,8 @@ def _residual_width(sizes) -> int:
 
 
 def _speed(cfg, net, n_train: int, devices: list) -> dict:
-    """The run's throughput constants (for the messages and metrics.json); checks the batch splits over the devices."""
+    """The run's throughput constants (for the messages and metrics.json);
+    checks the batch splits over the devices."""
     batch = min(cfg["batch_size"] or n_train, n_train)  # examples per step
     mesh_devices = distributed.global_devices(devices)
     if len(mesh_devices) > 1:
@@ -277,7 +284,8 @@ def _speed(cfg, net, n_train: int, devices: list) -> dict:
 
 
 def fit(plan: Plan) -> tuple:
-    """Train: ``(params, history, seconds)``; ``fnn.training.loop.Interrupted`` on Ctrl-C, after saving the checkpoint."""
+    """Train: ``(params, history, seconds)``;
+    ``fnn.training.loop.Interrupted`` on Ctrl-C, after saving the checkpoint."""
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # divergence is reported by fnn.cli.outputs, once
         warnings.simplefilter("ignore", fnn.callbacks.DivergenceWarning)
@@ -311,7 +319,8 @@ def fit_arguments(plan: Plan) -> dict:
 
 
 def make_callbacks(plan: Plan) -> list:
-    """``fit``'s callbacks, in the order of their stop reasons' precedence (the first reason given is the run's).
+    """``fit``'s callbacks, in the order of their stop reasons' precedence
+    (the first reason given is the run's).
 
     ``fit`` adds ``TerminateOnNaN`` before them and the method's ``MethodStop``
     (if it has a stopping rule) after them, and, with validation data but no ``--patience``, an

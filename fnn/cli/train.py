@@ -11,7 +11,8 @@ Outputs in ``--out DIR`` (default ``runs/<dataset>``): ``metrics.json``,
 ``history.csv``, ``loss_curve.png`` and ``checkpoint.npz`` (rewritten
 atomically every 30 s or every ``--checkpoint-every`` epochs, and at the end;
 ``--resume`` continues from it with the settings stored in it, ``--epochs``
-excepted, and ends with the params an uninterrupted run would have had). Ctrl-C saves the checkpoint and exits with status 130.
+excepted, and ends with the params an uninterrupted run would have had).
+Ctrl-C saves the checkpoint and exits with status 130.
 ``--diagnostics`` adds ``diagnostics.csv`` and ``gradient_norms.png`` (per-layer
 gradient norm, update-to-weight ratio and saturated/dead fraction per epoch,
 see ``fnn.diagnostics``).
@@ -232,7 +233,8 @@ def _training_arguments(p) -> None:
 
 
 def _output_arguments(p) -> None:
-    """The flags of the output directory, the checkpoint, the progress bar, the compile cache and the diagnostics."""
+    """The flags of the output directory, the checkpoint, the progress bar,
+    the compile cache and the diagnostics."""
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output directory (default runs/<dataset>)")
     o.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
@@ -298,7 +300,8 @@ def _device_arguments(p) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What ``fnn train`` was asked to do: the resolved settings and the flags that are not stored with them."""
+    """What ``fnn train`` was asked to do:
+    the resolved settings and the flags that are not stored with them."""
 
     cfg: dict  # resolve(): data, network, optimizer and stopping settings (stored in the checkpoint)
     out: str  # the output directory
@@ -322,7 +325,8 @@ class Settings:
 
 
 def settings(args) -> Settings:
-    """The run's settings: from the flags or, with ``--resume``, from the checkpoint in ``--out`` (but ``--epochs``)."""
+    """The run's settings: from the flags or, with ``--resume``, from the checkpoint in ``--out``
+    (but ``--epochs``)."""
     given = _given(args)
     if args.resume:
         out = args.out or f"runs/{given.get('dataset') or ('csv' if given.get('csv') else 'digits')}"
@@ -362,7 +366,8 @@ def _resumed(path: str, epochs: int | None) -> dict:
 
 
 def _hosts(args) -> tuple | None:
-    """``(coordinator, number of processes, process id)`` of a multi-host run, or ``None``; all three or none."""
+    """``(coordinator, number of processes, process id)`` of a multi-host run, or ``None``;
+    all three or none."""
     hosts = (args.coordinator, args.num_processes, args.process_id)
     if hosts == (None, None, None):
         return None
@@ -416,7 +421,8 @@ def _dataset_name(given: dict) -> str:
 
 
 def _check(cfg: dict) -> None:
-    """``ValueError`` for settings that are wrong whatever the data: optimizer, lr, counts, loss, schedule, dropout."""
+    """``ValueError`` for settings that are wrong whatever the data:
+    optimizer, lr, counts, loss, schedule, dropout."""
     optimizers.spec(
         cfg.get("optimizer") or optimizers.DEFAULT
     )  # unknown optimizer: ValueError before any work

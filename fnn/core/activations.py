@@ -73,7 +73,8 @@ class Activation(NamedTuple):
         return g * self.derivative(z, a)
 
     def jvp(self, z: Array, a: Array, v: Array) -> Array:
-        """Push a tangent ``v = R{z}`` forward to ``R{a} = J v`` (softmax's ``J`` is symmetric: the vjp's formula)."""
+        """Push a tangent ``v = R{z}`` forward to ``R{a} = J v``
+        (softmax's ``J`` is symmetric: the vjp's formula)."""
         return self.vjp(z, a, v)
 
     def vjp_tangent(self, z: Array, a: Array, g: Array, rz: Array, rg: Array) -> Array:
@@ -272,7 +273,8 @@ def register_activation(
 
 
 def check_second_derivative(name: str) -> None:
-    """``ValueError`` when activation ``name`` was registered without its second derivative (``fnn.hvp`` needs it)."""
+    """``ValueError`` when activation ``name`` was registered without its second derivative
+    (``fnn.hvp`` needs it)."""
     act = get(name)
     if act.derivative is not None and act.second_derivative is None:
         raise ValueError(

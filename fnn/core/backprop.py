@@ -75,7 +75,8 @@ def _transposed_product(a_in: Array, delta: Array) -> Array:
 def graph_backward(
     net, params: dict, cache: dict, delta: Array, per_example: bool = False
 ) -> tuple[dict, list[Array]]:
-    """The adjoint recursion of the graph ``net`` (an ``fnn.Graph``) from the output delta ``delta = dL/dz_J``.
+    """The adjoint recursion of the graph ``net`` (an ``fnn.Graph``)
+    from the output delta ``delta = dL/dz_J``.
 
     Returns ``(grads, deltas)``: ``grads`` has the structure of ``params``; ``deltas`` holds ``dL/dz_j`` of
     every node, in node order.

@@ -176,8 +176,9 @@ def sampled_deltas(state: Curvature, key) -> list[Array]:
 
 
 def _inputs_and_deltas(net: Network, inputs, deltas) -> list[tuple[str, object, Array]]:
-    """``(group name, its weight matrices' inputs, delta_j)`` per group of ``inputs = net.weight_inputs(cache)``,
-    in the deltas' order; the inputs are shaped as the group's ``"W"`` (one ``a_i`` per ``W_j[i]``)."""
+    """``(group name, its weight matrices' inputs, delta_j)`` per group of
+    ``inputs = net.weight_inputs(cache)``, in the deltas' order; the inputs are shaped as the group's
+    ``"W"`` (one ``a_i`` per ``W_j[i]``)."""
     return [(name, group["W"], d) for (name, group), d in zip(net.groups(inputs), deltas)]
 
 
@@ -222,9 +223,10 @@ def _kronecker_at(state: Curvature, key):
 
 
 def output_hessian_eigen(net: Network, cache, y: Array, rule=losses.output_hvp) -> tuple[Array, Array]:
-    """``(lam, u)``, ``(B, n_out)`` and ``(B, n_out, n_out)``: each example's ``H_n = sum_k lam_nk u_nk u_nk^T``,
-    the loss's Hessian in the output pre-activation built column by column from its Hessian rule (``rule``:
-    ``losses.output_hvp``, the batch mean's, which carries ``1/B``; ``losses.example_hvps``, each example's own)."""
+    """``(lam, u)``, ``(B, n_out)`` and ``(B, n_out, n_out)``: each example's
+    ``H_n = sum_k lam_nk u_nk u_nk^T``, the loss's Hessian in the output pre-activation built column by
+    column from its Hessian rule (``rule``: ``losses.output_hvp``, the batch mean's, which carries
+    ``1/B``; ``losses.example_hvps``, each example's own)."""
     z, a = net.output_of(cache)
     act = activations.get(net.output)
 
@@ -237,7 +239,8 @@ def output_hessian_eigen(net: Network, cache, y: Array, rule=losses.output_hvp) 
 
 @jax.jit
 def _gauss_newton_diag(state: Curvature):
-    """``sum_n sum_k lambda_nk (J_n^T u_nk)^2`` with ``(1/B) d^2 l_n / dz^2 = sum_k lambda_nk u_nk u_nk^T``."""
+    """``sum_n sum_k lambda_nk (J_n^T u_nk)^2``
+    with ``(1/B) d^2 l_n / dz^2 = sum_k lambda_nk u_nk u_nk^T``."""
     lam, u = output_hessian_eigen(state.net, state.cache, state.y)
     per_example = state.net.per_example_backward(
         state.params, state.cache, jnp.swapaxes(u, 1, 2)

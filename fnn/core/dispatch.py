@@ -81,7 +81,8 @@ def takes_tangent(core):
 
 
 def program(core, net: Network, keyed: bool = False):
-    """The jitted ``(params, x[, y][, key]) -> core(net, params, x[, y][, key])``, checking its inputs when traced."""
+    """The jitted ``(params, x[, y][, key]) -> core(net, params, x[, y][, key])``,
+    checking its inputs when traced."""
     slot = (core, "key") if keyed else core
     programs = getattr(net, _ATTRIBUTE, None)
     if programs is not None and slot in programs:

@@ -5,7 +5,8 @@
         fnn.Dense("h2", 128, "relu", inputs=("h1", "x"), residual="h1", dropout=0.2),
         fnn.Dense("out", 10, "softmax", inputs=("h2", "h1")),
     ], loss="cross_entropy")
-    params = fnn.init(key, net)   # {"h1": {"W": {"x": (64, 128)}, "b": (128,)}, "h2": {"W": {"h1": ..., "x": ...}, ...}, ...}
+    params = fnn.init(key, net)
+    # params: {"h1": {"W": {"x": (64, 128)}, "b": (128,)}, "h2": {"W": {"h1": ..., "x": ...}, ...}, ...}
 
 The input node is ``"x"`` (``n_in`` wide). Each node names only ``"x"`` or
 earlier nodes as its inputs; the last node is the output, whose activation is
@@ -139,7 +140,8 @@ class Graph(Network):
 
     @classmethod
     def residual(cls, n_in, width, depth, n_out, activation="relu", output="identity", loss="mse") -> Graph:
-        """``x -> h1``, then ``depth - 1`` blocks ``h_l = f(h_{l-1} W_l + b_l) + h_{l-1}``, then the output."""
+        """``x -> h1``, then ``depth - 1`` blocks ``h_l = f(h_{l-1} W_l + b_l) + h_{l-1}``,
+        then the output."""
         depth = validation.check_positive_int("depth", depth)
         nodes = [Dense("h1", width, activation, inputs=(INPUT,))]
         for l in range(2, depth + 1):
@@ -180,8 +182,8 @@ class Graph(Network):
         return f"n_in {self.n_in}"
 
     def init(self, key, *, scheme: str = "glorot_uniform", dtype=jnp.float32) -> dict:
-        """Each node's ``W`` drawn as one ``(sum of input widths, width)`` matrix by ``scheme``, split by input
-        (a chain's params are the ``MLP``'s of the same key)."""
+        """Each node's ``W`` drawn as one ``(sum of input widths, width)`` matrix by ``scheme``,
+        split by input (a chain's params are the ``MLP``'s of the same key)."""
         return _init(key, self, scheme, jnp.dtype(dtype))
 
     def forward(self, params, x, output_dtype=None, key=None):

@@ -94,6 +94,7 @@ def draw(key, sizes: tuple, scheme: str, dtype) -> list[dict]:
 
 
 def draw_layers(key, shapes: tuple, scheme: str, dtype) -> list[dict]:
-    """One ``{"W": (n_in, n_out), "b": (n_out,)}`` per ``(n_in, n_out)`` of ``shapes``, each from its own key."""
+    """One ``{"W": (n_in, n_out), "b": (n_out,)}`` per ``(n_in, n_out)`` of ``shapes``,
+    each from its own key."""
     keys = jax.random.split(key, len(shapes))
     return [_layer(k, n_in, n_out, scheme, dtype) for k, (n_in, n_out) in zip(keys, shapes)]

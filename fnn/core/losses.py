@@ -76,7 +76,8 @@ Array = jax.Array
 
 
 class Loss(NamedTuple):
-    """A residual loss: per-example value, its gradient and its (diagonal) second derivative w.r.t. ``yhat``."""
+    """A residual loss: per-example value, its gradient
+    and its (diagonal) second derivative w.r.t. ``yhat``."""
 
     value: Callable[[Array, Array], Array]  # (yhat, y) -> (batch,)
     grad: Callable[[Array, Array], Array]  # (yhat, y) -> (batch, n_out)
@@ -187,7 +188,8 @@ LOSS_NAMES = (*LOSSES, *FUSED_ONLY)
 
 
 class Kind(enum.Enum):
-    """What a loss's targets are: the one place the rest of fnn asks it (accuracy, label checks, encodings)."""
+    """What a loss's targets are:
+    the one place the rest of fnn asks it (accuracy, label checks, encodings)."""
 
     LABELS = "labels"  # cross_entropy: one class of K per example, integer labels or one-hot rows
     BINARY = "binary"  # bce: independent 0/1 targets, one per output unit
@@ -283,7 +285,8 @@ def example_hvps(output_activation, output: str, loss: str, z: Array, a: Array, 
 
 
 def output_hvp(output_activation, output: str, loss: str, z: Array, a: Array, y: Array, v: Array) -> Array:
-    """``R{delta_L} = H_L v``, ``H_L = d^2 L / dz_L^2`` of the batch-mean loss, for a tangent ``v = R{z_L}``."""
+    """``R{delta_L} = H_L v``, ``H_L = d^2 L / dz_L^2`` of the batch-mean loss,
+    for a tangent ``v = R{z_L}``."""
     return example_hvps(output_activation, output, loss, z, a, y, v) / z.shape[0]
 
 

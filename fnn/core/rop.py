@@ -1,4 +1,5 @@
-"""Pearlmutter's R-operator: the forward and backward passes differentiated along a direction in parameter space.
+"""Pearlmutter's R-operator: the forward and backward passes
+differentiated along a direction in parameter space.
 
 For params ``w`` and a direction ``v`` (params-shaped: ``V_j[i]`` beside each
 ``W_j[i]``, ``V_b_j`` beside each ``b_j``), ``R{q} = d/dt q(w + t v)`` at

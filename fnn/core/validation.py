@@ -65,7 +65,8 @@ def check_tangent(net: Network, v, dtype) -> None:
 
 
 def check_positive_int(name: str, v, allow_none: bool = False) -> int | None:
-    """``v`` as an int; ``ValueError`` naming ``name`` unless it is a positive int (or ``None``, with ``allow_none``)."""
+    """``v`` as an int; ``ValueError`` naming ``name`` unless it is a positive int
+    (or ``None``, with ``allow_none``)."""
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -75,7 +76,8 @@ def check_positive_int(name: str, v, allow_none: bool = False) -> int | None:
 
 def check_number(name: str, v, ok, expected: str) -> float:
     """``v`` as a float; ``ValueError`` naming ``name`` unless it is a real number, not a bool, for which
-    ``ok(v)`` holds. ``expected`` says what ``ok`` asks: ``"in [0, 1)"`` gives ``momentum must be in [0, 1), got 1.0``."""
+    ``ok(v)`` holds. ``expected`` says what ``ok`` asks: ``"in [0, 1)"`` gives
+    ``momentum must be in [0, 1), got 1.0``."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not ok(v):
         raise ValueError(f"{name} must be {expected}, got {v!r}")
     return float(v)
@@ -91,7 +93,8 @@ def check_positive_number(name: str, v, *, allow_none: bool = False, finite: boo
 
 
 def check_key(key):
-    """``key`` as a typed PRNG key: a ``jax.random.key`` or the raw ``uint32`` data of one (``TypeError`` else)."""
+    """``key`` as a typed PRNG key: a ``jax.random.key`` or the raw ``uint32`` data of one
+    (``TypeError`` else)."""
     dtype = getattr(key, "dtype", None)
     if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         return key
@@ -210,8 +213,8 @@ def device_labels(net: Network, y) -> bool:
 
 
 def guard(result):
-    """``result`` (a loss, ``(loss, grads, ...)`` or an object with a ``.loss``) made NaN throughout when its loss
-    is NaN.
+    """``result`` (a loss, ``(loss, grads, ...)`` or an object with a ``.loss``)
+    made NaN throughout when its loss is NaN.
 
     A device array's labels are not read on the per-call path (see the module
     docstring), so a label outside ``[0, n_out)`` cannot raise there; ``_one_hot``

@@ -1,4 +1,5 @@
-"""Internal: datasets by name, public as ``fnn.datasets``: scikit-learn's, synthetic, CSV, MNIST / Fashion-MNIST.
+"""Internal: datasets by name, public as ``fnn.datasets``:
+scikit-learn's, synthetic, CSV, MNIST / Fashion-MNIST.
 
 ==============  ==================================================  ================  ==========
 name            what                                                task              source
@@ -195,7 +196,7 @@ def load_csv(path, target: str, *, task: str | None = None, max_classes: int = 2
     raw_target = [row[t].strip() for row in body]
     numeric = True
     values = []
-    for r, v in enumerate(raw_target):
+    for _r, v in enumerate(raw_target):
         try:
             values.append(float(v))
         except ValueError:

@@ -214,7 +214,8 @@ def _finite_or_inf(f):
 
 
 def armijo(loss: Callable, w, p, f0, slope, f1, *, c: float = 1e-2, shrink: float = 0.8, tries: int = 60):
-    """The largest ``alpha = shrink^k`` (``k < tries``) with ``f(w + alpha p) <= f0 + c alpha slope``; ``0`` if none.
+    """The largest ``alpha = shrink^k`` (``k < tries``) with ``f(w + alpha p) <= f0 + c alpha slope``;
+    ``0`` if none.
 
     ``f1 = f(w + p)``, already known from the backtracking."""
 
@@ -232,7 +233,8 @@ def armijo(loss: Callable, w, p, f0, slope, f1, *, c: float = 1e-2, shrink: floa
 
 
 def adapt_damping(damping, rho):
-    """Levenberg-Marquardt's rule: ``x 3/2`` when ``rho < 1/4`` (or not finite), ``x 2/3`` when ``rho > 3/4``."""
+    """Levenberg-Marquardt's rule: ``x 3/2`` when ``rho < 1/4`` (or not finite),
+    ``x 2/3`` when ``rho > 3/4``."""
     return jnp.where(~(rho >= 0.25), damping * 1.5, jnp.where(rho > 0.75, damping * (2 / 3), damping))
 
 

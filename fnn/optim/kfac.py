@@ -177,16 +177,18 @@ def eigen(factor: Array) -> tuple[Array, Array]:
 
 
 def pi_correction(s_a: Array, s_g: Array) -> Array:
-    """``pi = sqrt((tr A / dim A) / (tr G / dim G))`` from the eigenvalues; a vanishing trace counts as ``tiny``."""
+    """``pi = sqrt((tr A / dim A) / (tr G / dim G))`` from the eigenvalues;
+    a vanishing trace counts as ``tiny``."""
     tiny = jnp.finfo(s_a.dtype).tiny
     return jnp.sqrt(jnp.maximum(jnp.mean(s_a), tiny) / jnp.maximum(jnp.mean(s_g), tiny))
 
 
 def block_update(grad: Array, eig_a, eig_g, damping) -> Array:
-    """``(A + pi gamma I)^-1 grad (G + gamma/pi I)^-1``, ``gamma = sqrt(damping)``, from ``eigen(A)``, ``eigen(G)``.
+    """``(A + pi gamma I)^-1 grad (G + gamma/pi I)^-1``, ``gamma = sqrt(damping)``,
+    from ``eigen(A)``, ``eigen(G)``.
 
-    ``grad`` is ``(dim A, dim G)``; the product is ``Q_A [(Q_A^T grad Q_G) / ((s_A + pi gamma)(s_G + gamma/pi)^T)]
-    Q_G^T``."""
+    ``grad`` is ``(dim A, dim G)``; the product is
+    ``Q_A [(Q_A^T grad Q_G) / ((s_A + pi gamma)(s_G + gamma/pi)^T)] Q_G^T``."""
     (s_a, q_a), (s_g, q_g) = eig_a, eig_g
     pi, gamma = pi_correction(s_a, s_g), jnp.sqrt(damping)
     inner = (q_a.T @ grad @ q_g) / jnp.outer(s_a + pi * gamma, s_g + gamma / pi)
@@ -226,7 +228,8 @@ def model_step(b: Array, m: Array, alpha=None, mu=None) -> tuple[Array, Array]:
 
 
 def _minimiser(slope: Array, curvature: Array) -> Array:
-    """``-slope / curvature``, the minimiser of ``slope t + 1/2 curvature t^2`` (0 where ``curvature <= 0``)."""
+    """``-slope / curvature``, the minimiser of ``slope t + 1/2 curvature t^2``
+    (0 where ``curvature <= 0``)."""
     return jnp.where(curvature > 0, -slope / jnp.where(curvature > 0, curvature, 1.0), 0.0)
 
 
@@ -239,7 +242,8 @@ def model_value(b: Array, m: Array, x: Array) -> Array:
 
 
 def _map_groups(fn, tree):
-    """``fn`` on each group of a params-shaped ``tree`` (a dict or a list of groups, as ``Network.groups``)."""
+    """``fn`` on each group of a params-shaped ``tree``
+    (a dict or a list of groups, as ``Network.groups``)."""
     if isinstance(tree, dict):
         return {name: fn(group) for name, group in tree.items()}
     return [fn(group) for group in tree]
@@ -281,15 +285,16 @@ def _with_ones(a: Array) -> Array:
 
 
 def _sampled_deltas(c, key) -> tuple[list[Array], Array]:
-    """Per group, the per-example deltas ``B delta_j`` of targets sampled from the model, and their weight ``1/B``
-    (``G_j = (1/B) sum_n Dz_n Dz_n^T``)."""
+    """Per group, the per-example deltas ``B delta_j`` of targets sampled from the model,
+    and their weight ``1/B`` (``G_j = (1/B) sum_n Dz_n Dz_n^T``)."""
     batch = c.net.output_of(c.cache)[0].shape[0]
     return [batch * d for d in sampled_deltas(c, key)], 1.0 / batch
 
 
 def _exact_deltas(c) -> tuple[list[Array], Array]:
-    """Per group, the rows ``b_{j,nk}`` seeded by ``sqrt(lam_nk) u_nk`` (``H_n = sum_k lam_nk u_nk u_nk^T``, the
-    Hessian of example ``n``'s loss in the logits), ``(B n_out, n_j)``, and their weight ``1/B``."""
+    """Per group, the rows ``b_{j,nk}`` seeded by ``sqrt(lam_nk) u_nk``
+    (``H_n = sum_k lam_nk u_nk u_nk^T``, the Hessian of example ``n``'s loss in the logits),
+    ``(B n_out, n_j)``, and their weight ``1/B``."""
     lam, u = output_hessian_eigen(c.net, c.cache, c.y, losses.example_hvps)
     batch, n_out = lam.shape
     seeds = jnp.sqrt(jnp.maximum(lam, 0))[:, :, None] * jnp.swapaxes(u, 1, 2)  # [n, k] = sqrt(lam_nk) u_nk
@@ -411,7 +416,8 @@ def _model_terms(c, grad, directions, shift):
 
 
 def _reduction_ratio(value_fn, params, updates, theta, delta, h0, predicted, weight_decay):
-    """``rho = (h(theta + delta) - h(theta)) / M(delta)``; ``-inf`` when not finite or no decrease was predicted."""
+    """``rho = (h(theta + delta) - h(theta)) / M(delta)``;
+    ``-inf`` when not finite or no decrease was predicted."""
     h1 = value_fn(optax.apply_updates(params, updates))
     if weight_decay:
         h0 = h0 + 0.5 * weight_decay * tree_vdot(theta, theta)
@@ -434,7 +440,8 @@ def kfac(
     min_damping: float = 1e-6,
     seed: int = 0,
 ) -> optax.GradientTransformationExtraArgs:
-    """K-FAC (Martens & Grosse 2015) as an optax transform; the math and every default in the module docstring.
+    """K-FAC (Martens & Grosse 2015) as an optax transform;
+    the math and every default in the module docstring.
 
     Args:
       damping: the initial ``lambda`` (> 0), adapted every ``damping_every`` steps (``T1``).
@@ -517,8 +524,9 @@ def kfac(
 
 
 def _report(state) -> dict:
-    """The damping ``lambda``, the reduction ratio ``rho`` last measured and the momentum ``mu`` of the epoch's
-    last step (its ``alpha`` is the state's ``learning_rate``, which ``fnn.fit`` records for every method)."""
+    """The damping ``lambda``, the reduction ratio ``rho`` last measured and the momentum ``mu``
+    of the epoch's last step (its ``alpha`` is the state's ``learning_rate``, which ``fnn.fit`` records
+    for every method)."""
     found = find_state(state, KfacState)
     return {"damping": found.damping, "rho": found.rho, "momentum": found.momentum}
 

@@ -72,6 +72,6 @@ class Objective(Protocol):
         self, params, curvature: str = "gnvp", rows: tuple | None = None
     ) -> tuple[Curvature, Callable[[jax.Array], jax.Array]]:
         """``(c, product)``: ``c = self.curvature(params, rows)`` and ``product(v)``, the Gauss-Newton
-        (``"gnvp"``) or Hessian (``"hvp"``) product with ``v`` flattened as ``ravel_pytree(params)``, flattened
-        the same way; every product reuses ``c``'s passes."""
+        (``"gnvp"``) or Hessian (``"hvp"``) product with ``v`` flattened as ``ravel_pytree(params)``,
+        flattened the same way; every product reuses ``c``'s passes."""
         ...

@@ -1,4 +1,5 @@
-"""The training methods by name: the records their own modules declare, collected (public as ``fnn.optimizers``).
+"""The training methods by name: the records their own modules declare, collected
+(public as ``fnn.optimizers``).
 
 ==================  ===========================================================  ==========  ==========
 name                method                                                       default lr  batch
@@ -115,10 +116,10 @@ def resolve(optimizer) -> Method:
 
 
 def default_batch(name: str | Method, preset: int | None) -> int | None:
-    """The minibatch of method ``name`` when none is given: ``None`` (the whole set) for a full-batch method or a
-    ``None`` preset, else the front end's ``preset`` (a dataset's in ``fnn train``, scikit-learn's 200), or the
-    method's own when larger (``kfac``'s 256: its model-chosen steps need large minibatches; on digits at 64 it
-    diverged)."""
+    """The minibatch of method ``name`` when none is given: ``None`` (the whole set) for a full-batch
+    method or a ``None`` preset, else the front end's ``preset`` (a dataset's in ``fnn train``,
+    scikit-learn's 200), or the method's own when larger (``kfac``'s 256: its model-chosen steps need
+    large minibatches; on digits at 64 it diverged)."""
     method = resolve(name)
     if method.full_batch or preset is None:
         return None

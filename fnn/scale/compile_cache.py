@@ -55,7 +55,8 @@ def default_dir() -> str:
 
 
 def size_limit_mb() -> float:
-    """``$FNN_CACHE_MAX_MB``, else ``MAX_MB``; a ``ValueError`` naming the variable if it is no positive number."""
+    """``$FNN_CACHE_MAX_MB``, else ``MAX_MB``;
+    a ``ValueError`` naming the variable if it is no positive number."""
     text = os.environ.get(SIZE)
     if text is None:
         return MAX_MB

@@ -53,8 +53,8 @@ def check(method: str, n_params: int, dtype, device=None, matrices: int | None =
     if need > FRACTION * have:
         gib = 2.0**30
         raise ValueError(
-            f"{method} holds {MATRICES.get(method, matrices)} P x P {np.dtype(dtype).name} matrices: at P = {n_params:,} "
-            f"parameters that is {need / gib:.1f} GiB, more than {FRACTION:.0%} of the device's {have / gib:.1f} GiB "
-            f"({device or jax.local_devices()[0]}); use a smaller network, or scg, cgb, cgf, cgp, oss or "
-            f"lbfgs, whose memory grows as P"
+            f"{method} holds {MATRICES.get(method, matrices)} P x P {np.dtype(dtype).name} matrices: "
+            f"at P = {n_params:,} parameters that is {need / gib:.1f} GiB, more than {FRACTION:.0%} of the "
+            f"device's {have / gib:.1f} GiB ({device or jax.local_devices()[0]}); use a smaller network, "
+            f"or scg, cgb, cgf, cgp, oss or lbfgs, whose memory grows as P"
         )

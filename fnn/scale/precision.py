@@ -99,7 +99,8 @@ def _mixed(policy: Policy | None) -> bool:
 
 
 def forward_step(net, policy: Policy | None, params, x, key=None):
-    """The forward cache under ``policy``: bf16 copies of params and ``x``, float32 logits (``key``: dropout)."""
+    """The forward cache under ``policy``: bf16 copies of params and ``x``,
+    float32 logits (``key``: dropout)."""
     if not _mixed(policy):
         return net.forward(params, x, key=key)
     return net.forward(
@@ -114,7 +115,8 @@ def backprop_step(net, policy: Policy | None, params, x, y, key=None):
     """``(loss, grads, cache)`` of one step under ``policy``, by the hand-written backward pass.
 
     Without a mixed policy this is exactly ``fnn.backprop``'s forward and
-    backward pass (``net.forward``, ``net.backward``: any ``fnn.protocol`` network). Under ``bf16`` the backward pass runs on the bf16 copy of
+    backward pass (``net.forward``, ``net.backward``: any ``fnn.protocol`` network).
+    Under ``bf16`` the backward pass runs on the bf16 copy of
     the params and the gradients are cast back to the params' dtype.
     """
     step_params = cast(params, policy.compute_dtype) if _mixed(policy) else params

@@ -44,8 +44,8 @@ def sample_weights(sample_weight, X, dtype) -> np.ndarray:
 
 
 def store_arguments(est, arguments: dict) -> None:
-    """Keep each constructor argument as the attribute of its name and do nothing else (scikit-learn's rule for
-    ``__init__``), given the constructor's ``locals()``."""
+    """Keep each constructor argument as the attribute of its name and do nothing else
+    (scikit-learn's rule for ``__init__``), given the constructor's ``locals()``."""
     for name, value in arguments.items():
         if name not in ("self", "__class__"):
             setattr(est, name, value)
@@ -139,7 +139,8 @@ class BaseMLP(BaseEstimator):
         )  # converted to X's dtype once split (stratified on y as it is)
         self.n_outputs_ = y.shape[1]
         self._random_state = check_random_state(self.random_state)
-        compile_cache.use_default_cache()  # a later run of the same fit loads its programs instead of compiling
+        # a later run of the same fit loads its programs instead of compiling
+        compile_cache.use_default_cache()
         if first_pass:
             self._initialize(y, [X.shape[1], *hidden, self.n_outputs_], X.dtype)
         with _data.precision(self._dtype):
@@ -164,7 +165,7 @@ class BaseMLP(BaseEstimator):
     def _check_solver(self) -> bool:
         if self.solver not in _training.STOCHASTIC:
             raise AttributeError(
-                "partial_fit is only available for stochastic optimizers. %s is not stochastic." % self.solver
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
             )
         return True
 

@@ -21,8 +21,8 @@ def _first_partial_fit(clf, classes) -> bool:
         if getattr(clf, "classes_", None) is not None:
             if not np.array_equal(clf.classes_, unique_labels(classes)):
                 raise ValueError(
-                    "`classes=%r` is not the same as on last call to partial_fit, was: %r"
-                    % (classes, clf.classes_)
+                    f"`classes={classes!r}` is not the same as on last call to partial_fit, "
+                    f"was: {clf.classes_!r}"
                 )
         else:
             clf.classes_ = unique_labels(classes)

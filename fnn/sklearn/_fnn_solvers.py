@@ -114,5 +114,6 @@ def fit(est, net, params, X, y, w):
             f"{type(est).__name__}: maximum iterations ({est.max_iter}) reached and the optimization "
             "hasn't converged yet.",
             ConvergenceWarning,
+            stacklevel=4,  # the caller of fit: fit -> BaseMLP._fit -> _fnn_solvers.fit
         )
     return params

@@ -52,12 +52,13 @@ def hidden_layer_sizes(value) -> list[int]:
         if isinstance(s, bool) or not isinstance(s, numbers.Integral):
             raise ValueError(f"hidden_layer_sizes must hold ints, got {value!r}.")
     if any(s <= 0 for s in sizes):
-        raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+        raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
     return [int(s) for s in sizes]
 
 
 def fnn_activation(name) -> str:
-    """fnn's name for a hidden activation: scikit-learn's four, or any fnn activation allowed in a hidden layer."""
+    """fnn's name for a hidden activation: scikit-learn's four,
+    or any fnn activation allowed in a hidden layer."""
     from fnn.core import activations
 
     fnn_name = SKLEARN_ACTIVATIONS.get(name, name)

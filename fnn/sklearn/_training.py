@@ -32,7 +32,8 @@ STOCHASTIC = ("sgd", "adam")
 
 
 def host_zeros(params):
-    """Zeros shaped like ``params``, made by NumPy: JAX would compile a small program per shape to make them."""
+    """Zeros shaped like ``params``, made by NumPy:
+    JAX would compile a small program per shape to make them."""
     return jax.tree.map(lambda p: np.zeros(p.shape, p.dtype), params)
 
 
@@ -172,7 +173,7 @@ class Optimizer:
             return True
         self.learning_rate /= 5.0
         if verbose:
-            print(msg + " Setting learning rate to %f" % self.learning_rate)
+            print(msg + f" Setting learning rate to {self.learning_rate:f}")
         return False
 
     def __getstate__(self):  # arrays as NumPy, so that the estimator pickles anywhere
@@ -184,7 +185,8 @@ MAX_CHUNK = 32
 
 
 class Epochs:
-    """The minibatches of one training set: dense rows gathered on the device, sparse ones densified per batch.
+    """The minibatches of one training set: dense rows gathered on the device,
+    sparse ones densified per batch.
 
     A dense set runs ``chunk`` epochs per call of one compiled program
     (``_objective.dense_epochs``), the number of rows permitting: on a small
@@ -300,7 +302,8 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
     else:
         if est.batch_size > n:
             warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                stacklevel=4,  # the caller of fit or partial_fit: it -> BaseMLP._fit -> fit_stochastic
             )
         batch = int(np.clip(est.batch_size, 1, n))
     epochs = Epochs(X, y, w, batch, est._dtype)
@@ -318,7 +321,7 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
                 net, est._optimizer, params, orders, rates, est.alpha, est._loss_report()
             )
             order = orders[-1]
-            for done, est.loss_ in enumerate(losses, 1):
+            for done, est.loss_ in enumerate(losses, 1):  # noqa: B007  # done is read after the loop
                 event, is_best = end_epoch(est, net, params, n, validation, incremental)
                 best = params if is_best else best
                 if event:
@@ -332,7 +335,7 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
                 )
                 order = orders[-1]
     except KeyboardInterrupt:
-        warnings.warn("Training interrupted by user.")
+        warnings.warn("Training interrupted by user.", stacklevel=4)  # the caller of fit or partial_fit
     if validation:
         est._set_best(best)
         return best
@@ -340,8 +343,8 @@ def fit_stochastic(est, net, params, X, y, w, incremental: bool):
 
 
 def shuffled(est, order: np.ndarray, count: int) -> list[np.ndarray]:
-    """The row orders of the next ``count`` epochs: each a shuffle of the one before (unless ``shuffle=False``),
-    drawn from the estimator's ``RandomState`` as scikit-learn draws them.
+    """The row orders of the next ``count`` epochs: each a shuffle of the one before
+    (unless ``shuffle=False``), drawn from the estimator's ``RandomState`` as scikit-learn draws them.
 
     ``sklearn.utils.shuffle(order, random_state=rs)`` is ``order[p]`` with ``p``
     the permutation ``rs.shuffle(arange(n))``; drawn here directly, without its
@@ -368,16 +371,15 @@ def end_epoch(est, net, params, n: int, validation, incremental: bool) -> tuple[
     est.t_ += n
     est.loss_curve_.append(est.loss_)
     if est.verbose:
-        print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        print(f"Iteration {est.n_iter_:d}, loss = {est.loss_:.8f}")
     is_best = update_no_improvement_count(est, net, params, validation)
     est._optimizer.iteration_ends(est.t_)
     event = None
     if est._no_improvement_count > est.n_iter_no_change:
         watched = "Validation score" if validation else "Training loss"
-        msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
-            watched,
-            est.tol,
-            est.n_iter_no_change,
+        msg = (
+            f"{watched} did not improve more than tol={est.tol:f} for {est.n_iter_no_change:d} "
+            "consecutive epochs."
         )
         if est._optimizer.trigger_stopping(msg, est.verbose):
             return "stop", is_best
@@ -387,20 +389,22 @@ def end_epoch(est, net, params, n: int, validation, incremental: bool) -> tuple[
         return "stop", is_best
     if est.n_iter_ == est.max_iter:
         warnings.warn(
-            "Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
-            "converged yet." % est.max_iter,
+            f"Stochastic Optimizer: Maximum iterations ({est.max_iter:d}) reached and the optimization "
+            "hasn't converged yet.",
             ConvergenceWarning,
+            stacklevel=5,  # the caller of fit or partial_fit: it -> _fit -> fit_stochastic -> end_epoch
         )
     return event, is_best
 
 
 def update_no_improvement_count(est, net, params, validation) -> bool:
-    """scikit-learn's ``_update_no_improvement_count``; True when ``params`` are the best so far on validation."""
+    """scikit-learn's ``_update_no_improvement_count``;
+    True when ``params`` are the best so far on validation."""
     if validation:
         score = est._score_params(net, params, *validation)
         est.validation_scores_.append(score)
         if est.verbose:
-            print("Validation score: %f" % score)
+            print(f"Validation score: {score:f}")
         if score < est.best_validation_score_ + est.tol:
             est._no_improvement_count += 1
         else:
@@ -418,7 +422,8 @@ def update_no_improvement_count(est, net, params, validation) -> bool:
 
 
 def fit_lbfgs(est, net, params, X, y, w):
-    """``_fit_lbfgs`` of scikit-learn: scipy's L-BFGS-B on the packed parameters, fnn's objective and gradient."""
+    """``_fit_lbfgs`` of scikit-learn: scipy's L-BFGS-B on the packed parameters,
+    fnn's objective and gradient."""
     y = y.astype(est._dtype)
     data = (X, y, w) if sp.issparse(X) else tuple(jnp.asarray(a, est._dtype) for a in (X, y, w))
     theta = np.asarray(_objective.pack(params), np.float64)
@@ -433,10 +438,11 @@ def fit_lbfgs(est, net, params, X, y, w):
     est.n_iter_ = min(result.nit, est.max_iter)
     if result.status != 0:
         warnings.warn(
-            "lbfgs failed to converge after %d iteration(s) (status=%d):\n%s\n\nIncrease the number of "
-            "iterations to improve the convergence (max_iter=%d).\nYou might also want to scale the data."
-            % (result.nit, result.status, result.message, est.max_iter),
+            f"lbfgs failed to converge after {result.nit:d} iteration(s) (status={result.status:d}):\n"
+            f"{result.message}\n\nIncrease the number of iterations to improve the convergence "
+            f"(max_iter={est.max_iter:d}).\nYou might also want to scale the data.",
             ConvergenceWarning,
+            stacklevel=4,  # the caller of fit: fit -> BaseMLP._fit -> fit_lbfgs
         )
     theta = jnp.asarray(result.x, est._dtype)
     data_term, penalty, _ = _data.full_batch(

@@ -15,7 +15,8 @@ just completed), ``run.params``, ``run.opt_state``, ``run.history``,
 earlier callback set one, and returns True (``reason``: a sentence, which
 stops the run with kind ``StopKind.CALLBACK``, or an ``fnn.training.history.Stop``).
 Every callback sees every epoch; the first reason given is the run's. A
-callback that stops the run without a reason stops it "by callback". Callbacks read the run; what they may change is
+callback that stops the run without a reason stops it "by callback".
+Callbacks read the run; what they may change is
 said where they do (``TerminateOnNaN`` undoes an epoch, ``EarlyStopping`` sets
 the params ``fit`` returns).
 
@@ -188,9 +189,9 @@ class EarlyStopping(Callback):
 
 
 class MethodStop(Callback):
-    """Stop when the run's method's own rule says so (``fnn.optimizers.Method.stop``, a function of the epoch's
-    reports): Levenberg-Marquardt's ``mu`` passing ``mu_max``, say. ``fit`` adds it for every method that has a
-    rule."""
+    """Stop when the run's method's own rule says so (``fnn.optimizers.Method.stop``, a function of the
+    epoch's reports): Levenberg-Marquardt's ``mu`` passing ``mu_max``, say. ``fit`` adds it for every method
+    that has a rule."""
 
     def on_epoch_end(self, run):
         rule = run.method.stop if run.method is not None else None
@@ -200,7 +201,8 @@ class MethodStop(Callback):
 
 
 class LevenbergMarquardtStop(MethodStop):
-    """Deprecated: ``MethodStop``, which ``fit`` adds for every method with a stopping rule (this one included)."""
+    """Deprecated: ``MethodStop``, which ``fit`` adds for every method with a stopping rule
+    (this one included)."""
 
     def __init__(self):
         warnings.warn(
@@ -212,7 +214,8 @@ class LevenbergMarquardtStop(MethodStop):
 
 
 class Checkpoint(Callback):
-    """Write the run to ``path`` (``fnn.training.checkpoint``: atomic, no pickle), from which ``fit(resume=True)`` continues.
+    """Write the run to ``path`` (``fnn.training.checkpoint``: atomic, no pickle),
+    from which ``fit(resume=True)`` continues.
 
     Written every ``every`` epochs or, when that is ``None``, whenever
     ``every_s`` seconds have passed since the last write (writing every epoch

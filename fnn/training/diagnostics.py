@@ -104,7 +104,8 @@ def _layer_stats(net, params, x, y) -> dict:
 
 
 def layer_stats(net, params: list[dict], x, y) -> dict[str, np.ndarray]:
-    """Per-layer ``grad_norm``, ``delta_norm``, ``saturation``, ``dead_relu`` on ``(x, y)`` (arrays of length L)."""
+    """Per-layer ``grad_norm``, ``delta_norm``, ``saturation``, ``dead_relu`` on ``(x, y)``
+    (arrays of length L)."""
     x, y = validation.prepare(net, params, x, y)
     return {k: np.asarray(v, np.float64) for k, v in _layer_stats(net, params, x, y).items()}
 

@@ -144,7 +144,8 @@ class History:
     @classmethod
     def from_csv(cls, path) -> History:
         """A history read back from a ``history.csv`` (``to_csv``, ``fnn.callbacks.CSVLogger``), old or new:
-        every column that is neither generic nor ``grad_norm_<layer>`` is a report. Empty cells are ``None``."""
+        every column that is neither generic nor ``grad_norm_<layer>`` is a report.
+        Empty cells are ``None``."""
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows:
@@ -163,8 +164,9 @@ class History:
         return cls.from_dict({**h.to_dict(), "stop_reason": ""})
 
     def expect(self, names) -> None:
-        """Give each reported quantity in ``names`` its column from the start (``None`` for the epochs before),
-        so that a CSV header written before the first epoch already names it."""
+        """Give each reported quantity in ``names`` its column from the start
+        (``None`` for the epochs before), so that a CSV header written before the first epoch
+        already names it."""
         for name in names:
             if name in self.GENERIC:
                 raise ValueError(f"a method cannot report {name!r}: it is one of every run's columns")
@@ -209,7 +211,8 @@ def _all_missing(values) -> bool:
 
 
 def _aligned(values: list, n: int) -> list:
-    """``values`` padded with ``None`` at the front to ``n`` entries (a column recorded from a later epoch on)."""
+    """``values`` padded with ``None`` at the front to ``n`` entries
+    (a column recorded from a later epoch on)."""
     values = list(values)
     return [None] * (n - len(values)) + values if len(values) < n else values
 

@@ -129,14 +129,16 @@ class Run:
 
 
 class _Epochs:
-    """The run's compiled epochs: the data and state placed on the devices, each epoch launched and read back."""
+    """The run's compiled epochs: the data and state placed on the devices,
+    each epoch launched and read back."""
 
     def __init__(self, run: Run, tx, batch: int, policy, mesh_devices: list, feed: str):
         x, y = run.train
         xv, yv = run.validation or (np.zeros((0,), x.dtype),) * 2
         self.n, self.batch, self.policy, self.feed = x.shape[0], batch, policy, feed
         self.mesh = distributed.make_mesh(mesh_devices)
-        # params, optimizer state and the data replicated over the mesh; each minibatch is split inside the epoch
+        # params, optimizer state and the data replicated over the mesh;
+        # each minibatch is split inside the epoch
         self.everywhere = distributed.replicated(self.mesh)
         self.seed = key_words(run.key)  # every epoch's shuffling derives from it, on the host
         self.key, self.stochastic = run.key, run.net.stochastic  # and its dropout
@@ -231,6 +233,26 @@ def _epoch_end(run: Run, callbacks: list) -> bool:
     return stop
 
 
+def _run_epochs(run: Run, epochs: _Epochs) -> None:
+    """Run the epochs, handing each to the callbacks, until one of them stops the run or all are done.
+
+    The next epoch is launched before this one's statistics are read, so the
+    host's bookkeeping and the callbacks overlap its compute; if this epoch
+    ends the run, the next one is dropped unread. Not after the first epoch of
+    the call: the next one then starts once this one is seen to end, so the
+    epoch times after the first add up to the time the epochs took.
+    """
+    running = epochs.launch(run.epoch, run.params, run.opt_state) if run.epoch < run.epochs else None
+    while running is not None:
+        ahead = run.epoch > run.start and run.epoch + 1 < run.epochs
+        following = epochs.launch(run.epoch + 1, *running[:2]) if ahead else None
+        run.complete(*epochs.read(running, run.epoch + 1))
+        if _epoch_end(run, run.callbacks) or run.epoch >= run.epochs:
+            break
+        running = following if following is not None else epochs.launch(run.epoch, run.params, run.opt_state)
+    run.stop(Stop(StopKind.COMPLETED, f"completed {run.epochs} epochs"))
+
+
 def _fit_end(run: Run, callbacks: list) -> None:
     for cb in callbacks:
         cb.on_fit_end(run)
@@ -305,6 +327,18 @@ def _local_devices(devices) -> list:
     if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
         return distributed.select_devices(count=int(devices))
     return list(devices)
+
+
+def _devices(devices, method: Method, net, params, batch: int) -> tuple[list, list]:
+    """``(this process's devices, the mesh's)``, checked against what the method holds and the minibatch."""
+    local = _local_devices(devices)
+    if method.matrices:  # P x P matrices: they must fit the device
+        dtype = jax.tree_util.tree_leaves(params)[0].dtype
+        memory.check(method.name, net.n_params, dtype, local[0], method.matrices)
+    mesh_devices = distributed.global_devices(local)
+    if len(mesh_devices) > 1:
+        distributed.check_batch(batch, len(mesh_devices))
+    return local, mesh_devices
 
 
 def _prepare_data(net, params, train, validation):
@@ -397,7 +431,8 @@ def _reported(method: Method, opt_state) -> list[str]:
 
 
 def _check_opt_state(given, fresh):
-    """``given`` rebuilt on the structure of ``fresh``, after checking its leaves (``ValueError`` if they differ)."""
+    """``given`` rebuilt on the structure of ``fresh``, after checking its leaves
+    (``ValueError`` if they differ)."""
     flat = jax.tree_util.tree_flatten_with_path(given)[0]
     return match_tree(
         "opt_state",
@@ -546,14 +581,7 @@ def fit(
     default_batch = None if method.full_batch else method.batch_size
     batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
     policy = fnn.scale.precision.get(precision)
-    local = _local_devices(devices)
-    if method.matrices:  # P x P matrices: they must fit the device
-        memory.check(
-            method.name, net.n_params, jax.tree_util.tree_leaves(params)[0].dtype, local[0], method.matrices
-        )
-    mesh_devices = distributed.global_devices(local)
-    if len(mesh_devices) > 1:
-        distributed.check_batch(batch, len(mesh_devices))
+    local, mesh_devices = _devices(devices, method, net, params, batch)
     feed = _feed(feed, train, local[0])
     fresh_state = opt_init(tx, method.flat)(params)
     opt_state = fresh_state if opt_state is None else _check_opt_state(opt_state, fresh_state)
@@ -597,23 +625,7 @@ def fit(
     for cb in run.callbacks:
         cb.on_fit_start(run)
     try:
-        running = epochs_.launch(run.epoch, run.params, run.opt_state) if run.epoch < epochs else None
-        while running is not None:
-            # Launch the next epoch before reading this one's statistics, so the
-            # host's bookkeeping and the callbacks overlap the next epoch's
-            # compute; if this epoch ends the run, the next one is dropped unread.
-            # Not after the first epoch of the call: the next one then starts once
-            # this one is seen to end, so the epoch times after the first add up
-            # to the time the epochs took.
-            ahead = run.epoch > run.start and run.epoch + 1 < epochs
-            following = epochs_.launch(run.epoch + 1, *running[:2]) if ahead else None
-            run.complete(*epochs_.read(running, run.epoch + 1))
-            if _epoch_end(run, run.callbacks) or run.epoch >= epochs:
-                break
-            running = (
-                following if following is not None else epochs_.launch(run.epoch, run.params, run.opt_state)
-            )
-        run.stop(Stop(StopKind.COMPLETED, f"completed {epochs} epochs"))
+        _run_epochs(run, epochs_)
     except KeyboardInterrupt:
         run.history.stop = Stop(StopKind.INTERRUPTED, f"interrupted after epoch {run.epoch}")
         raise Interrupted(run.params, run.history, run.epoch, saver and saver.path) from None
