@@ -181,7 +181,7 @@ def _draw(net, batch: int, key):
 def point(case: Case, device, seed: int = 0):
     """``(params, x, y, labels, v)`` of a classifier's case: ``y`` one-hot (what the JAX losses take, as
     ``fnn``'s own programs make it), ``labels`` for torch."""
-    if case.net.loss != "cross_entropy":
+    if losses.kind(case.net.loss) is not losses.Kind.LABELS:
         raise ValueError(
             f"the curvature benchmark's cases are classifiers; {case.name} has loss {case.net.loss!r}"
         )

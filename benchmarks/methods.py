@@ -43,7 +43,7 @@ from benchmarks.xla_cost import compiled_cost
 from fnn.check.analytical import single_unit_gradient
 from fnn.check.autodiff import compiled_autodiff
 from fnn.check.finite_differences import compiled_finite_differences, default_chunk, default_eps
-from fnn.core import dispatch, initializers, validation
+from fnn.core import dispatch, initializers, losses, validation
 from fnn.core.backprop import backprop_core, compiled_backprop
 from fnn.core.forward import loss_core
 from fnn.core.protocol import Network
@@ -80,7 +80,7 @@ def make_inputs(net: Network, batch: int, device, dtype, seed: int = 0):
     k_params, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
     params = initializers.init(k_params, net, dtype=dtype)
     x = jax.random.normal(k_x, (batch, net.n_in), dtype)
-    if net.loss == "cross_entropy":
+    if losses.kind(net.loss) is losses.Kind.LABELS:
         targets = jax.random.randint(k_y, (batch,), 0, net.n_out)
     else:
         targets = jax.random.normal(k_y, (batch, net.n_out), dtype)

@@ -218,7 +218,7 @@ def run_case(case: Case, repeats: int, warmup: int = 2, seed: int = 0, methods=N
     for name, (build, named) in transforms(net).items():
         if methods is not None and name not in methods:
             continue
-        if name == "levenberg_marquardt" and net.loss != "mse":
+        if name in optimizers.NAMES and optimizers.spec(name).least_squares and net.loss != "mse":
             skipped[name] = f"needs loss='mse', the case's is {net.loss!r}"
             continue
         runs[name] = _prepare(case, build, named)

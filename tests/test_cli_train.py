@@ -51,7 +51,7 @@ def _one_line_error(capsys, *argv, match):
         (["--dataset", "iris", "--optimizer", "levenberg_marquardt"], "levenberg_marquardt needs --loss mse"),
         (["--dataset", "iris", "--optimizer", "br"], "br needs --loss mse"),
         (["--csv", "/nonexistent/data.csv", "--target", "y"], "CSV file not found"),
-        (["--epochs", "0"], "--epochs must be a positive integer"),
+        (["--epochs", "0"], "--epochs must be a positive int, got 0"),
         (["--lr", "abc"], "invalid float value"),
         (["--sizes", "64,x,10"], "--sizes must be comma-separated integers"),
     ],

@@ -23,7 +23,7 @@ import optax
 
 import fnn
 from fnn import optimizers
-from fnn.core import losses
+from fnn.core import losses, validation
 from fnn.data import datasets
 from fnn.scale import compile_cache, distributed, throughput
 from fnn.training import loop
@@ -85,8 +85,7 @@ def run_devices(kind: str, count: int | None) -> list:
             f"--device gpu: JAX sees no GPU (backends: {distributed._platforms()}); "
             f"install JAX's CUDA build with pip install 'fnn[gpu]', or use --device cpu"
         )
-    if count is not None and count < 1:
-        raise ValueError(f"--devices must be a positive integer, got {count}")
+    validation.check_positive_int("--devices", count, allow_none=True)
     return distributed.select_devices(kind, count)
 
 
@@ -285,7 +284,7 @@ def _speed(cfg, net, n_train: int, devices: list) -> dict:
 
 def fit(plan: Plan) -> tuple:
     """Train: ``(params, history, seconds)``;
-    ``fnn.training.loop.Interrupted`` on Ctrl-C, after saving the checkpoint."""
+    ``fnn.Interrupted`` on Ctrl-C, after saving the checkpoint."""
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # divergence is reported by fnn.cli.outputs, once
         warnings.simplefilter("ignore", fnn.callbacks.DivergenceWarning)

@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 from importlib import resources
 
 from fnn import optimizers
 from fnn.cli import outputs as training_outputs
 from fnn.cli import run as training_run
-from fnn.core import graph, losses
+from fnn.core import graph, losses, validation
 from fnn.data import datasets
 from fnn.scale import compile_cache
 from fnn.training import loop
@@ -335,8 +334,7 @@ def settings(args) -> Settings:
         _check_arch_flags(given)
         cfg = resolve(given)
         out = args.out or f"runs/{cfg['dataset']}"
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise ValueError(f"--checkpoint-every must be a positive integer, got {args.checkpoint_every}")
+    validation.check_positive_int("--checkpoint-every", args.checkpoint_every, allow_none=True)
     return Settings(
         cfg,
         out,
@@ -423,16 +421,13 @@ def _dataset_name(given: dict) -> str:
 def _check(cfg: dict) -> None:
     """``ValueError`` for settings that are wrong whatever the data:
     optimizer, lr, counts, loss, schedule, dropout."""
-    optimizers.spec(
+    method = optimizers.spec(
         cfg.get("optimizer") or optimizers.DEFAULT
-    )  # unknown optimizer: ValueError before any work
-    lr = cfg.get("lr")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"--lr must be a positive number, got {lr}")
+    )  # unknown: ValueError before any work
+    if cfg.get("lr") is not None:
+        validation.check_positive_number("--lr", cfg["lr"])
     for k in ("epochs", "batch_size", "patience"):
-        if cfg.get(k) is not None and cfg[k] < 1:
-            raise ValueError(f"--{k.replace('_', '-')} must be a positive integer, got {cfg[k]}")
-    method = optimizers.spec(cfg.get("optimizer") or optimizers.DEFAULT)
+        validation.check_positive_int(f"--{k.replace('_', '-')}", cfg.get(k), allow_none=True)
     if method.least_squares and cfg.get("loss") is not None and not losses.least_squares(cfg["loss"]):
         raise ValueError(
             f"{method.name} needs --loss mse (it minimises a sum of squares), got {cfg['loss']!r}"

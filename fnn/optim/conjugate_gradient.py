@@ -43,6 +43,7 @@ from jax.flatten_util import ravel_pytree
 
 from fnn.core import validation
 from fnn.optim.method import Method
+from fnn.optim.objective import Objective
 
 RULES = ("fletcher_reeves", "polak_ribiere", "powell_beale")
 
@@ -191,7 +192,7 @@ def scaled_conjugate_gradient(
             jnp.zeros((), jnp.int32),
         )
 
-    def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
+    def update_fn(grads, state, params=None, *, value=None, value_fn: Objective | None = None, **extra_args):
         del extra_args
         if params is None or value is None or value_fn is None:
             raise ValueError("scg needs params, value= and value_fn= in update()")

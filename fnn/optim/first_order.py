@@ -33,6 +33,7 @@ import optax
 
 from fnn.core import validation
 from fnn.optim.method import Method
+from fnn.optim.objective import Objective
 
 __all__ = ["METHODS", "AdaptiveLRState", "adaptive_lr"]
 
@@ -68,7 +69,9 @@ def adaptive_lr(
             count=jnp.zeros((), jnp.int32),
         )
 
-    def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra_args):
+    def update_fn(
+        updates, state, params=None, *, value=None, value_fn: Objective | None = None, **extra_args
+    ):
         del extra_args
         if params is None or value is None or value_fn is None:
             raise ValueError("adaptive_lr needs params, value= and value_fn= in update()")

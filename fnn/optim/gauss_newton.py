@@ -54,6 +54,7 @@ from jax.flatten_util import ravel_pytree
 
 from fnn.core import activations
 from fnn.optim.method import Method, find_state
+from fnn.optim.objective import Objective
 from fnn.scale import memory
 from fnn.scale.memory import CHUNK_ROWS  # rows of J per chunk when P is smaller: the matmuls stay large
 
@@ -184,7 +185,9 @@ def levenberg_marquardt(mu: float = 1e-3, *, mu_max: float = MU_MAX) -> optax.Gr
             jnp.asarray(mu, dtype), jnp.asarray(mu_max, dtype), jnp.zeros((), jnp.int32)
         )
 
-    def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra_args):
+    def update_fn(
+        updates, state, params=None, *, value=None, value_fn: Objective | None = None, **extra_args
+    ):
         del updates, extra_args
         _check_update("levenberg_marquardt", value, value_fn)
         flat, unravel = ravel_pytree(params)
@@ -247,7 +250,9 @@ def bayesian_regularization(
             jnp.zeros((), jnp.int32),
         )
 
-    def update_fn(updates, state, params=None, *, value=None, value_fn=None, **extra_args):
+    def update_fn(
+        updates, state, params=None, *, value=None, value_fn: Objective | None = None, **extra_args
+    ):
         del updates, extra_args
         _check_update("br", value, value_fn)
         w, unravel = ravel_pytree(params)

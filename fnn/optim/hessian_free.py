@@ -61,6 +61,7 @@ from jax.flatten_util import ravel_pytree
 
 from fnn.core import validation
 from fnn.optim.method import Method, find_state
+from fnn.optim.objective import Objective
 
 CURVATURES = ("gnvp", "hvp")
 GROWTH = 1.3  # the iterates at ceil(1.3^j) are kept for backtracking
@@ -278,7 +279,7 @@ def hessian_free(
             jnp.zeros((), jnp.int32),
         )
 
-    def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
+    def update_fn(grads, state, params=None, *, value=None, value_fn: Objective | None = None, **extra_args):
         del extra_args
         if params is None or value is None or value_fn is None:
             raise ValueError("hessian_free needs params, value= and value_fn= in update()")

@@ -135,6 +135,7 @@ from optax.tree_utils import tree_add_scale, tree_scale, tree_vdot
 from fnn.core import losses, validation
 from fnn.core.curvature import output_hessian_eigen, sampled_deltas
 from fnn.optim.method import Method, find_state
+from fnn.optim.objective import Objective
 
 __all__ = [
     "ESTIMATORS",
@@ -477,7 +478,7 @@ def kfac(
         _check_tree(params)
         return _init_state(params, damping, learning_rate, momentum, seed)
 
-    def update_fn(grads, state, params=None, *, value=None, value_fn=None, **extra_args):
+    def update_fn(grads, state, params=None, *, value=None, value_fn: Objective | None = None, **extra_args):
         del extra_args
         if params is None or value_fn is None:
             raise ValueError("kfac needs params and value_fn= in update()")

@@ -8,7 +8,7 @@ in order (Keras's ``Callback`` in spirit)::
         def on_epoch_end(self, run): ...   # after each epoch; returning True stops the run
         def on_fit_end(self, run): ...     # once, when the run stops, is interrupted or fails
 
-``run`` is the ``fnn.training.loop.Run`` in progress: ``run.epoch`` (1-based, the epoch
+``run`` is the ``fnn.Run`` in progress: ``run.epoch`` (1-based, the epoch
 just completed), ``run.params``, ``run.opt_state``, ``run.history``,
 ``run.record`` (that epoch's dict, a row of the history), ``run.net``,
 ``run.stop_reason``, and ``run.stop(reason)``, which sets the reason unless an

@@ -49,7 +49,7 @@ def make_epoch(
     ``order``: the epoch's example indices, ``(steps, batch)`` int32, from
     ``epoch_indices`` (computed on the host, so that the compiled epoch holds
     no random-number generator and no sort).
-    ``policy``: a ``fnn.scale.precision.Policy`` (``None``: compute in the params' dtype).
+    ``policy``: a ``fnn.Policy`` (``None``: compute in the params' dtype).
     ``mesh``: a ``fnn.scale.distributed`` mesh; each minibatch is then sharded over
     its ``data`` axis and XLA reduces the gradients (``None``: one device).
     ``feed``: ``"device"``, the whole training set is an argument and each

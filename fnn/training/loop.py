@@ -520,7 +520,7 @@ def fit(
       progress: show a tqdm progress bar with the loss and validation loss.
       config: JSON-serialisable settings stored in the checkpoint.
       precision: ``"fp32"`` (default), ``"tf32"``, ``"bf16"`` or a
-        ``fnn.scale.precision.Policy`` (``None``: compute in the params' dtype at
+        ``fnn.Policy`` (``None``: compute in the params' dtype at
         JAX's default matmul precision, which on recent NVIDIA GPUs rounds
         float32 matmul inputs to TF32). ``fp32`` keeps float32 matmuls exact
         float32 on GPUs too (PyTorch's default as well); on CPU it changes
@@ -558,7 +558,7 @@ def fit(
 
     ``history.train_loss`` is the mean of the epoch's minibatch losses, each
     taken before its update (for full-batch methods: the loss at the start of
-    the epoch). Ctrl-C raises ``fnn.training.loop.Interrupted`` (a ``KeyboardInterrupt``)
+    the epoch). Ctrl-C raises ``fnn.Interrupted`` (a ``KeyboardInterrupt``)
     after saving the checkpoint.
     """
     check_net(net)
