@@ -218,6 +218,12 @@ def test_a_history_round_trips_through_its_dict_and_csv(tmp_path):
     assert read.reports == h.reports and read.epoch == h.epoch
     with pytest.raises(ValueError, match="JSON object"):
         History.from_dict([1, 2])
+    (tmp_path / "bad.csv").write_text("epoch,train_loss\n1,abc\n")
+    with pytest.raises(ValueError, match="bad.csv: not a history.csv: could not convert"):
+        History.from_csv(tmp_path / "bad.csv")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="no epoch and train_loss columns"):
+        History.from_csv(tmp_path / "other.csv")
 
 
 # -------------------------------------------------------------------------- stop reasons are values

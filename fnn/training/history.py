@@ -154,14 +154,17 @@ class History:
         if "epoch" not in header or "train_loss" not in header:
             raise ValueError(f"{path}: not a history.csv (no epoch and train_loss columns), got {header}")
         cell = lambda v: None if v in ("", None) else float(v)
-        column = lambda name: [cell(r[name]) for r in rows]
+        try:
+            columns = {name: [cell(r[name]) for r in rows] for name in header}
+        except (TypeError, ValueError) as err:  # a cell that is no number, or a row short of cells
+            raise ValueError(f"{path}: not a history.csv: {err}") from None
         norms = [c for c in header if c.startswith("grad_norm_")]
-        h = cls(**{name: column(name) for name in (*cls.COLUMNS, *cls.TIMES) if name in header})
-        h.epoch = [int(e) for e in h.epoch]
-        h.grad_norm = [[cell(r[c]) for c in norms] for r in rows]
         generic = {*cls.COLUMNS, *cls.TIMES, *norms}
-        h.reports = {c: column(c) for c in header if c not in generic and not _all_missing(column(c))}
-        return cls.from_dict({**h.to_dict(), "stop_reason": ""})
+        h = cls(**{name: columns.get(name, [None] * len(rows)) for name in (*cls.COLUMNS, *cls.TIMES)})
+        h.epoch = [int(e) for e in h.epoch]
+        h.grad_norm = [list(values) for values in zip(*(columns[c] for c in norms))] or [[] for _ in rows]
+        h.reports = {c: v for c, v in columns.items() if c not in generic and not _all_missing(v)}
+        return h
 
     def expect(self, names) -> None:
         """Give each reported quantity in ``names`` its column from the start
