@@ -904,9 +904,8 @@ def _fd(plt, results):
     fig, ax = plt.subplots(figsize=(7, 5))
     for name, color in (("float32", "tab:red"), ("float64", "tab:blue")):
         ax.plot(s["eps"], s[f"fd_{name}"], "o-", color=color, label=f"central FD of fnn.backprop, {name}")
-        if (
-            s[f"fwd_over_rev_{name}"] > 0
-        ):  # float64's may agree to the last bit: nothing to draw on a log axis
+        # float64's may agree to the last bit: nothing to draw on a log axis
+        if s[f"fwd_over_rev_{name}"] > 0:
             ax.axhline(
                 s[f"fwd_over_rev_{name}"], color=color, ls=":", lw=1, label=f"JAX fwd-over-rev, {name}"
             )

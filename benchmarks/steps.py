@@ -257,9 +257,8 @@ def run_case(case: Case, repeats: int, warmup: int = 2, seed: int = 0, methods=N
             # what one CG iteration (one product, ~2 gradients) costs with the step's fixed work spread over
             # 1 + i: the median over the measured steps of (step / gradient) / (1 + i)
             row["gradients_per_cg_iteration"] = statistics.median(r / (1 + i) for r, i in zip(per_step, cg))
-            if max(cg) >= 2 * max(
-                min(cg), 1
-            ):  # spread enough to split a step's cost into fixed + per iteration
+            # spread enough to split a step's cost into fixed + per iteration
+            if max(cg) >= 2 * max(min(cg), 1):
                 slope, fixed = np.polyfit(np.asarray(cg, float), np.asarray(per_step), 1)
                 row["cg_fit_gradients"] = {"fixed": float(fixed), "per_iteration": float(slope)}
         out[name] = row

@@ -68,9 +68,8 @@ def main(argv=None) -> int:
             flush=True,
         )
     sgd = next(label for label in curves if label.startswith("SGD"))
-    target = float(
-        sorted(r[-1]["train"] for r in curves[sgd])[len(curves[sgd]) // 2]
-    )  # momentum's median end
+    # momentum's median end
+    target = float(sorted(r[-1]["train"] for r in curves[sgd])[len(curves[sgd]) // 2])
     summaries = [autoencoder.summarise(label, runs, target) for label, runs in curves.items()]
     table = autoencoder.table(summaries, target)
     out = os.path.join(args.out, "deep_autoencoder")

@@ -280,9 +280,8 @@ def summarise(run: dict, band: float = BAND, reached: float = REACHED) -> dict:
     edge = 2.0 / run["eta"]
     lam, at, loss = np.asarray(run["sharpness"]), np.asarray(run["sharpness_step"]), np.asarray(run["loss"])
     below = np.flatnonzero(lam < reached * edge)
-    first_below = (
-        int(below[0]) if len(below) else len(lam)
-    )  # a sharpness that starts above 2/eta comes down first
+    # a sharpness that starts above 2/eta comes down first
+    first_below = int(below[0]) if len(below) else len(lam)
     hit = first_below + np.flatnonzero(lam[first_below:] >= reached * edge)
     out = {
         "problem": run["problem"],

@@ -53,9 +53,8 @@ def test_second_call_with_the_same_shapes_does_not_retrace():
     fnn.backprop(net, params, x, y)
     assert compiled._cache_size() == before + 1
     params2, x2, y2 = _problem(net, batch=11, seed=1, dtype=jnp.float32)
-    fnn.backprop(
-        fnn.MLP((5, 7, 3), "gelu", "softmax", "cross_entropy"), params2, x2, y2
-    )  # equal net, new data
+    # equal net, new data
+    fnn.backprop(fnn.MLP((5, 7, 3), "gelu", "softmax", "cross_entropy"), params2, x2, y2)
     assert compiled._cache_size() == before + 1
 
 

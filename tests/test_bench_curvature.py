@@ -83,9 +83,8 @@ def test_hvp_equals_forward_over_reverse_at_the_benchmarked_point(tiny_run):
         assert worst_norm_error(hv, hv_ref) < 1e-5, case.name
         assert float(value) == pytest.approx(float(value_ref), rel=1e-6)
         recorded = {r["method"]: r for r in rows if r["case"] == case.name}
-        assert (
-            float(recorded["fwd_over_rev"]["rel_diff"]) < 1e-5
-        )  # the same, from the compiled programs timed
+        # the same, from the compiled programs timed
+        assert float(recorded["fwd_over_rev"]["rel_diff"]) < 1e-5
         assert float(recorded["rev_over_rev"]["rel_diff"]) < 1e-5
         assert float(recorded["gnvp_linearized"]["rel_diff"]) < 1e-5
         assert 1e-7 < float(recorded["fd_central"]["rel_diff"]) < 1e-2  # an approximation, and a close one

@@ -118,11 +118,12 @@ def test_flops_below_the_matmul_count_are_replaced_by_it():
     assert (bp["flops"], bp["flops_source"], bp["flops_per_s"]) == (need, "analytic", need / 1e-3)
     assert bp["peak_fraction"] == pytest.approx(need / 1e-3 / 1e9)
     assert (ad["flops"], ad["flops_source"]) == (1.5 * need, "xla") and fd == rows[2]
+    # --plot-only re-analyses saved rows: no change
     assert analysis.counted_flops([bp, ad, fd]) == [
         bp,
         ad,
         fd,
-    ]  # --plot-only re-analyses saved rows: no change
+    ]
 
 
 def test_backprop_flops_not_above_autodiff(tiny_run):
@@ -239,9 +240,8 @@ def test_a_classifier_case_runs_every_method_on_integer_labels():
     timed = [r for r in rows if r["status"] != "skipped"]
     assert all(r["time_median_s"] > 0 for r in timed)
     core, eager = by_method["backprop"]["flops"], by_method["backprop_eager"]["flops"]
-    assert (
-        0 < core < eager <= core + 2 * case.batch * case.net.sizes[-1] * 16
-    )  # a few FLOPs per one-hot entry
+    # a few FLOPs per one-hot entry
+    assert 0 < core < eager <= core + 2 * case.batch * case.net.sizes[-1] * 16
     assert math.isfinite(by_method["backprop_eager"]["paired_vs_jax_grad"])
 
 

@@ -135,9 +135,8 @@ def test_the_program_behind_a_call_is_the_core_alone(labels):
     encode = (lambda y: validation._one_hot(y, CLF.sizes[-1], x.dtype)) if labels else (lambda y: y)
     guard = validation.guard if labels else (lambda result: result)
     core = jax.make_jaxpr(lambda p, x, y: guard(backprop_core(CLF, p, x, encode(y))))(params, x, y)
-    assert (
-        " = ne " in str(core)
-    ) == labels  # isnan(loss) as loss != loss: the guard is there with labels, only then
+    # isnan(loss) as loss != loss: the guard is there with labels, only then
+    assert (" = ne " in str(core)) == labels
     assert str(program.jaxpr.eqns[0].params["jaxpr"]) == str(core)
 
 

@@ -107,9 +107,8 @@ def test_matlabs_training_functions_from_the_command_line(capsys, tmp_path, opti
     m = json.loads((out / "metrics.json").read_text())
     assert m["optimizer"] == optimizer and m["test_loss"] < 0.05
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
-    reported = {"br": ["mu", "mu_max", "gamma", "alpha", "beta"]}.get(
-        optimizer, []
-    )  # the method's own columns
+    # the method's own columns
+    reported = {"br": ["mu", "mu_max", "gamma", "alpha", "beta"]}.get(optimizer, [])
     assert header[6 : 6 + len(reported)] == reported and header[6 + len(reported)] == "epoch_time_s"
 
 

@@ -201,9 +201,8 @@ def test_hvp_is_the_dense_hessian_times_v_and_the_gradients_difference_quotient(
     key = jax.random.key(3)
     assert net.n_params <= 200
     v = _direction(rng, params)
-    v = jax.tree_util.tree_map(
-        lambda t: t / np.linalg.norm(_flat(v)), v
-    )  # a unit step: eps is the step's length
+    # a unit step: eps is the step's length
+    v = jax.tree_util.tree_map(lambda t: t / np.linalg.norm(_flat(v)), v)
     _, _, hv = fnn.hvp(net, params, x, y, v, key=key)
     flat, unravel = ravel_pytree(params)
     hessian = jax.jit(jax.hessian(lambda w: loss_core(net, unravel(w), x, y, key)))
@@ -282,9 +281,10 @@ def test_the_sampled_fisher_averages_to_the_gauss_newton_diagonal(x64):
     net, params, x, y = _problem("mlp-softmax", batch=5)
     c = fnn.curvature(net, params, x, y)
 
+    # of the mean of n draws: Monte-Carlo, shrinking as 1/sqrt(n) (0.024, 0.010, 0.004 measured)
     def error(
         n,
-    ):  # of the mean of n draws: Monte-Carlo, shrinking as 1/sqrt(n) (0.024, 0.010, 0.004 measured)
+    ):
         draws = jax.vmap(c.sampled_fisher_diag)(jax.random.split(jax.random.key(0), n))
         return rel(jax.tree_util.tree_map(lambda d: d.mean(axis=0), draws), c.gauss_newton_diag())
 
@@ -296,9 +296,8 @@ def test_the_kronecker_factors_are_their_definitions(x64):
     net, params, x, y = _problem("mlp-softmax")
     key = jax.random.key(2)
     factors = fnn.curvature(net, params, x, y).kronecker_factors(key)
-    hidden = [
-        x
-    ]  # a_0 = x, a_l = f_l(a_{l-1} W_l + b_l): the layers' inputs, computed here from the definition
+    # a_0 = x, a_l = f_l(a_{l-1} W_l + b_l): the layers' inputs, computed here from the definition
+    hidden = [x]
     for layer, act in zip(params[:-1], net.activation):
         hidden.append(activations.get(act).fn(hidden[-1] @ layer["W"] + layer["b"]))
     z, a = net.output_of(net.forward(params, x))
@@ -418,9 +417,8 @@ def test_check_curvature_passes_and_catches_a_wrong_second_derivative(monkeypatc
     assert report.passed, str(report)
     assert report.hvp.worst("autodiff").rel <= 1e-12 and report.hvp.worst("finite_differences").rel <= 1e-7
     assert "Gauss-Newton product (fnn.gnvp) check in float64" in str(report)
-    tanh = activations.get(
-        "tanh"
-    )  # a second derivative off by a factor: the hvp rows fail, the gnvp rows do not
+    # a second derivative off by a factor: the hvp rows fail, the gnvp rows do not
+    tanh = activations.get("tanh")
     monkeypatch.setattr(dispatch, "_SHARED", {})  # the programs compiled with it go when the test ends
     monkeypatch.setitem(
         activations.ACTIVATIONS,

@@ -89,7 +89,6 @@ def test_host_labels_and_fit_and_check_inputs_raise(bad):
         fnn.backprop(NET, params, np.asarray(X), np.asarray(_labels(bad)))
     with pytest.raises(ValueError, match=message):
         fnn.check_inputs(NET, params, X, _labels(bad))
-    with pytest.raises(
-        ValueError, match=message
-    ):  # fit reads its device data's values once, before any epoch
+    # fit reads its device data's values once, before any epoch
+    with pytest.raises(ValueError, match=message):
         fnn.fit(NET, params, (X, _labels(bad)), epochs=1, key=jax.random.key(0))

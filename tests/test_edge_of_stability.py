@@ -82,9 +82,8 @@ def test_summary_of_a_made_up_run():
         "| p | 0.2 | 10 | 4.00 | 4.00 | 2 | 12.00 (1.20) | 67% | 1 -> 0.3 | yes | 2 |"
         in eos.summary_table([s])
     )
-    above = eos.summarise(
-        {**run, "sharpness": [11.0, 8.0, 9.7, 10.1]}
-    )  # starts above 2/eta: comes down first
+    # starts above 2/eta: comes down first
+    above = eos.summarise({**run, "sharpness": [11.0, 8.0, 9.7, 10.1]})
     assert above["reached_step"] == 4 and above["max_before"] == 11.0 and above["frac_in_band"] == 1.0
     never = eos.summarise({**run, "sharpness": [4.0, 5.0, 9.0, 6.0]})
     assert never["reached_step"] is None and never["max_before"] == 9.0 and never["loss_rises"] is None

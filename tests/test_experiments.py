@@ -209,9 +209,8 @@ def test_training_functions_and_bayesian_regularisation_scripts(tmp_path, monkey
     assert {s["method"] for s in result["summary"]} == {"LM", "SCG"}
     assert [s["ratio"] for s in result["summary"]][0] == 1.0  # the fastest method's mean time over itself
     lm_sin = [r for r in result["rows"] if r["problem"] == "SIN" and r["method"] == "LM"]
-    assert all(
-        r["reached"] and r["epochs"] < 300 for r in lm_sin
-    )  # LM reaches mse 0.002 on SIN in a few epochs
+    # LM reaches mse 0.002 on SIN in a few epochs
+    assert all(r["reached"] and r["epochs"] < 300 for r in lm_sin)
     table = (tmp_path / "training_functions.md").read_text()
     assert (
         "**SIN**: 1-5-1" in table

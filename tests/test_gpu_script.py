@@ -52,9 +52,8 @@ def test_dry_run_writes_each_checks_own_files(dry_run):
             assert (out / name / file).exists(), (name, file)
         assert not (out / name / "results.partial.json").exists()  # the whole run was written
     assert {"results.json", "summary.md", "calls.png"} <= {p.name for p in (out / "calls").iterdir()}
-    assert (
-        by_name["lm_fp32"]["final_loss"] <= by_name["lm_fp32"]["goal"]
-    )  # on the CPU, as tests/test_train.py
+    # on the CPU, as tests/test_train.py
+    assert by_name["lm_fp32"]["final_loss"] <= by_name["lm_fp32"]["goal"]
     assert by_name["lm_large"]["loss_end"] < by_name["lm_large"]["loss_start"]
     assert (out / "lm_large" / "history.csv").exists()
     steps = by_name["second_order"]
@@ -81,9 +80,8 @@ def test_no_budget_skips_every_check(tmp_path, capsys):
 
 
 def test_a_spent_budget_stops_a_grid_between_cases_and_skips_the_later_checks(tmp_path):
-    first = gpu_suite.CHECKS[0]._replace(
-        tiny_s=-math.inf
-    )  # an estimate that always fits: it starts with no budget
+    # an estimate that always fits: it starts with no budget
+    first = gpu_suite.CHECKS[0]._replace(tiny_s=-math.inf)
     summary = gpu_suite.run_all(
         gpu_suite.device(dry_run=True), tmp_path, 0, True, (first, *gpu_suite.CHECKS[1:]), echo=lambda s: None
     )

@@ -72,9 +72,8 @@ def test_cg_solves_the_system_to_the_tolerance_asked(tol, preconditioned, x64):
 def test_cg_keeps_the_iterates_at_powers_of_1_3_and_stops_on_progress(x64):
     assert save_schedule(30) == (1, 2, 3, 4, 5, 7, 9, 11, 14, 18, 24)
     rng = np.random.default_rng(1)
-    q, _ = np.linalg.qr(
-        rng.normal(size=(200, 200))
-    )  # 20 large eigenvalues, 180 tiny: phi settles, r does not
+    # 20 large eigenvalues, 180 tiny: phi settles, r does not
+    q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
     a, b = (
         (q * np.concatenate([np.geomspace(1, 10, 20), np.geomspace(1e-6, 1e-4, 180)])) @ q.T,
         rng.normal(size=200),
@@ -221,10 +220,11 @@ def test_hessian_free_lowers_the_loss_and_records_what_it_adapts(name, options):
         net, params, (x, y), optimizer=tx, epochs=12, batch_size=len(x), key=jax.random.key(1)
     )
     before, after = float(fnn.loss(net, params, x, y)), float(fnn.loss(net, trained, x, y))
+    # from lambda = 1, Martens' start, which the first steps lower
     assert after < 0.8 * before, (
         before,
         after,
-    )  # from lambda = 1, Martens' start, which the first steps lower
+    )
     assert len(h.damping) == len(h.rho) == len(h.cg_iterations) == len(h)
     assert all(d > 0 for d in h.damping) and all(1 <= i <= 250 for i in h.cg_iterations)
     factors = {round(b / a, 6) for a, b in zip([1.0, *h.damping[:-1]], h.damping)}  # Martens' rule

@@ -408,9 +408,8 @@ def test_kfac_by_name_in_the_command_line(tmp_path):
         )
         == 0
     )
-    assert (
-        json.loads((tmp_path / "metrics.json").read_text())["batch_size"] == 256
-    )  # its own, not the preset's 64
+    # its own, not the preset's 64
+    assert json.loads((tmp_path / "metrics.json").read_text())["batch_size"] == 256
     header, *rows = (tmp_path / "history.csv").read_text().splitlines()
     cols = header.split(",")
     assert len(rows) == 3 and all(row.split(",")[cols.index("damping")] for row in rows)

@@ -30,10 +30,11 @@ import fnn
 
 PACKAGE = pathlib.Path(fnn.__file__).parent
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# packages of the repository that use fnn, not installed with it
 OUTSIDE = (
     ROOT / "benchmarks",
     ROOT / "scripts",
-)  # packages of the repository that use fnn, not installed with it
+)
 NOT_FOR_OUTSIDE = {"fnn.cli.outputs"}  # the command line's: what they need of it is fnn.scale.throughput's
 
 LAYERS = {
@@ -75,9 +76,8 @@ def imports_of(name: str, path: pathlib.Path, known) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            for a in (
-                node.names
-            ):  # "from fnn.core import forward" names a module; "from fnn.core.mlp import MLP" not
+            # "from fnn.core import forward" names a module; "from fnn.core.mlp import MLP" not
+            for a in node.names:
                 found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
     return {m for m in found if m in known and m != name}
 

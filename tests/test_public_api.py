@@ -238,9 +238,8 @@ def test_each_shim_reexports_name_by_name(module):
     """``from X import A as A``, one per name of ``__all__``, from the implementation module(s), each the
     implementation's object; nothing but the docstring, the imports and ``__all__``."""
     implementation = SHIMS[module]
-    single = (
-        importlib.util.find_spec(implementation).submodule_search_locations is None
-    )  # a module, not a package
+    # a module, not a package
+    single = importlib.util.find_spec(implementation).submodule_search_locations is None
     tree = ast.parse(_path(module).read_text())
     assert ast.get_docstring(tree) and f"``{implementation}" in ast.get_docstring(tree)
     shim, imported = importlib.import_module(module), []

@@ -84,9 +84,8 @@ def test_extras_lm_activations_early_stopping_partial_fit():
     parts = MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", batch_size=len(x), random_state=0)
     for _ in range(3):
         parts.partial_fit(x, t)
-    assert (
-        parts.n_iter_ == 1 and len(parts.loss_curve_) == 3 and parts.t_ == 3 * len(x)
-    )  # scikit-learn's counts
+    # scikit-learn's counts
+    assert parts.n_iter_ == 1 and len(parts.loss_curve_) == 3 and parts.t_ == 3 * len(x)
     for a, b in zip(whole.coefs_ + whole.intercepts_, parts.coefs_ + parts.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 

@@ -113,6 +113,7 @@ def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
     old.update({k: v[:1] for k, v in old.items() if isinstance(v, list)})
     resumed = fnn.History.from_dict(old)
     assert resumed.samples_per_s == [None] and resumed.tflops == [None]
+    # the next epoch, recorded as fit records it
     resumed.append(
         loop._record(
             2,
@@ -121,7 +122,7 @@ def test_history_csv_has_every_column_and_reads_older_records(tmp_path):
             0.2,
             {"samples_per_s": 5.0, "tflops": 1.0},
         )
-    )  # the next epoch, recorded as fit records it
+    )
     resumed.to_csv(tmp_path / "r.csv")
     first, second = [r.split(",") for r in (tmp_path / "r.csv").read_text().splitlines()[1:]]
     col = header.split(",").index("samples_per_s")
@@ -259,9 +260,8 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tmp_path, optimizer):
 def test_opt_state_continues_a_run_across_calls():
     x, y = _blobs()
     p0 = fnn.init(jax.random.key(0), CLF)
-    kw = dict(
-        optimizer="adam", learning_rate=1e-2, batch_size=len(x), key=jax.random.key(0)
-    )  # full batch: no shuffle
+    # full batch: no shuffle
+    kw = dict(optimizer="adam", learning_rate=1e-2, batch_size=len(x), key=jax.random.key(0))
     whole, h_whole = fnn.fit(CLF, p0, (x, y), epochs=4, **kw)
     half, h1 = fnn.fit(CLF, p0, (x, y), epochs=2, **kw)
     adam = h1.opt_state.inner_state[0]

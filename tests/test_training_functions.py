@@ -82,9 +82,8 @@ def test_agrees_with_scipy_after_the_same_number_of_iterations(x64, name, method
     assert len(history) == ref.nit
     w = np.asarray(ravel_pytree(params)[0])
     loss, g = loss_and_grad(w)
-    lam_min = min(
-        _smallest_curvature(x, w0), _smallest_curvature(x, w)
-    )  # along the way from w0 to the minimum
+    # along the way from w0 to the minimum
+    lam_min = min(_smallest_curvature(x, w0), _smallest_curvature(x, w))
     assert lam_min > 0
     assert np.linalg.norm(g) < 1e-8
     assert np.linalg.norm(w - ref.x) <= (np.linalg.norm(g) + np.linalg.norm(ref.jac)) / lam_min
@@ -209,20 +208,22 @@ def test_br_records_gamma_alpha_beta_and_other_methods_do_not():
         and all(a > 0 for a in h.alpha)
         and all(b > 0 for b in h.beta)
     )
+    # br's own, in its order
     assert list(h.to_dict()["reports"]) == [
         "mu",
         "mu_max",
         "gamma",
         "alpha",
         "beta",
-    ]  # br's own, in its order
+    ]
+    # after the generic ones
     assert h.csv_header(2).split(",")[6:11] == [
         "mu",
         "mu_max",
         "gamma",
         "alpha",
         "beta",
-    ]  # after the generic ones
+    ]
     _, h = fnn.fit(
         net, fnn.init(jax.random.key(0), net), (x, y), optimizer="scg", epochs=2, key=jax.random.key(0)
     )

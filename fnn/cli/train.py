@@ -421,9 +421,8 @@ def _dataset_name(given: dict) -> str:
 def _check(cfg: dict) -> None:
     """``ValueError`` for settings that are wrong whatever the data:
     optimizer, lr, counts, loss, schedule, dropout."""
-    method = optimizers.spec(
-        cfg.get("optimizer") or optimizers.DEFAULT
-    )  # unknown: ValueError before any work
+    # unknown: ValueError before any work
+    method = optimizers.spec(cfg.get("optimizer") or optimizers.DEFAULT)
     if cfg.get("lr") is not None:
         validation.check_positive_number("--lr", cfg["lr"])
     for k in ("epochs", "batch_size", "patience"):

@@ -242,9 +242,8 @@ def _gauss_newton_diag(state: Curvature):
     """``sum_n sum_k lambda_nk (J_n^T u_nk)^2``
     with ``(1/B) d^2 l_n / dz^2 = sum_k lambda_nk u_nk u_nk^T``."""
     lam, u = output_hessian_eigen(state.net, state.cache, state.y)
-    per_example = state.net.per_example_backward(
-        state.params, state.cache, jnp.swapaxes(u, 1, 2)
-    )  # seeds u_nk
+    # seeds u_nk
+    per_example = state.net.per_example_backward(state.params, state.cache, jnp.swapaxes(u, 1, 2))
     weight = lambda g: jnp.einsum("nk,nk...->...", lam, g * g)
     return jax.tree_util.tree_map(weight, per_example)
 

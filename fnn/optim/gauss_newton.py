@@ -257,10 +257,8 @@ def bayesian_regularization(
         _check_update("br", value, value_fn)
         w, unravel = ravel_pytree(params)
         H, g, ed = value_fn.normal_equations(params)
-        n_errors, scale = (
-            value_fn.n_residuals,
-            2 * value_fn.n_examples,
-        )  # E_D = 2 B loss: mse is (1/B) sum 1/2 e^2
+        # E_D = 2 B loss: mse is (1/B) sum 1/2 e^2
+        n_errors, scale = value_fn.n_residuals, 2 * value_fn.n_examples
         fresh = _mackay(jnp.asarray(w.size, w.dtype), n_errors, w @ w, ed)  # the start: gamma = P
         alpha, beta = (jnp.where(state.count == 0, f, s) for f, s in zip(fresh, (state.alpha, state.beta)))
         lam, V = jnp.linalg.eigh(H)

@@ -103,12 +103,13 @@ def register_namedtuples(*classes) -> None:
 def program_key(fun, static_key: str, args: tuple) -> str:
     """The key of ``fun``'s program at ``args``: a digest of all that its trace depends on."""
     leaves, tree = jax.tree.flatten(args)
+    # as jax.typeof, quicker for arrays
     avals = [
         (np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False)))
         if hasattr(x, "dtype")
         else str(jax.typeof(x))
         for x in leaves
-    ]  # as jax.typeof, quicker for arrays
+    ]
     settings = (
         jax.config.jax_enable_x64,
         str(jax.config.jax_default_matmul_precision),

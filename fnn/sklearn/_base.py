@@ -134,9 +134,8 @@ class BaseMLP(BaseEstimator):
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         self._dtype = X.dtype
         w = sample_weights(sample_weight, X, X.dtype)
-        y = (
-            y.reshape(-1, 1) if y.ndim == 1 else y
-        )  # converted to X's dtype once split (stratified on y as it is)
+        # converted to X's dtype once split (stratified on y as it is)
+        y = y.reshape(-1, 1) if y.ndim == 1 else y
         self.n_outputs_ = y.shape[1]
         self._random_state = check_random_state(self.random_state)
         # a later run of the same fit loads its programs instead of compiling

@@ -29,9 +29,8 @@ from fnn.training import metrics
 from fnn.training.objective import MinibatchObjective
 
 
-@functools.lru_cache(
-    maxsize=32
-)  # same configuration, same compiled epoch: fits after the first skip compiling
+# same configuration, same compiled epoch: fits after the first skip compiling
+@functools.lru_cache(maxsize=32)
 def make_epoch(
     net,
     tx,

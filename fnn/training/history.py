@@ -57,14 +57,12 @@ class History:
     val_accuracy: list = dataclasses.field(default_factory=list)
     learning_rate: list = dataclasses.field(default_factory=list)  # at the end of the epoch (NaN: none)
     grad_norm: list = dataclasses.field(default_factory=list)  # per layer: mean over steps of ||(dW, db)||
-    epoch_time_s: list = dataclasses.field(
-        default_factory=list
-    )  # since the previous epoch ended (first: + compile)
+    # since the previous epoch ended (first: + compile)
+    epoch_time_s: list = dataclasses.field(default_factory=list)
     wall_time_s: list = dataclasses.field(default_factory=list)  # cumulative
     samples_per_s: list = dataclasses.field(default_factory=list)  # training examples per second of the epoch
-    tflops: list = dataclasses.field(
-        default_factory=list
-    )  # achieved TFLOP/s (fnn.scale.throughput.step_flops)
+    # achieved TFLOP/s (fnn.scale.throughput.step_flops)
+    tflops: list = dataclasses.field(default_factory=list)
     # what the method reports each epoch (Method.report), a column per name, in the order first reported
     reports: dict = dataclasses.field(default_factory=dict)
     best_epoch: int | None = None  # epoch of the lowest validation loss

@@ -187,10 +187,8 @@ class _Epochs:
         params, opt_state, stats = running
         stats = jax.device_get(distributed.to_local(stats))
         now = time.perf_counter()
-        dt, self.t_last = (
-            now - self.t_last,
-            now,
-        )  # since the previous epoch ended (the first: compiling included)
+        # since the previous epoch ended (the first: compiling included)
+        dt, self.t_last = now - self.t_last, now
         speed = throughput.rates(self.flops, -(-self.n // self.batch), self.batch, dt, self.peak_tflops)
         return (
             params,
