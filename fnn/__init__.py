@@ -28,6 +28,7 @@ from fnn.core.validation import check_inputs
 # training, its precision policies, and the compile cache it keeps
 from fnn.scale.compile_cache import disable_compile_cache, enable_compile_cache
 from fnn.scale.precision import Policy
+from fnn.training.history import Stop, StopKind
 from fnn.training.loop import History, Interrupted, Run, evaluate, fit
 
 # isort: split
@@ -53,6 +54,8 @@ __all__ = [
     "Interrupted",
     "Policy",
     "Run",
+    "Stop",
+    "StopKind",
     "autodiff",
     "backprop",
     "check_curvature",

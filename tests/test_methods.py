@@ -27,7 +27,8 @@ import optax
 import pytest
 
 import fnn
-from fnn.training.history import History, Stop, StopKind
+from fnn import Stop, StopKind
+from fnn.training.history import History
 from fnn.training.objective import MinibatchObjective
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -218,6 +219,10 @@ def test_a_history_round_trips_through_its_dict_and_csv(tmp_path):
     assert read.reports == h.reports and read.epoch == h.epoch
     with pytest.raises(ValueError, match="JSON object"):
         History.from_dict([1, 2])
+    with pytest.raises(ValueError, match="reports must be a JSON object of per-epoch lists"):
+        History.from_dict({**h.to_dict(), "reports": {"rate": 3}})
+    with pytest.raises(ValueError, match="stop_kind must be one of"):
+        History.from_dict({**h.to_dict(), "stop_kind": "exploded"})
     (tmp_path / "bad.csv").write_text("epoch,train_loss\n1,abc\n")
     with pytest.raises(ValueError, match="bad.csv: not a history.csv: could not convert"):
         History.from_csv(tmp_path / "bad.csv")

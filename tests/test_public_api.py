@@ -36,6 +36,8 @@ PUBLIC = {
         "MLP",
         "Policy",
         "Run",
+        "Stop",
+        "StopKind",
         "autodiff",
         "backprop",
         "check_curvature",

@@ -13,7 +13,7 @@ just completed), ``run.params``, ``run.opt_state``, ``run.history``,
 ``run.record`` (that epoch's dict, a row of the history), ``run.net``,
 ``run.stop_reason``, and ``run.stop(reason)``, which sets the reason unless an
 earlier callback set one, and returns True (``reason``: a sentence, which
-stops the run with kind ``StopKind.CALLBACK``, or an ``fnn.training.history.Stop``).
+stops the run with kind ``StopKind.CALLBACK``, or an ``fnn.Stop``).
 Every callback sees every epoch; the first reason given is the run's. A
 callback that stops the run without a reason stops it "by callback".
 Callbacks read the run; what they may change is

@@ -126,14 +126,21 @@ class History:
         fields = {f.name for f in dataclasses.fields(cls)}
         names = fields - {"reports", "stop", "opt_state"}
         h = cls(**{k: d[k] for k in names if k in d})
-        reports = dict(d.get("reports") or {})
+        reports = d.get("reports") or {}
+        if not isinstance(reports, dict) or not all(isinstance(v, list) for v in reports.values()):
+            raise ValueError("a history's reports must be a JSON object of per-epoch lists")
+        reports = dict(reports)
         for name, values in d.items():  # the layout of before method reports
             if name not in fields and isinstance(values, list) and not _all_missing(values):
                 reports.setdefault(name, values)
         h.reports = reports
         kind = d.get("stop_kind")
+        if kind is not None and kind not in {k.value for k in StopKind}:
+            raise ValueError(
+                f"a history's stop_kind must be one of {[k.value for k in StopKind]}, got {kind!r}"
+            )
         if d.get("stop_reason"):
-            h.stop = Stop(StopKind(kind) if kind else StopKind.COMPLETED, d["stop_reason"])
+            h.stop = Stop(StopKind(kind) if kind else StopKind.COMPLETED, str(d["stop_reason"]))
         for name in cls.GENERIC:
             setattr(h, name, _aligned(getattr(h, name), len(h.epoch)))
         h.reports = {name: _aligned(values, len(h.epoch)) for name, values in h.reports.items()}

@@ -22,7 +22,7 @@ method's own rule says so (``MethodStop``, e.g. Levenberg-Marquardt's ``mu``
 passing its maximum); or when the loss becomes NaN/inf (``TerminateOnNaN``:
 the params of the last finite epoch are kept, ``history.diverged`` is set and
 a warning names the epoch). ``history.stop`` says which, as a value
-(``fnn.training.history.Stop``: a ``StopKind`` and a message).
+(``fnn.Stop``: an ``fnn.StopKind`` and a message).
 
 The loop knows no method by name: it reads the method's record
 (``fnn.optimizers.Method``) for its defaults, whether it sees the params flat,
