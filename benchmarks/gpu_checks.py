@@ -299,7 +299,7 @@ def mfu(ctx: Context) -> dict:
         "runs": runs,
         "complete": len(done) == len(PRECISIONS) and not deadline.stopped,
         "headline": "; ".join(
-            f"{p} {r['tflops']:.3g} TFLOP/s, MFU {_percent(r['mfu'])}" for p, r in done.items()
+            f"{p} {_tflops(r['tflops'])} TFLOP/s, MFU {_percent(r['mfu'])}" for p, r in done.items()
         ),
     }
 
@@ -341,6 +341,10 @@ def _speed(ctx: Context, net, train, batch: int, epochs: int, precision: str, de
 
 def _percent(v) -> str:
     return "n/a" if v is None else f"{v:.1%}"
+
+
+def _tflops(v) -> str:  # None: a time speed_summary refused (faster than the peak)
+    return "n/a" if v is None else f"{v:.3g}"
 
 
 # ---------------------------------------------------------------------------- curvature products

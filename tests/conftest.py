@@ -10,6 +10,7 @@ instruction set and on AVX2's.
 """
 
 import os
+import types
 
 import pytest
 from helpers import QUICK_COMPILE
@@ -44,6 +45,27 @@ def _no_compile_cache_left_on():
         import fnn
 
         fnn.disable_compile_cache()
+
+
+@pytest.fixture
+def fake_peak(tmp_path, monkeypatch):
+    """The measured peak of ``fnn.scale.throughput`` (CPUs, unknown devices), faked at ``fake_peak.tflops``
+    TFLOP/s, so that no test depends on this machine's speed: each measurement is counted in
+    ``fake_peak.calls``; the peak's cache file in ``tmp_path/cache``, nothing kept from earlier tests."""
+    from fnn.scale import throughput
+
+    fake = types.SimpleNamespace(tflops=1000.0, calls=[])
+
+    def measure(device, dtype_name, n):
+        fake.calls.append((device.platform, dtype_name, n))
+        return fake.tflops
+
+    monkeypatch.setenv("FNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(throughput, "measure_peak", measure)
+    monkeypatch.setattr(throughput, "_memo", {})
+    fake.path = throughput.peak_cache_path()
+    fake.forget = lambda: throughput._memo.clear()  # a new process: only the file remembers
+    return fake
 
 
 _MAPS = "/proc/self/maps"

@@ -97,6 +97,53 @@ def test_a_run_writes_metrics_history_plot_and_checkpoint(capsys, tmp_path):
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_metrics_say_which_peak_and_how_it_was_measured(capsys, tmp_path, fake_peak):
+    """metrics.json: the peak, its source (measured: the matmul's size and dtype, the machine identity it is
+    cached under, when) and MFU never above 1; the peak measured once (faked: conftest.fake_peak)."""
+    argv = ("--dataset", "iris", "--epochs", "4", "--batch-size", "16", "--quiet")
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["peak_tflops"] == 1000.0 and m["device_kind"] == "cpu"
+    measured = m["peak_measurement"]
+    source = m["peak_source"]
+    assert source.startswith("measured: 1024x1024 float32 matmul on cpu (")
+    assert f"cached in {fake_peak.path}" in source and measured["measured_at"] in source
+    assert measured["key"] in source and f"xla_flags={os.environ.get('XLA_FLAGS', '')!r}" in source
+    assert (measured["n"], measured["dtype"], measured["tflops"], measured["cache"]) == (
+        1024,
+        "float32",
+        1000.0,
+        fake_peak.path,
+    )
+    identity = measured["identity"]
+    assert (identity["platform"], identity["cpu_count"], identity["dtype"]) == (
+        "cpu",
+        os.cpu_count(),
+        "float32",
+    )
+    assert identity["xla_flags"] == os.environ.get("XLA_FLAGS", "")
+    assert 0 < m["mfu"] <= 1 and m["mfu_note"] is None and m["tflops"] > 0
+    assert m["mfu"] == pytest.approx(m["tflops"] / m["peak_tflops"])
+    # a later process reads the peak from the file: measured once
+    fake_peak.forget()
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    again = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert again["peak_source"] == source and again["peak_measurement"]["from_cache"]
+    assert len(fake_peak.calls) == 1
+
+
+def test_metrics_refuse_a_throughput_above_the_peak(capsys, tmp_path, fake_peak):
+    """A peak every timing exceeds: no samples/s, TFLOP/s or MFU, and a note saying why."""
+    fake_peak.tflops = 1e-15
+    code, _, err = _run(capsys, "--dataset", "iris", "--epochs", "3", "--out", str(tmp_path), "--quiet")
+    assert code == 0, err
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert (m["mfu"], m["tflops"], m["samples_per_s"]) == (None, None, None)
+    assert "of the peak" in m["mfu_note"] and m["peak_tflops"] == 1e-15
+
+
 @pytest.mark.parametrize("optimizer", ["br"])  # the others are names on the same path
 def test_matlabs_training_functions_from_the_command_line(capsys, tmp_path, optimizer):
     out = tmp_path / optimizer

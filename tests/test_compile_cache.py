@@ -48,17 +48,18 @@ def _train(tmp_path, cache, *extra):
 def test_a_second_run_loads_the_epoch_it_compiled_first(tmp_path):
     cache = tmp_path / "cache"
     first = _train(tmp_path, cache)
-    assert "jit_epoch_fn" in first and "Writing jit_epoch_fn to persistent compilation cache" in first
+    assert "jit_chunk" in first and "Writing jit_chunk to persistent compilation cache" in first
     assert any(cache.iterdir())
     second = _train(tmp_path, cache)
-    assert "Persistent compilation cache hit for 'jit_epoch_fn'" in second
-    assert "Writing jit_epoch_fn" not in second
+    assert "Persistent compilation cache hit for 'jit_chunk'" in second
+    assert "Writing jit_chunk" not in second
 
 
 def test_no_compile_cache_writes_nothing(tmp_path):
     cache = tmp_path / "cache"
     _train(tmp_path, cache, "--no-compile-cache")
-    assert not cache.exists() or not any(cache.iterdir())
+    # (the machine's measured matmul peak is kept beside it, in fnn-peak/: fnn.scale.throughput)
+    assert not cache.exists() or not [p for p in cache.iterdir() if p.name != "fnn-peak"]
 
 
 def test_an_unusable_cache_directory_is_a_note_not_a_failure(tmp_path):
@@ -148,7 +149,7 @@ def test_a_scripts_second_run_compiles_nothing(tmp_path):
     default = tmp_path / "fnn" / "xla"
     assert f"cache in use: {default}" in first
     assert "Writing jit_call to persistent compilation cache" in first  # the estimator's exported programs
-    assert "Writing jit_epoch_fn to persistent compilation cache" in first
+    assert "Writing jit_chunk to persistent compilation cache" in first
     assert "traced programs: {'exported': 2, 'loaded': 0}" in first  # its epochs and its predictions
     assert len(list((default / "fnn-traced").glob("*.exported"))) == 2
     second = _script(XDG_CACHE_HOME=str(tmp_path))

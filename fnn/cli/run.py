@@ -267,10 +267,11 @@ def _speed(cfg, net, n_train: int, devices: list) -> dict:
     mesh_devices = distributed.global_devices(devices)
     if len(mesh_devices) > 1:
         distributed.check_batch(batch, len(mesh_devices))
-    peak, peak_source = throughput.peak_tflops(devices[0], cfg.get("precision"))
+    peak = throughput.peak_info(devices[0], cfg.get("precision"))  # the table's, or measured once and cached
     return {
-        "peak_tflops": peak,
-        "peak_source": peak_source,
+        "peak_tflops": peak["peak_tflops"],
+        "peak_source": peak["peak_source"],
+        "peak_measurement": peak["peak_measurement"],
         "flops_per_step": net.step_flops(batch),
         "steps_per_epoch": -(-n_train // batch),
         "batch": batch,

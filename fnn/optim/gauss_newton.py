@@ -312,6 +312,11 @@ def _mu_stop(reports: dict) -> str | None:
     return None
 
 
+def _mu_halt(reports: dict):
+    """``_mu_stop`` on the device."""
+    return reports["mu"] > reports["mu_max"]
+
+
 METHODS = (
     Method(
         "levenberg_marquardt",
@@ -323,6 +328,7 @@ METHODS = (
         matrices=memory.MATRICES["levenberg_marquardt"],
         report=_mu_report,
         stop=_mu_stop,
+        halt=_mu_halt,
         aliases=("lm",),
     ),
     Method(
@@ -335,5 +341,6 @@ METHODS = (
         matrices=memory.MATRICES["br"],
         report=_bayesian_report,
         stop=_mu_stop,
+        halt=_mu_halt,
     ),
 )

@@ -16,7 +16,9 @@ command line read only the record's fields, never a method by name:
   the method adapts (Levenberg-Marquardt's ``mu``, K-FAC's ``damping``): each
   name becomes a column of ``fnn.History`` and of ``history.csv``;
 * ``stop(reports) -> str | None`` is the method's own stopping rule, a
-  function of one epoch's reports (host floats): a message ends the run.
+  function of one epoch's reports (host floats): a message ends the run;
+  ``halt(reports) -> bool`` is the same rule on the traced reports, so that
+  ``fit``'s compiled chunk of epochs ends at the epoch the rule stops at.
 
 ``find_state`` is the helper a ``report`` uses to find its own NamedTuple in
 a chained optax state (``optax.tree_utils``), as optax asks a state for a
@@ -67,6 +69,9 @@ class Method:
       report: ``state -> {name: scalar}``, what the method adapts, recorded
         each epoch; ``None``: nothing.
       stop: ``reports -> message or None``, the method's own stopping rule.
+      halt: ``reports -> bool``, that rule on the device, written with jnp
+        on the traced reports (``None``: the host alone decides, and a chunk
+        of epochs that went past the epoch it stops at is run again to it).
       aliases: other names the method answers to (``"lm"``).
     """
 
@@ -82,12 +87,13 @@ class Method:
     matrices: int = 0
     report: Callable[[Any], dict] | None = None
     stop: Callable[[dict], str | None] | None = None
+    halt: Callable[[dict], Any] | None = None
     aliases: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Method.name must be a non-empty string, got {self.name!r}")
-        for field in ("factory", "report", "stop"):
+        for field in ("factory", "report", "stop", "halt"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise TypeError(f"Method.{field} must be callable, got {type(value).__name__}")

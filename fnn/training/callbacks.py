@@ -38,8 +38,8 @@ import warnings
 import numpy as np
 
 from fnn.core import validation
-from fnn.scale import distributed
-from fnn.training import checkpoint, diagnostics
+from fnn.scale import distributed, throughput
+from fnn.training import checkpoint, chunk, diagnostics
 from fnn.training.history import Stop, StopKind
 
 __all__ = [
@@ -64,6 +64,26 @@ class Callback:
 
     state_key: str | None = None  # the name under which Checkpoint stores state(), if any
 
+    def params_needed(self, epoch: int) -> int | None:
+        """In how many epochs after ``epoch`` this callback next reads ``run.params``, ``run.opt_state`` or
+        ``run.previous`` (1: after every epoch; ``None``: never).
+
+        ``fit`` runs many epochs in one compiled program when nothing needs
+        the host between them (``fnn.training.chunk``), and never past an
+        epoch a callback needs the params of. Inside such a chunk ``run.params``
+        is a ``Deferred`` marker (``run.params_known`` is False): ``fit`` fills
+        in what a callback kept of it (``run.best_params = run.params``) or
+        stopped at, once the chunk is read. The default, 1, keeps one epoch
+        per program: a callback that reads only ``run.record``, ``run.epoch``
+        and ``run.history`` returns ``None``.
+        """
+        return 1
+
+    def device_rule(self, run):
+        """``(rule, state)``: this callback's stopping decision as the compiled chunk makes it on the
+        device (``fnn.training.chunk``), so that a chunk ends where the run will stop; ``None``: none."""
+        return None
+
     def on_fit_start(self, run) -> None:
         pass
 
@@ -82,6 +102,9 @@ class Lambda(Callback):
             raise TypeError(f"callback must be callable, got {type(fn).__name__}")
         self.fn = fn
 
+    def params_needed(self, epoch):
+        return None  # it is given the record
+
     def on_epoch_end(self, run):
         return self.fn(run.record) is True
 
@@ -96,8 +119,12 @@ class TerminateOnNaN(Callback):
     The epoch is undone (``run.undo_epoch()``): params, optimizer state and
     history are those of the epoch before, ``history.diverged`` is set and a
     ``RuntimeWarning`` names the epoch. The callbacks after this one never see
-    the undone epoch, so ``fit`` puts it first.
+    the undone epoch, so ``fit`` puts it first. The compiled chunk of epochs ends
+    at a non-finite epoch and keeps the state before it (``fnn.training.chunk``).
     """
+
+    def params_needed(self, epoch):
+        return None
 
     def on_epoch_end(self, run):
         if bool(run.stats["finite"]):
@@ -122,6 +149,12 @@ class StopAt(Callback):
 
     def __init__(self, goal: float | None = None, min_grad: float | None = None):
         self.goal, self.min_grad = goal, min_grad
+
+    def params_needed(self, epoch):
+        return None
+
+    def device_rule(self, run):
+        return chunk.Goal(self.goal, self.min_grad), ()
 
     def on_epoch_end(self, run):
         loss = run.record["train_loss"]
@@ -155,6 +188,16 @@ class EarlyStopping(Callback):
             raise ValueError("EarlyStopping (patience) needs validation data: fit(..., validation=(x, y))")
         if not self.restore_best:  # a resumed checkpoint's best params are not what this run returns
             run.best_params = None
+
+    def params_needed(self, epoch):
+        return None  # the best epoch's params: the chunk keeps them (chunk.Patience)
+
+    def device_rule(self, run):
+        if run.validation is None:
+            return None
+        return chunk.Patience(self.patience, self.min_delta, self.restore_best), chunk.Patience.state(
+            self.best_loss, self.bad
+        )
 
     def on_epoch_end(self, run):
         loss = run.record["val_loss"]
@@ -192,6 +235,13 @@ class MethodStop(Callback):
     """Stop when the run's method's own rule says so (``fnn.optimizers.Method.stop``, a function of the
     epoch's reports): Levenberg-Marquardt's ``mu`` passing ``mu_max``, say. ``fit`` adds it for every method
     that has a rule."""
+
+    def params_needed(self, epoch):
+        return None
+
+    def device_rule(self, run):
+        halt = getattr(run.method, "halt", None)
+        return None if halt is None else (chunk.MethodRule(halt), ())
 
     def on_epoch_end(self, run):
         rule = run.method.stop if run.method is not None else None
@@ -235,7 +285,13 @@ class Checkpoint(Callback):
     def on_fit_start(self, run):
         self._saved_epoch, self._saved_time = run.epoch, time.monotonic()
 
+    def params_needed(self, epoch):
+        # every: the epochs it saves at end a chunk; every_s: it saves at the end of the chunk it falls due in
+        return None if self.every is None else self.every - epoch % self.every
+
     def on_epoch_end(self, run):
+        if not run.params_known:
+            return
         if self.every is not None and run.epoch % self.every == 0:
             self.save(run)
         elif self.every is None and time.monotonic() - self._saved_time >= self.every_s:
@@ -249,7 +305,11 @@ class Checkpoint(Callback):
         self._saved_epoch, self._saved_time = run.epoch, time.monotonic()
         if not distributed.is_writer():  # one process writes
             return
-        trees = {"params": run.params, "opt_state": run.opt_state, "best_params": run.best_params}
+        trees = {
+            "params": run.params,
+            "opt_state": run.opt_state,
+            "best_params": run.resolve(run.best_params),
+        }
         meta = {
             "net": run.net.describe(),
             "optimizer": run.optimizer,
@@ -303,6 +363,9 @@ class ProgressBar(Callback):
             total=run.epochs, initial=run.epoch, unit="epoch", desc="training", dynamic_ncols=True, leave=True
         )
 
+    def params_needed(self, epoch):
+        return None
+
     def on_epoch_end(self, run):
         if self.bar is not None:
             self.bar.update(1)
@@ -323,8 +386,9 @@ def postfix(record: dict, peak_tflops: float | None = None) -> dict:
     if record.get("samples_per_s"):
         out["samples/s"] = f"{record['samples_per_s']:.3g}"
         out["TFLOP/s"] = f"{record['tflops']:.3g}"
-    if record.get("tflops") and peak_tflops:
-        out["MFU"] = f"{100 * record['tflops'] / peak_tflops:.1f}%"
+    mfu = throughput.mfu(record.get("tflops"), peak_tflops)  # None unless a known peak and <= 100%
+    if mfu is not None:
+        out["MFU"] = f"{100 * mfu:.1f}%"
     return out
 
 
@@ -362,6 +426,9 @@ class CSVLogger(Callback):
         lines += [history.csv_row(i) for i in range(len(history))]
         with open(self.path, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    def params_needed(self, epoch):
+        return None
 
     def on_epoch_end(self, run):
         if distributed.is_writer():

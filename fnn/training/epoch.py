@@ -65,6 +65,11 @@ def make_epoch(
     ``report``: the method's ``state -> {name: scalar}`` (``fnn.optimizers.Method.report``), read from the
     state at the end of the epoch into ``stats["reports"]``; ``None``: nothing reported.
     """
+    return jax.jit(epoch_body(net, tx, n, batch, has_val, policy, mesh, feed, flat, report))
+
+
+def epoch_body(net, tx, n, batch, has_val, policy=None, mesh=None, feed="device", flat=False, report=None):
+    """The Python function ``make_epoch`` compiles (and ``make_chunk`` scans), unjitted."""
     steps = -(-n // batch)
     classify = metrics.has_accuracy(net)
     host_fed = feed == "host"
@@ -122,7 +127,7 @@ def make_epoch(
         stats["reports"] = {} if report is None else dict(report(opt_state))
         return params, opt_state, stats
 
-    return jax.jit(epoch_fn)
+    return epoch_fn
 
 
 def learning_rate(state):

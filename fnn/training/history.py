@@ -185,7 +185,8 @@ class History:
         entry is a report (one first reported now gets ``None`` for the epochs before)."""
         for k in self.GENERIC:
             getattr(self, k).append(record[k])
-        self.expect(name for name in record if name not in self.GENERIC)
+        if len(record) > len(self.GENERIC):  # reports
+            self.expect(name for name in record if name not in self.GENERIC)
         for name, values in self.reports.items():
             values.append(record.get(name))
 

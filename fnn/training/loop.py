@@ -1,17 +1,38 @@
-"""``fnn.fit``: the training loop, one compiled program per epoch, driving callbacks.
+"""``fnn.fit``: the training loop, many epochs per compiled program, driving callbacks.
 
     params, history = fnn.fit(net, params, (x, y), optimizer="adam", epochs=50,
                               batch_size=64, key=jax.random.key(0), validation=(xv, yv),
                               callbacks=[fnn.callbacks.CSVLogger("log.csv")])
 
-Each epoch is a single ``jax.jit``-compiled function (``fnn.training.epoch``): a scan
-over the minibatches of the epoch's permutation, each step the network's
-forward pass, its hand-written backward pass and the optimizer's update. A run
-is a deterministic function of its key, and a run resumed from a checkpoint at
-any epoch ends with exactly the params of an uninterrupted one (on CPU, where
-XLA is deterministic). Epoch ``e + 1`` is launched before the statistics of
-epoch ``e`` are read, so the host's bookkeeping, the callbacks included,
-overlaps the computation.
+An epoch (``fnn.training.epoch``) is a scan over the minibatches of the
+epoch's permutation, each step the network's forward pass, its hand-written
+backward pass and the optimizer's update. ``fit`` runs a chunk of epochs in
+one ``jax.jit`` program (``fnn.training.chunk``) and reads their statistics
+back once; on a small network, where an epoch's arithmetic takes
+microseconds, launching one program per epoch would cost more than the
+epoch. The chunk rule: the call's first chunk is one epoch (it includes
+compiling), then each chunk has at most twice as many epochs as the one
+before, as many as took about ``CHUNK_SECONDS`` (0.25 s) in the last chunk,
+at most ``MAX_CHUNK``, never past the run's end or an epoch a callback needs
+the params of (``Callback.params_needed``: a checkpoint every ``k`` epochs
+ends a chunk at each; a callback that does not say reads them every epoch,
+and then one epoch is one program). So the progress bar, the callbacks and a
+time-based checkpoint follow the run a few times a second. The chunk ends on
+the device where a stopping rule fires (goal, min_grad, patience, the
+method's rule, a non-finite loss: ``chunk.Goal``, ``chunk.Patience``, ...), and
+the callbacks then see each of its epochs in order. ``chunk_epochs=k`` fixes
+the chunk's length; ``1`` is one program per epoch. A run is a deterministic
+function of its key, whatever its chunks, and a run resumed from a checkpoint
+at any epoch ends with exactly the params of an uninterrupted one (on CPU,
+where XLA is deterministic). Chunk ``c + 1`` is launched before the
+statistics of chunk ``c`` are read, so the host's bookkeeping, the callbacks
+included, overlaps the computation.
+
+Throughput (``samples_per_s``, ``tflops`` in the history, and MFU in the
+progress bar) is computed from completed work: the epochs of a chunk over the
+wall time between the read of the chunk before and the read of this one,
+never from the time one epoch's dispatch took (``fnn.scale.throughput``
+refuses a time that would put the achieved FLOP/s above the peak).
 
 After each epoch ``fit`` hands the ``Run`` to its callbacks (``fnn.callbacks``),
 which record, write, show and decide when to stop: after ``epochs`` epochs;
@@ -37,7 +58,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +84,7 @@ from fnn.training.callbacks import (
     StopAt,
     TerminateOnNaN,
 )
+from fnn.training.chunk import make_chunk
 from fnn.training.epoch import epoch_batches, epoch_indices, key_words, make_epoch, opt_init
 from fnn.training.history import History, Stop, StopKind
 
@@ -77,6 +99,21 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, params, history: History, epoch: int, checkpoint: str | None):
         super().__init__(f"interrupted after epoch {epoch}")
         self.params, self.history, self.epoch, self.checkpoint = params, history, epoch, checkpoint
+
+
+class Deferred:
+    """The params (or optimizer state) after an epoch inside a chunk, which ``fit`` did not read back
+    (``fnn.training.chunk``). A callback that needs them says so (``Callback.params_needed``); ``fit``
+    computes those a callback kept (``run.best_params``) or stopped at after the chunk, by running it
+    again to that epoch."""
+
+    __slots__ = ("epoch",)
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def __repr__(self) -> str:
+        return f"<the state after epoch {self.epoch}, inside a chunk: not read back>"
 
 
 @dataclasses.dataclass(eq=False)
@@ -101,7 +138,14 @@ class Run:
     stats: dict | None = None  # the last epoch's statistics as the compiled epoch returned them
     previous: tuple | None = None  # (params, opt_state) before the last epoch, during on_epoch_end
     best_params: Any = None  # set by EarlyStopping(restore_best=True): what fit returns
+    resolve: Callable = lambda params: params  # a Deferred state as the real one (set by fit for each chunk)
     method: Method | None = None  # the method's record: its reports and stopping rule
+
+    @property
+    def params_known(self) -> bool:
+        """Whether ``params`` and ``opt_state`` are those after this epoch, or ``Deferred`` (an epoch inside
+        a chunk that was not read back: see ``fnn.callbacks.Callback.params_needed``)."""
+        return not isinstance(self.params, Deferred) and not isinstance(self.opt_state, Deferred)
 
     @property
     def stop_reason(self) -> str:
@@ -128,18 +172,50 @@ class Run:
         self.epoch -= 1
 
 
-class _Epochs:
-    """The run's compiled epochs: the data and state placed on the devices,
-    each epoch launched and read back."""
+CHUNK_SECONDS = 0.25  # a chunk of epochs lasts about this long: progress shows a few times a second
+MAX_CHUNK = 1024  # epochs in one compiled program at most
+ORDER_BYTES = 16 * 2**20  # the example orders of one chunk, sent to the device, take at most this much
 
-    def __init__(self, run: Run, tx, batch: int, policy, mesh_devices: list, feed: str):
+
+class _Launch(NamedTuple):
+    """A chunk launched: what it started from (to run it again) and its results, still on the device."""
+
+    first: int  # epochs completed before it
+    limit: int  # epochs it runs at most
+    start: tuple  # (params, opt_state, rule states, kept)
+    out: tuple  # the program's outputs
+
+
+class _Chunk(NamedTuple):
+    """A chunk read back: each epoch's statistics (host values) and the state after its last finite one."""
+
+    launch: _Launch
+    stats: list  # one dict per epoch run
+    final: tuple  # (params, opt_state) after epoch first + committed
+    committed: int  # epochs of the chunk the final state is after
+    halted: bool  # the device ended the chunk before its limit (non-finite, or a rule fired)
+    next_start: tuple  # (params, opt_state, rule states, kept) to continue from
+    seconds: float  # wall time between the previous read and this one
+    kept_epoch: int | None  # the epoch (1-based) whose params the chunk kept, if any
+
+
+class _Epochs:
+    """The run's compiled chunks of epochs: the data and state placed on the devices, each chunk launched,
+    read back and, when a callback needs an epoch inside it, run again to that epoch."""
+
+    def __init__(self, run: Run, tx, batch: int, policy, mesh_devices: list, feed: str, chunk_epochs):
         x, y = run.train
         xv, yv = run.validation or (np.zeros((0,), x.dtype),) * 2
         self.n, self.batch, self.policy, self.feed = x.shape[0], batch, policy, feed
         self.mesh = distributed.make_mesh(mesh_devices)
         # params, optimizer state and the data replicated over the mesh;
         # each minibatch is split inside the epoch
-        self.everywhere = distributed.replicated(self.mesh)
+        # (one device: the device itself, as XLA compiles a program without a mesh faster to run)
+        self.everywhere = (
+            distributed.replicated(self.mesh)
+            if len(mesh_devices) > 1
+            else jax.sharding.SingleDeviceSharding(mesh_devices[0])
+        )
         self.seed = key_words(run.key)  # every epoch's shuffling derives from it, on the host
         self.key, self.stochastic = run.key, run.net.stochastic  # and its dropout
         run.params, run.opt_state = distributed.put_global((run.params, run.opt_state), self.everywhere)
@@ -150,67 +226,154 @@ class _Epochs:
             else (np.asarray(x), np.asarray(y))
         )
         mesh = self.mesh if len(mesh_devices) > 1 else None
-        self.fn = make_epoch(
-            run.net,
-            tx,
-            self.n,
-            batch,
-            run.validation is not None,
-            policy,
-            mesh,
-            feed,
-            run.method.flat,
-            run.method.report,
-        )
+        decided = [cb.device_rule(run) for cb in run.callbacks]
+        self.rules = tuple(d[0] for d in decided if d is not None)
+        self.keeps = any(getattr(rule, "keep", False) for rule in self.rules)
+        self.steps = -(-self.n // batch)
+        self.fixed = chunk_epochs  # epochs per chunk (None: about CHUNK_SECONDS of them)
+        self.single = feed == "host" or chunk_epochs == 1  # one epoch per program: make_epoch's
+        order_bytes = epoch_indices(self.seed, 0, self.n, batch).nbytes
+        self.capacity = 1 if self.single else _capacity(chunk_epochs or run.epochs - run.epoch, order_bytes)
+        args = (run.net, tx, self.n, batch, run.validation is not None, policy, mesh)
+        if self.single:
+            self.fn = make_epoch(*args, feed, run.method.flat, run.method.report)
+        else:
+            self.fn = make_chunk(*args, run.method.flat, run.method.report, self.capacity, self.rules)
         self.flops = run.net.step_flops(batch)
         self.peak_tflops = run.peak_tflops
         self.t_start = self.t_last = time.perf_counter()
         self.wall_before = run.history.wall_time_s[-1] if run.history.wall_time_s else 0.0
+        self.per_epoch = None  # seconds per epoch of the last chunk read (None: not known yet)
+        self.first_read = True
 
-    def launch(self, e: int, params, opt_state):
-        """Start epoch ``e``; JAX returns at once while the epoch runs (asynchronous dispatch)."""
-        order = epoch_indices(self.seed, e, self.n, self.batch)
-        data = self.data if self.feed == "device" else epoch_batches(order, *self.data, self.mesh)
-        # dropout: the epoch's key, from the run's key and e alone, so a resumed run draws the same masks
-        dropout = (
-            (distributed.put_global(jax.random.key_data(jax.random.fold_in(self.key, e)), self.everywhere),)
-            if self.stochastic
-            else ()
-        )
+    def start_state(self, run: Run) -> tuple:
+        """``(params, opt_state, rule states, kept)`` from the run as its callbacks hold it."""
+        decided = [cb.device_rule(run) for cb in run.callbacks]
+        states = tuple(d[1] for d in decided if d is not None)
+        kept = (np.int32(-1), run.params) if self.keeps else ()
+        return run.params, run.opt_state, distributed.put_global(states, self.everywhere), kept
+
+    def limit(self, run: Run, first: int, previous: int) -> int:
+        """Epochs in the chunk that begins after ``first``: about ``CHUNK_SECONDS`` of them, at most twice
+        the previous chunk's, never past an epoch a callback needs to see the params of, nor the run's end."""
+        if self.fixed is not None:
+            want = self.fixed
+        elif self.per_epoch is None:
+            want = 1
+        else:
+            want = max(1, min(2 * previous, int(CHUNK_SECONDS / self.per_epoch)))
+        needed = [cb.params_needed(first) for cb in run.callbacks]
+        return max(1, min(want, self.capacity, run.epochs - first, *(k for k in needed if k is not None)))
+
+    def launch(self, first: int, limit: int, start: tuple) -> _Launch:
+        """Start ``limit`` epochs after epoch ``first``; JAX returns at once while they run (asynchronous
+        dispatch)."""
+        params, opt_state, states, kept = start
+        put = functools.partial(distributed.put_global, sharding=self.everywhere)
         with fnn.scale.precision.matmul_context(self.policy):
-            return self.fn(
-                params, opt_state, distributed.put_global(order, self.everywhere), *data, *self.val, *dropout
-            )
+            if self.single:
+                order = epoch_indices(self.seed, first, self.n, self.batch)
+                dropout = (put(self._epoch_key(first)),) if self.stochastic else ()
+                data = epoch_batches(order, *self.data, self.mesh) if self.feed == "host" else self.data
+                out = self.fn(params, opt_state, put(order), *data, *self.val, *dropout)
+            else:
+                orders = self._orders(first, limit)
+                key = (put(jax.random.key_data(self.key)),) if self.stochastic else ()
+                scalars = put((np.int32(first), np.int32(limit)))
+                out = self.fn(
+                    params, opt_state, put(orders), *scalars, *self.data, *self.val, states, kept, *key
+                )
+        return _Launch(first, limit, start, out)
 
-    def read(self, running, epoch: int) -> tuple:
-        """``(params, opt_state, stats, record)`` of a launched epoch, waiting for its statistics."""
-        params, opt_state, stats = running
-        stats = jax.device_get(distributed.to_local(stats))
+    def _orders(self, first: int, limit: int) -> np.ndarray:
+        """The example orders of epochs ``first .. first + limit - 1``, in the chunk's slots."""
+        shape = epoch_indices(self.seed, first, self.n, self.batch).shape
+        orders = np.zeros((self.capacity, *shape), np.int32)
+        if orders.size:  # (a whole-set batch has no order)
+            for i in range(limit):
+                orders[i] = epoch_indices(self.seed, first + i, self.n, self.batch)
+        return orders
+
+    def _epoch_key(self, e: int):
+        return jax.random.key_data(jax.random.fold_in(self.key, e))
+
+    def read(self, launch: _Launch) -> _Chunk:
+        """The chunk's results, waiting for its statistics."""
+        if self.single:
+            params, opt_state, stats = launch.out
+            stats = _unstack(
+                jax.tree_util.tree_map(lambda a: a[None], jax.device_get(distributed.to_local(stats))), 1
+            )
+            final, committed, halted, kept_epoch = (params, opt_state), 1, False, None
+            next_start = (params, opt_state, *launch.start[2:])
+        else:
+            params, opt_state, stacked, ran, halted, states, kept = launch.out
+            stacked, ran, halted = jax.device_get(distributed.to_local((stacked, ran, halted)))
+            ran, halted = int(ran), bool(halted)
+            stats = _unstack(stacked, ran)
+            committed = ran - (0 if stats[-1]["finite"] else 1)
+            final, next_start = (params, opt_state), (params, opt_state, states, kept)
+            kept_epoch = int(jax.device_get(distributed.to_local(kept[0]))) + 1 if self.keeps else None
         now = time.perf_counter()
-        # since the previous epoch ended (the first: compiling included)
-        dt, self.t_last = now - self.t_last, now
-        speed = throughput.rates(self.flops, -(-self.n // self.batch), self.batch, dt, self.peak_tflops)
-        return (
-            params,
-            opt_state,
-            stats,
-            _record(epoch, stats, dt, self.wall_before + now - self.t_start, speed),
-        )
+        seconds, self.t_last = (
+            now - self.t_last,
+            now,
+        )  # since the previous read (the first: compiling included)
+        if not self.first_read:  # the call's first chunk is one epoch, its time mostly compiling
+            self.per_epoch = seconds / len(stats)
+        self.first_read = False
+        return _Chunk(launch, stats, final, committed, halted, next_start, seconds, kept_epoch)
+
+    def again(self, chunk: _Chunk, epochs: int) -> tuple:
+        """``(params, opt_state)`` after ``epochs`` epochs of ``chunk``: the same program run again from the
+        same state to that epoch (the same bits)."""
+        if epochs == chunk.committed:
+            return chunk.final
+        if epochs == 0:
+            return chunk.launch.start[:2]
+        return self.launch(chunk.launch.first, epochs, chunk.launch.start).out[:2]
+
+    def records(self, chunk: _Chunk, t_before: float) -> list[dict]:
+        """The history's rows of the chunk's epochs: each epoch the chunk's mean time and throughput."""
+        ran = len(chunk.stats)
+        dt = chunk.seconds / ran
+        speed = throughput.rates(self.flops, self.steps * ran, self.batch, chunk.seconds, self.peak_tflops)
+        wall = self.wall_before + t_before - self.t_start
+        return [
+            _record(chunk.launch.first + j + 1, stats, dt, wall + dt * (j + 1), speed)
+            for j, stats in enumerate(chunk.stats)
+        ]
+
+
+def _capacity(epochs: int, order_bytes: int) -> int:
+    """Slots of the chunk program: a power of two (few programs to compile over many fits) up to the run's
+    epochs, at most ``MAX_CHUNK``, and few enough that the chunk's example orders (``order_bytes`` an
+    epoch) fit ``ORDER_BYTES``."""
+    fits = max(1, ORDER_BYTES // max(1, order_bytes))
+    want = 1 << max(0, epochs - 1).bit_length()
+    return max(1, min(want, MAX_CHUNK, 1 << (fits.bit_length() - 1)))
+
+
+def _unstack(stacked: dict, ran: int) -> list[dict]:
+    """Per-epoch dicts of host values from the chunk's stacked statistics (the first ``ran`` slots), each
+    leaf turned into Python values at once (a chunk of a small network holds many epochs)."""
+    leaves, tree = jax.tree_util.tree_flatten(stacked)
+    columns = [np.asarray(leaf[:ran]).tolist() for leaf in leaves]
+    return [jax.tree_util.tree_unflatten(tree, row) for row in zip(*columns)]
 
 
 def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dict:
     """One epoch's row of the history: the generic columns, and the method's reports by their own names."""
     nan = float("nan")
-    value = lambda k: float(stats[k]) if k in stats else nan
     return {
         "epoch": epoch,
         "train_loss": float(stats["train_loss"]),
-        "train_accuracy": value("train_accuracy"),
-        "val_loss": value("val_loss"),
-        "val_accuracy": value("val_accuracy"),
-        "learning_rate": value("learning_rate"),
+        "train_accuracy": float(stats.get("train_accuracy", nan)),
+        "val_loss": float(stats.get("val_loss", nan)),
+        "val_accuracy": float(stats.get("val_accuracy", nan)),
+        "learning_rate": float(stats.get("learning_rate", nan)),
         **{name: float(v) for name, v in stats.get("reports", {}).items()},
-        "grad_norm": [float(g) for g in stats["grad_norm"]],
+        "grad_norm": [float(g) for g in np.ravel(stats["grad_norm"])],
         "epoch_time_s": dt,
         "wall_time_s": wall,
         "samples_per_s": speed["samples_per_s"],
@@ -231,24 +394,82 @@ def _epoch_end(run: Run, callbacks: list) -> bool:
     return stop
 
 
-def _run_epochs(run: Run, epochs: _Epochs) -> None:
-    """Run the epochs, handing each to the callbacks, until one of them stops the run or all are done.
-
-    The next epoch is launched before this one's statistics are read, so the
-    host's bookkeeping and the callbacks overlap its compute; if this epoch
-    ends the run, the next one is dropped unread. Not after the first epoch of
-    the call: the next one then starts once this one is seen to end, so the
-    epoch times after the first add up to the time the epochs took.
-    """
-    running = epochs.launch(run.epoch, run.params, run.opt_state) if run.epoch < run.epochs else None
-    while running is not None:
-        ahead = run.epoch > run.start and run.epoch + 1 < run.epochs
-        following = epochs.launch(run.epoch + 1, *running[:2]) if ahead else None
-        run.complete(*epochs.read(running, run.epoch + 1))
-        if _epoch_end(run, run.callbacks) or run.epoch >= run.epochs:
+def _replay(run: Run, epochs: _Epochs, chunk: _Chunk, t_before: float) -> bool:
+    """Hand the chunk's epochs to the callbacks, in order; whether one of them stopped the run. Then the
+    state after the epoch the run stopped at, and the params a callback kept, are computed if the chunk
+    did not return them."""
+    stopped = False
+    run.resolve = functools.partial(_resolve, epochs, chunk)
+    for j, record in enumerate(epochs.records(chunk, t_before)):
+        state = chunk.final if j + 1 == chunk.committed else (Deferred(record["epoch"]),) * 2
+        run.complete(*state, chunk.stats[j], record)
+        if _epoch_end(run, run.callbacks):
+            stopped = True
             break
-        running = following if following is not None else epochs.launch(run.epoch, run.params, run.opt_state)
+    _settle(run, epochs, chunk)
+    return stopped
+
+
+def _settle(run: Run, epochs: _Epochs, chunk: _Chunk) -> None:
+    """Replace the run's ``Deferred`` states (inside ``chunk``) with the real ones."""
+    if not run.params_known:
+        run.params, run.opt_state = epochs.again(chunk, run.epoch - chunk.launch.first)
+    run.best_params = _resolve(epochs, chunk, run.best_params)
+
+
+def _resolve(epochs: _Epochs, chunk: _Chunk, params):
+    """``params``, or, for a ``Deferred`` epoch of ``chunk``, that epoch's params: those the chunk kept,
+    or the chunk run again to it."""
+    if not isinstance(params, Deferred):
+        return params
+    if chunk.kept_epoch == params.epoch:
+        return chunk.next_start[3][1]
+    return epochs.again(chunk, params.epoch - chunk.launch.first)[0]
+
+
+def _run_epochs(run: Run, epochs: _Epochs) -> None:
+    """Run the chunks of epochs, handing each epoch to the callbacks, until one of them stops the run or
+    all are done.
+
+    The next chunk is launched before this one is read, from the state this
+    one will end with, so the host's bookkeeping and the callbacks overlap
+    the device's work; if this chunk ends the run, or ends before its limit,
+    the next one is dropped unread. Not after the call's first chunk (one
+    epoch, mostly compiling): the next then starts once it is seen to end, so
+    the epoch times after the first add up to the time the epochs took.
+    """
+    if run.epoch >= run.epochs:
+        run.stop(Stop(StopKind.COMPLETED, f"completed {run.epochs} epochs"))
+        return
+    running = epochs.launch(run.epoch, epochs.limit(run, run.epoch, 1), epochs.start_state(run))
+    t_before = epochs.t_start
+    while running is not None:
+        end = running.first + running.limit
+        ahead = running.first > run.start and end < run.epochs
+        following = (
+            epochs.launch(end, epochs.limit(run, end, running.limit), _outputs_start(running))
+            if ahead
+            else None
+        )
+        chunk = epochs.read(running)
+        stopped = _replay(run, epochs, chunk, t_before)
+        t_before = epochs.t_last
+        if stopped or run.epoch >= run.epochs:
+            break
+        if following is None or chunk.halted:  # not launched, or launched from a chunk that ended early
+            following = epochs.launch(
+                run.epoch, epochs.limit(run, run.epoch, running.limit), epochs.start_state(run)
+            )
+        running = following
     run.stop(Stop(StopKind.COMPLETED, f"completed {run.epochs} epochs"))
+
+
+def _outputs_start(launch: _Launch) -> tuple:
+    """The state a launched chunk will end with, to launch the next one from (still on the device)."""
+    if len(launch.out) == 3:  # one epoch fed from the host
+        return (*launch.out[:2], *launch.start[2:])
+    params, opt_state, _, _, _, states, kept = launch.out
+    return params, opt_state, states, kept
 
 
 def _fit_end(run: Run, callbacks: list) -> None:
@@ -352,8 +573,11 @@ def _prepare_data(net, params, train, validation):
     return tuple(out)
 
 
-def _batch(batch_size, n: int) -> int:
-    """Examples per step: ``batch_size`` (at most ``n``), or ``n`` when ``None`` (full batch)."""
+def _batch(batch_size, method: Method, n: int) -> int:
+    """Examples per step: ``batch_size`` (at most ``n``), ``n`` when ``None`` (full batch), and the method's
+    own default for ``"auto"``."""
+    if isinstance(batch_size, str) and batch_size == "auto":
+        batch_size = None if method.full_batch else method.batch_size
     check_positive_int("batch_size", batch_size, allow_none=True)
     return n if batch_size is None else min(int(batch_size), n)
 
@@ -448,7 +672,7 @@ def fit(
     *,
     optimizer: str | Method | optax.GradientTransformation = registry.DEFAULT,
     epochs: int = 100,
-    batch_size: int | None = None,
+    batch_size: int | str | None = "auto",
     key,
     validation: Any = None,
     learning_rate: float | Callable | None = None,
@@ -474,6 +698,7 @@ def fit(
     diagnostics: bool = False,
     opt_state=None,
     callbacks=(),
+    chunk_epochs: int | None = None,
 ) -> tuple[Any, History]:
     """Train ``net`` from ``params`` on ``train = (x, y)``; return ``(params, history)``.
 
@@ -493,9 +718,10 @@ def fit(
         rule ends the run.
       epochs: the total number of epochs (a resumed run counts those already done).
       batch_size: examples per step; ``None`` is the whole training set
-        (full-batch), the default of ``gd``, ``adaptive_*``, ``rprop``, ``lbfgs``
-        and ``levenberg_marquardt``; minibatch methods default to 32
-        (``kfac``: 256).
+        (full-batch); ``"auto"`` (the default) is the method's own: the whole
+        set for ``gd``, ``adaptive_*``, ``rprop``, ``lbfgs``,
+        ``levenberg_marquardt`` and the other full-batch methods, 32 for the
+        minibatch methods (``kfac``: 256).
       key: ``jax.random.key(seed)``: the shuffling of every epoch derives from it.
       validation: ``(x, y)`` evaluated after every epoch; needed for ``patience``.
       goal: stop when the epoch's train loss is ``<= goal``.
@@ -547,6 +773,16 @@ def fit(
         the state after the last epoch run (also when ``restore_best``
         returns the params of an earlier one).
 
+      chunk_epochs: how many epochs run in one compiled program
+        (``fnn.training.chunk``; Keras's ``steps_per_execution`` for epochs):
+        ``None`` (the default), as many as take about ``CHUNK_SECONDS``
+        (0.25 s: the progress bar and the callbacks follow a few times a
+        second), growing from one; ``k``, ``k`` at a time; ``1``, one epoch
+        per program, as with ``feed="host"``. Never past an epoch a callback
+        needs the params of (``Callback.params_needed``: every epoch for a
+        callback that does not say otherwise), nor the run's end. The results
+        are the same, bit for bit, whatever the chunks.
+
     The keywords ``goal``/``min_grad``, ``patience``, ``checkpoint``,
     ``progress``, ``diagnostics`` and ``callback`` are shortcuts for the
     callbacks ``StopAt``, ``EarlyStopping``, ``Checkpoint``, ``ProgressBar``,
@@ -560,7 +796,12 @@ def fit(
     after saving the checkpoint.
     """
     check_net(net)
-    for name, value in (("epochs", epochs), ("checkpoint_every", checkpoint_every), ("patience", patience)):
+    for name, value in (
+        ("epochs", epochs),
+        ("checkpoint_every", checkpoint_every),
+        ("patience", patience),
+        ("chunk_epochs", chunk_epochs),
+    ):
         check_positive_int(name, value, allow_none=name != "epochs")
     train, validation = _prepare_data(net, params, train, validation)
     if patience is not None and validation is None:
@@ -576,8 +817,7 @@ def fit(
         weight_decay=weight_decay,
         clip_norm=clip_norm,
     )
-    default_batch = None if method.full_batch else method.batch_size
-    batch = _batch(default_batch if batch_size is None else batch_size, train[0].shape[0])
+    batch = _batch(batch_size, method, train[0].shape[0])
     policy = fnn.scale.precision.get(precision)
     local, mesh_devices = _devices(devices, method, net, params, batch)
     feed = _feed(feed, train, local[0])
@@ -619,7 +859,7 @@ def fit(
             raise ValueError("resume needs the checkpoint path")
         saver.restore(run)
     run.history.expect(_reported(method, opt_state))
-    epochs_ = _Epochs(run, tx, batch, policy, mesh_devices, feed)
+    epochs_ = _Epochs(run, tx, batch, policy, mesh_devices, feed, chunk_epochs)
     for cb in run.callbacks:
         cb.on_fit_start(run)
     try:
