@@ -11,8 +11,9 @@ one ``jax.jit`` program (``fnn.training.chunk``) and reads their statistics
 back once; on a small network, where an epoch's arithmetic takes
 microseconds, launching one program per epoch would cost more than the
 epoch. The chunk rule: the call's first chunk is one epoch (it includes
-compiling), then each chunk has at most twice as many epochs as the one
-before, as many as took about ``CHUNK_SECONDS`` (0.25 s) in the last chunk,
+compiling), then each chunk has at most ``GROWTH`` (8) times as many epochs
+as the one before, as many as took about ``CHUNK_SECONDS`` (0.25 s) in the
+last chunk,
 at most ``MAX_CHUNK``, never past the run's end or an epoch a callback needs
 the params of (``Callback.params_needed``: a checkpoint every ``k`` epochs
 ends a chunk at each; a callback that does not say reads them every epoch,
@@ -174,6 +175,7 @@ class Run:
 
 CHUNK_SECONDS = 0.25  # a chunk of epochs lasts about this long: progress shows a few times a second
 MAX_CHUNK = 1024  # epochs in one compiled program at most
+GROWTH = 8  # a chunk has at most this many times the epochs of the one before
 ORDER_BYTES = 16 * 2**20  # the example orders of one chunk, sent to the device, take at most this much
 
 
@@ -244,7 +246,6 @@ class _Epochs:
         self.t_start = self.t_last = time.perf_counter()
         self.wall_before = run.history.wall_time_s[-1] if run.history.wall_time_s else 0.0
         self.per_epoch = None  # seconds per epoch of the last chunk read (None: not known yet)
-        self.first_read = True
 
     def start_state(self, run: Run) -> tuple:
         """``(params, opt_state, rule states, kept)`` from the run as its callbacks hold it."""
@@ -254,14 +255,15 @@ class _Epochs:
         return run.params, run.opt_state, distributed.put_global(states, self.everywhere), kept
 
     def limit(self, run: Run, first: int, previous: int) -> int:
-        """Epochs in the chunk that begins after ``first``: about ``CHUNK_SECONDS`` of them, at most twice
-        the previous chunk's, never past an epoch a callback needs to see the params of, nor the run's end."""
+        """Epochs in the chunk that begins after ``first``: about ``CHUNK_SECONDS`` of them, at most
+        ``GROWTH`` times the previous chunk's, never past an epoch a callback needs to see the params of, nor
+        the run's end."""
         if self.fixed is not None:
             want = self.fixed
         elif self.per_epoch is None:
             want = 1
         else:
-            want = max(1, min(2 * previous, int(CHUNK_SECONDS / self.per_epoch)))
+            want = max(1, min(GROWTH * previous, int(CHUNK_SECONDS / self.per_epoch)))
         needed = [cb.params_needed(first) for cb in run.callbacks]
         return max(1, min(want, self.capacity, run.epochs - first, *(k for k in needed if k is not None)))
 
@@ -319,9 +321,9 @@ class _Epochs:
             now - self.t_last,
             now,
         )  # since the previous read (the first: compiling included)
-        if not self.first_read:  # the call's first chunk is one epoch, its time mostly compiling
-            self.per_epoch = seconds / len(stats)
-        self.first_read = False
+        # (the call's first chunk is one epoch, its time compiling too when the program is new: an
+        # overestimate, which the next chunks correct)
+        self.per_epoch = seconds / len(stats)
         return _Chunk(launch, stats, final, committed, halted, next_start, seconds, kept_epoch)
 
     def again(self, chunk: _Chunk, epochs: int) -> tuple:
@@ -373,7 +375,7 @@ def _record(epoch: int, stats: dict, dt: float, wall: float, speed: dict) -> dic
         "val_accuracy": float(stats.get("val_accuracy", nan)),
         "learning_rate": float(stats.get("learning_rate", nan)),
         **{name: float(v) for name, v in stats.get("reports", {}).items()},
-        "grad_norm": [float(g) for g in np.ravel(stats["grad_norm"])],
+        "grad_norm": [float(g) for g in stats["grad_norm"]],
         "epoch_time_s": dt,
         "wall_time_s": wall,
         "samples_per_s": speed["samples_per_s"],
