@@ -14,6 +14,7 @@ update is zero; optax pull request #1725): the PyTorch Rprop rows do the same wo
 another path, checked here against a plain-JAX Rprop without the lag.
 """
 
+import importlib.util
 import json
 
 import jax
@@ -25,6 +26,9 @@ from helpers import load_script
 
 import fnn
 from benchmarks import small
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None  # PyTorch is a benchmark extra, not a dependency
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (pip install '.[torch]')")
 
 FULL_BATCH = ("simplechains", "curve_gd", "curve_rprop")
 
@@ -84,7 +88,9 @@ def test_full_batch_contenders_end_at_fnn_fits_params(data, name):
     fitted = small.train(wl, "fnn", data[name], 5)
     assert _moved(data[name], fitted) > 1e-3  # they trained
     assert _distance(small.train(wl, "jax", data[name], 5), fitted) < 1e-5
-    if wl.optimizer != "rprop":  # PyTorch's Rprop has no lag: test_torch_rprop_is_textbook_rprop
+    if (
+        wl.optimizer != "rprop" and HAS_TORCH
+    ):  # PyTorch's Rprop has no lag: test_torch_rprop_is_textbook_rprop
         assert _distance(small.train(wl, "torch", data[name], 5), fitted) < 1e-4
 
 
@@ -100,7 +106,8 @@ def test_digits_minibatches_and_params_match_fnn_fit(data):
     assert small.epoch_order(d["key_words"], 0, n, 64).shape == (19, 64)
     fitted = small.train(wl, "fnn", d, 1)
     assert _distance(small.train(wl, "jax", d, 1), fitted) < 1e-4
-    assert _distance(small.train(wl, "torch", d, 1), fitted) < 1e-4
+    if HAS_TORCH:
+        assert _distance(small.train(wl, "torch", d, 1), fitted) < 1e-4
 
 
 def _textbook_rprop(learning_rate, eta_minus=0.5, eta_plus=1.2, min_step=1e-6, max_step=50.0):
@@ -127,6 +134,7 @@ def _textbook_rprop(learning_rate, eta_minus=0.5, eta_plus=1.2, min_step=1e-6, m
     return optax.GradientTransformation(init, update)
 
 
+@needs_torch
 def test_torch_rprop_is_textbook_rprop(data):
     wl, d = small.WORKLOADS["curve_rprop"], data["curve_rprop"]
     x, y, tx = jnp.asarray(d["x"]), jnp.asarray(d["y"]), _textbook_rprop(wl.learning_rate)
@@ -179,7 +187,7 @@ def _check_results(results, workloads, contenders):
 
 def test_quick_run_in_process_writes_the_files(tmp_path):
     """Every workload, in this process (no fresh processes), 2 epochs, one round."""
-    contenders = ("fnn", "jax", "torch")
+    contenders = ("fnn", "jax", "torch") if HAS_TORCH else ("fnn", "jax")
     lines = []
     results = small.run(
         contenders=contenders,
@@ -210,6 +218,7 @@ def test_quick_run_in_process_writes_the_files(tmp_path):
     assert (tmp_path / "small.md").read_text() == table and (tmp_path / "small.png").exists()
 
 
+@needs_torch
 def test_fresh_processes_keep_jax_and_torch_apart(tmp_path):
     """The script's path: one fresh process per measurement, a JAX child without torch, a PyTorch one
     without jax."""
@@ -226,6 +235,7 @@ def test_fresh_processes_keep_jax_and_torch_apart(tmp_path):
 
 
 @pytest.mark.slow
+@needs_torch
 def test_torch_compile_agrees_and_runs_in_a_fresh_process(data, tmp_path):
     wl = small.WORKLOADS["curve_gd"]
     fitted = small.train(wl, "fnn", data["curve_gd"], 5)

@@ -110,7 +110,9 @@ def _check_products(net, params, x, y, rng, key=None):
     errors = floored_rel(hv, ref_hv, floor), floored_rel(gv, ref_gv, floor)
     assert errors[0] <= 1e-10, "hvp"
     assert errors[1] <= 1e-10, "gnvp"
-    assert rel(grads, grads_g) == 0 and float(loss) == float(loss_g)
+    # the gradient and loss beside each product: two programs, which XLA may sum in another order (seen:
+    # 3.8e-18 relative on a linear 1-2-1-1-1-1 net), so equal up to float64 rounding
+    assert rel(grads, grads_g) <= 1e-15 and abs(float(loss) - float(loss_g)) <= 1e-15 * (1 + abs(float(loss)))
     if (net.output, net.loss) in CONVEX_IN_LOGITS:
         assert float(_flat(v) @ _flat(gv)) >= -1e-12 * np.linalg.norm(_flat(v)) ** 2 * max(
             1.0, np.abs(_flat(gv)).max()

@@ -402,13 +402,15 @@ def _replay(run: Run, epochs: _Epochs, chunk: _Chunk, t_before: float) -> bool:
     did not return them."""
     stopped = False
     run.resolve = functools.partial(_resolve, epochs, chunk)
-    for j, record in enumerate(epochs.records(chunk, t_before)):
-        state = chunk.final if j + 1 == chunk.committed else (Deferred(record["epoch"]),) * 2
-        run.complete(*state, chunk.stats[j], record)
-        if _epoch_end(run, run.callbacks):
-            stopped = True
-            break
-    _settle(run, epochs, chunk)
+    try:
+        for j, record in enumerate(epochs.records(chunk, t_before)):
+            state = chunk.final if j + 1 == chunk.committed else (Deferred(record["epoch"]),) * 2
+            run.complete(*state, chunk.stats[j], record)
+            if _epoch_end(run, run.callbacks):
+                stopped = True
+                break
+    finally:  # also when a callback raises (Ctrl-C): what is saved and returned is the epoch's real state
+        _settle(run, epochs, chunk)
     return stopped
 
 
