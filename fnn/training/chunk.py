@@ -147,7 +147,8 @@ def make_chunk(
 
     def chunk(params, opt_state, orders, first, limit, x, y, xv, yv, states, kept, key=None):
         def epoch(p, s, i):
-            dropout = () if key is None else (jax.random.key_data(jax.random.fold_in(_key(key), first + i)),)
+            epoch_key = None if key is None else jax.random.fold_in(jax.random.wrap_key_data(key), first + i)
+            dropout = () if key is None else (jax.random.key_data(epoch_key),)
             return body(p, s, orders[i], x, y, xv, yv, *dropout)
 
         blank = jax.eval_shape(lambda: epoch(params, opt_state, 0)[2])
@@ -176,10 +177,6 @@ def make_chunk(
         return p, s, stacked, ran, ~go, states, kept
 
     return jax.jit(chunk)
-
-
-def _key(data):
-    return jax.random.wrap_key_data(data)
 
 
 def _where(c, a, b):

@@ -307,22 +307,19 @@ class _Epochs:
                 jax.tree_util.tree_map(lambda a: a[None], jax.device_get(distributed.to_local(stats))), 1
             )
             final, committed, halted, kept_epoch = (params, opt_state), 1, False, None
-            next_start = (params, opt_state, *launch.start[2:])
+            next_start = _outputs_start(launch)
         else:
-            params, opt_state, stacked, ran, halted, states, kept = launch.out
+            params, opt_state, stacked, ran, halted, _, kept = launch.out
             stacked, ran, halted = jax.device_get(distributed.to_local((stacked, ran, halted)))
             ran, halted = int(ran), bool(halted)
             stats = _unstack(stacked, ran)
             committed = ran - (0 if stats[-1]["finite"] else 1)
-            final, next_start = (params, opt_state), (params, opt_state, states, kept)
+            final, next_start = (params, opt_state), _outputs_start(launch)
             kept_epoch = int(jax.device_get(distributed.to_local(kept[0]))) + 1 if self.keeps else None
         now = time.perf_counter()
-        seconds, self.t_last = (
-            now - self.t_last,
-            now,
-        )  # since the previous read (the first: compiling included)
-        # (the call's first chunk is one epoch, its time compiling too when the program is new: an
-        # overestimate, which the next chunks correct)
+        # since the previous read; the call's first chunk is one epoch, its time compiling too when the
+        # program is new: an overestimate, which the next chunks correct
+        seconds, self.t_last = now - self.t_last, now
         self.per_epoch = seconds / len(stats)
         return _Chunk(launch, stats, final, committed, halted, next_start, seconds, kept_epoch)
 
@@ -776,7 +773,6 @@ def fit(
         its momentum, Adam's moments and step count. ``history.opt_state`` is
         the state after the last epoch run (also when ``restore_best``
         returns the params of an earlier one).
-
       chunk_epochs: how many epochs run in one compiled program
         (``fnn.training.chunk``; Keras's ``steps_per_execution`` for epochs):
         ``None`` (the default), as many as take about ``CHUNK_SECONDS``
